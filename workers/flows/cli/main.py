@@ -1,0 +1,23 @@
+"""The `flows` command: the embedded stack, database, tokens and workers."""
+
+import click
+
+from flows import __version__
+from flows.cli import db, stack, token
+from flows.cli.common import FlowsGroup
+from flows.log import configure as configure_logging
+
+
+@click.group(cls=FlowsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flows")
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default INFO).")
+def cli(log_level: str | None) -> None:
+    """Flows: meter data platform for prepayment electricity meters."""
+    configure_logging(log_level)
+
+
+cli.add_command(stack.up)
+cli.add_command(stack.down)
+cli.add_command(stack.status)
+cli.add_command(db.db)
+cli.add_command(token.token)

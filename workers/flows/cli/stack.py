@@ -1,0 +1,58 @@
+"""`flows up`, `flows down`, `flows status`: the embedded stack."""
+
+import click
+
+from flows.cli.common import emit, json_option
+from flows.stack.stack import DEMO_ESCO, Stack, open_stack
+
+
+@click.command()
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Load the demo ESCO and meters.")
+def up(demo: bool) -> None:
+    """Start the embedded stack (creating it the first time)."""
+    stack = open_stack()
+    stack.up(demo=demo, say=lambda line: click.echo(f"  {line}"))
+    config = stack.config
+    click.echo("")
+    click.echo(f"Flows is up.   data: {config.home}")
+    click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
+    click.echo(f"  Database {stack.admin_url}")
+    if demo:
+        click.echo(f"\nDemo operator token for ESCO {DEMO_ESCO} (valid 7 days):")
+        click.echo(f"  export TOKEN={stack.demo_token()}")
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_registry?select=id,serial,name"')
+    click.echo("\nStop with `flows down`; `flows status` shows what runs.")
+
+
+@click.command()
+def down() -> None:
+    """Stop the embedded stack (data is kept)."""
+    stack = Stack.current()
+    if stack is None:
+        click.echo("no embedded stack here")
+        return
+    stack.down(say=click.echo)
+    click.echo("Flows is down.")
+
+
+@click.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show what runs in the embedded stack and where its files are."""
+    stack = Stack.current()
+    if stack is None:
+        emit({"home": None}, as_json, lambda _: click.echo("no embedded stack (run `flows up`)"))
+        return
+
+    def human(report):
+        click.echo(f"home        {report['home']}")
+        for name, entry in report.items():
+            if name == "home":
+                continue
+            state = "running" if entry["running"] else "stopped"
+            where = entry.get("url", "")
+            pid = f"pid {entry['pid']}" if entry["pid"] else ""
+            click.echo(f"{name:11} {state:8} {pid:10} {where}")
+            click.echo(f"{'':11} log {entry['log']}")
+
+    emit(stack.status(), as_json, human)

@@ -1,0 +1,107 @@
+"""Where the embedded stack lives and what it was set up with.
+
+The stack's home folder holds the PostgreSQL data, sockets, logs, pid files and
+``stack.json`` (ports and generated secrets, readable only by its owner). It is
+``.flows/`` in the repository when the server user can reach it, otherwise a
+folder under /var/tmp; ``FLOWS_HOME`` chooses another. ``flows status`` says
+which.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flows.paths import ROOT
+from flows.stack.osuser import server_user_can_reach
+from flows.stack.postgres import Cluster, free_port
+
+DATABASE = "flows"
+
+
+def stack_home() -> Path:
+    if os.environ.get("FLOWS_HOME"):
+        return Path(os.environ["FLOWS_HOME"]).resolve()
+    preferred = ROOT / ".flows"
+    if server_user_can_reach(ROOT):
+        return preferred
+    digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+    return Path("/var/tmp") / f"flows-{digest}"
+
+
+@dataclass
+class StackConfig:
+    home: str
+    pg_port: int
+    api_port: int
+    admin_port: int
+    jwt_secret: str
+    authenticator_password: str
+    database: str = DATABASE
+
+    # -- folders and files -------------------------------------------------
+    @property
+    def home_dir(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home_dir / "log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home_dir / "run"
+
+    def cluster(self) -> Cluster:
+        return Cluster(
+            datadir=self.home_dir / "pgdata",
+            socket_dir=self.home_dir / "socket",
+            logfile=self.log_dir / "postgresql.log",
+            port=self.pg_port,
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def authenticator_url(self) -> str:
+        return self.cluster().tcp_url(self.database, "flows_authenticator", self.authenticator_password)
+
+    # -- persistence -------------------------------------------------------
+    @staticmethod
+    def path(home: Path | None = None) -> Path:
+        return (home or stack_home()) / "stack.json"
+
+    @classmethod
+    def load(cls, home: Path | None = None) -> "StackConfig | None":
+        path = cls.path(home)
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    @classmethod
+    def create(cls, home: Path | None = None) -> "StackConfig":
+        """Choose ports and generate secrets for a new stack, and save them."""
+        home = home or stack_home()
+        pg_port = free_port(int(os.environ.get("FLOWS_PG_PORT", "54329")))
+        api_port = free_port(int(os.environ.get("FLOWS_API_PORT", "3000")))
+        config = cls(
+            home=str(home),
+            pg_port=pg_port,
+            api_port=api_port,
+            admin_port=free_port(api_port + 1),
+            jwt_secret=secrets.token_urlsafe(48),
+            authenticator_password=secrets.token_urlsafe(24),
+        )
+        config.save()
+        return config
+
+    def save(self) -> None:
+        self.home_dir.mkdir(parents=True, exist_ok=True)
+        path = self.path(self.home_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(path)
