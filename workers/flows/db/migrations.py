@@ -86,3 +86,17 @@ def status(url: str) -> list[MigrationState]:
         cursor = backend.execute("SELECT migration_id, applied_at_utc FROM _yoyo_migration")
         applied = dict(cursor.fetchall())
     return [MigrationState(m.id, applied.get(m.id)) for m in _migrations()]
+
+
+def migrate_to(url: str, target: str) -> list[str]:
+    """Apply pending migrations up to and including ``target``."""
+    backend = _backend(url)
+    migrations = _migrations()
+    ids = [m.id for m in migrations]
+    if target not in ids:
+        raise FlowsError(f"no migration named {target}", hint=f"known: {', '.join(ids)}")
+    wanted = migrations[: ids.index(target) + 1]
+    with _locked(backend):
+        pending = backend.to_apply(wanted)
+        backend.apply_migrations(pending)
+        return [m.id for m in pending]

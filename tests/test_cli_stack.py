@@ -1,0 +1,97 @@
+"""`flows up` / `status` / `down` and `flows token`, run as a user would run them."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from flows.stack.postgres import free_port
+
+FLOWS = str(Path(sys.executable).parent / "flows")
+
+
+def run(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [FLOWS, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"flows {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def stack_env():
+    home = Path(tempfile.mkdtemp(prefix="flows-stack-", dir="/tmp"))
+    home.chmod(0o755)
+    env = {
+        "FLOWS_HOME": str(home / "home"),
+        "FLOWS_PG_PORT": str(free_port()),
+        "FLOWS_API_PORT": str(free_port()),
+        "FLOWS_DATABASE_URL": "",
+        "FLOWS_JWT_SECRET": "",
+    }
+    yield env
+    run("down", env=env, check=False)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_up_serves_the_documented_json_and_down_stops(stack_env):
+    out = run("up", env=stack_env).stdout
+    token = re.search(r"export TOKEN=(\S+)", out).group(1)
+    api = re.search(r"API\s+(http://\S+)", out).group(1)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    meters = httpx.get(f"{api}/meter_registry?select=id,serial,name", headers=headers).json()
+    assert {m["serial"] for m in meters} >= {"EML2137580001", "EML2137580002"}
+    assert all(set(m) == {"id", "serial", "name"} for m in meters)
+    rpc = httpx.post(f"{api}/rpc/get_meters_for_cli", json={"esco_filter": None, "feeder_filter": None},
+                     headers=headers)
+    assert rpc.status_code == 200 and rpc.json()[0]["esco"] == "DEMO"
+
+    status = json.loads(run("status", "--json", env=stack_env).stdout)
+    assert status["postgresql"]["running"] and status["postgrest"]["ready"]
+    assert status["home"] == stack_env["FLOWS_HOME"]
+    assert Path(status["postgresql"]["log"]).exists() and Path(status["postgrest"]["log"]).exists()
+
+    # a second `up` finds everything running and changes nothing
+    again = run("up", env=stack_env).stdout
+    assert "starting" not in again and "applied migration" not in again
+    assert run("db", "status", env=stack_env).stdout.split()[1] == "applied"
+
+    # tokens minted by `flows token` work against the stack
+    admin = run("token", "--role", "admin", env=stack_env).stdout.strip()
+    escos = httpx.get(f"{api}/escos?code=eq.DEMO", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert [e["code"] for e in escos] == ["DEMO"]
+
+    run("down", env=stack_env)
+    stopped = json.loads(run("status", "--json", env=stack_env).stdout)
+    assert not stopped["postgresql"]["running"] and not stopped["postgrest"]["running"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api}/rpc/health")
+
+
+def test_token_claims_and_validation():
+    env = {"FLOWS_JWT_SECRET": "s" * 40}
+    token = run("token", "--role", "operator", "--esco", "WLCE", "--expires", "2h", env=env).stdout.strip()
+    claims = jwt.decode(token, "s" * 40, algorithms=["HS256"])
+    assert claims["role"] == "flows_operator" and claims["esco"] == "WLCE"
+    assert 7100 < claims["exp"] - claims["iat"] <= 7200
+
+    customer = run("token", "--role", "customer", "--esco", "WLCE", "--claim", "properties=a,b", env=env)
+    assert jwt.decode(customer.stdout.strip(), "s" * 40, algorithms=["HS256"])["properties"] == ["a", "b"]
+
+    missing_esco = run("token", "--role", "operator", env=env, check=False)
+    assert missing_esco.returncode == 2 and "needs an ESCO" in missing_esco.stderr
+    bad_expiry = run("token", "--role", "admin", "--expires", "soon", env=env, check=False)
+    assert bad_expiry.returncode == 2 and "cannot read expiry" in bad_expiry.stderr
+    no_secret = run("token", "--role", "admin", env={"FLOWS_JWT_SECRET": "", "FLOWS_HOME": "/nonexistent"},
+                    check=False)
+    assert no_secret.returncode == 2 and "no JWT secret" in no_secret.stderr

@@ -1,0 +1,111 @@
+"""Migrations: yoyo, sqitch and the readable source agree; apply/rollback/apply works."""
+
+import difflib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.db import migrations
+from flows.paths import MIGRATIONS_DIR, SQITCH_DIR
+from tests.support.schema import load_source, schema_dump, sqitch
+
+
+def _name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def assert_same_schema(expected: str, actual: str, what: str) -> None:
+    if expected != actual:
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True), actual.splitlines(True), "sql/all.sql", what, n=2
+            )
+        )
+        pytest.fail(f"{what} differs from the readable source (sql/all.sql):\n{diff[:6000]}")
+
+
+@pytest.fixture
+def source_schema(pg_server, make_empty_db) -> str:
+    name = _name(make_empty_db())
+    load_source(pg_server, name)
+    return schema_dump(pg_server, name)
+
+
+def test_yoyo_migrations_equal_the_source(pg_server, source_schema, db_url):
+    # db_url is cloned from the template, which yoyo migrated
+    assert_same_schema(source_schema, schema_dump(pg_server, _name(db_url)), "yoyo migrations")
+
+
+def test_sqitch_deploy_equals_the_source_and_verifies(pg_server, source_schema, empty_db_url):
+    name = _name(empty_db_url)
+    output = sqitch(pg_server, name, "deploy", "--verify")
+    assert "ok" in output
+    assert_same_schema(source_schema, schema_dump(pg_server, name), "sqitch deploy")
+    sqitch(pg_server, name, "revert", "-y")
+    sqitch(pg_server, name, "deploy", "--verify")
+    assert_same_schema(source_schema, schema_dump(pg_server, name), "sqitch deploy after revert")
+
+
+def test_apply_rollback_apply(pg_server, empty_db_url):
+    name = _name(empty_db_url)
+    empty = schema_dump(pg_server, name)
+    applied = migrations.migrate(empty_db_url)
+    assert applied, "no migrations were applied"
+    first = schema_dump(pg_server, name)
+    rolled_back = migrations.rollback(empty_db_url, steps=0)
+    assert rolled_back == list(reversed(applied))
+    assert_same_schema(empty, schema_dump(pg_server, name), "after rolling back every migration")
+    assert migrations.migrate(empty_db_url) == applied
+    assert_same_schema(first, schema_dump(pg_server, name), "after re-applying")
+    assert all(state.applied for state in migrations.status(empty_db_url))
+
+
+def test_each_step_rolls_back_cleanly(pg_server, empty_db_url):
+    """Every migration's rollback undoes exactly that migration."""
+    name = _name(empty_db_url)
+    ids = [state.id for state in migrations.status(empty_db_url)]
+    before = schema_dump(pg_server, name)
+    for migration_id in ids:
+        migrations.migrate_to(empty_db_url, migration_id)
+        after = schema_dump(pg_server, name)
+        assert migrations.rollback(empty_db_url, steps=1) == [migration_id]
+        assert_same_schema(before, schema_dump(pg_server, name), f"rollback of {migration_id}")
+        migrations.migrate_to(empty_db_url, migration_id)
+        before = after
+
+
+def test_every_migration_has_rollback_and_sqitch_scripts():
+    ids = sorted(p.name.removesuffix(".sql") for p in MIGRATIONS_DIR.glob("*.sql") if ".rollback." not in p.name)
+    assert ids, "no migrations found"
+    assert [re.match(r"^\d{4}_[a-z0-9_]+$", i) is not None for i in ids] == [True] * len(ids)
+    plan = [
+        line.split()[0]
+        for line in (SQITCH_DIR / "sqitch.plan").read_text().splitlines()
+        if line and not line.startswith(("%", "#", "@"))
+    ]
+    assert plan == ids, "sqitch.plan must list every migration, in order"
+    for migration_id in ids:
+        assert (MIGRATIONS_DIR / f"{migration_id}.rollback.sql").exists()
+        deploy = (SQITCH_DIR / "deploy" / f"{migration_id}.sql").read_text()
+        revert = (SQITCH_DIR / "revert" / f"{migration_id}.sql").read_text()
+        verify = (SQITCH_DIR / "verify" / f"{migration_id}.sql").read_text()
+        assert f"\\ir ../../migrations/{migration_id}.sql" in deploy
+        assert f"\\ir ../../migrations/{migration_id}.rollback.sql" in revert
+        assert "ASSERT" in verify or "PERFORM" in verify, f"verify/{migration_id}.sql checks nothing"
+
+
+def test_migrate_unreachable_database_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "flows"), "db", "migrate", "--database-url", "postgresql://flows@127.0.0.1:1/flows"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot connect to the database at 127.0.0.1:1/flows")
+    assert "Traceback" not in result.stderr
