@@ -1,16 +1,49 @@
 -- The readable source of the Flows database, in load order:
 --   psql -v ON_ERROR_STOP=1 -f sql/all.sql
 -- Migrations (sql/migrations) must produce exactly this schema; a test compares
--- the two (tests/test_migrations.py). Load order: roles, data schema, identity
--- helpers, API, then the security surface.
+-- the two (tests/test_migrations.py).
+--
+-- Roles and schemas are created by the connecting (administrative) user;
+-- everything else by, and owned by, flows_owner.
 \ir rls/roles.sql
 \ir schema/schemas.sql
+SET ROLE flows_owner;
+
+-- what is stored
+\ir schema/common.sql
 \ir schema/escos.sql
+\ir schema/sites.sql
+\ir schema/network.sql
+\ir schema/tariffs.sql
 \ir schema/meters.sql
+\ir schema/circuits.sql
+\ir schema/meter_metrics.sql
+\ir schema/timeseries.sql
+\ir schema/readings.sql
+\ir schema/meter_history.sql
+\ir schema/recording.sql
+\ir schema/energy_parts.sql
+
+-- who is asking
 \ir rls/claims.sql
+
+-- what is offered
 \ir rpc/health.sql
 \ir rpc/escos.sql
-\ir rpc/meter_registry.sql
+\ir rpc/sites.sql
+\ir rpc/network.sql
+\ir rpc/circuits.sql
+\ir rpc/meters.sql
+\ir rpc/register_meter.sql
 \ir rpc/get_meters_for_cli.sql
+\ir rpc/readings.sql
+\ir rpc/meter_history.sql
+\ir rpc/record_meter_state.sql
+\ir rpc/monitoring.sql
+\ir rpc/aggregates.sql
+
+-- who may
 \ir rls/privileges.sql
 \ir rls/policies.sql
+
+RESET ROLE;

@@ -1,28 +1,155 @@
--- Every grant of the API in one place. Tables are reached only through the
--- security_invoker views in `api`, so a role needs the privilege on both, and
--- row-level security (policies.sql) decides which rows.
+-- Every grant in one place. Tables are reached through the security_invoker
+-- views in `api`, so a role needs the privilege on the view and on what it
+-- reads; row-level security (policies.sql) then decides which rows.
+--
+--   anon      api.health only
+--   customer  reads own properties, meters, readings and property figures
+--   analyst   reads everything of its ESCO (grafanareader is an analyst)
+--   operator  analyst + writes configuration and topology of its ESCO
+--   service   reads everything, writes meter state and readings (workers)
+--   admin     everything, every ESCO
+
+-- == Foundation: schemas, identity, ESCOs ==================================
 
 GRANT USAGE ON SCHEMA api
     TO flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT USAGE ON SCHEMA flows
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
--- Helpers the policies and view defaults call.
-GRANT EXECUTE ON FUNCTION flows.jwt_claims(), flows.current_esco_id()
-    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+-- Helpers that policies, views and column defaults call.
+GRANT EXECUTE ON FUNCTION
+    flows.jwt_claims(),
+    flows.current_esco_id(),
+    flows.customer_property_ids(),
+    flows.uk_day(timestamptz),
+    flows.uk_day_start(date),
+    flows.uk_month(date),
+    flows.is_iso_time(text)
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
--- Health: the one thing anonymous callers may do.
 GRANT EXECUTE ON FUNCTION api.health()
     TO flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
--- ESCOs: admins manage them; everyone else reads their own.
-GRANT SELECT ON flows.escos, api.escos TO flows_operator, flows_analyst, flows_service, flows_customer;
+-- ESCOs: admins manage them; operators may rename theirs and set its threshold.
+GRANT SELECT ON flows.escos, api.escos
+    TO flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT UPDATE (name, low_balance_threshold) ON flows.escos, api.escos TO flows_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON flows.escos, api.escos TO flows_admin;
 
--- Meters
-GRANT SELECT ON flows.meter_registry, api.meter_registry TO flows_analyst, flows_service, flows_customer;
-GRANT SELECT, INSERT, UPDATE, DELETE ON flows.meter_registry, api.meter_registry
-    TO flows_admin, flows_operator;
+
+-- == Topology and meters ===================================================
+
+GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean)
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- Configuration and topology: operators and admins write; analysts and workers read.
+GRANT SELECT ON
+    flows.sites, api.sites, api.sites_new,
+    flows.properties, api.properties,
+    flows.feeder_registry, api.feeder_registry,
+    flows.service_head_registry, api.service_head_registry,
+    flows.properties_service_head, api.properties_service_head,
+    flows.service_head_meter, api.service_head_meter,
+    flows.circuits, api.circuits,
+    flows.circuit_register, api.circuit_register,
+    flows.meter_registry, api.meter_registry,
+    flows.meter_registers, api.meter_registers
+TO flows_analyst, flows_service;
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    flows.sites, api.sites, api.sites_new,
+    flows.properties, api.properties,
+    flows.feeder_registry, api.feeder_registry,
+    flows.service_head_registry, api.service_head_registry,
+    flows.properties_service_head, api.properties_service_head,
+    flows.service_head_meter, api.service_head_meter,
+    flows.circuits, api.circuits,
+    flows.circuit_register, api.circuit_register,
+    flows.meter_registry, api.meter_registry,
+    flows.meter_registers, api.meter_registers
+TO flows_admin, flows_operator;
+-- What workers learn about a meter's make.
+GRANT UPDATE (hardware, firmware_version) ON flows.meter_registry TO flows_service;
+-- Customers: their properties and the meters behind them (rows: policies.sql).
+GRANT SELECT ON
+    flows.properties, api.properties,
+    flows.properties_service_head,
+    flows.service_head_meter,
+    flows.meter_registry, api.meter_registry,
+    flows.meter_registers, api.meter_registers
+TO flows_customer;
+
+-- The digital twin: workers (and admins) write it, everyone signed in reads it.
+GRANT SELECT ON flows.meter_shadows, api.meter_shadows, api.meter_shadows_tariffs
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT UPDATE ON flows.meter_shadows TO flows_service, flows_admin;
+
+-- Sync cadence: admins set it, others read it.
+GRANT SELECT ON flows.meter_metrics, api.meter_metrics TO flows_operator, flows_analyst, flows_service;
+GRANT SELECT, INSERT, UPDATE, DELETE ON flows.meter_metrics, api.meter_metrics TO flows_admin;
 
 GRANT EXECUTE ON FUNCTION api.get_meters_for_cli(text, text)
     TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT EXECUTE ON FUNCTION api.register_meter(text, text, inet, text, integer, uuid, text, boolean, boolean,
+                                            boolean, text, text, uuid, jsonb)
+    TO flows_admin, flows_operator;
+
+
+-- == Readings and meter history ============================================
+
+-- Recording meter data: the workers, and admins (e.g. for passive digital twins).
+GRANT EXECUTE ON FUNCTION
+    flows.record_meter_states(jsonb),
+    flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
+    flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
+    flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
+    flows.add_to_interval_rollups(uuid[], timestamptz[], numeric[], numeric[], boolean),
+    flows.check_meter_state(jsonb),
+    flows.meter_state_rows(jsonb),
+    flows.check_reading_times(timestamptz, timestamptz),
+    flows.ensure_partitions(regclass, timestamptz, timestamptz),
+    flows.maintain_partitions()
+TO flows_service, flows_admin;
+GRANT EXECUTE ON FUNCTION api.record_meter_state(uuid, timestamptz, jsonb)
+    TO flows_admin, flows_service;
+
+-- Workers (and admins) write readings and history; everyone signed in reads.
+GRANT SELECT ON
+    flows.register_import, api.register_import,
+    flows.register_export, api.register_export,
+    flows.register_interval_hh, api.register_interval_hh,
+    flows.register_interval_daily, api.register_interval_daily,
+    flows.register_interval_monthly, api.register_interval_monthly,
+    flows.meter_prepay_balance, api.meter_prepay_balance,
+    flows.meter_csq, api.meter_csq,
+    flows.meter_voltage, api.meter_voltage,
+    flows.meter_3p_voltage, api.meter_3p_voltage,
+    flows.meter_health_history, api.meter_health_history,
+    flows.meter_clock_drift, api.meter_clock_drift,
+    flows.meter_tariff_history, api.meter_tariff_history,
+    flows.meter_event_log, api.meter_event_log,
+    flows.meter_event_log_type, api.meter_event_log_type
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT INSERT ON
+    flows.register_import, flows.register_export, flows.register_interval_hh,
+    flows.meter_prepay_balance, flows.meter_csq, flows.meter_voltage, flows.meter_3p_voltage,
+    flows.meter_health_history, flows.meter_clock_drift, flows.meter_tariff_history,
+    flows.meter_event_log, flows.meter_event_log_type
+TO flows_service, flows_admin;
+GRANT UPDATE ON flows.register_interval_hh TO flows_service, flows_admin;
+GRANT INSERT, UPDATE ON flows.register_interval_daily, flows.register_interval_monthly
+    TO flows_service, flows_admin;
+
+
+-- == Monitoring and aggregates =============================================
+
+GRANT SELECT ON
+    api.meters_low_balance, api.meters_offline_all, api.meters_offline_recently, api.meters_clock_drift,
+    api.register_interval_hh_missing,
+    flows.circuit_ranges, flows.circuit_edge_half_hours, flows.circuit_daily_parts, flows.circuit_monthly_parts,
+    api.circuit_interval_hh, api.circuit_interval_daily, api.circuit_interval_monthly,
+    api.site_interval_hh, api.site_interval_daily, api.site_interval_monthly
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT SELECT ON
+    flows.property_registers,
+    api.property_interval_hh, api.property_interval_daily, api.property_interval_monthly
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;

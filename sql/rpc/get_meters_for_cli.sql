@@ -16,22 +16,24 @@ RETURNS TABLE (
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT
-        m.id,
-        m.ip_address,
-        m.serial,
-        m.name,
-        m.single_meter_app,
-        e.code,
-        NULL::integer,
-        NULL::text,
-        m.hardware,
-        NULL::text
+    SELECT m.id, m.ip_address, m.serial, m.name, m.single_meter_app, e.code, s.csq, s.health, m.hardware, f.name
     FROM flows.meter_registry AS m
     JOIN flows.escos AS e ON e.id = m.esco
+    JOIN flows.meter_shadows AS s ON s.id = m.id
+    LEFT JOIN LATERAL (
+        SELECT fr.name
+        FROM flows.service_head_meter AS shm
+        JOIN flows.service_head_registry AS sh ON sh.id = shm.service_head
+        JOIN flows.feeder_registry AS fr ON fr.id = sh.feeder
+        WHERE shm.meter = m.id
+        ORDER BY fr.name
+        LIMIT 1
+    ) AS f ON true
     WHERE m.mode = 'active'
       AND (esco_filter IS NULL OR e.code = esco_filter)
-      AND (feeder_filter IS NULL OR feeder_filter = 'null')
+      AND (feeder_filter IS NULL
+           OR (feeder_filter = 'null' AND f.name IS NULL)
+           OR f.name = feeder_filter)
     ORDER BY e.code, m.serial
 $$;
 COMMENT ON FUNCTION api.get_meters_for_cli(text, text) IS

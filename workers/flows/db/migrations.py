@@ -58,11 +58,17 @@ def migrate(url: str) -> list[str]:
     migrations = _migrations()
     with _locked(backend):
         pending = backend.to_apply(migrations)
-        try:
-            backend.apply_migrations(pending)
-        except psycopg.Error as error:
-            raise FlowsError(f"migration failed: {first_line(error)}") from None
+        _apply(backend, pending)
         return [m.id for m in pending]
+
+
+def _apply(backend, pending) -> None:
+    """Apply migrations one by one (each in its own transaction), naming the one that fails."""
+    for migration in pending:
+        try:
+            backend.apply_migrations(pending[pending.index(migration) : pending.index(migration) + 1])
+        except psycopg.Error as error:
+            raise FlowsError(f"migration {migration.id} failed: {first_line(error)}") from None
 
 
 def rollback(url: str, steps: int = 1) -> list[str]:
@@ -98,5 +104,5 @@ def migrate_to(url: str, target: str) -> list[str]:
     wanted = migrations[: ids.index(target) + 1]
     with _locked(backend):
         pending = backend.to_apply(wanted)
-        backend.apply_migrations(pending)
+        _apply(backend, pending)
         return [m.id for m in pending]

@@ -1,0 +1,26 @@
+CREATE VIEW api.register_import WITH (security_invoker = true) AS
+SELECT register_id, "timestamp", read
+FROM flows.register_import;
+COMMENT ON VIEW api.register_import IS 'Every cumulative import read (kWh) taken from a register.';
+
+CREATE VIEW api.register_export WITH (security_invoker = true) AS
+SELECT register_id, "timestamp", read
+FROM flows.register_export;
+COMMENT ON VIEW api.register_export IS 'Every cumulative export read (kWh) taken from a register.';
+
+CREATE VIEW api.register_interval_hh WITH (security_invoker = true) AS
+SELECT register_id, "timestamp", import_kwh, export_kwh, source
+FROM flows.register_interval_hh;
+COMMENT ON VIEW api.register_interval_hh IS
+    'Energy (kWh) per half hour from timestamp (UTC, :00 or :30). source: profile_log (the meter''s own log) or reads.';
+
+CREATE VIEW api.register_interval_daily WITH (security_invoker = true) AS
+SELECT register_id, day, import_kwh, export_kwh, intervals
+FROM flows.register_interval_daily;
+COMMENT ON VIEW api.register_interval_daily IS
+    'Energy (kWh) per register and UK day; intervals = half hours present (48, or 46/50 on clock-change days).';
+
+CREATE VIEW api.register_interval_monthly WITH (security_invoker = true) AS
+SELECT register_id, month, import_kwh, export_kwh, intervals
+FROM flows.register_interval_monthly;
+COMMENT ON VIEW api.register_interval_monthly IS 'Energy (kWh) per register and UK month (month = its first day).';

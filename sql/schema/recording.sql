@@ -1,0 +1,594 @@
+-- Recording what meters report. Set-based: each function takes a whole batch
+-- and writes each table with one statement. Idempotent: re-delivering the same
+-- data (same meter or register and time) changes nothing. Nothing is dropped
+-- silently: a reading for an unknown meter or register, or an implausible
+-- value, is an error naming what is wrong, and nothing of the batch is kept.
+
+-- Reading times must be plausible: not null, not before 2000, at most a day
+-- ahead of the server clock (meter clocks drift; see meters_clock_drift).
+CREATE FUNCTION flows.check_reading_times(first_time timestamptz, last_time timestamptz) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF first_time IS NULL OR last_time IS NULL THEN
+        RAISE EXCEPTION 'reading times must not be null' USING ERRCODE = 'not_null_violation';
+    END IF;
+    IF first_time < '2000-01-01 00:00+00' OR last_time > pg_catalog.now() + interval '1 day' THEN
+        RAISE EXCEPTION 'reading time % is implausible',
+            CASE WHEN first_time < '2000-01-01 00:00+00' THEN first_time ELSE last_time END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'times must lie between 2000-01-01 and a day from now; check the meter clock';
+    END IF;
+END
+$$;
+
+
+-- Adds energy to the daily and monthly rollups (UK days and months). Deltas
+-- may be negative when a half hour is corrected; intervals counts new half hours.
+CREATE FUNCTION flows.add_to_interval_rollups(
+    p_register_ids uuid[],
+    p_timestamps   timestamptz[],
+    p_import_kwh   numeric[],
+    p_export_kwh   numeric[],
+    p_new_interval boolean
+) RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
+    SELECT x.register_id, flows.uk_day(x.ts),
+           coalesce(sum(x.import_kwh), 0), coalesce(sum(x.export_kwh), 0),
+           CASE WHEN p_new_interval THEN count(*) ELSE 0 END
+    FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
+    GROUP BY x.register_id, flows.uk_day(x.ts)
+    ORDER BY x.register_id, flows.uk_day(x.ts)  -- lock rollup rows in one order: no deadlocks
+    ON CONFLICT (register_id, day) DO UPDATE
+        SET import_kwh = d.import_kwh + excluded.import_kwh,
+            export_kwh = d.export_kwh + excluded.export_kwh,
+            intervals = d.intervals + excluded.intervals;
+    INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
+    SELECT x.register_id, flows.uk_month(flows.uk_day(x.ts)),
+           coalesce(sum(x.import_kwh), 0), coalesce(sum(x.export_kwh), 0),
+           CASE WHEN p_new_interval THEN count(*) ELSE 0 END
+    FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
+    GROUP BY x.register_id, flows.uk_month(flows.uk_day(x.ts))
+    ORDER BY x.register_id, flows.uk_month(flows.uk_day(x.ts))
+    ON CONFLICT (register_id, month) DO UPDATE
+        SET import_kwh = m.import_kwh + excluded.import_kwh,
+            export_kwh = m.export_kwh + excluded.export_kwh,
+            intervals = m.intervals + excluded.intervals;
+END;
+
+
+-- Energy per half hour for many registers at once (arrays of equal length;
+-- a null kWh means "not measured"). Merging with what is stored: a new half
+-- hour is added; a stored one gains values it lacked; values derived from
+-- reads give way to the meter's profile log. Keeps the rollups exact.
+-- Returns the number of half hours added or changed.
+CREATE FUNCTION flows.record_interval_hh(
+    p_register_ids uuid[],
+    p_timestamps   timestamptz[],
+    p_import_kwh   numeric[],
+    p_export_kwh   numeric[],
+    p_source       text DEFAULT 'profile_log'
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    n integer := coalesce(pg_catalog.cardinality(p_register_ids), 0);
+    first_time timestamptz;
+    last_time timestamptz;
+    added_ids uuid[];
+    added_times timestamptz[];
+    added_import numeric[];
+    added_export numeric[];
+    changed integer := 0;
+    unknown text;
+BEGIN
+    IF p_source IS NULL OR p_source NOT IN ('reads', 'profile_log') THEN
+        RAISE EXCEPTION 'source must be reads or profile_log, got %', p_source
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(pg_catalog.cardinality(p_timestamps), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_import_kwh), 0) <> n
+       OR coalesce(pg_catalog.cardinality(p_export_kwh), 0) <> n THEN
+        RAISE EXCEPTION 'register_ids, timestamps, import_kwh and export_kwh must have the same length'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF n = 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
+    PERFORM flows.check_reading_times(first_time, last_time);
+    PERFORM flows.ensure_partitions('flows.register_interval_hh', first_time, last_time);
+
+    BEGIN
+        -- 1. Half hours not stored yet (the common case: one pass, no sorting).
+        WITH added AS (
+            INSERT INTO flows.register_interval_hh AS h (register_id, "timestamp", import_kwh, export_kwh, source)
+            SELECT b.register_id, b.ts, b.import_kwh, b.export_kwh, p_source
+            FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
+                AS b (register_id, ts, import_kwh, export_kwh)
+            ON CONFLICT (register_id, "timestamp") DO NOTHING
+            RETURNING h.register_id, h."timestamp", h.import_kwh, h.export_kwh
+        )
+        SELECT array_agg(a.register_id), array_agg(a."timestamp"), array_agg(a.import_kwh), array_agg(a.export_kwh)
+        INTO added_ids, added_times, added_import, added_export
+        FROM added AS a;
+    EXCEPTION WHEN foreign_key_violation THEN
+        SELECT string_agg(DISTINCT r::text, ', ') INTO unknown
+        FROM unnest(p_register_ids) AS r
+        WHERE NOT EXISTS (SELECT FROM flows.meter_registers AS m WHERE m.register_id = r);
+        RAISE EXCEPTION 'unknown register: %', unknown
+            USING ERRCODE = 'foreign_key_violation', HINT = 'add the meter''s registers (meter_registers) first';
+    END;
+    IF added_ids IS NOT NULL THEN
+        PERFORM flows.add_to_interval_rollups(added_ids, added_times, added_import, added_export, true);
+    END IF;
+
+    -- 2. Half hours already stored: fill what they lack, let the profile log
+    --    replace values derived from reads. Only when some rows were not new.
+    IF coalesce(pg_catalog.cardinality(added_ids), 0) < n THEN
+        WITH incoming AS (
+            SELECT DISTINCT ON (b.register_id, b.ts) b.register_id, b.ts, b.import_kwh, b.export_kwh
+            FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
+                AS b (register_id, ts, import_kwh, export_kwh)
+            ORDER BY b.register_id, b.ts
+        ),
+        decided AS (
+            SELECT i.register_id, i.ts, i.import_kwh, i.export_kwh,
+                   h.import_kwh AS old_import, h.export_kwh AS old_export,
+                   i.import_kwh IS NOT NULL AND i.import_kwh IS DISTINCT FROM h.import_kwh
+                       AND (h.import_kwh IS NULL OR (h.source = 'reads' AND p_source = 'profile_log')) AS take_import,
+                   i.export_kwh IS NOT NULL AND i.export_kwh IS DISTINCT FROM h.export_kwh
+                       AND (h.export_kwh IS NULL OR (h.source = 'reads' AND p_source = 'profile_log')) AS take_export
+            FROM incoming AS i
+            JOIN flows.register_interval_hh AS h ON h.register_id = i.register_id AND h."timestamp" = i.ts
+        ),
+        merged AS (
+            UPDATE flows.register_interval_hh AS h
+            SET import_kwh = CASE WHEN d.take_import THEN d.import_kwh ELSE h.import_kwh END,
+                export_kwh = CASE WHEN d.take_export THEN d.export_kwh ELSE h.export_kwh END,
+                source = CASE WHEN p_source = 'profile_log' THEN 'profile_log' ELSE h.source END
+            FROM decided AS d
+            WHERE h.register_id = d.register_id AND h."timestamp" = d.ts AND (d.take_import OR d.take_export)
+            RETURNING h.register_id, h."timestamp",
+                      CASE WHEN d.take_import THEN d.import_kwh - coalesce(d.old_import, 0) ELSE 0 END AS import_delta,
+                      CASE WHEN d.take_export THEN d.export_kwh - coalesce(d.old_export, 0) ELSE 0 END AS export_delta
+        )
+        SELECT count(*), array_agg(m.register_id), array_agg(m."timestamp"), array_agg(m.import_delta),
+               array_agg(m.export_delta)
+        INTO changed, added_ids, added_times, added_import, added_export
+        FROM merged AS m;
+        IF changed > 0 THEN
+            PERFORM flows.add_to_interval_rollups(added_ids, added_times, added_import, added_export, false);
+        END IF;
+    ELSE
+        added_ids := NULL;
+    END IF;
+
+    RETURN coalesce(pg_catalog.cardinality(added_ids), 0) + changed;
+END
+$$;
+COMMENT ON FUNCTION flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text) IS
+    'Records energy per half hour for many registers (arrays of equal length); idempotent; keeps rollups exact.';
+
+
+-- Cumulative register reads, for the import or export table.
+CREATE FUNCTION flows.record_register_reads(
+    p_register_ids uuid[],
+    p_timestamps   timestamptz[],
+    p_reads        numeric[],
+    p_direction    text
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    first_time timestamptz;
+    last_time timestamptz;
+    target regclass;
+    added integer;
+BEGIN
+    IF p_direction NOT IN ('import', 'export') THEN
+        RAISE EXCEPTION 'direction must be import or export, got %', p_direction
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(pg_catalog.cardinality(p_register_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    target := pg_catalog.format('flows.register_%s', p_direction)::regclass;
+    SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
+    PERFORM flows.check_reading_times(first_time, last_time);
+    PERFORM flows.ensure_partitions(target, first_time, last_time);
+    EXECUTE pg_catalog.format(
+        'WITH added AS (INSERT INTO %s (register_id, "timestamp", read) '
+        'SELECT * FROM unnest($1, $2, $3) ON CONFLICT (register_id, "timestamp") DO NOTHING RETURNING 1) '
+        'SELECT count(*) FROM added', target)
+        INTO added USING p_register_ids, p_timestamps, p_reads;
+    RETURN added;
+END
+$$;
+
+
+-- The fields of a meter state and the checks each must pass. Raises an error
+-- naming the first bad field.
+CREATE FUNCTION flows.check_meter_state(state jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    field text;
+    value jsonb;
+    kind text;
+    number numeric;
+BEGIN
+    IF pg_catalog.jsonb_typeof(state) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'a meter state must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(state -> 'meter_id', 'null') = 'null' OR coalesce(state -> 'observed_at', 'null') = 'null' THEN
+        RAISE EXCEPTION 'a meter state needs meter_id and observed_at' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR field, value IN SELECT e.key, e.value FROM pg_catalog.jsonb_each(state) AS e WHERE e.value <> 'null' LOOP
+        kind := pg_catalog.jsonb_typeof(value);
+        number := CASE WHEN kind = 'number' OR (kind = 'string' AND (value #>> '{}') ~ '^-?\d+(\.\d+)?$')
+                       THEN (value #>> '{}')::numeric END;
+        CASE
+            WHEN field = 'meter_id' THEN
+                IF kind <> 'string' OR (value #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+                    RAISE EXCEPTION 'meter state field meter_id must be a meter id (uuid), got %', value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'observed_at' THEN
+                IF kind <> 'string' OR NOT flows.is_iso_time(value #>> '{}') THEN
+                    RAISE EXCEPTION 'meter state field observed_at must be an ISO 8601 time with offset, got %', value
+                        USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. "2026-11-21T10:00:00Z"';
+                END IF;
+            WHEN field IN ('balance', 'emergency_credit') THEN
+                IF number IS NULL OR number NOT BETWEEN -21474.83648 AND 21474.83647 OR pg_catalog.scale(number) > 5 THEN
+                    RAISE EXCEPTION 'meter state field % must be an amount in GBP (at most 5 decimals), got %', field, value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'csq' THEN
+                IF number IS NULL OR NOT (number BETWEEN 0 AND 31 OR number = 99) OR pg_catalog.scale(number) > 0 THEN
+                    RAISE EXCEPTION 'meter state field csq must be 0 to 31, or 99 for unknown; got %', value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field IN ('voltage', 'voltage_l1', 'voltage_l2', 'voltage_l3') THEN
+                IF number IS NULL OR number NOT BETWEEN 0 AND 500 THEN
+                    RAISE EXCEPTION 'meter state field % must be volts between 0 and 500, got %', field, value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field IN ('import_a', 'export_a', 'import_b', 'export_b') THEN
+                IF number IS NULL OR number < 0 THEN
+                    RAISE EXCEPTION 'meter state field % must be a cumulative read in kWh (0 or more), got %', field, value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'health' THEN
+                IF value NOT IN ('"healthy"', '"unhealthy"') THEN
+                    RAISE EXCEPTION 'meter state field health must be healthy or unhealthy, got %', value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field IN ('health_details', 'backlight', 'load_switch') THEN
+                IF kind <> 'string' THEN
+                    RAISE EXCEPTION 'meter state field % must be text, got %', field, value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'clock_time_diff_seconds' THEN
+                IF number IS NULL OR pg_catalog.scale(number) > 0 OR abs(number) > 2147483647 THEN
+                    RAISE EXCEPTION 'meter state field clock_time_diff_seconds must be whole seconds, got %', value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'prepay_enabled' THEN
+                IF kind <> 'boolean' THEN
+                    RAISE EXCEPTION 'meter state field prepay_enabled must be true or false, got %', value
+                        USING ERRCODE = 'invalid_parameter_value';
+                END IF;
+            WHEN field = 'tariffs_active' THEN
+                PERFORM flows.tariff_is_valid(value, false);
+            WHEN field = 'tariffs_future' THEN
+                PERFORM flows.tariff_is_valid(value, true);
+            ELSE
+                RAISE EXCEPTION 'unknown meter state field %', field
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'fields: balance, emergency_credit, csq, voltage, voltage_l1..3, import_a, export_a, '
+                              || 'import_b, export_b, health, health_details, tariffs_active, tariffs_future, '
+                              || 'clock_time_diff_seconds, backlight, load_switch, prepay_enabled';
+        END CASE;
+    END LOOP;
+END
+$$;
+
+
+-- A batch of meter states as rows (the fields of flows.check_meter_state).
+CREATE FUNCTION flows.meter_state_rows(p_states jsonb)
+RETURNS TABLE (
+    meter_id uuid, observed_at timestamptz, balance numeric, emergency_credit numeric, csq smallint,
+    voltage numeric, voltage_l1 numeric, voltage_l2 numeric, voltage_l3 numeric,
+    import_a numeric, export_a numeric, import_b numeric, export_b numeric,
+    health text, health_details text, tariffs_active jsonb, tariffs_future jsonb,
+    clock_time_diff_seconds integer, backlight text, load_switch text, prepay_enabled boolean
+)
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT * FROM pg_catalog.jsonb_to_recordset(p_states) AS s (
+        meter_id uuid, observed_at timestamptz, balance numeric, emergency_credit numeric, csq smallint,
+        voltage numeric, voltage_l1 numeric, voltage_l2 numeric, voltage_l3 numeric,
+        import_a numeric, export_a numeric, import_b numeric, export_b numeric,
+        health text, health_details text, tariffs_active jsonb, tariffs_future jsonb,
+        clock_time_diff_seconds integer, backlight text, load_switch text, prepay_enabled boolean)
+$$;
+
+
+-- Records new state for many meters: a JSON array of objects with meter_id,
+-- observed_at and any state fields (see flows.check_meter_state). Updates the
+-- shadows (a field only moves forward in time: late data never overwrites
+-- newer state) and appends the history rows, in one transaction.
+-- Reads go to the register measuring that element at observed_at (A or
+-- SINGLE for *_a, B for *_b), swapped when the register is direction_reversed.
+-- Returns the number of history rows appended.
+CREATE FUNCTION flows.record_meter_states(p_states jsonb) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    state jsonb;
+    appended integer := 0;
+    rows integer;
+    first_time timestamptz;
+    last_time timestamptz;
+    problem text;
+    import_ids uuid[];
+    import_times timestamptz[];
+    import_reads numeric[];
+    export_ids uuid[];
+    export_times timestamptz[];
+    export_reads numeric[];
+BEGIN
+    IF pg_catalog.jsonb_typeof(p_states) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'meter states must be a JSON array of objects' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.jsonb_array_length(p_states) = 0 THEN
+        RETURN 0;
+    END IF;
+    FOR state IN SELECT pg_catalog.jsonb_array_elements(p_states) LOOP
+        PERFORM flows.check_meter_state(state);
+    END LOOP;
+
+    SELECT min(b.observed_at), max(b.observed_at) INTO first_time, last_time FROM flows.meter_state_rows(p_states) AS b;
+    PERFORM flows.check_reading_times(first_time, last_time);
+    SELECT string_agg(DISTINCT b.meter_id::text, ', ') INTO problem
+    FROM flows.meter_state_rows(p_states) AS b
+    WHERE NOT EXISTS (SELECT FROM flows.meter_shadows AS sh WHERE sh.id = b.meter_id);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown meter: %', problem USING ERRCODE = 'foreign_key_violation';
+    END IF;
+
+    -- Reads -> registers. Every read must land on a register.
+    SELECT array_agg(r.register_id) FILTER (WHERE r.to_export IS FALSE),
+           array_agg(b.observed_at) FILTER (WHERE r.to_export IS FALSE),
+           array_agg(v.value) FILTER (WHERE r.to_export IS FALSE),
+           array_agg(r.register_id) FILTER (WHERE r.to_export),
+           array_agg(b.observed_at) FILTER (WHERE r.to_export),
+           array_agg(v.value) FILTER (WHERE r.to_export),
+           string_agg(DISTINCT pg_catalog.format('meter %s element %s at %s', b.meter_id, v.element, b.observed_at),
+                      '; ') FILTER (WHERE r.register_id IS NULL)
+    INTO import_ids, import_times, import_reads, export_ids, export_times, export_reads, problem
+    FROM flows.meter_state_rows(p_states) AS b
+    CROSS JOIN LATERAL (VALUES (false, 'A', b.import_a), (true, 'A', b.export_a),
+                               (false, 'B', b.import_b), (true, 'B', b.export_b))
+        AS v (is_export, element, value)
+    LEFT JOIN LATERAL (
+        SELECT m.register_id, m.direction_reversed <> v.is_export AS to_export
+        FROM flows.meter_registers AS m
+        WHERE m.meter_id = b.meter_id
+          AND (m.element = v.element OR (v.element = 'A' AND m.element = 'SINGLE'))
+          AND m.start_time <= b.observed_at AND (m.end_time IS NULL OR b.observed_at < m.end_time)
+    ) AS r ON true
+    WHERE v.value IS NOT NULL;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'read for a register that does not exist: %', problem
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'add the meter''s registers (meter_registers) for the elements it reports';
+    END IF;
+    appended := flows.record_register_reads(import_ids, import_times, import_reads, 'import')
+              + flows.record_register_reads(export_ids, export_times, export_reads, 'export');
+
+    PERFORM flows.ensure_partitions(t, first_time, last_time)
+    FROM unnest(ARRAY['flows.meter_prepay_balance', 'flows.meter_csq', 'flows.meter_voltage',
+                      'flows.meter_3p_voltage', 'flows.meter_health_history', 'flows.meter_clock_drift']::regclass[]) AS t;
+
+    -- History, one statement per table for the whole batch.
+    INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance, emergency_credit)
+    SELECT b.meter_id, b.observed_at, b.balance, b.emergency_credit
+    FROM flows.meter_state_rows(p_states) AS b WHERE b.balance IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    INSERT INTO flows.meter_csq (meter_id, "timestamp", csq)
+    SELECT b.meter_id, b.observed_at, b.csq FROM flows.meter_state_rows(p_states) AS b WHERE b.csq IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    INSERT INTO flows.meter_voltage (meter_id, "timestamp", voltage)
+    SELECT b.meter_id, b.observed_at, b.voltage FROM flows.meter_state_rows(p_states) AS b WHERE b.voltage IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    INSERT INTO flows.meter_3p_voltage (meter_id, "timestamp", l1, l2, l3)
+    SELECT b.meter_id, b.observed_at, b.voltage_l1, b.voltage_l2, b.voltage_l3
+    FROM flows.meter_state_rows(p_states) AS b
+    WHERE coalesce(b.voltage_l1, b.voltage_l2, b.voltage_l3) IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    INSERT INTO flows.meter_health_history (meter_id, "timestamp", health, reason)
+    SELECT b.meter_id, b.observed_at, b.health, b.health_details
+    FROM flows.meter_state_rows(p_states) AS b WHERE b.health IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    INSERT INTO flows.meter_clock_drift (meter_id, "timestamp", seconds)
+    SELECT b.meter_id, b.observed_at, b.clock_time_diff_seconds
+    FROM flows.meter_state_rows(p_states) AS b WHERE b.clock_time_diff_seconds IS NOT NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    -- Tariffs: a history row only when the tariff differs from the one before it.
+    INSERT INTO flows.meter_tariff_history (meter_id, "timestamp", kind, tariff)
+    SELECT b.meter_id, b.observed_at, t.kind, t.tariff
+    FROM flows.meter_state_rows(p_states) AS b
+    CROSS JOIN LATERAL (VALUES ('active', b.tariffs_active), ('future', b.tariffs_future)) AS t (kind, tariff)
+    WHERE t.tariff IS NOT NULL
+      AND t.tariff IS DISTINCT FROM (
+          SELECT h.tariff FROM flows.meter_tariff_history AS h
+          WHERE h.meter_id = b.meter_id AND h.kind = t.kind AND h."timestamp" < b.observed_at
+          ORDER BY h."timestamp" DESC LIMIT 1)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS rows = ROW_COUNT; appended := appended + rows;
+
+    -- Shadows: per meter and group of fields, the latest observation, applied
+    -- only if it is not older than what the shadow already holds.
+    UPDATE flows.meter_shadows AS sh
+    SET balance = CASE WHEN l.balance_at >= coalesce(sh.balance_updated_at, '-infinity') THEN l.balance ELSE sh.balance END,
+        emergency_credit = CASE WHEN l.balance_at >= coalesce(sh.balance_updated_at, '-infinity')
+                                THEN l.emergency_credit ELSE sh.emergency_credit END,
+        balance_updated_at = greatest(sh.balance_updated_at, l.balance_at),
+
+        csq = CASE WHEN l.csq_at >= coalesce(sh.csq_updated_at, '-infinity') THEN l.csq ELSE sh.csq END,
+        csq_updated_at = greatest(sh.csq_updated_at, l.csq_at),
+
+        voltage = CASE WHEN l.voltage_at >= coalesce(sh.voltage_updated_at, '-infinity') THEN l.voltage ELSE sh.voltage END,
+        voltage_l1 = CASE WHEN l.voltage_at >= coalesce(sh.voltage_updated_at, '-infinity') THEN l.voltage_l1 ELSE sh.voltage_l1 END,
+        voltage_l2 = CASE WHEN l.voltage_at >= coalesce(sh.voltage_updated_at, '-infinity') THEN l.voltage_l2 ELSE sh.voltage_l2 END,
+        voltage_l3 = CASE WHEN l.voltage_at >= coalesce(sh.voltage_updated_at, '-infinity') THEN l.voltage_l3 ELSE sh.voltage_l3 END,
+        voltage_updated_at = greatest(sh.voltage_updated_at, l.voltage_at),
+
+        import_a = CASE WHEN l.reads_at >= coalesce(sh.reads_updated_at, '-infinity') THEN coalesce(l.import_a, sh.import_a) ELSE sh.import_a END,
+        export_a = CASE WHEN l.reads_at >= coalesce(sh.reads_updated_at, '-infinity') THEN coalesce(l.export_a, sh.export_a) ELSE sh.export_a END,
+        import_b = CASE WHEN l.reads_at >= coalesce(sh.reads_updated_at, '-infinity') THEN coalesce(l.import_b, sh.import_b) ELSE sh.import_b END,
+        export_b = CASE WHEN l.reads_at >= coalesce(sh.reads_updated_at, '-infinity') THEN coalesce(l.export_b, sh.export_b) ELSE sh.export_b END,
+        reads_updated_at = greatest(sh.reads_updated_at, l.reads_at),
+
+        health = CASE WHEN l.health_at >= coalesce(sh.health_updated_at, '-infinity') THEN l.health ELSE sh.health END,
+        health_details = CASE WHEN l.health_at >= coalesce(sh.health_updated_at, '-infinity')
+                              THEN l.health_details ELSE sh.health_details END,
+        health_updated_at = greatest(sh.health_updated_at, l.health_at),
+        last_healthy_at = greatest(sh.last_healthy_at, l.healthy_at),
+
+        tariffs_active = CASE WHEN l.tariffs_at >= coalesce(sh.tariffs_updated_at, '-infinity')
+                              THEN coalesce(l.tariffs_active, sh.tariffs_active) ELSE sh.tariffs_active END,
+        tariffs_future = CASE WHEN l.tariffs_at >= coalesce(sh.tariffs_updated_at, '-infinity')
+                              THEN coalesce(l.tariffs_future, sh.tariffs_future) ELSE sh.tariffs_future END,
+        tariffs_updated_at = greatest(sh.tariffs_updated_at, l.tariffs_at),
+
+        clock_time_diff_seconds = CASE WHEN l.clock_at >= coalesce(sh.clock_checked_at, '-infinity')
+                                       THEN l.clock_time_diff_seconds ELSE sh.clock_time_diff_seconds END,
+        clock_checked_at = greatest(sh.clock_checked_at, l.clock_at),
+
+        backlight = CASE WHEN l.settings_at >= coalesce(sh.settings_updated_at, '-infinity')
+                         THEN coalesce(l.backlight, sh.backlight) ELSE sh.backlight END,
+        load_switch = CASE WHEN l.settings_at >= coalesce(sh.settings_updated_at, '-infinity')
+                           THEN coalesce(l.load_switch, sh.load_switch) ELSE sh.load_switch END,
+        prepay_enabled = CASE WHEN l.settings_at >= coalesce(sh.settings_updated_at, '-infinity')
+                              THEN coalesce(l.prepay_enabled, sh.prepay_enabled) ELSE sh.prepay_enabled END,
+        settings_updated_at = greatest(sh.settings_updated_at, l.settings_at)
+    FROM (
+        SELECT meter_id,
+               max(observed_at) FILTER (WHERE balance IS NOT NULL) AS balance_at,
+               (array_agg(balance ORDER BY observed_at DESC) FILTER (WHERE balance IS NOT NULL))[1] AS balance,
+               (array_agg(emergency_credit ORDER BY observed_at DESC) FILTER (WHERE balance IS NOT NULL))[1]
+                   AS emergency_credit,
+               max(observed_at) FILTER (WHERE csq IS NOT NULL) AS csq_at,
+               (array_agg(csq ORDER BY observed_at DESC) FILTER (WHERE csq IS NOT NULL))[1] AS csq,
+               max(observed_at) FILTER (WHERE coalesce(voltage, voltage_l1, voltage_l2, voltage_l3) IS NOT NULL)
+                   AS voltage_at,
+               (array_agg(voltage ORDER BY observed_at DESC)
+                   FILTER (WHERE coalesce(voltage, voltage_l1, voltage_l2, voltage_l3) IS NOT NULL))[1] AS voltage,
+               (array_agg(voltage_l1 ORDER BY observed_at DESC)
+                   FILTER (WHERE coalesce(voltage, voltage_l1, voltage_l2, voltage_l3) IS NOT NULL))[1] AS voltage_l1,
+               (array_agg(voltage_l2 ORDER BY observed_at DESC)
+                   FILTER (WHERE coalesce(voltage, voltage_l1, voltage_l2, voltage_l3) IS NOT NULL))[1] AS voltage_l2,
+               (array_agg(voltage_l3 ORDER BY observed_at DESC)
+                   FILTER (WHERE coalesce(voltage, voltage_l1, voltage_l2, voltage_l3) IS NOT NULL))[1] AS voltage_l3,
+               max(observed_at) FILTER (WHERE coalesce(import_a, export_a, import_b, export_b) IS NOT NULL) AS reads_at,
+               (array_agg(import_a ORDER BY observed_at DESC) FILTER (WHERE import_a IS NOT NULL))[1] AS import_a,
+               (array_agg(export_a ORDER BY observed_at DESC) FILTER (WHERE export_a IS NOT NULL))[1] AS export_a,
+               (array_agg(import_b ORDER BY observed_at DESC) FILTER (WHERE import_b IS NOT NULL))[1] AS import_b,
+               (array_agg(export_b ORDER BY observed_at DESC) FILTER (WHERE export_b IS NOT NULL))[1] AS export_b,
+               max(observed_at) FILTER (WHERE health IS NOT NULL) AS health_at,
+               (array_agg(health ORDER BY observed_at DESC) FILTER (WHERE health IS NOT NULL))[1] AS health,
+               (array_agg(health_details ORDER BY observed_at DESC) FILTER (WHERE health IS NOT NULL))[1]
+                   AS health_details,
+               max(observed_at) FILTER (WHERE health = 'healthy') AS healthy_at,
+               max(observed_at) FILTER (WHERE coalesce(tariffs_active, tariffs_future) IS NOT NULL) AS tariffs_at,
+               (array_agg(tariffs_active ORDER BY observed_at DESC) FILTER (WHERE tariffs_active IS NOT NULL))[1]
+                   AS tariffs_active,
+               (array_agg(tariffs_future ORDER BY observed_at DESC) FILTER (WHERE tariffs_future IS NOT NULL))[1]
+                   AS tariffs_future,
+               max(observed_at) FILTER (WHERE clock_time_diff_seconds IS NOT NULL) AS clock_at,
+               (array_agg(clock_time_diff_seconds ORDER BY observed_at DESC)
+                   FILTER (WHERE clock_time_diff_seconds IS NOT NULL))[1] AS clock_time_diff_seconds,
+               max(observed_at) FILTER (WHERE coalesce(backlight, load_switch, prepay_enabled::text) IS NOT NULL)
+                   AS settings_at,
+               (array_agg(backlight ORDER BY observed_at DESC) FILTER (WHERE backlight IS NOT NULL))[1] AS backlight,
+               (array_agg(load_switch ORDER BY observed_at DESC) FILTER (WHERE load_switch IS NOT NULL))[1]
+                   AS load_switch,
+               (array_agg(prepay_enabled ORDER BY observed_at DESC) FILTER (WHERE prepay_enabled IS NOT NULL))[1]
+                   AS prepay_enabled
+        FROM flows.meter_state_rows(p_states)
+        GROUP BY meter_id
+    ) AS l
+    WHERE sh.id = l.meter_id;
+
+    RETURN appended;
+END
+$$;
+COMMENT ON FUNCTION flows.record_meter_states(jsonb) IS
+    'Records the observed state of many meters: updates meter_shadows and appends history, in one transaction.';
+
+
+-- Entries of a meter's event log (arrays of equal length). Event ids no one
+-- has named yet are added to meter_event_log_type as unknown_<id>, so no event
+-- is ever dropped. Returns the number of new events.
+CREATE FUNCTION flows.record_meter_events(
+    p_meter_id    uuid,
+    p_timestamps  timestamptz[],
+    p_event_types integer[],
+    p_event_sets  integer[]
+) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    first_time timestamptz;
+    last_time timestamptz;
+    added integer;
+BEGIN
+    IF coalesce(pg_catalog.cardinality(p_timestamps), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    IF pg_catalog.cardinality(p_event_types) <> pg_catalog.cardinality(p_timestamps)
+       OR pg_catalog.cardinality(p_event_sets) <> pg_catalog.cardinality(p_timestamps) THEN
+        RAISE EXCEPTION 'timestamps, event_types and event_sets must have the same length'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM flows.meter_registry AS m WHERE m.id = p_meter_id) THEN
+        RAISE EXCEPTION 'unknown meter: %', p_meter_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
+    PERFORM flows.check_reading_times(first_time, last_time);
+    PERFORM flows.ensure_partitions('flows.meter_event_log', first_time, last_time);
+    INSERT INTO flows.meter_event_log_type (id, name)
+    SELECT DISTINCT t, 'unknown_' || t FROM unnest(p_event_types) AS t
+    ON CONFLICT (id) DO NOTHING;
+    INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
+    SELECT p_meter_id, e.ts, e.event_type, e.event_set
+    FROM unnest(p_timestamps, p_event_types, p_event_sets) AS e (ts, event_type, event_set)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
+    RETURN added;
+END
+$$;
