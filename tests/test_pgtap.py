@@ -14,6 +14,7 @@ PGTAP_DIR = Path(__file__).parent / "pgtap"
 def test_pgtap(script, pg_server, db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
     result = subprocess.run(
         ["pg_prove", "--verbose", "--failures", *pg_server.libpq_args(), "--dbname", db_url.rsplit("/", 1)[1],
          str(script)],

@@ -80,11 +80,12 @@ DECLARE
     n integer := coalesce(pg_catalog.cardinality(p_register_ids), 0);
     first_time timestamptz;
     last_time timestamptz;
-    added_ids uuid[];
-    added_times timestamptz[];
-    added_import numeric[];
-    added_export numeric[];
+    added integer;
     changed integer := 0;
+    row_ids uuid[];
+    row_times timestamptz[];
+    row_import numeric[];
+    row_export numeric[];
     unknown text;
 BEGIN
     IF p_source IS NULL OR p_source NOT IN ('reads', 'profile_log') THEN
@@ -114,8 +115,9 @@ BEGIN
             ON CONFLICT (register_id, "timestamp") DO NOTHING
             RETURNING h.register_id, h."timestamp", h.import_kwh, h.export_kwh
         )
-        SELECT array_agg(a.register_id), array_agg(a."timestamp"), array_agg(a.import_kwh), array_agg(a.export_kwh)
-        INTO added_ids, added_times, added_import, added_export
+        SELECT count(*), array_agg(a.register_id), array_agg(a."timestamp"), array_agg(a.import_kwh),
+               array_agg(a.export_kwh)
+        INTO added, row_ids, row_times, row_import, row_export
         FROM added AS a;
     EXCEPTION WHEN foreign_key_violation THEN
         SELECT string_agg(DISTINCT r::text, ', ') INTO unknown
@@ -124,13 +126,13 @@ BEGIN
         RAISE EXCEPTION 'unknown register: %', unknown
             USING ERRCODE = 'foreign_key_violation', HINT = 'add the meter''s registers (meter_registers) first';
     END;
-    IF added_ids IS NOT NULL THEN
-        PERFORM flows.add_to_interval_rollups(added_ids, added_times, added_import, added_export, true);
+    IF added > 0 THEN
+        PERFORM flows.add_to_interval_rollups(row_ids, row_times, row_import, row_export, true);
     END IF;
 
     -- 2. Half hours already stored: fill what they lack, let the profile log
     --    replace values derived from reads. Only when some rows were not new.
-    IF coalesce(pg_catalog.cardinality(added_ids), 0) < n THEN
+    IF added < n THEN
         WITH incoming AS (
             SELECT DISTINCT ON (b.register_id, b.ts) b.register_id, b.ts, b.import_kwh, b.export_kwh
             FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
@@ -160,16 +162,14 @@ BEGIN
         )
         SELECT count(*), array_agg(m.register_id), array_agg(m."timestamp"), array_agg(m.import_delta),
                array_agg(m.export_delta)
-        INTO changed, added_ids, added_times, added_import, added_export
+        INTO changed, row_ids, row_times, row_import, row_export
         FROM merged AS m;
         IF changed > 0 THEN
-            PERFORM flows.add_to_interval_rollups(added_ids, added_times, added_import, added_export, false);
+            PERFORM flows.add_to_interval_rollups(row_ids, row_times, row_import, row_export, false);
         END IF;
-    ELSE
-        added_ids := NULL;
     END IF;
 
-    RETURN coalesce(pg_catalog.cardinality(added_ids), 0) + changed;
+    RETURN added + changed;
 END
 $$;
 COMMENT ON FUNCTION flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text) IS
