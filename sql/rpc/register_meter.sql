@@ -1,6 +1,6 @@
 -- Registers a meter and its registers in one call. Registers default from the
 -- hardware: C1.w (twin element) gets A and B, everything else one SINGLE.
--- Returns the meter; embed its registers with ?select=*,meter_registers(*).
+-- Returns the meter (api.meter_registry columns) with its meter_registers.
 CREATE FUNCTION api.register_meter(
     serial                              text,
     name                                text DEFAULT NULL,
@@ -16,7 +16,7 @@ CREATE FUNCTION api.register_meter(
     installation_status                 text DEFAULT NULL,
     esco                                uuid DEFAULT NULL,
     registers                           jsonb DEFAULT NULL
-) RETURNS SETOF api.meter_registry
+) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -57,8 +57,12 @@ BEGIN
                 coalesce((register ->> 'start_time')::timestamptz, meter.created_at), register ->> 'notes');
     END LOOP;
 
-    RETURN QUERY SELECT * FROM api.meter_registry AS v WHERE v.id = meter.id;
+    RETURN (SELECT pg_catalog.to_jsonb(v) FROM api.meter_registry AS v WHERE v.id = meter.id)
+        || pg_catalog.jsonb_build_object('meter_registers', (
+               SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.element)
+               FROM api.meter_registers AS r WHERE r.meter_id = meter.id));
 END
 $$;
 COMMENT ON FUNCTION api.register_meter IS
-    'Registers a meter with its registers (default: A and B for C1.w hardware, else SINGLE). Returns the meter.';
+    'Registers a meter with its registers (default: A and B for C1.w hardware, else SINGLE). '
+    'Returns the meter with its meter_registers.';

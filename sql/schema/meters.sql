@@ -84,7 +84,7 @@ BEGIN
           AND r.status = 'enabled'
           AND r.register_id <> NEW.register_id
           AND (r.element = 'SINGLE') <> (NEW.element = 'SINGLE')
-    ) AND NEW.status = 'enabled' THEN
+    ) AND NEW.status = 'enabled' AND NEW.element IN ('A', 'B', 'SINGLE') THEN  -- other elements: the CHECK says so
         RAISE EXCEPTION 'element % cannot be enabled beside element % on the same meter',
             NEW.element, CASE NEW.element WHEN 'SINGLE' THEN 'A/B' ELSE 'SINGLE' END
             USING ERRCODE = 'check_violation',

@@ -4,13 +4,14 @@ BEGIN;
 SELECT plan(24);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-000000000001', 'TAPREC', 'Recording');
-SELECT id AS meter_id FROM api.register_meter(
+SELECT api.register_meter(
     serial => 'EML1000000001', hardware => 'C1.w', esco => '00000000-0000-4000-8000-000000000001',
     registers => '[{"element": "A", "start_time": "2026-01-01T00:00:00Z"},
-                   {"element": "B", "start_time": "2026-01-01T00:00:00Z", "direction_reversed": true}]') \gset
-SELECT id AS single_id FROM api.register_meter(
+                   {"element": "B", "start_time": "2026-01-01T00:00:00Z", "direction_reversed": true}]') ->> 'id'
+    AS meter_id \gset
+SELECT api.register_meter(
     serial => 'EML1000000002', hardware => 'B1.w', esco => '00000000-0000-4000-8000-000000000001',
-    registers => '[{"element": "SINGLE", "start_time": "2026-01-01T00:00:00Z"}]') \gset
+    registers => '[{"element": "SINGLE", "start_time": "2026-01-01T00:00:00Z"}]') ->> 'id' AS single_id \gset
 SELECT register_id AS reg_a FROM flows.meter_registers WHERE meter_id = :'meter_id' AND element = 'A' \gset
 SELECT register_id AS reg_b FROM flows.meter_registers WHERE meter_id = :'meter_id' AND element = 'B' \gset
 

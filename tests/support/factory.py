@@ -83,8 +83,8 @@ def build_esco(conn: psycopg.Connection, code: str | None = None) -> EscoData:
     for hardware, prefix, head in (("C1.w", "EML", 0), ("B1.w", "EML", 1), ("P1.ax", "EMP1AX", 0)):
         elements = ["A", "B"] if hardware == "C1.w" else ["SINGLE"]
         registers = json.dumps([{"element": e, "start_time": since.isoformat()} for e in elements])
-        meter = _one(conn, "SELECT id FROM api.register_meter(serial => %s, name => %s, hardware => %s, esco => %s,"
-                           " site => %s, registers => %s::jsonb)",
+        meter = _one(conn, "SELECT api.register_meter(serial => %s, name => %s, hardware => %s, esco => %s,"
+                           " site => %s, registers => %s::jsonb) ->> 'id'",
                      (new_serial(prefix), f"{hardware} meter", hardware, data.esco, data.site, registers))
         data.meters.append(meter)
         data.registers[meter] = [str(r[0]) for r in conn.execute(
