@@ -120,9 +120,14 @@ COMMENT ON PROCEDURE flows.create_timeseries(text, text, text) IS
 -- Register readings: every cumulative read taken from a meter, and energy per
 -- half hour. All times UTC. Late, out-of-order and duplicate data is normal;
 -- the primary keys make re-delivery idempotent.
+--
+-- These tables take the bulk of the data, so they carry no per-row foreign
+-- key (its check is ~60% of the cost of an insert). The recording functions
+-- (recording.sql), the only way to write them, check registers once per
+-- batch; flows.guard_register_delete keeps readings from losing their register.
 
 CALL flows.create_timeseries('register_import', $columns$
-    register_id uuid           NOT NULL REFERENCES flows.meter_registers (register_id),
+    register_id uuid           NOT NULL,
     "timestamp" timestamptz    NOT NULL,
     read        numeric(14, 3) NOT NULL,
     PRIMARY KEY (register_id, "timestamp"),
@@ -131,7 +136,7 @@ $columns$);
 COMMENT ON TABLE flows.register_import IS 'Cumulative import reads (kWh) of a register, as read from the meter.';
 
 CALL flows.create_timeseries('register_export', $columns$
-    register_id uuid           NOT NULL REFERENCES flows.meter_registers (register_id),
+    register_id uuid           NOT NULL,
     "timestamp" timestamptz    NOT NULL,
     read        numeric(14, 3) NOT NULL,
     PRIMARY KEY (register_id, "timestamp"),
@@ -142,13 +147,13 @@ COMMENT ON TABLE flows.register_export IS 'Cumulative export reads (kWh) of a re
 -- Energy per half hour. source: 'profile_log' (the meter's own half-hourly
 -- log, authoritative) or 'reads' (derived from consecutive cumulative reads).
 CALL flows.create_timeseries('register_interval_hh', $columns$
-    register_id uuid           NOT NULL REFERENCES flows.meter_registers (register_id),
+    register_id uuid           NOT NULL,
     "timestamp" timestamptz    NOT NULL,
     import_kwh  numeric(12, 3),
     export_kwh  numeric(12, 3),
     source      text           NOT NULL,
     PRIMARY KEY (register_id, "timestamp"),
-    CONSTRAINT register_interval_hh_half_hour_aligned CHECK (extract(epoch FROM "timestamp") % 1800 = 0),
+    CONSTRAINT register_interval_hh_half_hour_aligned CHECK (date_bin('30 minutes', "timestamp", 'epoch') = "timestamp"),
     CONSTRAINT register_interval_hh_has_energy CHECK (import_kwh IS NOT NULL OR export_kwh IS NOT NULL),
     CONSTRAINT register_interval_hh_kwh_range
         CHECK (import_kwh BETWEEN 0 AND 1000 AND export_kwh BETWEEN 0 AND 1000),
@@ -158,9 +163,10 @@ COMMENT ON TABLE flows.register_interval_hh IS
     'Energy (kWh) per half hour starting at timestamp (:00 or :30 UTC), import and export apart.';
 
 -- Rollups per UK day and month, kept exact by flows.record_interval_hh in the
--- same transaction as the half hours they sum. intervals = half hours present.
+-- same transaction as the half hours they sum (and, like them, written only
+-- by it). intervals = half hours present.
 CREATE TABLE flows.register_interval_daily (
-    register_id uuid           NOT NULL REFERENCES flows.meter_registers (register_id),
+    register_id uuid           NOT NULL,
     day         date           NOT NULL,
     import_kwh  numeric(14, 3) NOT NULL DEFAULT 0,
     export_kwh  numeric(14, 3) NOT NULL DEFAULT 0,
@@ -171,7 +177,7 @@ CREATE TABLE flows.register_interval_daily (
 COMMENT ON TABLE flows.register_interval_daily IS 'Half-hourly energy summed per register and UK day.';
 
 CREATE TABLE flows.register_interval_monthly (
-    register_id uuid           NOT NULL REFERENCES flows.meter_registers (register_id),
+    register_id uuid           NOT NULL,
     month       date           NOT NULL,
     import_kwh  numeric(16, 3) NOT NULL DEFAULT 0,
     export_kwh  numeric(16, 3) NOT NULL DEFAULT 0,
@@ -181,6 +187,27 @@ CREATE TABLE flows.register_interval_monthly (
     CONSTRAINT register_interval_monthly_intervals_range CHECK (intervals BETWEEN 0 AND 1550)
 );
 COMMENT ON TABLE flows.register_interval_monthly IS 'Half-hourly energy summed per register and UK month.';
+
+-- Readings never lose their register: a register with readings is marked
+-- replaced (with an end_time), not deleted.
+CREATE FUNCTION flows.guard_register_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM flows.register_interval_hh AS h WHERE h.register_id = OLD.register_id)
+       OR EXISTS (SELECT FROM flows.register_import AS i WHERE i.register_id = OLD.register_id)
+       OR EXISTS (SELECT FROM flows.register_export AS e WHERE e.register_id = OLD.register_id) THEN
+        RAISE EXCEPTION 'register % has readings and cannot be deleted', OLD.register_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'set status to replaced and an end_time instead';
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER meter_registers_keep_readings BEFORE DELETE ON flows.meter_registers
+    FOR EACH ROW EXECUTE FUNCTION flows.guard_register_delete();
 
 -- ---- schema/meter_history.sql ----
 -- History of meter state, appended by flows.record_meter_states whenever a
@@ -322,36 +349,63 @@ END
 $$;
 
 
--- Adds energy to the daily and monthly rollups (UK days and months). Deltas
--- may be negative when a half hour is corrected; intervals counts new half hours.
+-- Every register in a batch must exist (the readings tables carry no per-row
+-- foreign key; see readings.sql): raises naming the unknown ones. Then takes
+-- a transaction lock per register, in one order (no deadlocks), so writers of
+-- the same registers' half hours take turns and the rollups stay exact.
+CREATE FUNCTION flows.lock_known_registers(p_register_ids uuid[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    unknown text;
+    locked bigint;
+BEGIN
+    SELECT string_agg(coalesce(x.r::text, 'null'), ', ' ORDER BY x.r) FILTER (WHERE x.unknown),
+           count(pg_catalog.pg_advisory_xact_lock(2051, x.key)) FILTER (WHERE NOT x.unknown)
+    INTO unknown, locked
+    FROM (
+        SELECT d.r, pg_catalog.hashtext(d.r::text) AS key,
+               d.r IS NULL OR NOT EXISTS (SELECT FROM flows.meter_registers AS m WHERE m.register_id = d.r) AS unknown
+        FROM (SELECT DISTINCT r FROM unnest(p_register_ids) AS r) AS d
+        ORDER BY 2
+    ) AS x;
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown register: %', unknown
+            USING ERRCODE = 'foreign_key_violation', HINT = 'add the meter''s registers (meter_registers) first';
+    END IF;
+END
+$$;
+
+
+-- Adds newly recorded half hours to the daily and monthly rollups (UK days
+-- and months), aggregated per register and day.
 CREATE FUNCTION flows.add_to_interval_rollups(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
     p_import_kwh   numeric[],
-    p_export_kwh   numeric[],
-    p_new_interval boolean
+    p_export_kwh   numeric[]
 ) RETURNS void
 LANGUAGE sql
 SET search_path = ''
 BEGIN ATOMIC
-    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
-    SELECT x.register_id, flows.uk_day(x.ts),
-           coalesce(sum(x.import_kwh), 0), coalesce(sum(x.export_kwh), 0),
-           CASE WHEN p_new_interval THEN count(*) ELSE 0 END
-    FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
-    GROUP BY x.register_id, flows.uk_day(x.ts)
-    ORDER BY x.register_id, flows.uk_day(x.ts)  -- lock rollup rows in one order: no deadlocks
-    ON CONFLICT (register_id, day) DO UPDATE
-        SET import_kwh = d.import_kwh + excluded.import_kwh,
-            export_kwh = d.export_kwh + excluded.export_kwh,
-            intervals = d.intervals + excluded.intervals;
+    WITH daily AS (
+        SELECT x.register_id, flows.uk_day(x.ts) AS day, coalesce(sum(x.import_kwh), 0) AS import_kwh,
+               coalesce(sum(x.export_kwh), 0) AS export_kwh, count(*) AS intervals
+        FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
+        GROUP BY 1, 2
+    ),
+    added_days AS (
+        INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
+        SELECT * FROM daily ORDER BY register_id, day
+        ON CONFLICT (register_id, day) DO UPDATE
+            SET import_kwh = d.import_kwh + excluded.import_kwh,
+                export_kwh = d.export_kwh + excluded.export_kwh,
+                intervals = d.intervals + excluded.intervals
+    )
     INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
-    SELECT x.register_id, flows.uk_month(flows.uk_day(x.ts)),
-           coalesce(sum(x.import_kwh), 0), coalesce(sum(x.export_kwh), 0),
-           CASE WHEN p_new_interval THEN count(*) ELSE 0 END
-    FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
-    GROUP BY x.register_id, flows.uk_month(flows.uk_day(x.ts))
-    ORDER BY x.register_id, flows.uk_month(flows.uk_day(x.ts))
+    SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
+    FROM daily GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (register_id, month) DO UPDATE
         SET import_kwh = m.import_kwh + excluded.import_kwh,
             export_kwh = m.export_kwh + excluded.export_kwh,
@@ -359,11 +413,42 @@ BEGIN ATOMIC
 END;
 
 
--- Energy per half hour for many registers at once (arrays of equal length;
--- a null kWh means "not measured"). Merging with what is stored: a new half
--- hour is added; a stored one gains values it lacked; values derived from
--- reads give way to the meter's profile log. Keeps the rollups exact.
--- Returns the number of half hours added or changed.
+-- Recomputes the rollups of the UK days (and their months) that half hours
+-- at p_timestamps fall on, from the half hours themselves.
+CREATE FUNCTION flows.refresh_interval_rollups(p_register_ids uuid[], p_timestamps timestamptz[]) RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
+    SELECT t.register_id, t.day, coalesce(sum(h.import_kwh), 0), coalesce(sum(h.export_kwh), 0), count(*)
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS t
+    JOIN flows.register_interval_hh AS h
+      ON h.register_id = t.register_id
+     AND h."timestamp" >= flows.uk_day_start(t.day) AND h."timestamp" < flows.uk_day_start(t.day + 1)
+    GROUP BY t.register_id, t.day
+    ORDER BY t.register_id, t.day
+    ON CONFLICT (register_id, day) DO UPDATE
+        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
+    INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
+    SELECT t.register_id, t.month, sum(d.import_kwh), sum(d.export_kwh), sum(d.intervals)
+    FROM (SELECT DISTINCT x.register_id, flows.uk_month(flows.uk_day(x.ts)) AS month
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS t
+    JOIN flows.register_interval_daily AS d
+      ON d.register_id = t.register_id AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date
+    GROUP BY t.register_id, t.month
+    ORDER BY t.register_id, t.month
+    ON CONFLICT (register_id, month) DO UPDATE
+        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
+END;
+
+
+-- Energy per half hour for many registers at once: arrays of equal length
+-- (import_kwh or export_kwh may be null: not measured). Merging with what is
+-- stored: a new half hour is added; a stored one gains values it lacked;
+-- values derived from reads give way to the meter's profile log. Keeps the
+-- daily and monthly rollups exact. Returns the half hours added or changed.
+-- SECURITY DEFINER: the only way to write half hours (readings.sql).
 CREATE FUNCTION flows.record_interval_hh(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
@@ -372,6 +457,7 @@ CREATE FUNCTION flows.record_interval_hh(
     p_source       text DEFAULT 'profile_log'
 ) RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
@@ -379,94 +465,69 @@ DECLARE
     first_time timestamptz;
     last_time timestamptz;
     added integer;
-    changed integer := 0;
-    row_ids uuid[];
-    row_times timestamptz[];
-    row_import numeric[];
-    row_export numeric[];
-    unknown text;
+    changed integer;
 BEGIN
     IF p_source IS NULL OR p_source NOT IN ('reads', 'profile_log') THEN
         RAISE EXCEPTION 'source must be reads or profile_log, got %', p_source
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF coalesce(pg_catalog.cardinality(p_timestamps), 0) <> n
-       OR coalesce(pg_catalog.cardinality(p_import_kwh), 0) <> n
-       OR coalesce(pg_catalog.cardinality(p_export_kwh), 0) <> n THEN
+       OR coalesce(pg_catalog.cardinality(p_import_kwh), n) <> n
+       OR coalesce(pg_catalog.cardinality(p_export_kwh), n) <> n THEN
         RAISE EXCEPTION 'register_ids, timestamps, import_kwh and export_kwh must have the same length'
-            USING ERRCODE = 'invalid_parameter_value';
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'import_kwh or export_kwh may be null: not measured';
     END IF;
     IF n = 0 THEN
         RETURN 0;
     END IF;
     SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
     PERFORM flows.check_reading_times(first_time, last_time);
+    PERFORM flows.lock_known_registers(p_register_ids);
     PERFORM flows.ensure_partitions('flows.register_interval_hh', first_time, last_time);
 
+    -- 1. The common case, all new: one plain insert (no conflict handling to
+    --    pay for), and the rollups follow from the batch itself.
     BEGIN
-        -- 1. Half hours not stored yet (the common case: one pass, no sorting).
-        WITH added AS (
-            INSERT INTO flows.register_interval_hh AS h (register_id, "timestamp", import_kwh, export_kwh, source)
-            SELECT b.register_id, b.ts, b.import_kwh, b.export_kwh, p_source
-            FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
-                AS b (register_id, ts, import_kwh, export_kwh)
-            ON CONFLICT (register_id, "timestamp") DO NOTHING
-            RETURNING h.register_id, h."timestamp", h.import_kwh, h.export_kwh
-        )
-        SELECT count(*), array_agg(a.register_id), array_agg(a."timestamp"), array_agg(a.import_kwh),
-               array_agg(a.export_kwh)
-        INTO added, row_ids, row_times, row_import, row_export
-        FROM added AS a;
-    EXCEPTION WHEN foreign_key_violation THEN
-        SELECT string_agg(DISTINCT r::text, ', ') INTO unknown
-        FROM unnest(p_register_ids) AS r
-        WHERE NOT EXISTS (SELECT FROM flows.meter_registers AS m WHERE m.register_id = r);
-        RAISE EXCEPTION 'unknown register: %', unknown
-            USING ERRCODE = 'foreign_key_violation', HINT = 'add the meter''s registers (meter_registers) first';
+        INSERT INTO flows.register_interval_hh (register_id, "timestamp", import_kwh, export_kwh, source)
+        SELECT b.register_id, b.ts, b.import_kwh, b.export_kwh, p_source
+        FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
+            AS b (register_id, ts, import_kwh, export_kwh);
+        PERFORM flows.add_to_interval_rollups(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh);
+        RETURN n;
+    EXCEPTION WHEN unique_violation THEN
+        NULL;  -- some are stored already: all undone, and recorded below
     END;
-    IF added > 0 THEN
-        PERFORM flows.add_to_interval_rollups(row_ids, row_times, row_import, row_export, true);
-    END IF;
 
-    -- 2. Half hours already stored: fill what they lack, let the profile log
-    --    replace values derived from reads. Only when some rows were not new.
-    IF added < n THEN
-        WITH incoming AS (
-            SELECT DISTINCT ON (b.register_id, b.ts) b.register_id, b.ts, b.import_kwh, b.export_kwh
-            FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
-                AS b (register_id, ts, import_kwh, export_kwh)
-            ORDER BY b.register_id, b.ts
-        ),
-        decided AS (
-            SELECT i.register_id, i.ts, i.import_kwh, i.export_kwh,
-                   h.import_kwh AS old_import, h.export_kwh AS old_export,
-                   i.import_kwh IS NOT NULL AND i.import_kwh IS DISTINCT FROM h.import_kwh
-                       AND (h.import_kwh IS NULL OR (h.source = 'reads' AND p_source = 'profile_log')) AS take_import,
-                   i.export_kwh IS NOT NULL AND i.export_kwh IS DISTINCT FROM h.export_kwh
-                       AND (h.export_kwh IS NULL OR (h.source = 'reads' AND p_source = 'profile_log')) AS take_export
-            FROM incoming AS i
-            JOIN flows.register_interval_hh AS h ON h.register_id = i.register_id AND h."timestamp" = i.ts
-        ),
-        merged AS (
-            UPDATE flows.register_interval_hh AS h
-            SET import_kwh = CASE WHEN d.take_import THEN d.import_kwh ELSE h.import_kwh END,
-                export_kwh = CASE WHEN d.take_export THEN d.export_kwh ELSE h.export_kwh END,
-                source = CASE WHEN p_source = 'profile_log' THEN 'profile_log' ELSE h.source END
-            FROM decided AS d
-            WHERE h.register_id = d.register_id AND h."timestamp" = d.ts AND (d.take_import OR d.take_export)
-            RETURNING h.register_id, h."timestamp",
-                      CASE WHEN d.take_import THEN d.import_kwh - coalesce(d.old_import, 0) ELSE 0 END AS import_delta,
-                      CASE WHEN d.take_export THEN d.export_kwh - coalesce(d.old_export, 0) ELSE 0 END AS export_delta
-        )
-        SELECT count(*), array_agg(m.register_id), array_agg(m."timestamp"), array_agg(m.import_delta),
-               array_agg(m.export_delta)
-        INTO changed, row_ids, row_times, row_import, row_export
-        FROM merged AS m;
-        IF changed > 0 THEN
-            PERFORM flows.add_to_interval_rollups(row_ids, row_times, row_import, row_export, false);
-        END IF;
-    END IF;
+    -- 2. Some were stored already: add the new ones, fill what stored ones
+    --    lack, let the profile log replace values derived from reads; then
+    --    recompute the days touched.
+    INSERT INTO flows.register_interval_hh (register_id, "timestamp", import_kwh, export_kwh, source)
+    SELECT b.register_id, b.ts, b.import_kwh, b.export_kwh, p_source
+    FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS b (register_id, ts, import_kwh, export_kwh)
+    ON CONFLICT (register_id, "timestamp") DO NOTHING;
+    GET DIAGNOSTICS added = ROW_COUNT;
 
+    UPDATE flows.register_interval_hh AS h
+    SET import_kwh = CASE WHEN d.take_import THEN d.import_kwh ELSE h.import_kwh END,
+        export_kwh = CASE WHEN d.take_export THEN d.export_kwh ELSE h.export_kwh END,
+        source = CASE WHEN p_source = 'profile_log' THEN 'profile_log' ELSE h.source END
+    FROM (
+        SELECT i.register_id, i.ts, i.import_kwh, i.export_kwh,
+               i.import_kwh IS NOT NULL AND i.import_kwh IS DISTINCT FROM old.import_kwh
+                   AND (old.import_kwh IS NULL OR (old.source = 'reads' AND p_source = 'profile_log')) AS take_import,
+               i.export_kwh IS NOT NULL AND i.export_kwh IS DISTINCT FROM old.export_kwh
+                   AND (old.export_kwh IS NULL OR (old.source = 'reads' AND p_source = 'profile_log')) AS take_export
+        FROM (SELECT DISTINCT ON (b.register_id, b.ts) b.register_id, b.ts, b.import_kwh, b.export_kwh
+              FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
+                  AS b (register_id, ts, import_kwh, export_kwh)
+              ORDER BY b.register_id, b.ts) AS i
+        JOIN flows.register_interval_hh AS old ON old.register_id = i.register_id AND old."timestamp" = i.ts
+    ) AS d
+    WHERE h.register_id = d.register_id AND h."timestamp" = d.ts AND (d.take_import OR d.take_export);
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    IF added + changed > 0 THEN
+        PERFORM flows.refresh_interval_rollups(p_register_ids, p_timestamps);
+    END IF;
     RETURN added + changed;
 END
 $$;
@@ -475,6 +536,7 @@ COMMENT ON FUNCTION flows.record_interval_hh(uuid[], timestamptz[], numeric[], n
 
 
 -- Cumulative register reads, for the import or export table.
+-- SECURITY DEFINER: the only way to write reads (readings.sql).
 CREATE FUNCTION flows.record_register_reads(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
@@ -482,6 +544,7 @@ CREATE FUNCTION flows.record_register_reads(
     p_direction    text
 ) RETURNS integer
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
@@ -500,6 +563,7 @@ BEGIN
     target := pg_catalog.format('flows.register_%s', p_direction)::regclass;
     SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
     PERFORM flows.check_reading_times(first_time, last_time);
+    PERFORM flows.lock_known_registers(p_register_ids);
     PERFORM flows.ensure_partitions(target, first_time, last_time);
     EXECUTE pg_catalog.format(
         'WITH added AS (INSERT INTO %s (register_id, "timestamp", read) '
@@ -919,6 +983,21 @@ SELECT register_id, month, import_kwh, export_kwh, intervals
 FROM flows.register_interval_monthly;
 COMMENT ON VIEW api.register_interval_monthly IS 'Energy (kWh) per register and UK month (month = its first day).';
 
+-- Embedding a reading's register: ?select=*,meter_registers(meter_id,element).
+-- The readings tables carry no foreign key (schema/readings.sql), so these
+-- functions tell PostgREST the relationship (a "computed relationship").
+CREATE FUNCTION api.meter_registers(api.register_import) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+
+CREATE FUNCTION api.meter_registers(api.register_export) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+
+CREATE FUNCTION api.meter_registers(api.register_interval_hh) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+
 -- ---- rpc/meter_history.sql ----
 CREATE VIEW api.meter_prepay_balance WITH (security_invoker = true) AS
 SELECT meter_id, "timestamp", balance, emergency_credit
@@ -983,12 +1062,13 @@ COMMENT ON FUNCTION api.record_meter_state(uuid, timestamptz, jsonb) IS
 
 -- ---- rls/privileges.sql: Readings and meter history ----
 -- Recording meter data: the workers, and admins (e.g. for passive digital twins).
+-- record_interval_hh and record_register_reads are SECURITY DEFINER and the
+-- only writers of readings and their rollups: nobody gets INSERT on those.
 GRANT EXECUTE ON FUNCTION
     flows.record_meter_states(jsonb),
     flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
     flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
     flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
-    flows.add_to_interval_rollups(uuid[], timestamptz[], numeric[], numeric[], boolean),
     flows.check_meter_state(jsonb),
     flows.meter_state_rows(jsonb),
     flows.check_reading_times(timestamptz, timestamptz),
@@ -998,7 +1078,7 @@ TO flows_service, flows_admin;
 GRANT EXECUTE ON FUNCTION api.record_meter_state(uuid, timestamptz, jsonb)
     TO flows_admin, flows_service;
 
--- Workers (and admins) write readings and history; everyone signed in reads.
+-- Everyone signed in reads readings and history; workers (and admins) write history.
 GRANT SELECT ON
     flows.register_import, api.register_import,
     flows.register_export, api.register_export,
@@ -1016,14 +1096,16 @@ GRANT SELECT ON
     flows.meter_event_log_type, api.meter_event_log_type
 TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT INSERT ON
-    flows.register_import, flows.register_export, flows.register_interval_hh,
     flows.meter_prepay_balance, flows.meter_csq, flows.meter_voltage, flows.meter_3p_voltage,
     flows.meter_health_history, flows.meter_clock_drift, flows.meter_tariff_history,
     flows.meter_event_log, flows.meter_event_log_type
 TO flows_service, flows_admin;
-GRANT UPDATE ON flows.register_interval_hh TO flows_service, flows_admin;
-GRANT INSERT, UPDATE ON flows.register_interval_daily, flows.register_interval_monthly
-    TO flows_service, flows_admin;
+-- Embedding a reading's register (computed relationships, rpc/readings.sql).
+GRANT EXECUTE ON FUNCTION
+    api.meter_registers(api.register_import),
+    api.meter_registers(api.register_export),
+    api.meter_registers(api.register_interval_hh)
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
 -- ---- rls/policies.sql: Readings and meter history ----
 -- Meter history: visible with the meter.

@@ -40,7 +40,8 @@ JOIN flows.register_interval_hh AS h
  AND h."timestamp" >= greatest(r.end_midnight, r.start_time)
  AND h."timestamp" < r.end_time
 WHERE r.end_time <> r.end_midnight
-  AND flows.uk_day(r.end_time) <> flows.uk_day(r.start_time);
+  -- unless the first branch already covered it (a range inside one part-day)
+  AND (r.start_time = r.start_midnight OR flows.uk_day(r.end_time) <> flows.uk_day(r.start_time));
 COMMENT ON VIEW flows.circuit_edge_half_hours IS 'Half hours of the part-days where circuit ranges start or end.';
 
 -- Per circuit and UK day: whole days from the daily rollup, plus edges.

@@ -97,12 +97,13 @@ GRANT EXECUTE ON FUNCTION api.register_meter(text, text, inet, text, integer, uu
 -- == Readings and meter history ============================================
 
 -- Recording meter data: the workers, and admins (e.g. for passive digital twins).
+-- record_interval_hh and record_register_reads are SECURITY DEFINER and the
+-- only writers of readings and their rollups: nobody gets INSERT on those.
 GRANT EXECUTE ON FUNCTION
     flows.record_meter_states(jsonb),
     flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
     flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
     flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
-    flows.add_to_interval_rollups(uuid[], timestamptz[], numeric[], numeric[], boolean),
     flows.check_meter_state(jsonb),
     flows.meter_state_rows(jsonb),
     flows.check_reading_times(timestamptz, timestamptz),
@@ -112,7 +113,7 @@ TO flows_service, flows_admin;
 GRANT EXECUTE ON FUNCTION api.record_meter_state(uuid, timestamptz, jsonb)
     TO flows_admin, flows_service;
 
--- Workers (and admins) write readings and history; everyone signed in reads.
+-- Everyone signed in reads readings and history; workers (and admins) write history.
 GRANT SELECT ON
     flows.register_import, api.register_import,
     flows.register_export, api.register_export,
@@ -130,14 +131,16 @@ GRANT SELECT ON
     flows.meter_event_log_type, api.meter_event_log_type
 TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT INSERT ON
-    flows.register_import, flows.register_export, flows.register_interval_hh,
     flows.meter_prepay_balance, flows.meter_csq, flows.meter_voltage, flows.meter_3p_voltage,
     flows.meter_health_history, flows.meter_clock_drift, flows.meter_tariff_history,
     flows.meter_event_log, flows.meter_event_log_type
 TO flows_service, flows_admin;
-GRANT UPDATE ON flows.register_interval_hh TO flows_service, flows_admin;
-GRANT INSERT, UPDATE ON flows.register_interval_daily, flows.register_interval_monthly
-    TO flows_service, flows_admin;
+-- Embedding a reading's register (computed relationships, rpc/readings.sql).
+GRANT EXECUTE ON FUNCTION
+    api.meter_registers(api.register_import),
+    api.meter_registers(api.register_export),
+    api.meter_registers(api.register_interval_hh)
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
 
 -- == Monitoring and aggregates =============================================

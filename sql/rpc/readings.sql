@@ -24,3 +24,18 @@ CREATE VIEW api.register_interval_monthly WITH (security_invoker = true) AS
 SELECT register_id, month, import_kwh, export_kwh, intervals
 FROM flows.register_interval_monthly;
 COMMENT ON VIEW api.register_interval_monthly IS 'Energy (kWh) per register and UK month (month = its first day).';
+
+-- Embedding a reading's register: ?select=*,meter_registers(meter_id,element).
+-- The readings tables carry no foreign key (schema/readings.sql), so these
+-- functions tell PostgREST the relationship (a "computed relationship").
+CREATE FUNCTION api.meter_registers(api.register_import) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+
+CREATE FUNCTION api.meter_registers(api.register_export) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+
+CREATE FUNCTION api.meter_registers(api.register_interval_hh) RETURNS SETOF api.meter_registers ROWS 1
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;

@@ -73,8 +73,8 @@ SELECT is_empty($$
 $$, 'every PL/pgSQL function pins its search_path');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
            WHERE p.pronamespace IN ('flows'::regnamespace, 'api'::regnamespace) AND p.prosecdef),
-          ARRAY['create_meter_shadow', 'ensure_partitions', 'jwt_claims'],
-          'the SECURITY DEFINER functions are the three reviewed ones');
+          ARRAY['create_meter_shadow', 'ensure_partitions', 'jwt_claims', 'record_interval_hh', 'record_register_reads'],
+          'the SECURITY DEFINER functions are the reviewed ones');
 SELECT is_empty($$
     SELECT p.oid::regprocedure, c.message
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang,
