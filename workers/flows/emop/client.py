@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter, wait_none
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_none, wait_random
 
 from flows.emop import messages
 from flows.emop.errors import EmopError, MeterUnreachable, Nak, UnexpectedResponse
@@ -142,7 +142,8 @@ class EmopClient:
     def _wait(self):
         if self.backoff <= 0:
             return wait_none()
-        return wait_exponential_jitter(initial=self.backoff, max=self.backoff_max, jitter=self.backoff)
+        # backoff, 2 x backoff, 4 x ... up to backoff_max, plus up to one backoff of jitter
+        return wait_exponential(multiplier=self.backoff, max=self.backoff_max) + wait_random(0, self.backoff)
 
     async def for_each(
         self,
