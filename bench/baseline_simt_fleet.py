@@ -1,4 +1,4 @@
-"""Baseline for bench_fleet.py: the production pattern, a pool of blocking threads using simt-emlite's EmliteAPI.
+"""Baseline for bench_fleet.py: the production pattern, blocking threads using simt-emlite's EmliteAPI.
 
 Runs in .venv-interop (Python 3.13). Each task reads serial, prepay balance and
 element A of one meter (three EmliteAPI.read_element calls, decoded with

@@ -27,7 +27,12 @@ INTEROP = ROOT / ".venv-interop" / "bin" / "python"
 def reexec_in_interop_venv() -> None:
     if not INTEROP.exists():
         sys.exit(f"bench_codec: {INTEROP} is missing; run `make setup`")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "workers"), "BENCH_CODEC_CHILD": "1", "EMLITE_TIMEOUT_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "workers"),
+        "BENCH_CODEC_CHILD": "1",
+        "EMLITE_TIMEOUT_SECONDS": "1",
+    }
     sys.exit(subprocess.call([str(INTEROP), __file__, *sys.argv[1:]], env=env))
 
 
@@ -48,7 +53,6 @@ def rate(function, items, seconds: float) -> float:
 def main() -> None:
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 1.0
 
-    from emop_frame_protocol.emop_data import EmopData
     from emop_frame_protocol.emop_event_log_response import EmopEventLogResponse
     from emop_frame_protocol.emop_frame import EmopFrame
     from emop_frame_protocol.emop_message import EmopMessage
@@ -88,7 +92,9 @@ def main() -> None:
             default._read()
             object_id = int.from_bytes(default.object_id, "big")
             if default.payload and object_id in known:
-                record = EmopMessage(len(default.payload), ObjectIdEnum(object_id), KaitaiStream(BytesIO(default.payload)))
+                record = EmopMessage(
+                    len(default.payload), ObjectIdEnum(object_id), KaitaiStream(BytesIO(default.payload))
+                )
                 record._read()
                 return record.message
             return default.payload
@@ -101,7 +107,9 @@ def main() -> None:
         if fmt == 4 and len(message) == 84:
             return emop_decode_profile_log_2_response(False, message)
         if fmt == 0x14 and len(message) > 13:
-            response = EmopProfileThreePhaseIntervalsResponseFrame(len(message), KaitaiStream(BytesIO(message)))
+            response = EmopProfileThreePhaseIntervalsResponseFrame(
+                len(message), KaitaiStream(BytesIO(message))
+            )
             response._read()
             return response
         return message
@@ -124,7 +132,9 @@ def main() -> None:
             return messages.parse_three_phase_intervals(data)
         return data
 
-    requests = [parse_frame(f).data for f, v in zip(frames, vectors, strict=True) if v["direction"] == "request"]
+    requests = [
+        parse_frame(f).data for f, v in zip(frames, vectors, strict=True) if v["direction"] == "request"
+    ]
     requests = [d for d in requests if d[0] == 1]
     api = EmliteAPI("127.0.0.1", 9)
     rw = EmopDefaultRequestResponse.ReadWriteFlags
@@ -141,7 +151,10 @@ def main() -> None:
     for raw in frames:
         theirs_decode(raw), ours_decode(raw)
 
-    print(f"bench_codec: Python {sys.version.split()[0]}, {len(frames)} golden frames, {len(requests)} request data fields")
+    print(
+        f"bench_codec: Python {sys.version.split()[0]}, {len(frames)} golden frames, "
+        f"{len(requests)} request data fields"
+    )
     print(f"{'':8} {'ours/s':>12} {'library/s':>12} {'ratio':>7}")
     results = {}
     for name, ours, theirs, items in (

@@ -38,10 +38,21 @@ EXCHANGES_PER_METER = 3
 def start_emulator(count: int, latency_ms: float) -> tuple[subprocess.Popen, dict]:
     env = {**os.environ, "FLOWS_TEST_VENDOR_SECRET": "bench-secret-not-for-production-0000"}
     process = subprocess.Popen(
-        [str(BIN / "flows"), "emulator", "--meters", str(count), "--hardware", "C1.w",
-         "--latency-ms", str(latency_ms), "--json"],
-        stdout=subprocess.PIPE, env=env, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "flows"),
+            "emulator",
+            "--meters",
+            str(count),
+            "--hardware",
+            "C1.w",
+            "--latency-ms",
+            str(latency_ms),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     line = process.stdout.readline()
     if not line:
         sys.exit("bench_fleet: the emulator did not start")
@@ -59,7 +70,9 @@ async def read_all(meters: list[dict]) -> tuple[float, int]:
     started = time.perf_counter()
     results = await client.for_each(handles, read)
     elapsed = time.perf_counter() - started
-    good = sum(not isinstance(r, Exception) and r[0] == h.serial for r, h in zip(results, handles, strict=True))
+    good = sum(
+        not isinstance(r, Exception) and r[0] == h.serial for r, h in zip(results, handles, strict=True)
+    )
     return elapsed, good
 
 
@@ -72,8 +85,10 @@ def main() -> None:
     if not INTEROP.exists():
         sys.exit(f"bench_fleet: {INTEROP} is missing; run `make setup`")
     raise_open_file_limit(3 * args.meters + 256)
-    print(f"bench_fleet: {args.meters} emulated meters, {args.latency_ms:g} ms latency, "
-          f"serial + balance + element A each; open files limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")  # fmt: skip
+    print(
+        f"bench_fleet: {args.meters} emulated meters, {args.latency_ms:g} ms latency, "
+        f"serial + balance + element A each; open files limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
+    )
     process, described = start_emulator(args.meters, args.latency_ms)
     try:
         meters = described["meters"]
@@ -83,18 +98,24 @@ def main() -> None:
             json.dump(described, listing)
         baseline_run = subprocess.run(
             [str(INTEROP), str(ROOT / "bench" / "baseline_simt_fleet.py"), listing.name, str(args.threads)],
-            capture_output=True, text=True, env={**os.environ, "EMLITE_TIMEOUT_SECONDS": "10"},
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env={**os.environ, "EMLITE_TIMEOUT_SECONDS": "10"},
+        )
         os.unlink(listing.name)
         if baseline_run.returncode:
             sys.exit(f"bench_fleet: the baseline failed:\n{baseline_run.stderr[-2000:]}")
         baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
-        print(f"baseline  {baseline['seconds']:8.2f} s  {args.meters / baseline['seconds']:8.1f} meters/s  "
-              f"({baseline['ok']}/{len(meters)} read; {args.threads} threads, simt-emlite EmliteAPI)")  # fmt: skip
+        print(
+            f"baseline  {baseline['seconds']:8.2f} s  {args.meters / baseline['seconds']:8.1f} meters/s  "
+            f"({baseline['ok']}/{len(meters)} read; {args.threads} threads, simt-emlite EmliteAPI)"
+        )
         bound = EXCHANGES_PER_METER * args.latency_ms / 1000
         print(f"ratio     {baseline['seconds'] / ours:8.1f}x  (target >= 20x)")
-        print(f"network bound {bound:.2f} s (3 exchanges x {args.latency_ms:g} ms, all meters at once); "
-              f"our share of it {bound / ours:.0%}")  # fmt: skip
+        print(
+            f"network bound {bound:.2f} s (3 exchanges x {args.latency_ms:g} ms, all meters at once); "
+            f"our share of it {bound / ours:.0%}"
+        )
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(30)

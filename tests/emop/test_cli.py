@@ -22,14 +22,23 @@ def emulator(tmp_path_factory):
     """A `flows emulator` process with a twin-element, a single-element and a three-phase meter."""
     home = tmp_path_factory.mktemp("emulator")
     config = home / "fleet.json"
-    config.write_text(json.dumps({"meters": [
-        {"serial": "EML2400000001", "hardware": "C1.w"},
-        {"serial": "EML2400000002", "hardware": "B1.w"},
-        {"serial": "EML2400000003", "hardware": "P1.ax"},
-    ]}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "meters": [
+                    {"serial": "EML2400000001", "hardware": "C1.w"},
+                    {"serial": "EML2400000002", "hardware": "B1.w"},
+                    {"serial": "EML2400000003", "hardware": "P1.ax"},
+                ]
+            }
+        )
+    )
     env = {"PATH": str(BIN), "FLOWS_TEST_VENDOR_SECRET": SECRET.decode(), "FLOWS_HOME": str(home)}
     process = subprocess.Popen(
-        [BIN / "flows", "emulator", "--config", str(config), "--json"], stdout=subprocess.PIPE, env=env, text=True
+        [BIN / "flows", "emulator", "--config", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     described = json.loads(process.stdout.readline())
     (home / "meters.json").write_text(json.dumps(described))
@@ -87,15 +96,31 @@ def test_top_up_with_a_vended_token(emulator):
 
 def test_future_tariff_round_trip(emulator):
     result = run(
-        "tariffs_future_write", *where(emulator, 0), "--from-ts", "2031-04-01T00:00:00Z", "--unit-rate", "0.25",
-        "--unit-rate-b", "0.12", "--standing-charge", "0.61", "--ecredit-availability", "10",
-        "--debt-recovery-rate", "0.2", "--emergency-credit", "15", "--json",
-    )  # fmt: skip
+        "tariffs_future_write",
+        *where(emulator, 0),
+        "--from-ts",
+        "2031-04-01T00:00:00Z",
+        "--unit-rate",
+        "0.25",
+        "--unit-rate-b",
+        "0.12",
+        "--standing-charge",
+        "0.61",
+        "--ecredit-availability",
+        "10",
+        "--debt-recovery-rate",
+        "0.2",
+        "--emergency-credit",
+        "15",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     future = json.loads(run("tariffs_future_read", *where(emulator, 0), "--json").stdout)["tariffs_future"]
     assert (future["unit_rate_element_a"], future["unit_rate_element_b"], future["standing_charge"]) == (
-        "0.25", "0.12", "0.61",
-    )  # fmt: skip
+        "0.25",
+        "0.12",
+        "0.61",
+    )
     assert future["activation_datetime"] == "2031-04-01T00:00:00+00:00"
 
 
@@ -103,7 +128,9 @@ def test_profile_log_day_and_event_log(emulator):
     from datetime import UTC, datetime, timedelta
 
     day = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
-    records = json.loads(run("profile_log_1", *where(emulator, 0), "--day", day, "--json").stdout)["profile_log_1"]
+    records = json.loads(run("profile_log_1", *where(emulator, 0), "--day", day, "--json").stdout)[
+        "profile_log_1"
+    ]
     assert len(records) == 48 and records[0]["timestamp"] == f"{day}T00:00:00+00:00"
     assert records[0]["status"] == ["valid_data"]
     events = json.loads(run("event_log", *where(emulator, 0), "--json").stdout)["event_log"]

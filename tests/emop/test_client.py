@@ -71,7 +71,11 @@ async def test_time_advances_registers_and_debits_the_balance(fleet, client):
 
 
 async def test_emergency_credit_and_supply_cut(start_fleet, client):
-    config = MeterConfig("EML2400000009", balance=Decimal("10.20"), tariff={"unit_rate_element_a": "0.9", "unit_rate_element_b": "0.9"})
+    config = MeterConfig(
+        "EML2400000009",
+        balance=Decimal("10.20"),
+        tariff={"unit_rate_element_a": "0.9", "unit_rate_element_b": "0.9"},
+    )
     fleet = await start_fleet(meters=[config], time_factor=0, start=START)
     emulated = fleet.meters[0]
     meter = connect(client, emulated)
@@ -118,15 +122,21 @@ async def test_future_tariff_is_written_read_back_and_activates(fleet, client):
     meter = connect(client, emulated)
     activation = START + timedelta(days=1)
     await meter.tariffs_future_write(
-        from_ts=activation, standing_charge=Decimal("0.7125"), unit_rate=Decimal("0.24567"),
-        unit_rate_b=Decimal("0.1"), emergency_credit=Decimal("12"), ecredit_availability=Decimal("8"),
+        from_ts=activation,
+        standing_charge=Decimal("0.7125"),
+        unit_rate=Decimal("0.24567"),
+        unit_rate_b=Decimal("0.1"),
+        emergency_credit=Decimal("12"),
+        ecredit_availability=Decimal("8"),
         debt_recovery_rate=Decimal("0.3"),
-    )  # fmt: skip
+    )
     future = await meter.tariffs_future_read()
     assert future.activation_datetime == activation
     assert (future.standing_charge, future.unit_rate_element_a, future.unit_rate_element_b) == (
-        Decimal("0.7125"), Decimal("0.24567"), Decimal("0.1"),
-    )  # fmt: skip
+        Decimal("0.7125"),
+        Decimal("0.24567"),
+        Decimal("0.1"),
+    )
     assert (await meter.tariffs_active_read()).standing_charge == Decimal("0.6975")
     fleet.clock.advance(timedelta(days=1, seconds=1))
     active = await meter.tariffs_active_read()
@@ -141,9 +151,13 @@ async def test_activation_in_uk_local_time_when_the_meter_corrects_for_dst(start
     meter = connect(client, emulated)
     midnight_uk = datetime(2030, 6, 30, 23, 0, tzinfo=UTC)  # 2030-07-01 00:00 BST
     await meter.tariffs_future_write(
-        from_ts=midnight_uk, standing_charge="0.5", unit_rate="0.3", emergency_credit="15",
-        ecredit_availability="10", debt_recovery_rate="0",
-    )  # fmt: skip
+        from_ts=midnight_uk,
+        standing_charge="0.5",
+        unit_rate="0.3",
+        emergency_credit="15",
+        ecredit_availability="10",
+        debt_recovery_rate="0",
+    )
     stored = emulated.model.get_object("tariff_future_activation_datetime")
     assert stored == datetime(2030, 7, 1, 0, 0, tzinfo=UTC)  # wall clock on the wire
     assert (await meter.tariffs_future_read()).activation_datetime == midnight_uk
@@ -157,7 +171,10 @@ async def test_tariff_values_are_checked_before_anything_is_written(fleet, clien
     emulated = fleet.meters[0]
     meter = connect(client, emulated)
     common = dict(from_ts=START, emergency_credit="15", ecredit_availability="10", debt_recovery_rate="0.25")
-    for bad in (dict(standing_charge="2.5", unit_rate="0.2"), dict(standing_charge="0.5", unit_rate="0.123456")):
+    for bad in (
+        dict(standing_charge="2.5", unit_rate="0.2"),
+        dict(standing_charge="0.5", unit_rate="0.123456"),
+    ):
         with pytest.raises(FlowsError):
             await meter.tariffs_future_write(**common, **bad)
     with pytest.raises(FlowsError):
@@ -245,7 +262,9 @@ async def test_settings_and_clock_writes(fleet, client):
 
 
 async def test_prepay_mode_switch_guards_low_balance(start_fleet, client):
-    fleet = await start_fleet(meters=[MeterConfig("EML2400000008", balance="5", prepay_enabled=False)], time_factor=0)
+    fleet = await start_fleet(
+        meters=[MeterConfig("EML2400000008", balance="5", prepay_enabled=False)], time_factor=0
+    )
     meter = connect(client, fleet.meters[0])
     assert await meter.prepay_enabled() is False
     with pytest.raises(FlowsError, match="below 10"):

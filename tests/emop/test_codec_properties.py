@@ -10,10 +10,32 @@ from hypothesis import strategies as st
 from flows.emop import messages
 from flows.emop.errors import BadCrc, BadDelimiter, BadLength, EmopError
 from flows.emop.frame import Frame, build_frame, crc16, parse_frame
-from flows.emop.objects import OBJECTS, Clock, Csq, Money, Raw, Reading, Scaled, Text, ThreePhaseConfig
-from flows.emop.objects import ThresholdMask, ThresholdValues, Timestamp, Token, Transaction, UInt
-from flows.emop.objects import Choice, Flag
-from flows.emop.values import THREE_PHASE_FLAGS, RegisterRead, SignalQuality, ThreePhaseHardware, TransactionDetails
+from flows.emop.objects import (
+    OBJECTS,
+    Choice,
+    Clock,
+    Csq,
+    Flag,
+    Money,
+    Raw,
+    Reading,
+    Scaled,
+    Text,
+    ThreePhaseConfig,
+    ThresholdMask,
+    ThresholdValues,
+    Timestamp,
+    Token,
+    Transaction,
+    UInt,
+)
+from flows.emop.values import (
+    THREE_PHASE_FLAGS,
+    RegisterRead,
+    SignalQuality,
+    ThreePhaseHardware,
+    TransactionDetails,
+)
 
 u8 = st.integers(0, 0xFF)
 u24 = st.integers(0, 0xFFFFFF)
@@ -47,7 +69,11 @@ def values_for(codec):
         return st.integers(0, 0xFFFF).map(lambda raw: Decimal(raw) / codec.divisor)
     if isinstance(codec, UInt):
         bits = codec.size * 8
-        return st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if codec.kind.startswith("s") else st.integers(0, 2**bits - 1)
+        return (
+            st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            if codec.kind.startswith("s")
+            else st.integers(0, 2**bits - 1)
+        )
     if isinstance(codec, Clock):
         return clock_moments
     if isinstance(codec, Reading):
@@ -62,7 +88,9 @@ def values_for(codec):
         flags = {name: st.booleans() for name in THREE_PHASE_FLAGS}
         return st.builds(ThreePhaseHardware, st.booleans(), unused=st.binary(min_size=3, max_size=3), **flags)
     if isinstance(codec, Transaction):
-        return st.builds(TransactionDetails, st.binary(min_size=8, max_size=8), moments, money(-(2**31), 2**31 - 1))
+        return st.builds(
+            TransactionDetails, st.binary(min_size=8, max_size=8), moments, money(-(2**31), 2**31 - 1)
+        )
     if isinstance(codec, Token):
         return st.text("0123456789", min_size=1, max_size=40)
     if isinstance(codec, Text):
@@ -109,8 +137,12 @@ def test_payload_decoders_raise_only_typed_errors(name):
 frames = st.builds(
     Frame,
     st.binary(min_size=1, max_size=243),
-    u8, u24, u8, u24, u8,
-)  # fmt: skip
+    u8,
+    u24,
+    u8,
+    u24,
+    u8,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -179,7 +211,13 @@ def test_event_log_round_trips(index, page_events):
 
 
 statuses = st.integers(0, 0xFFFF).map(messages.ProfileStatus)
-pl1_records = st.builds(messages.ProfileLog1Record, moments.filter(lambda m: m.year > 2000), statuses, thousandths(), thousandths())
+pl1_records = st.builds(
+    messages.ProfileLog1Record,
+    moments.filter(lambda m: m.year > 2000),
+    statuses,
+    thousandths(),
+    thousandths(),
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -196,9 +234,14 @@ def test_profile_log_2_round_trips(twin, header, data):
     b = (thousandths(), thousandths(), thousandths()) if twin else (st.none(), st.none(), st.none())
     record = st.builds(
         messages.ProfileLog2Record,
-        moments.filter(lambda m: m.year > 2000), statuses, thousandths(), thousandths(), thousandths(),
-        st.integers(0, 2**32 - 1), *b,
-    )  # fmt: skip
+        moments.filter(lambda m: m.year > 2000),
+        statuses,
+        thousandths(),
+        thousandths(),
+        thousandths(),
+        st.integers(0, 2**32 - 1),
+        *b,
+    )
     records = data.draw(st.lists(record, max_size=2 if twin else 3))
     page = messages.parse_profile_log(messages.profile_log_response(2, header, records, twin), twin=twin)
     assert page.records == records
@@ -216,15 +259,20 @@ def test_three_phase_blocks_round_trip(start, minutes, channels, data):
     if not assume_time_ok:
         return
     intervals = [
-        messages.ThreePhaseInterval(start + timedelta(minutes=minutes * k), status, v) for k, (status, v) in enumerate(rows)
+        messages.ThreePhaseInterval(start + timedelta(minutes=minutes * k), status, v)
+        for k, (status, v) in enumerate(rows)
     ]
-    block = messages.ThreePhaseBlock(data.draw(st.integers(0, 127)), True, 1, False, start, minutes, ids, intervals)
+    block = messages.ThreePhaseBlock(
+        data.draw(st.integers(0, 127)), True, 1, False, start, minutes, ids, intervals
+    )
     assert messages.parse_three_phase_intervals(messages.three_phase_intervals_response(block)) == block
 
 
 @settings(max_examples=200, deadline=None)
 @given(moments, moments, st.sampled_from([0, 1, 255]))
 def test_log_requests_round_trip(start, end, profile):
-    request = messages.parse_three_phase_intervals_request(messages.three_phase_intervals_request(start, end, profile))
+    request = messages.parse_three_phase_intervals_request(
+        messages.three_phase_intervals_request(start, end, profile)
+    )
     assert (request.start, request.end, request.profile) == (start, end, profile)
     assert messages.parse_profile_log_request(messages.profile_log_request(2, start)) == (2, start)

@@ -25,16 +25,26 @@ FLOWS = Path(sys.executable).with_name("flows")
 
 async def test_state_survives_a_restart(tmp_path, client, vendor):
     state = tmp_path / "state.json"
-    config = FleetConfig(meters=[MeterConfig("EML2400000001")], time_factor=0, start=START, state_file=state, vendor_secret=SECRET)
+    config = FleetConfig(
+        meters=[MeterConfig("EML2400000001")],
+        time_factor=0,
+        start=START,
+        state_file=state,
+        vendor_secret=SECRET,
+    )
     async with Fleet(config) as fleet:
         emulated = fleet.meters[0]
         meter = connect(client, emulated)
         token = await vendor.vend(emulated.serial, Decimal("7.25"))
         await meter.prepay_top_up(token.token)
         await meter.tariffs_future_write(
-            from_ts=START + timedelta(days=30), standing_charge="0.8", unit_rate="0.3",
-            emergency_credit="15", ecredit_availability="10", debt_recovery_rate="0",
-        )  # fmt: skip
+            from_ts=START + timedelta(days=30),
+            standing_charge="0.8",
+            unit_rate="0.3",
+            emergency_credit="15",
+            ecredit_availability="10",
+            debt_recovery_rate="0",
+        )
         fleet.clock.advance(timedelta(hours=3))
         balance, registers = await meter.prepay_balance(), await meter.read_element_a()
         live_records = len(emulated.model.live)
@@ -54,7 +64,13 @@ async def test_state_survives_a_restart(tmp_path, client, vendor):
 
 async def test_state_is_saved_soon_after_a_write(tmp_path, client, vendor):
     state = tmp_path / "state.json"
-    config = FleetConfig(meters=[MeterConfig("EML2400000001")], time_factor=0, start=START, state_file=state, vendor_secret=SECRET)
+    config = FleetConfig(
+        meters=[MeterConfig("EML2400000001")],
+        time_factor=0,
+        start=START,
+        state_file=state,
+        vendor_secret=SECRET,
+    )
     async with Fleet(config) as fleet:
         token = await vendor.vend("EML2400000001", Decimal("3"))
         await connect(client, fleet.meters[0]).prepay_send_token(token.token)
@@ -72,15 +88,27 @@ async def test_accelerated_time(start_fleet, client):
 
 
 def test_config_files_json_and_toml(tmp_path):
-    (tmp_path / "fleet.json").write_text(json.dumps({
-        "latency_ms": 300, "time_factor": 60, "state_file": "state.json",
-        "generate": {"count": 2, "base_port": 47000},
-        "meters": [{
-            "serial": "EML2200000042", "hardware": "P1.cx", "port": 47100, "balance": "5.50",
-            "tariff": {"standing_charge": "0.61"}, "latency_ms": 10,
-            "faults": {"rates": {"refuse": 0.1}, "script": ["silence", "nak:6"]},
-        }],
-    }))  # fmt: skip
+    (tmp_path / "fleet.json").write_text(
+        json.dumps(
+            {
+                "latency_ms": 300,
+                "time_factor": 60,
+                "state_file": "state.json",
+                "generate": {"count": 2, "base_port": 47000},
+                "meters": [
+                    {
+                        "serial": "EML2200000042",
+                        "hardware": "P1.cx",
+                        "port": 47100,
+                        "balance": "5.50",
+                        "tariff": {"standing_charge": "0.61"},
+                        "latency_ms": 10,
+                        "faults": {"rates": {"refuse": 0.1}, "script": ["silence", "nak:6"]},
+                    }
+                ],
+            }
+        )
+    )
     config = load_config(tmp_path / "fleet.json")
     assert [m.serial for m in config.meters] == ["EML2400000001", "EML2400000002", "EML2200000042"]
     assert [m.port for m in config.meters] == [47000, 47001, 47100]
@@ -89,7 +117,9 @@ def test_config_files_json_and_toml(tmp_path):
     assert special.tariff["standing_charge"] == "0.61" and special.tariff["unit_rate_element_a"] == "0.23812"
     assert special.faults.rates == {"refuse": 0.1}
     assert (config.latency, config.time_factor, config.state_file) == (0.3, 60.0, tmp_path / "state.json")
-    (tmp_path / "fleet.toml").write_text('host = "127.0.0.1"\n[[meters]]\nserial = "EML2400000077"\nhardware = "B1.w"\n')
+    (tmp_path / "fleet.toml").write_text(
+        'host = "127.0.0.1"\n[[meters]]\nserial = "EML2400000077"\nhardware = "B1.w"\n'
+    )
     assert load_config(tmp_path / "fleet.toml").meters[0].hardware == "B1.w"
 
 
@@ -121,14 +151,25 @@ def test_generated_fleet_mix():
 async def test_emulator_process_prints_json_and_stops_cleanly(tmp_path):
     env = {**os.environ, "FLOWS_TEST_VENDOR_SECRET": SECRET.decode(), "FLOWS_HOME": str(tmp_path)}
     process = await asyncio.create_subprocess_exec(
-        str(FLOWS), "emulator", "--meters", "3", "--json",
-        "--state-file", str(tmp_path / "state.json"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        str(FLOWS),
+        "emulator",
+        "--meters",
+        "3",
+        "--json",
+        "--state-file",
+        str(tmp_path / "state.json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         line = await asyncio.wait_for(process.stdout.readline(), 20)
         described = json.loads(line)
-        assert [m["serial"] for m in described["meters"]] == ["EML2400000001", "EML2400000002", "EML2400000003"]
+        assert [m["serial"] for m in described["meters"]] == [
+            "EML2400000001",
+            "EML2400000002",
+            "EML2400000003",
+        ]
         assert described["pid"] == process.pid
         from flows.emop.client import EmopClient
 

@@ -57,7 +57,11 @@ async def test_nak_is_not_retried_and_is_a_refusal(meter, fast_client):
     meter.faults.add_script("nak:6")
     with pytest.raises(Nak) as raised:
         await connect(fast_client, meter).prepay_balance()
-    assert (raised.value.code, raised.value.code_name, raised.value.attempts) == (6, "security_not_granted", 1)
+    assert (raised.value.code, raised.value.code_name, raised.value.attempts) == (
+        6,
+        "security_not_granted",
+        1,
+    )
     assert isinstance(raised.value, Refused) and raised.value.exit_code == 4
     assert meter.stats.connections == 1
 

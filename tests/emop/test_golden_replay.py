@@ -28,7 +28,7 @@ def api_result(name: str):
 
 @pytest.fixture
 async def replay():
-    """replay(mapping) -> a MeterClient on a server answering the golden responses (unknown requests: closed)."""
+    """replay(mapping) -> a MeterClient on a server answering golden responses (unknown requests: closed)."""
     servers, seen = [], []
 
     async def start(mapping: dict[bytes, bytes]):
@@ -104,7 +104,9 @@ async def test_read_on_a_twin_element_meter(replay):
 async def test_three_phase_hardware_and_read(replay):
     mapping = pairs("three phase hardware") | pairs("three_phase_read (P1.ax")
     meter = await replay(mapping)
-    assert await meter.hardware() == api_result("three phase hardware (hardware_version NAK then configuration) [2/2] response")
+    assert await meter.hardware() == api_result(
+        "three phase hardware (hardware_version NAK then configuration) [2/2] response"
+    )
     totals = await meter.three_phase_read()
     api = api_result("three_phase_read (P1.ax scaling /1000) [6/6] response")
     assert {k: float(getattr(totals, k)) for k in api} == api
@@ -117,8 +119,11 @@ async def test_three_phase_intervals_in_four_hour_chunks(replay):
     intervals = await meter.three_phase_intervals(start, start.replace(hour=6))
     assert [i.start.hour * 60 + i.start.minute for i in intervals] == list(range(0, 360, 30))
     assert intervals[0].values == {
-        "010800": Decimal("1.2"), "020800": Decimal("0"), "030800": Decimal("0.3"), "040800": Decimal("0.005"),
-    }  # fmt: skip
+        "010800": Decimal("1.2"),
+        "020800": Decimal("0"),
+        "030800": Decimal("0.3"),
+        "040800": Decimal("0.005"),
+    }
 
 
 async def test_profile_log_1_and_event_log(replay):
@@ -127,10 +132,14 @@ async def test_profile_log_1_and_event_log(replay):
     api = api_result("profile_log_1 2024-08-21T14:00Z response")
     assert [int(r.import_a * 1000) for r in records[:4]] == [r["import_a"] for r in api["records"]]
     events = await meter.event_log(3)
-    assert [e.event_id for e in events] == [e["event_id"]["value"] for e in api_result("event_log idx 3 response")["events"]]
+    assert [e.event_id for e in events] == [
+        e["event_id"]["value"] for e in api_result("event_log idx 3 response")["events"]
+    ]
 
 
 async def test_a_token_write_and_the_balance_after(replay):
     meter = await replay(pairs("prepay_token_send re") | pairs("prepay_balance after token"))
     await meter.prepay_send_token("12345678901234567890")
-    assert await meter.prepay_balance() == Decimal(api_result("prepay_balance after token response")["decimal"])
+    assert await meter.prepay_balance() == Decimal(
+        api_result("prepay_balance after token response")["decimal"]
+    )

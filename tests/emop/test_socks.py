@@ -1,4 +1,4 @@
-"""The client through a SOCKS5 proxy (as production reaches meters), with a small proxy written for the test."""
+"""The client through a SOCKS5 proxy (as production reaches meters); the proxy is written for the test."""
 
 import asyncio
 import contextlib

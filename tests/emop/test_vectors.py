@@ -100,10 +100,14 @@ def _library_view(record: str, value, payload: bytes) -> dict:
     if record == "TimeRec":
         weekday = (value.weekday() + 1) % 7
         return {
-            "year": value.year - 2000, "month": value.month, "date": value.day, "hour": value.hour,
-            "minute": value.minute, "second": value.second,
+            "year": value.year - 2000,
+            "month": value.month,
+            "date": value.day,
+            "hour": value.hour,
+            "minute": value.minute,
+            "second": value.second,
             "day_of_week": {"enum": "DayOfWeekType", "name": value.strftime("%A").lower(), "value": weekday},
-        }  # fmt: skip
+        }
     if record == "CsqNetOpRec":
         return {"network_operator": value.network_operator, "csq": value.csq}
     if record in (
@@ -116,7 +120,10 @@ def _library_view(record: str, value, payload: bytes) -> dict:
     if record == "InstantaneousActivePowerRec":
         return {"power": int(value * 1000)}
     if record == "ReadingRec":
-        return {k: int(getattr(value, k) * 1000) for k in ("import_active", "export_active", "import_reactive", "export_reactive")}
+        return {
+            k: int(getattr(value, k) * 1000)
+            for k in ("import_active", "export_active", "import_reactive", "export_reactive")
+        }
     if record == "FlagRec":
         return {"enabled_flag": int(value)}
     if record in ("BacklightRec", "LoadSwitchRec"):
@@ -139,8 +146,13 @@ def _library_view(record: str, value, payload: bytes) -> dict:
     if record == "TariffTimeSwitchSettingsRec":
         return {"switch_settings": {"hex": value.hex()}}
     if record == "ThreePhaseHardwareConfigurationRec":
+
         def flag(on):
-            return {"enum": "ThreePhaseFittedFlag", "name": "fitted" if on else "not_fitted", "value": int(on)}
+            return {
+                "enum": "ThreePhaseFittedFlag",
+                "name": "fitted" if on else "not_fitted",
+                "value": int(on),
+            }
 
         return {
             "meter_type": {
@@ -156,10 +168,14 @@ def _library_view(record: str, value, payload: bytes) -> dict:
             **{
                 name: flag(getattr(value, name))
                 for name in (
-                    "disconnect_switch", "gsm_communications", "real_time_clock", "magnetic_detection",
-                    "terminal_cover_tamper_switch", "top_cover_tamper_switch",
+                    "disconnect_switch",
+                    "gsm_communications",
+                    "real_time_clock",
+                    "magnetic_detection",
+                    "terminal_cover_tamper_switch",
+                    "top_cover_tamper_switch",
                 )
-            },  # fmt: skip
+            },
             "unused": {"hex": value.unused.hex()},
         }
     raise AssertionError(f"no mapping for {record}")
@@ -197,10 +213,13 @@ API_RESULTS = {
     "three_phase_serial": lambda v: v.strip(),
 }
 SINGLE_API = [
-    v for v in RESPONSES
-    if v["decoded"].get("object_id_name") in API_RESULTS and "api_result" in v["decoded"]
-    and v["decoded"]["api_result"] is not None and v["decoded"]["frame"]["control_acknak_bits_3_7"] == 0
-]  # fmt: skip
+    v
+    for v in RESPONSES
+    if v["decoded"].get("object_id_name") in API_RESULTS
+    and "api_result" in v["decoded"]
+    and v["decoded"]["api_result"] is not None
+    and v["decoded"]["frame"]["control_acknak_bits_3_7"] == 0
+]
 
 
 @pytest.mark.parametrize("vector", SINGLE_API, ids=ids(SINGLE_API))
@@ -220,7 +239,9 @@ def test_units_of_the_production_api():
         message = messages.parse_default(frame.data)
         return by_id(message.object_id).codec.decode(message.payload)
 
-    assert value("instantaneous_voltage response") * 10 == Decimal(str(by_name["instantaneous_voltage response"]["decoded"]["api_result"]))
+    assert value("instantaneous_voltage response") * 10 == Decimal(
+        str(by_name["instantaneous_voltage response"]["decoded"]["api_result"])
+    )
     assert value("instantaneous_active_power response") == Decimal("1.234")
     reading = value("read_element_a response")
     api = by_name["read_element_a response"]["decoded"]["api_result"]
@@ -263,7 +284,11 @@ def test_profile_logs_decode_and_rebuild(kind):
         assert len(page.records) >= len(api["records"])  # the library stops after 4 records of log 1
         for ours, theirs in zip(page.records, api["records"], strict=False):
             assert datetime_to_epoch2000(ours.timestamp) == theirs["timestamp"]
-            flags = {name.lower() for name in ("VALID_DATA", "POWER_FAIL", "RESET") if messages.ProfileStatus[name] in ours.status}
+            flags = {
+                name.lower()
+                for name in ("VALID_DATA", "POWER_FAIL", "RESET")
+                if messages.ProfileStatus[name] in ours.status
+            }
             assert flags == {k for k in ("valid_data", "power_fail", "reset") if theirs["status"][k]}
             for key, expected in theirs.items():
                 if key in ("timestamp", "status", "is_twin_element"):
@@ -275,7 +300,9 @@ def test_profile_logs_decode_and_rebuild(kind):
 
 
 def test_three_phase_intervals_decode_and_rebuild():
-    vector = next(v for v in RESPONSES if v["name"].startswith("three_phase_intervals 2025-02-20 00:00-02:00Z [2/2]"))
+    vector = next(
+        v for v in RESPONSES if v["name"].startswith("three_phase_intervals 2025-02-20 00:00-02:00Z [2/2]")
+    )
     frame = parse_frame(bytes.fromhex(vector["hex"]))
     block = messages.parse_three_phase_intervals(frame.data)
     api = vector["decoded"]["api_result"]
@@ -292,8 +319,19 @@ def test_captured_real_frames_keep_their_addresses():
     captured = [v for v in VECTORS if v["decoded"].get("source", "").startswith("real meter")]
     for vector in captured:
         frame = parse_frame(bytes.fromhex(vector["hex"]))
-        assert Frame(frame.data, frame.destination_type, frame.destination_address, frame.source_type,
-                     frame.source_address, frame.control).to_bytes().hex() == vector["hex"]  # fmt: skip
+        assert (
+            Frame(
+                frame.data,
+                frame.destination_type,
+                frame.destination_address,
+                frame.source_type,
+                frame.source_address,
+                frame.control,
+            )
+            .to_bytes()
+            .hex()
+            == vector["hex"]
+        )
     nak = next(v for v in captured if v["name"] == "captured real session 800309 response")
     frame = parse_frame(bytes.fromhex(nak["hex"]))
     assert (frame.sequence, frame.nak_code) == (1, 5)

@@ -29,7 +29,9 @@ async def test_tokens_carry_amount_and_sequence_for_one_meter(vendor):
     with pytest.raises(TokenRejected):
         decode_token(meter_key(SECRET, "EML2400000002"), "EML2400000002", first.token)
     with pytest.raises(TokenRejected):
-        decode_token(meter_key(b"another-secret-entirely-000000", "EML2400000001"), "EML2400000001", first.token)
+        decode_token(
+            meter_key(b"another-secret-entirely-000000", "EML2400000001"), "EML2400000001", first.token
+        )
     assert first.grouped.count("-") == 4
     assert isinstance(vendor, VendingAdapter)
 
@@ -68,7 +70,9 @@ def test_two_processes_never_get_the_same_sequence(tmp_path):
     path = tmp_path / "sequences.json"
     queue = multiprocessing.get_context("fork").Queue()
     workers = [
-        multiprocessing.get_context("fork").Process(target=_take_sequences, args=(path, "EML2400000001", 40, queue))
+        multiprocessing.get_context("fork").Process(
+            target=_take_sequences, args=(path, "EML2400000001", 40, queue)
+        )
         for _ in range(4)
     ]
     for worker in workers:

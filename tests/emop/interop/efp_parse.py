@@ -57,7 +57,9 @@ def parse(frame_hex: str) -> dict:
         out.update(object_id=object_id, read_write=default.read_write.value, payload=default.payload.hex())
         if default.payload:
             try:
-                record = EmopMessage(len(default.payload), ObjectIdEnum(object_id), KaitaiStream(BytesIO(default.payload)))
+                record = EmopMessage(
+                    len(default.payload), ObjectIdEnum(object_id), KaitaiStream(BytesIO(default.payload))
+                )
                 record._read()
                 out["record"] = fields(record.message)
             except ValueError:

@@ -21,7 +21,11 @@ import grpc
 from emop_frame_protocol.util import emop_encode_u3be
 from simt_emlite.emlite.emlite_api import EmliteAPI
 from simt_emlite.mediator.api_prepay import EmlitePrepayAPI
-from simt_emlite.mediator.grpc.generated.mediator_pb2 import ReadElementReply, SendRawMessageReply, WriteElementReply
+from simt_emlite.mediator.grpc.generated.mediator_pb2 import (
+    ReadElementReply,
+    SendRawMessageReply,
+    WriteElementReply,
+)
 from simt_emlite.mediator.grpc.generated.mediator_pb2_grpc import (
     EmliteMediatorServiceServicer,
     add_EmliteMediatorServiceServicer_to_server,
@@ -56,7 +60,9 @@ class Mediator(EmliteMediatorServiceServicer):
         return WriteElementReply()
 
     def sendRawMessage(self, request, context):
-        return SendRawMessageReply(response=self._call(context, request, lambda api: api.send_message(request.dataField)))
+        return SendRawMessageReply(
+            response=self._call(context, request, lambda api: api.send_message(request.dataField))
+        )
 
 
 def plain(value):
@@ -112,7 +118,8 @@ def main() -> None:
         ]
         events = api.event_log(s, 0)
         out["event_log"] = [
-            {"timestamp": e.timestamp, "event_id": plain(e.event_id), "event_set": e.event_set} for e in events.events
+            {"timestamp": e.timestamp, "event_id": plain(e.event_id), "event_set": e.event_set}
+            for e in events.events
         ]
         api.prepay_send_token(s, single["token"])
         out["balance_after"] = str(api.prepay_balance(s))
@@ -128,7 +135,9 @@ def main() -> None:
             }
             day_start = datetime.fromisoformat(three["intervals_from"])
             intervals = api.three_phase_intervals(t, None, day_start, day_start + timedelta(hours=2))
-            out["three_phase"]["intervals"] = len(intervals.intervals) if hasattr(intervals, "intervals") else str(type(intervals))
+            out["three_phase"]["intervals"] = (
+                len(intervals.intervals) if hasattr(intervals, "intervals") else str(type(intervals))
+            )
     finally:
         server.stop(None)
     print(json.dumps(out, default=str))

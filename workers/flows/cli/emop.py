@@ -61,12 +61,23 @@ class EmopGroup(FlowsGroup):
 @click.option("--host", envvar="EMOP_HOST", default=None, help="Meter address (direct access).")
 @click.option("--port", envvar="EMOP_PORT", type=int, default=None, help="Meter TCP port (default 8080).")
 @json_option
-@click.option("--timeout", envvar="EMOP_TIMEOUT", type=float, default=10.0, show_default=True, help="Seconds per attempt.")
+@click.option(
+    "--timeout",
+    envvar="EMOP_TIMEOUT",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds per attempt.",
+)
 @click.option("--attempts", envvar="EMOP_ATTEMPTS", type=click.IntRange(1), default=5, show_default=True)
 @click.option(
-    "--pacing", envvar="EMOP_PACING", type=float, default=2.0, show_default=True,
+    "--pacing",
+    envvar="EMOP_PACING",
+    type=float,
+    default=2.0,
+    show_default=True,
     help="Seconds between exchanges with one meter (real meters need ~2).",
-)  # fmt: skip
+)
 @click.option("--proxy", envvar="FLOWS_SOCKS_PROXY", default=None, help="socks5://user:pass@host:port")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR.")
 @click.pass_context
@@ -147,9 +158,14 @@ class _Bar:
 
     def __init__(self, description: str, total: float):
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=stderr, transient=True, disable=not stderr.is_terminal,
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+            disable=not stderr.is_terminal,
+        )
         self.task = self.progress.add_task(description, total=total)
 
     def __enter__(self):
@@ -200,8 +216,13 @@ async def clock_time_read(meter: MeterClient):
 
 
 @meter_command("clock_time_write")
-@click.option("--time", "moment", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]), default=None,
-              help="Time to set (UTC unless an offset is given); default now.")  # fmt: skip
+@click.option(
+    "--time",
+    "moment",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="Time to set (UTC unless an offset is given); default now.",
+)
 async def clock_time_write(meter: MeterClient, moment):
     """Set the meter clock (to now unless --time); prints the time written."""
     return await meter.clock_time_write(_aware(moment) if moment else None)
@@ -332,15 +353,27 @@ async def tariffs_future_read(meter: MeterClient):
 
 
 @meter_command("tariffs_future_write", label="tariffs_future", human=_tariff_human)
-@click.option("--from-ts", required=True, help="Activation time, ISO 8601 with offset (e.g. 2025-04-01T00:00:00Z).")
+@click.option(
+    "--from-ts", required=True, help="Activation time, ISO 8601 with offset (e.g. 2025-04-01T00:00:00Z)."
+)
 @click.option("--unit-rate", required=True, help="GBP per kWh, element A (and B unless --unit-rate-b).")
 @click.option("--unit-rate-b", default=None, help="GBP per kWh, element B.")
 @click.option("--standing-charge", required=True, help="GBP per day.")
-@click.option("--ecredit-availability", required=True, help="Balance (GBP) below which emergency credit is offered.")
+@click.option(
+    "--ecredit-availability", required=True, help="Balance (GBP) below which emergency credit is offered."
+)
 @click.option("--debt-recovery-rate", required=True, help="GBP per day.")
 @click.option("--emergency-credit", required=True, help="Emergency credit amount (GBP).")
-async def tariffs_future_write(meter: MeterClient, from_ts, unit_rate, unit_rate_b, standing_charge,
-                               ecredit_availability, debt_recovery_rate, emergency_credit):  # fmt: skip
+async def tariffs_future_write(
+    meter: MeterClient,
+    from_ts,
+    unit_rate,
+    unit_rate_b,
+    standing_charge,
+    ecredit_availability,
+    debt_recovery_rate,
+    emergency_credit,
+):
     """Write a future tariff, then read it back."""
     try:
         activation = datetime.fromisoformat(from_ts.replace("Z", "+00:00"))
@@ -421,7 +454,9 @@ def _range(day, start, end) -> tuple[datetime, datetime]:
 
 
 @meter_command("event_log")
-@click.option("--index", type=click.IntRange(0, 9), default=0, show_default=True, help="Page, 0 = newest ten.")
+@click.option(
+    "--index", type=click.IntRange(0, 9), default=0, show_default=True, help="Page, 0 = newest ten."
+)
 @click.option("--all", "every", is_flag=True, help="Every page until events repeat or run out.")
 async def event_log(meter: MeterClient, index: int, every: bool):
     """Events (newest first): time, id, name, set."""
@@ -430,7 +465,9 @@ async def event_log(meter: MeterClient, index: int, every: bool):
 
 @meter_command("profile_log_1")
 @click.option("--timestamp", default=None, help="Records from this time on (ISO 8601, UTC if no offset).")
-@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="The 48 half hours of a UTC day.")
+@click.option(
+    "--day", type=click.DateTime(["%Y-%m-%d"]), default=None, help="The 48 half hours of a UTC day."
+)
 @click.option("--from", "start", default=None, help="Range start (ISO 8601).")
 @click.option("--to", "end", default=None, help="Range end, exclusive (ISO 8601).")
 async def profile_log_1(meter: MeterClient, timestamp, day, start, end):
@@ -459,9 +496,18 @@ def _iso(text: str, name: str) -> datetime:
 # -- many meters -----------------------------------------------------------------------------
 
 MANY_OPERATIONS = (
-    "serial_read", "hardware", "csq", "prepay_balance", "read", "read_element_a", "read_element_b",
-    "clock_time_read", "instantaneous_voltage", "monetary_info_transaction_count", "firmware_version",
-)  # fmt: skip
+    "serial_read",
+    "hardware",
+    "csq",
+    "prepay_balance",
+    "read",
+    "read_element_a",
+    "read_element_b",
+    "clock_time_read",
+    "instantaneous_voltage",
+    "monetary_info_transaction_count",
+    "firmware_version",
+)
 
 
 def load_targets(path: Path) -> list[MeterAddress]:
@@ -481,14 +527,23 @@ def load_targets(path: Path) -> list[MeterAddress]:
             parts = [p.strip() for p in line.split(",")]
             if len(parts) < 2:
                 raise ConfigError(f"{path}:{number}: expected serial,host[,port]")
-            targets.append(MeterAddress(parts[0] or None, parts[1], int(parts[2]) if len(parts) > 2 else 8080))
+            targets.append(
+                MeterAddress(parts[0] or None, parts[1], int(parts[2]) if len(parts) > 2 else 8080)
+            )
     return targets
 
 
 @cli.command("read_many")
 @click.argument("meters_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--op", "operations", multiple=True, type=click.Choice(MANY_OPERATIONS),
-              default=("serial_read", "prepay_balance", "read_element_a"), show_default=True)  # fmt: skip
+@click.option(
+    "-o",
+    "--op",
+    "operations",
+    multiple=True,
+    type=click.Choice(MANY_OPERATIONS),
+    default=("serial_read", "prepay_balance", "read_element_a"),
+    show_default=True,
+)
 @click.option("--concurrency", type=click.IntRange(1), default=200, show_default=True, help="Meters at once.")
 @json_option
 @click.pass_obj
@@ -521,7 +576,9 @@ def read_many(settings: Settings, meters_file: Path, operations, concurrency: in
     def human(rows):
         table = Table(*["serial", *operations, "error"])
         for row in rows:
-            table.add_row(str(row["serial"]), *[_flat(row.get(op, "")) for op in operations], row.get("error", ""))
+            table.add_row(
+                str(row["serial"]), *[_flat(row.get(op, "")) for op in operations], row.get("error", "")
+            )
         Console().print(table)
 
     emit(rows, as_json or settings.as_json, human)

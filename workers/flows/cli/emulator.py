@@ -20,7 +20,9 @@ def _fault_rates(specs: tuple[str, ...]) -> dict[str, float]:
     for spec in specs:
         kind, sep, rate = spec.partition("=")
         if not sep or kind not in KINDS:
-            raise click.BadParameter(f"{spec!r}: use KIND=RATE with KIND one of {', '.join(KINDS)}", param_hint="--fault")
+            raise click.BadParameter(
+                f"{spec!r}: use KIND=RATE with KIND one of {', '.join(KINDS)}", param_hint="--fault"
+            )
         try:
             rates[kind] = float(rate)
         except ValueError:
@@ -30,18 +32,43 @@ def _fault_rates(specs: tuple[str, ...]) -> dict[str, float]:
 
 @click.command()
 @click.option("--meters", "count", type=click.IntRange(1), default=None, help="How many meters to generate.")
-@click.option("--base-port", type=click.IntRange(1, 65535), default=None, help="First port (then +1 each); default ephemeral.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fleet config file (JSON, or TOML by extension).")  # fmt: skip
+@click.option(
+    "--base-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="First port (then +1 each); default ephemeral.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fleet config file (JSON, or TOML by extension).",
+)
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option("--hardware", type=click.Choice(sorted(HARDWARE)), default=None, help="One model for every generated meter.")
+@click.option(
+    "--hardware",
+    type=click.Choice(sorted(HARDWARE)),
+    default=None,
+    help="One model for every generated meter.",
+)
 @click.option("--latency-ms", type=float, default=None, help="Delay before each answer.")
-@click.option("--time-factor", type=float, default=None, help="Simulated seconds per real second (default 1).")
-@click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Keep meter state here across restarts.")  # fmt: skip
-@click.option("--fault", "faults", multiple=True, metavar="KIND=RATE", help="Inject a fault on every meter at a rate.")
+@click.option(
+    "--time-factor", type=float, default=None, help="Simulated seconds per real second (default 1)."
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Keep meter state here across restarts.",
+)
+@click.option(
+    "--fault", "faults", multiple=True, metavar="KIND=RATE", help="Inject a fault on every meter at a rate."
+)
 @json_option
-def emulator(count, base_port, config_file, host, hardware, latency_ms, time_factor, state_file, faults, as_json):
+def emulator(
+    count, base_port, config_file, host, hardware, latency_ms, time_factor, state_file, faults, as_json
+):
     """Serve emulated Emlite meters on 127.0.0.1, one port each, until Ctrl-C / SIGTERM.
 
     Prints serial, host and port per meter once all listen (--json: one line of
@@ -51,7 +78,11 @@ def emulator(count, base_port, config_file, host, hardware, latency_ms, time_fac
         raise click.UsageError("give --meters N or --config FILE, not both")
     if not config_file and not count:
         raise click.UsageError("give --meters N or --config FILE")
-    config = load_config(config_file) if config_file else FleetConfig(meters=generate_meters(count, base_port, hardware))
+    config = (
+        load_config(config_file)
+        if config_file
+        else FleetConfig(meters=generate_meters(count, base_port, hardware))
+    )
     if host:
         config.host = host
     if latency_ms is not None:
@@ -63,7 +94,9 @@ def emulator(count, base_port, config_file, host, hardware, latency_ms, time_fac
     rates = _fault_rates(faults)
     if rates:
         for i, meter in enumerate(config.meters):
-            meter.faults = FaultPlan(rates={**meter.faults.rates, **rates}, nak_code=meter.faults.nak_code, seed=i)
+            meter.faults = FaultPlan(
+                rates={**meter.faults.rates, **rates}, nak_code=meter.faults.nak_code, seed=i
+            )
 
     def ready(fleet: Fleet) -> None:
         description = fleet.describe()

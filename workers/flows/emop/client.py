@@ -27,13 +27,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_none, wait_random
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_none,
+    wait_random,
+)
 
 from flows.emop import messages
 from flows.emop.errors import EmopError, MeterUnreachable, Nak, UnexpectedResponse
 from flows.emop.frame import CLIENT_ADDRESS, CLIENT_CONTROL, FORMAT_DEFAULT, Frame, build_frame, parse_frame
 from flows.emop.objects import OBJECTS, ObjectDef, lookup, parse_object_id
-from flows.emop.results import MeterRead, ThreePhaseIntervalValues, ThreePhaseTotals, TopUp, Tariff
+from flows.emop.results import MeterRead, Tariff, ThreePhaseIntervalValues, ThreePhaseTotals, TopUp
 from flows.emop.transport import RETRYABLE, exchange_once
 from flows.emop.units import from_meter_local, money_to_raw, to_meter_local
 from flows.emop.values import Backlight, LoadSwitch, RegisterRead, ThreePhaseHardware
@@ -390,7 +397,9 @@ class MeterClient:
 
     async def three_phase_instantaneous_voltage(self) -> tuple[Decimal, Decimal, Decimal]:
         async with self.session():
-            return tuple([await self.read_object(f"three_phase_instantaneous_voltage_l{n}") for n in (1, 2, 3)])
+            return tuple(
+                [await self.read_object(f"three_phase_instantaneous_voltage_l{n}") for n in (1, 2, 3)]
+            )
 
     async def three_phase_intervals(
         self, start: datetime, end: datetime, profile: int = 0
@@ -404,12 +413,16 @@ class MeterClient:
             cursor = start
             while cursor < end:
                 chunk_end = min(cursor + THREE_PHASE_CHUNK, end)
-                frame = await self.exchange(messages.three_phase_intervals_request(cursor, chunk_end, profile))
+                frame = await self.exchange(
+                    messages.three_phase_intervals_request(cursor, chunk_end, profile)
+                )
                 block = messages.parse_three_phase_intervals(frame.data)
                 channels = [f"{c:06X}" for c in block.channel_ids]
                 for interval in block.intervals:
                     if start <= interval.start < end:
-                        scaled = {ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)}
+                        scaled = {
+                            ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)
+                        }
                         out.append(ThreePhaseIntervalValues(interval.start, interval.status, scaled))
                 cursor = chunk_end
         return out
@@ -538,7 +551,9 @@ class MeterClient:
             raise FlowsError("the activation time must be timezone-aware (e.g. 2025-04-01T00:00:00Z)")
         standing_charge = _check_rate("standing charge", standing_charge, *STANDING_CHARGE_RANGE)
         unit_rate = _check_rate("unit rate", unit_rate, *UNIT_RATE_RANGE)
-        unit_rate_b = unit_rate if unit_rate_b is None else _check_rate("unit rate B", unit_rate_b, *UNIT_RATE_RANGE)
+        unit_rate_b = (
+            unit_rate if unit_rate_b is None else _check_rate("unit rate B", unit_rate_b, *UNIT_RATE_RANGE)
+        )
         for value in (emergency_credit, ecredit_availability, debt_recovery_rate):
             money_to_raw(value)
         async with self.session():
@@ -582,7 +597,9 @@ class MeterClient:
         frame = await self.exchange(messages.profile_log_request(1, timestamp))
         return messages.parse_profile_log(frame.data).records
 
-    async def profile_log_2(self, timestamp: datetime, twin: bool | None = None) -> list[messages.ProfileLog2Record]:
+    async def profile_log_2(
+        self, timestamp: datetime, twin: bool | None = None
+    ) -> list[messages.ProfileLog2Record]:
         """Export, reactive and voltage records; the record shape depends on twin element (from hardware)."""
         async with self.session():
             if twin is None:

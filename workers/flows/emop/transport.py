@@ -67,7 +67,9 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
         raise TruncatedFrame(f"the connection ended after {got} of {size} bytes") from None
 
 
-async def exchange_once(host: str, port: int, request: bytes, timeout: float, proxy: str | None = None) -> bytes:
+async def exchange_once(
+    host: str, port: int, request: bytes, timeout: float, proxy: str | None = None
+) -> bytes:
     """Send one request frame on a new connection and return the raw reply frame."""
     reader, writer = await open_stream(host, port, timeout, proxy)
     try:

@@ -36,7 +36,7 @@ DEFAULT_TARIFF = {
 
 def _money(value, what: str) -> Decimal:
     if isinstance(value, float):
-        raise ConfigError(f"{what}: write money as a string (\"12.50\"), not a float")
+        raise ConfigError(f'{what}: write money as a string ("12.50"), not a float')
     try:
         return Decimal(str(value))
     except InvalidOperation:
@@ -66,13 +66,17 @@ class MeterConfig:
 
     def __post_init__(self) -> None:
         if self.hardware not in HARDWARE:
-            raise ConfigError(f"meter {self.serial}: unknown hardware {self.hardware!r}", hint=", ".join(HARDWARE))
+            raise ConfigError(
+                f"meter {self.serial}: unknown hardware {self.hardware!r}", hint=", ".join(HARDWARE)
+            )
         if not (self.serial.isascii() and 1 <= len(self.serial) <= 16):
             raise ConfigError(f"serial {self.serial!r} must be 1-16 ASCII characters")
         tariff = dict(DEFAULT_TARIFF)
         for key, value in self.tariff.items():
             if key not in DEFAULT_TARIFF:
-                raise ConfigError(f"meter {self.serial}: unknown tariff key {key!r}", hint=", ".join(DEFAULT_TARIFF))
+                raise ConfigError(
+                    f"meter {self.serial}: unknown tariff key {key!r}", hint=", ".join(DEFAULT_TARIFF)
+                )
             tariff[key] = str(_money(value, f"meter {self.serial} tariff {key}"))
         self.tariff = tariff
         self.balance = _money(self.balance, f"meter {self.serial} balance")
@@ -137,7 +141,16 @@ def generate_meters(count: int, base_port: int | None = None, hardware: str | No
     return meters
 
 
-_FLEET_KEYS = {"host", "latency_ms", "time_factor", "start", "state_file", "vendor_secret", "generate", "meters"}
+_FLEET_KEYS = {
+    "host",
+    "latency_ms",
+    "time_factor",
+    "start",
+    "state_file",
+    "vendor_secret",
+    "generate",
+    "meters",
+}
 _METER_KEYS = {f.name for f in fields(MeterConfig)} - {"latency", "faults"} | {"latency_ms", "faults"}
 _FAULT_KEYS = {"rates", "script", "nak_code", "seed"}
 
@@ -204,4 +217,7 @@ def config_from_dict(raw: dict, base: Path = Path(".")) -> FleetConfig:
 def _only(raw: dict, allowed: set, where: str) -> None:
     unknown = set(raw) - allowed
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", hint=f"known: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}",
+            hint=f"known: {', '.join(sorted(allowed))}",
+        )

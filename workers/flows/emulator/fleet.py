@@ -62,7 +62,9 @@ class Fleet:
 
     def _add(self, meter_config: MeterConfig, model: MeterModel) -> None:
         latency = self.config.latency if meter_config.latency is None else meter_config.latency
-        meter = EmulatedMeter(model, self.config.host, meter_config.port, latency, meter_config.faults, self.changed)
+        meter = EmulatedMeter(
+            model, self.config.host, meter_config.port, latency, meter_config.faults, self.changed
+        )
         self.meters.append(meter)
         self._by_serial[meter.serial] = meter
 
@@ -82,7 +84,9 @@ class Fleet:
                 await meter.start()
         except OSError as error:
             await self.stop(save=False)
-            raise ConfigError(f"cannot listen for meter {meter.serial} on {meter.host}:{meter.port}: {error.strerror}") from None
+            raise ConfigError(
+                f"cannot listen for meter {meter.serial} on {meter.host}:{meter.port}: {error.strerror}"
+            ) from None
         if self.state_file:
             self.save_state()
             self._saver = asyncio.create_task(self._autosave())
@@ -160,5 +164,3 @@ async def serve_forever(fleet: Fleet, ready=None) -> None:
             ready(fleet)
         while True:
             await asyncio.sleep(3600)
-
-

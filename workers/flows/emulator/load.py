@@ -32,7 +32,7 @@ class LoadProfile:
         self.twin = twin
 
     def half_hour(self, hh: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-        """mWh in half hour ``hh`` for (A, B): import active, export active, import reactive, export reactive."""
+        """mWh in half hour ``hh`` for (A, B): import/export active, import/export reactive."""
         hour = (hh % 48) // 2
         a_w = HOUSEHOLD_W[hour] * self.scale * (0.7 + 0.6 * unit_noise(self.seed, hh, "a"))
         export_w = 0.0
@@ -48,7 +48,12 @@ class LoadProfile:
     @staticmethod
     def _element(import_w: float, export_w: float) -> tuple[int, int, int, int]:
         mwh = 500  # one watt for half an hour
-        return (int(import_w * mwh), int(export_w * mwh), int(import_w * 0.1 * mwh), int(import_w * 0.02 * mwh))
+        return (
+            int(import_w * mwh),
+            int(export_w * mwh),
+            int(import_w * 0.1 * mwh),
+            int(import_w * 0.02 * mwh),
+        )
 
     def power_w(self, hh: int, element: str) -> int:
         a, b = self.half_hour(hh)

@@ -57,25 +57,45 @@ NAK_ADDRESS = 7
 EVENT_POWER_UP, EVENT_POWER_DOWN, EVENT_DAILY_SNAPSHOT, EVENT_COVER = 33, 34, 38, 4
 THREE_PHASE_CHANNELS = (0x010800, 0x020800, 0x030800, 0x040800)
 SINGLE_PHASE_ONLY = {
-    "hardware_version", "prepay_balance", "prepay_token_send", "prepay_enabled_flag",
-    "prepay_no_debt_recovery_when_emergency_credit_flag", "prepay_no_standing_charge_when_power_fail_flag",
-    "monetary_info_transaction_count", "monetary_info_transaction_details", "load_switch",
-    "daylight_savings_correction_flag", "read_element_a", "read_element_b", "instantaneous_voltage",
-    "element_a_instantaneous_active_power_import", "element_b_instantaneous_active_power_import",
-}  # fmt: skip
+    "hardware_version",
+    "prepay_balance",
+    "prepay_token_send",
+    "prepay_enabled_flag",
+    "prepay_no_debt_recovery_when_emergency_credit_flag",
+    "prepay_no_standing_charge_when_power_fail_flag",
+    "monetary_info_transaction_count",
+    "monetary_info_transaction_details",
+    "load_switch",
+    "daylight_savings_correction_flag",
+    "read_element_a",
+    "read_element_b",
+    "instantaneous_voltage",
+    "element_a_instantaneous_active_power_import",
+    "element_b_instantaneous_active_power_import",
+}
 THREE_PHASE_ONLY = {
-    "three_phase_serial", "three_phase_hardware_configuration", "three_phase_instantaneous_voltage_l1",
-    "three_phase_instantaneous_voltage_l2", "three_phase_instantaneous_voltage_l3",
-    "three_phase_total_active_import", "three_phase_total_active_export",
-    "three_phase_total_reactive_import", "three_phase_total_reactive_export",
-    "three_phase_total_apparent_import", "three_phase_total_apparent_export",
-}  # fmt: skip
+    "three_phase_serial",
+    "three_phase_hardware_configuration",
+    "three_phase_instantaneous_voltage_l1",
+    "three_phase_instantaneous_voltage_l2",
+    "three_phase_instantaneous_voltage_l3",
+    "three_phase_total_active_import",
+    "three_phase_total_active_export",
+    "three_phase_total_reactive_import",
+    "three_phase_total_reactive_export",
+    "three_phase_total_apparent_import",
+    "three_phase_total_apparent_export",
+}
 # stored objects the meter lets a client write (besides the clock and the token)
 WRITABLE_PREFIXES = ("tariff_future_", "tariff_time_switch_")
 WRITABLE = {
-    "daylight_savings_correction_flag", "prepay_enabled_flag", "prepay_no_debt_recovery_when_emergency_credit_flag",
-    "prepay_no_standing_charge_when_power_fail_flag", "backlight", "load_switch",
-}  # fmt: skip
+    "daylight_savings_correction_flag",
+    "prepay_enabled_flag",
+    "prepay_no_debt_recovery_when_emergency_credit_flag",
+    "prepay_no_standing_charge_when_power_fail_flag",
+    "backlight",
+    "load_switch",
+}
 
 
 @dataclass
@@ -92,7 +112,9 @@ class MeterModel:
         self.kind = config.kind
         self.clock = clock
         self.token_key = token_key
-        self.address = int(config.serial[-6:]) % 0xFFFFFF if config.serial[-6:].isdigit() else config.seed % 0xFFFFFF
+        self.address = (
+            int(config.serial[-6:]) % 0xFFFFFF if config.serial[-6:].isdigit() else config.seed % 0xFFFFFF
+        )
         self.profile = LoadProfile(config.seed, config.load_scale, config.solar_kw, twin=self.kind == "twin")
         self.store: dict[int, bytes] = {}
         self._init_store()
@@ -133,7 +155,10 @@ class MeterModel:
         put("tariff_time_switch_element_b", bytes(80))
         if self.kind == "three":
             put("three_phase_serial", c.serial.ljust(16))
-            put("three_phase_hardware_configuration", ThreePhaseHardware(c.hardware == "P1.ax", False, False, True, True, False, True, True))
+            put(
+                "three_phase_hardware_configuration",
+                ThreePhaseHardware(c.hardware == "P1.ax", False, False, True, True, False, True, True),
+            )
             return
         put("hardware_version", HARDWARE_TEXT[c.hardware])
         put("daylight_savings_correction_flag", c.daylight_savings_correction)
@@ -154,7 +179,10 @@ class MeterModel:
                     value = t["unit_rate_element_a"] if (block, rate) == (8, 1) else Decimal(0)
                     put(f"tariff_{state}_block_{block}_rate_{rate}", value)
             for n in range(1, 5):
-                put(f"tariff_{state}_element_b_tou_rate_{n}", t["unit_rate_element_b"] if n == 1 else Decimal(0))
+                put(
+                    f"tariff_{state}_element_b_tou_rate_{n}",
+                    t["unit_rate_element_b"] if n == 1 else Decimal(0),
+                )
         put("tariff_active_price", t["unit_rate_element_a"])
         put("tariff_active_element_b_price", t["unit_rate_element_b"])
         put("tariff_active_block_rate", 7)
@@ -234,7 +262,10 @@ class MeterModel:
         if self.debt_n > 0 and not (
             self.emergency_active and self._get("prepay_no_debt_recovery_when_emergency_credit_flag")
         ):
-            recovered = min(self.debt_n, int(self._raw_money("tariff_active_prepayment_debt_recovery_rate") * NANO * seconds / DAY))
+            recovered = min(
+                self.debt_n,
+                int(self._raw_money("tariff_active_prepayment_debt_recovery_rate") * NANO * seconds / DAY),
+            )
             self.debt_n -= recovered
             cost += recovered
         self.balance_n -= cost
@@ -272,12 +303,19 @@ class MeterModel:
         if self.meter_seconds(self.as_of) < datetime_to_epoch2000(when):
             return
         for suffix in (
-            "standing_charge", "threshold_mask", "threshold_values", "gas", "prepayment_emergency_credit",
-            "prepayment_ecredit_availability", "prepayment_debt_recovery_rate",
+            "standing_charge",
+            "threshold_mask",
+            "threshold_values",
+            "gas",
+            "prepayment_emergency_credit",
+            "prepayment_ecredit_availability",
+            "prepayment_debt_recovery_rate",
             *(f"block_{b}_rate_{r}" for b in range(1, 9) for r in range(1, 9)),
             *(f"element_b_tou_rate_{n}" for n in range(1, 5)),
-        ):  # fmt: skip
-            self.store[OBJECTS[f"tariff_active_{suffix}"].id] = self.store[OBJECTS[f"tariff_future_{suffix}"].id]
+        ):
+            self.store[OBJECTS[f"tariff_active_{suffix}"].id] = self.store[
+                OBJECTS[f"tariff_future_{suffix}"].id
+            ]
         self._put("tariff_active_price", self._get("tariff_future_block_8_rate_1"))
         self._put("tariff_active_element_b_price", self._get("tariff_future_element_b_tou_rate_1"))
         self.applied_activation = activation
@@ -307,7 +345,9 @@ class MeterModel:
         self.advance()
         names = {
             "standing_charge": f"tariff_{state}_standing_charge",
-            "unit_rate_element_a": "tariff_active_price" if state == "active" else "tariff_future_block_8_rate_1",
+            "unit_rate_element_a": "tariff_active_price"
+            if state == "active"
+            else "tariff_future_block_8_rate_1",
             "unit_rate_element_b": "tariff_active_element_b_price"
             if state == "active"
             else "tariff_future_element_b_tou_rate_1",
@@ -362,7 +402,9 @@ class MeterModel:
                 return self._profile_log(request.data)
             if fmt == FORMAT_THREE_PHASE_INTERVALS and self.kind == "three":
                 return self._three_phase_intervals(request.data)
-            return Reply(_nak_data(request.data), NAK_UNKNOWN_OBJECT if fmt in (3, 4, 5, 0x14) else NAK_FORMAT)
+            return Reply(
+                _nak_data(request.data), NAK_UNKNOWN_OBJECT if fmt in (3, 4, 5, 0x14) else NAK_FORMAT
+            )
         except EmopError:
             return Reply(_nak_data(request.data), NAK_FORMAT)
 
@@ -505,9 +547,13 @@ class MeterModel:
         a = self.energy["A"]
         apparent = a[0] + a[2] // 2
         raw = {
-            "active_import": a[0], "active_export": a[1], "reactive_import": a[2],
-            "reactive_export": a[3], "apparent_import": apparent, "apparent_export": a[1],
-        }[which]  # fmt: skip
+            "active_import": a[0],
+            "active_export": a[1],
+            "reactive_import": a[2],
+            "reactive_export": a[3],
+            "apparent_import": apparent,
+            "apparent_export": a[1],
+        }[which]
         return self._three_phase_units(raw).to_bytes(4, "little")
 
     # -- logs ------------------------------------------------------------------------------
@@ -517,7 +563,9 @@ class MeterModel:
         if index >= messages.EVENT_LOG_PAGES:
             return Reply(data[:5], NAK_FORMAT)
         page = self.events[index * 10 : index * 10 + 10]
-        events = [messages.Event(epoch2000_to_datetime(ts), event_id, event_set) for ts, event_id, event_set in page]
+        events = [
+            messages.Event(epoch2000_to_datetime(ts), event_id, event_set) for ts, event_id, event_set in page
+        ]
         return Reply(messages.event_log_response(index, events))
 
     def history(self) -> list[tuple]:
@@ -571,9 +619,13 @@ class MeterModel:
         records = self.profile_records(start_hh, count + 1)
         intervals = []
         for before, after in zip(records, records[1:], strict=False):
-            used = [after[i] - before[i] for i in (1, 2, 3, 4)]  # A: import, export, reactive import/export (Wh)
+            used = [
+                after[i] - before[i] for i in (1, 2, 3, 4)
+            ]  # A: import, export, reactive import/export (Wh)
             values = tuple(self._three_phase_units(v * 1000) for v in used)
-            intervals.append(messages.ThreePhaseInterval(epoch2000_to_datetime(before[0] * HALF_HOUR), 0x0080, values))
+            intervals.append(
+                messages.ThreePhaseInterval(epoch2000_to_datetime(before[0] * HALF_HOUR), 0x0080, values)
+            )
         first = intervals[0].start if intervals else request.start
         block = messages.ThreePhaseBlock(1, True, 1, True, first, 30, THREE_PHASE_CHANNELS, intervals)
         return Reply(messages.three_phase_intervals_response(block))
@@ -633,4 +685,3 @@ class MeterModel:
 def _nak_data(data: bytes) -> bytes:
     """A NAK echoes the request's format and its next four bytes (object id and r/w flag)."""
     return bytes(data[:5]) if data else b"\x01"
-

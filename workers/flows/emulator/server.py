@@ -70,7 +70,9 @@ def reset(writer: asyncio.StreamWriter) -> None:
 class EmulatedMeter:
     """A meter model served on host:port (port 0: an ephemeral port, known after ``start``)."""
 
-    def __init__(self, model: MeterModel, host: str, port: int, latency: float, faults: FaultPlan, on_change=None):
+    def __init__(
+        self, model: MeterModel, host: str, port: int, latency: float, faults: FaultPlan, on_change=None
+    ):
         self.model = model
         self.host = host
         self.port = port
@@ -98,7 +100,9 @@ class EmulatedMeter:
         return {"serial": self.serial, "host": self.host, "port": self.port, "hardware": self.hardware}
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True, backlog=64)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, reuse_address=True, backlog=64
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -71,7 +71,11 @@ def amount_to_pence(amount) -> int:
 def encode_token(key: bytes, serial: str, pence: int, sequence: int) -> str:
     if not 1 <= sequence <= MAX_SEQUENCE:
         raise FlowsError(f"meter {serial} has used all {MAX_SEQUENCE} test-vendor sequences")
-    number = (_mac(key, serial, pence, sequence) << (SEQUENCE_BITS + AMOUNT_BITS)) | (sequence << AMOUNT_BITS) | pence
+    number = (
+        (_mac(key, serial, pence, sequence) << (SEQUENCE_BITS + AMOUNT_BITS))
+        | (sequence << AMOUNT_BITS)
+        | pence
+    )
     return f"{number:0{TOKEN_DIGITS}d}"
 
 
@@ -130,7 +134,9 @@ class TestVendor:
 
     def __init__(self, master_secret: bytes | None = None, store: SequenceStore | None = None):
         self.master_secret = master_secret if master_secret is not None else default_master_secret()
-        self.store = store if store is not None else FileSequenceStore(vendor_home() / "test-vendor-sequences.json")
+        self.store = (
+            store if store is not None else FileSequenceStore(vendor_home() / "test-vendor-sequences.json")
+        )
 
     async def vend(self, serial: str, amount) -> VendedToken:
         pence = amount_to_pence(amount)
