@@ -1,6 +1,7 @@
 """`emop` against a `flows emulator` process: output, --json, exit codes."""
 
 import json
+from decimal import Decimal
 import signal
 import subprocess
 import sys
@@ -88,7 +89,11 @@ def test_top_up_with_a_vended_token(emulator):
     token = vended.output.strip()
     result = run("prepay_send_token", *where(emulator, 0), token, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["prepay_send_token"]["credited"].startswith("4.2")
+    pushed = json.loads(result.stdout)["prepay_send_token"]
+    assert pushed["transactions_after"] == pushed["transactions_before"] + 1
+    assert abs(Decimal(pushed["credited"]) - Decimal("4.20")) < Decimal(
+        "0.001"
+    )  # real time: a little is used
     again = run("prepay_send_token", *where(emulator, 0), token)
     assert again.exit_code == 4
     assert "NAK 6" in again.output

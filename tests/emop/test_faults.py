@@ -81,7 +81,7 @@ async def test_timeouts_and_backoff_take_the_configured_time(meter):
     started = time.monotonic()
     with pytest.raises(ReplyTimeout):
         await connect(client, meter).csq()
-    assert 0.4 <= time.monotonic() - started < 1.5
+    assert 0.4 <= time.monotonic() - started < 3
 
     await meter.set_offline()
     client = EmopClient(pacing=0, timeout=1, attempts=3, backoff=0.1, backoff_max=1)

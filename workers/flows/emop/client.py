@@ -229,7 +229,7 @@ class MeterClient:
             wait=client._wait(),
             retry=retry_if_exception_type(RETRYABLE),
             reraise=True,
-            before_sleep=self._log_retry,
+            before_sleep=lambda state: self._log_retry(state, object_id),
         )
         try:
             async for attempt_state in retrying:
@@ -268,9 +268,14 @@ class MeterClient:
                 raise UnexpectedResponse(f"reply is for object {echoed:06X}, not {echo.object_id:06X}")
         return frame
 
-    def _log_retry(self, state) -> None:
+    def _log_retry(self, state, object_id: int | None) -> None:
         error = state.outcome.exception()
-        self.log.warning("retrying", attempt=state.attempt_number, error=f"{type(error).__name__}: {error}")
+        self.log.warning(
+            "retrying",
+            object=_hex(object_id),
+            attempt=state.attempt_number,
+            error=f"{type(error).__name__}: {error}",
+        )
 
     # -- objects ---------------------------------------------------------------------------
 
