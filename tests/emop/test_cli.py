@@ -1,10 +1,10 @@
 """`emop` against a `flows emulator` process: output, --json, exit codes."""
 
 import json
-from decimal import Decimal
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest

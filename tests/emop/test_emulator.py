@@ -23,15 +23,19 @@ START = datetime(2030, 1, 15, 8, 0, tzinfo=UTC)
 FLOWS = Path(sys.executable).with_name("flows")
 
 
-async def test_state_survives_a_restart(tmp_path, client, vendor):
-    state = tmp_path / "state.json"
-    config = FleetConfig(
+def frozen_with_state(state_file) -> FleetConfig:
+    return FleetConfig(
         meters=[MeterConfig("EML2400000001")],
         time_factor=0,
         start=START,
-        state_file=state,
+        state_file=state_file,
         vendor_secret=SECRET,
     )
+
+
+async def test_state_survives_a_restart(tmp_path, client, vendor):
+    state = tmp_path / "state.json"
+    config = frozen_with_state(state)
     async with Fleet(config) as fleet:
         emulated = fleet.meters[0]
         meter = connect(client, emulated)
@@ -64,13 +68,7 @@ async def test_state_survives_a_restart(tmp_path, client, vendor):
 
 async def test_state_is_saved_soon_after_a_write(tmp_path, client, vendor):
     state = tmp_path / "state.json"
-    config = FleetConfig(
-        meters=[MeterConfig("EML2400000001")],
-        time_factor=0,
-        start=START,
-        state_file=state,
-        vendor_secret=SECRET,
-    )
+    config = frozen_with_state(state)
     async with Fleet(config) as fleet:
         token = await vendor.vend("EML2400000001", Decimal("3"))
         await connect(client, fleet.meters[0]).prepay_send_token(token.token)

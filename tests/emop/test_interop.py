@@ -16,6 +16,7 @@ from flows.emop import messages
 from flows.emop.client import EmopClient
 from flows.emop.frame import parse_frame
 from flows.emop.objects import by_id
+from flows.emop.results import TARIFF_KEYS
 from flows.emop.units import datetime_to_epoch2000
 from flows.emop.values import Backlight, LoadSwitch
 from flows.emulator import MeterConfig
@@ -101,14 +102,7 @@ async def test_simt_emlite_reads_writes_and_tops_up_against_the_emulator(
     assert simt["read"] == [simt["element_a"], simt["element_b"]]
 
     active = twin.model.tariff("active")
-    for key in (
-        "standing_charge",
-        "unit_rate_element_a",
-        "unit_rate_element_b",
-        "prepayment_emergency_credit",
-        "prepayment_ecredit_availability",
-        "prepayment_debt_recovery_rate",
-    ):
+    for key in TARIFF_KEYS:
         assert Decimal(simt["tariffs_active"][key]) == active[key], key
 
     future = twin.model.tariff("future")

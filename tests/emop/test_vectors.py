@@ -10,6 +10,7 @@ from flows.emop.client import firmware_text, hardware_name
 from flows.emop.frame import Frame, build_frame, parse_frame
 from flows.emop.objects import by_id, lookup
 from flows.emop.units import datetime_to_epoch2000, epoch2000_to_datetime
+from flows.emop.values import THREE_PHASE_FLAGS
 
 from .conftest import VECTORS
 
@@ -165,17 +166,7 @@ def _library_view(record: str, value, payload: bytes) -> dict:
                 "name": "pulse_output_fitted" if value.middle_output_terminals else "auxiliary_relay_fitted",
                 "value": int(value.middle_output_terminals),
             },
-            **{
-                name: flag(getattr(value, name))
-                for name in (
-                    "disconnect_switch",
-                    "gsm_communications",
-                    "real_time_clock",
-                    "magnetic_detection",
-                    "terminal_cover_tamper_switch",
-                    "top_cover_tamper_switch",
-                )
-            },
+            **{name: flag(getattr(value, name)) for name in THREE_PHASE_FLAGS[1:]},
             "unused": {"hex": value.unused.hex()},
         }
     raise AssertionError(f"no mapping for {record}")

@@ -13,6 +13,15 @@ from enum import Enum, IntFlag
 
 from flows.emop.values import RegisterRead
 
+TARIFF_KEYS = (
+    "standing_charge",
+    "unit_rate_element_a",
+    "unit_rate_element_b",
+    "prepayment_emergency_credit",
+    "prepayment_ecredit_availability",
+    "prepayment_debt_recovery_rate",
+)  # the money keys of DOMAIN.md's tariff JSON
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Tariff:
@@ -36,15 +45,7 @@ class Tariff:
 
     def to_json(self) -> dict:
         """The tariff JSON of DOMAIN.md (meter_shadows.tariffs_active / tariffs_future)."""
-        keys = [
-            "standing_charge",
-            "unit_rate_element_a",
-            "unit_rate_element_b",
-            "prepayment_emergency_credit",
-            "prepayment_ecredit_availability",
-            "prepayment_debt_recovery_rate",
-        ]
-        out = {key: str(getattr(self, key)) for key in keys}
+        out = {key: str(getattr(self, key)) for key in TARIFF_KEYS}
         if self.activation_datetime is not None:
             out["activation_datetime"] = self.activation_datetime.isoformat()
         return out
