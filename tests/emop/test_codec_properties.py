@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from flows.emop import messages
 from flows.emop.errors import BadCrc, BadDelimiter, BadLength, EmopError
-from flows.emop.frame import Frame, build_frame, crc16, parse_frame
+from flows.emop.frame import Frame, build_frame, control_byte, crc16, parse_frame
 from flows.emop.objects import (
     OBJECTS,
     Choice,
@@ -196,6 +196,12 @@ def test_data_fields_parse_with_crc_checked(data):
 
 def test_crc_check_value():
     assert crc16(b"123456789") == 0x29B1
+
+
+@given(st.integers(0, 7), st.integers(0, 31))
+def test_control_byte(sequence, code):
+    frame = Frame(b"\x01", control=control_byte(sequence, code))
+    assert (frame.sequence, frame.nak_code) == (sequence, code)
 
 
 events = st.builds(messages.Event, moments, u8, u8)

@@ -37,9 +37,10 @@ from tenacity import (
 )
 
 from flows.emop import messages
+from flows.emop.directory import DEFAULT_PORT
 from flows.emop.errors import EmopError, MeterUnreachable, Nak, UnexpectedResponse
 from flows.emop.frame import CLIENT_ADDRESS, CLIENT_CONTROL, FORMAT_DEFAULT, Frame, build_frame, parse_frame
-from flows.emop.objects import OBJECTS, ObjectDef, lookup, parse_object_id
+from flows.emop.objects import ObjectDef, lookup, parse_object_id
 from flows.emop.results import MeterRead, Tariff, ThreePhaseIntervalValues, ThreePhaseTotals, TopUp
 from flows.emop.transport import RETRYABLE, exchange_once
 from flows.emop.units import from_meter_local, money_to_raw, to_meter_local
@@ -47,7 +48,6 @@ from flows.emop.values import Backlight, LoadSwitch, RegisterRead, ThreePhaseHar
 from flows.errors import FlowsError, Refused
 from flows.log import get_logger
 
-DEFAULT_PORT = 8080
 HALF_HOUR = timedelta(minutes=30)
 THREE_PHASE_CHUNK = timedelta(hours=4)
 SINGLE_PHASE_HARDWARE = {"6C": "C1.w", "6Cw": "C1.w", "6Bw": "B1.w", "3Aw": "EMA1.w"}
@@ -658,4 +658,4 @@ def _hex(object_id: int | None) -> str | None:
     return None if object_id is None else f"{object_id:06X}"
 
 
-__all__ = ["EmopClient", "MeterClient", "TokenNotCredited", "DEFAULT_PORT", "OBJECTS"]
+__all__ = ["DEFAULT_PORT", "EmopClient", "MeterClient", "TokenNotCredited"]

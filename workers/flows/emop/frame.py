@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from flows.emop.errors import BadCrc, BadDelimiter, BadLength
 
 DELIMITER = 0x7E
-HEADER_LENGTH = 11  # delimiter .. control
 MIN_FRAME_LENGTH = 13  # L: 12 bytes of header and CRC after the delimiter, plus the format byte
 MAX_FRAME_LENGTH = 0xFF
 MAX_DATA_FIELD = MAX_FRAME_LENGTH - 12  # 243

@@ -155,12 +155,3 @@ class Fleet:
         if state.get("version") != STATE_VERSION:
             raise ConfigError(f"the emulator state file {self.state_file} has version {state.get('version')}")
         return state
-
-
-async def serve_forever(fleet: Fleet, ready=None) -> None:
-    """Run until cancelled (SIGINT/SIGTERM in the CLI); ``ready(fleet)`` once every meter listens."""
-    async with fleet:
-        if ready:
-            ready(fleet)
-        while True:
-            await asyncio.sleep(3600)

@@ -46,7 +46,6 @@ NANO = 1_000_000  # internal money units per wire unit (0.00001 GBP)
 DAY = 86_400
 LIVE_RECORDS_KEPT = 90 * 48  # profile log memory: 90 days of half hours
 ELEMENTS = ("A", "B")
-REGISTERS = ("import_active", "export_active", "import_reactive", "export_reactive")
 
 NAK_CRC = 1
 NAK_FORMAT = 2

@@ -20,6 +20,7 @@ from flows.emop.transport import read_frame
 from flows.emulator.faults import FaultPlan
 from flows.emulator.model import NAK_CRC, MeterModel
 
+REQUEST_SECONDS = 30.0  # a new connection must send its first frame within this
 IDLE_SECONDS = 10.0  # an answered connection is kept this long for a further frame
 SILENCE_SECONDS = 300.0  # a "silent" meter holds the connection at most this long
 
@@ -153,7 +154,7 @@ class EmulatedMeter:
         first = True
         while True:
             try:
-                async with asyncio.timeout(None if first else IDLE_SECONDS):
+                async with asyncio.timeout(REQUEST_SECONDS if first else IDLE_SECONDS):
                     raw = await read_frame(reader)
             except (FrameError, MeterUnreachable, TimeoutError, ConnectionError):
                 return
