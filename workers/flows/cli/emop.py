@@ -205,7 +205,7 @@ async def hardware(meter: MeterClient):
 
 @meter_command("firmware_version")
 async def firmware_version(meter: MeterClient):
-    """Firmware version (e.g. 3_02_0)."""
+    """Firmware version, as 3_02_0 (hex for three-phase meters)."""
     return await meter.firmware_version()
 
 
