@@ -70,7 +70,7 @@ install_python_package() {
 
 python313() {
     local candidate root
-    for candidate in python3.13 "${PYTHON313:-}"; do
+    for candidate in "${PYTHON313:-}" python3.13; do
         if [[ -n "$candidate" ]] && "$candidate" -c 'import venv' >/dev/null 2>&1; then
             command -v "$candidate"
             return 0
