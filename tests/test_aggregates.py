@@ -44,7 +44,7 @@ def world(db):
 
 
 BRUTE = """
-    SELECT cr.circuit, {period} AS period, sum(h.import_kwh), sum(h.export_kwh)
+    SELECT cr.circuit, {period} AS period, coalesce(sum(h.import_kwh), 0), coalesce(sum(h.export_kwh), 0)
     FROM flows.register_interval_hh h
     JOIN flows.circuit_register cr ON cr.register = h.register_id
      AND h."timestamp" >= cr.start_time AND (cr.end_time IS NULL OR h."timestamp" < cr.end_time)

@@ -23,22 +23,33 @@ FROM flows.circuit_register AS cr
 JOIN flows.circuits AS c ON c.id = cr.circuit;
 COMMENT ON VIEW flows.circuit_ranges IS 'circuit_register ranges with their circuit''s site and UK day edges.';
 
--- Half hours in the part-days at either edge of a range.
+-- Half hours in the part-days at either edge of a range. Each range looks up
+-- its own few half hours (LATERAL ... OFFSET 0 keeps that an index lookup per
+-- range; unfenced, the planner may scan every half hour for ranges that have
+-- no edges at all).
 CREATE VIEW flows.circuit_edge_half_hours WITH (security_invoker = true) AS
 SELECT r.circuit_id, r.site_id, h."timestamp", h.import_kwh, h.export_kwh
 FROM flows.circuit_ranges AS r
-JOIN flows.register_interval_hh AS h
-  ON h.register_id = r.register_id
- AND h."timestamp" >= r.start_time
- AND h."timestamp" < least(r.end_time, flows.uk_day_start(flows.uk_day(r.start_time) + 1))
+CROSS JOIN LATERAL (
+    SELECT x."timestamp", x.import_kwh, x.export_kwh
+    FROM flows.register_interval_hh AS x
+    WHERE x.register_id = r.register_id
+      AND x."timestamp" >= r.start_time
+      AND x."timestamp" < least(r.end_time, flows.uk_day_start(flows.uk_day(r.start_time) + 1))
+    OFFSET 0
+) AS h
 WHERE r.start_time <> r.start_midnight
 UNION ALL
 SELECT r.circuit_id, r.site_id, h."timestamp", h.import_kwh, h.export_kwh
 FROM flows.circuit_ranges AS r
-JOIN flows.register_interval_hh AS h
-  ON h.register_id = r.register_id
- AND h."timestamp" >= greatest(r.end_midnight, r.start_time)
- AND h."timestamp" < r.end_time
+CROSS JOIN LATERAL (
+    SELECT x."timestamp", x.import_kwh, x.export_kwh
+    FROM flows.register_interval_hh AS x
+    WHERE x.register_id = r.register_id
+      AND x."timestamp" >= greatest(r.end_midnight, r.start_time)
+      AND x."timestamp" < r.end_time
+    OFFSET 0
+) AS h
 WHERE r.end_time <> r.end_midnight
   -- unless the first branch already covered it (a range inside one part-day)
   AND (r.start_time = r.start_midnight OR flows.uk_day(r.end_time) <> flows.uk_day(r.start_time));
@@ -69,7 +80,7 @@ JOIN flows.register_interval_monthly AS m
  AND flows.uk_day_start(m.month) >= r.start_time
  AND flows.uk_day_start((m.month + interval '1 month')::date) <= r.end_time
 UNION ALL
-SELECT r.circuit_id, r.site_id, flows.uk_month(d.day), d.import_kwh, d.export_kwh
+SELECT r.circuit_id, r.site_id, edge.month, d.import_kwh, d.export_kwh
 FROM flows.circuit_ranges AS r
 CROSS JOIN LATERAL (VALUES
     -- the month the range starts in, unless the range covers all of it
@@ -78,12 +89,16 @@ CROSS JOIN LATERAL (VALUES
     (CASE WHEN r.end_time < 'infinity'
           THEN flows.uk_month(flows.uk_day(r.end_time - interval '1 microsecond')) END, r.end_time)
 ) AS edge (month, moment)
-JOIN flows.register_interval_daily AS d
-  ON d.register_id = r.register_id
- AND d.day >= edge.month
- AND d.day < (edge.month + interval '1 month')::date
- AND flows.uk_day_start(d.day) >= r.start_time
- AND flows.uk_day_start(d.day + 1) <= r.end_time
+CROSS JOIN LATERAL (
+    SELECT x.import_kwh, x.export_kwh
+    FROM flows.register_interval_daily AS x
+    WHERE x.register_id = r.register_id
+      AND x.day >= edge.month
+      AND x.day < (edge.month + interval '1 month')::date
+      AND flows.uk_day_start(x.day) >= r.start_time
+      AND flows.uk_day_start(x.day + 1) <= r.end_time
+    OFFSET 0
+) AS d
 WHERE edge.month IS NOT NULL
   AND NOT (flows.uk_day_start(edge.month) >= r.start_time
            AND flows.uk_day_start((edge.month + interval '1 month')::date) <= r.end_time)
@@ -170,10 +185,11 @@ COMMENT ON VIEW api.register_interval_hh_missing IS
 -- Energy per circuit, property and site, per half hour, UK day and UK month.
 -- Circuit and site figures honour circuit_register ranges (a register counts
 -- for a circuit only while it is assigned to it); property figures sum the
--- registers of the meters behind the property's service heads.
+-- registers of the meters behind the property's service heads. Energy not
+-- measured (e.g. export on an import-only meter) counts as 0, as in the rollups.
 
 CREATE VIEW api.circuit_interval_hh WITH (security_invoker = true) AS
-SELECT r.circuit_id, h."timestamp", sum(h.import_kwh) AS import_kwh, sum(h.export_kwh) AS export_kwh
+SELECT r.circuit_id, h."timestamp", coalesce(sum(h.import_kwh), 0) AS import_kwh, coalesce(sum(h.export_kwh), 0) AS export_kwh
 FROM flows.circuit_ranges AS r
 JOIN flows.register_interval_hh AS h
   ON h.register_id = r.register_id AND h."timestamp" >= r.start_time AND h."timestamp" < r.end_time
@@ -181,19 +197,19 @@ GROUP BY r.circuit_id, h."timestamp";
 COMMENT ON VIEW api.circuit_interval_hh IS 'Energy (kWh) per circuit and half hour (UTC start).';
 
 CREATE VIEW api.circuit_interval_daily WITH (security_invoker = true) AS
-SELECT circuit_id, day, sum(import_kwh) AS import_kwh, sum(export_kwh) AS export_kwh
+SELECT circuit_id, day, coalesce(sum(import_kwh), 0) AS import_kwh, coalesce(sum(export_kwh), 0) AS export_kwh
 FROM flows.circuit_daily_parts
 GROUP BY circuit_id, day;
 COMMENT ON VIEW api.circuit_interval_daily IS 'Energy (kWh) per circuit and UK day.';
 
 CREATE VIEW api.circuit_interval_monthly WITH (security_invoker = true) AS
-SELECT circuit_id, month, sum(import_kwh) AS import_kwh, sum(export_kwh) AS export_kwh
+SELECT circuit_id, month, coalesce(sum(import_kwh), 0) AS import_kwh, coalesce(sum(export_kwh), 0) AS export_kwh
 FROM flows.circuit_monthly_parts
 GROUP BY circuit_id, month;
 COMMENT ON VIEW api.circuit_interval_monthly IS 'Energy (kWh) per circuit and UK month (month = its first day).';
 
 CREATE VIEW api.site_interval_hh WITH (security_invoker = true) AS
-SELECT r.site_id, h."timestamp", sum(h.import_kwh) AS import_kwh, sum(h.export_kwh) AS export_kwh
+SELECT r.site_id, h."timestamp", coalesce(sum(h.import_kwh), 0) AS import_kwh, coalesce(sum(h.export_kwh), 0) AS export_kwh
 FROM flows.circuit_ranges AS r
 JOIN flows.register_interval_hh AS h
   ON h.register_id = r.register_id AND h."timestamp" >= r.start_time AND h."timestamp" < r.end_time
@@ -201,33 +217,33 @@ GROUP BY r.site_id, h."timestamp";
 COMMENT ON VIEW api.site_interval_hh IS 'Energy (kWh) per site and half hour: the sum of its circuits.';
 
 CREATE VIEW api.site_interval_daily WITH (security_invoker = true) AS
-SELECT site_id, day, sum(import_kwh) AS import_kwh, sum(export_kwh) AS export_kwh
+SELECT site_id, day, coalesce(sum(import_kwh), 0) AS import_kwh, coalesce(sum(export_kwh), 0) AS export_kwh
 FROM flows.circuit_daily_parts
 GROUP BY site_id, day;
 COMMENT ON VIEW api.site_interval_daily IS 'Energy (kWh) per site and UK day: the sum of its circuits.';
 
 CREATE VIEW api.site_interval_monthly WITH (security_invoker = true) AS
-SELECT site_id, month, sum(import_kwh) AS import_kwh, sum(export_kwh) AS export_kwh
+SELECT site_id, month, coalesce(sum(import_kwh), 0) AS import_kwh, coalesce(sum(export_kwh), 0) AS export_kwh
 FROM flows.circuit_monthly_parts
 GROUP BY site_id, month;
 COMMENT ON VIEW api.site_interval_monthly IS 'Energy (kWh) per site and UK month: the sum of its circuits.';
 
 CREATE VIEW api.property_interval_hh WITH (security_invoker = true) AS
-SELECT p.property_id, h."timestamp", sum(h.import_kwh) AS import_kwh, sum(h.export_kwh) AS export_kwh
+SELECT p.property_id, h."timestamp", coalesce(sum(h.import_kwh), 0) AS import_kwh, coalesce(sum(h.export_kwh), 0) AS export_kwh
 FROM flows.property_registers AS p
 JOIN flows.register_interval_hh AS h ON h.register_id = p.register_id
 GROUP BY p.property_id, h."timestamp";
 COMMENT ON VIEW api.property_interval_hh IS 'Energy (kWh) per property and half hour.';
 
 CREATE VIEW api.property_interval_daily WITH (security_invoker = true) AS
-SELECT p.property_id, d.day, sum(d.import_kwh) AS import_kwh, sum(d.export_kwh) AS export_kwh
+SELECT p.property_id, d.day, coalesce(sum(d.import_kwh), 0) AS import_kwh, coalesce(sum(d.export_kwh), 0) AS export_kwh
 FROM flows.property_registers AS p
 JOIN flows.register_interval_daily AS d ON d.register_id = p.register_id
 GROUP BY p.property_id, d.day;
 COMMENT ON VIEW api.property_interval_daily IS 'Energy (kWh) per property and UK day.';
 
 CREATE VIEW api.property_interval_monthly WITH (security_invoker = true) AS
-SELECT p.property_id, m.month, sum(m.import_kwh) AS import_kwh, sum(m.export_kwh) AS export_kwh
+SELECT p.property_id, m.month, coalesce(sum(m.import_kwh), 0) AS import_kwh, coalesce(sum(m.export_kwh), 0) AS export_kwh
 FROM flows.property_registers AS p
 JOIN flows.register_interval_monthly AS m ON m.register_id = p.register_id
 GROUP BY p.property_id, m.month;

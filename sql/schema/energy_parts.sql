@@ -17,22 +17,33 @@ FROM flows.circuit_register AS cr
 JOIN flows.circuits AS c ON c.id = cr.circuit;
 COMMENT ON VIEW flows.circuit_ranges IS 'circuit_register ranges with their circuit''s site and UK day edges.';
 
--- Half hours in the part-days at either edge of a range.
+-- Half hours in the part-days at either edge of a range. Each range looks up
+-- its own few half hours (LATERAL ... OFFSET 0 keeps that an index lookup per
+-- range; unfenced, the planner may scan every half hour for ranges that have
+-- no edges at all).
 CREATE VIEW flows.circuit_edge_half_hours WITH (security_invoker = true) AS
 SELECT r.circuit_id, r.site_id, h."timestamp", h.import_kwh, h.export_kwh
 FROM flows.circuit_ranges AS r
-JOIN flows.register_interval_hh AS h
-  ON h.register_id = r.register_id
- AND h."timestamp" >= r.start_time
- AND h."timestamp" < least(r.end_time, flows.uk_day_start(flows.uk_day(r.start_time) + 1))
+CROSS JOIN LATERAL (
+    SELECT x."timestamp", x.import_kwh, x.export_kwh
+    FROM flows.register_interval_hh AS x
+    WHERE x.register_id = r.register_id
+      AND x."timestamp" >= r.start_time
+      AND x."timestamp" < least(r.end_time, flows.uk_day_start(flows.uk_day(r.start_time) + 1))
+    OFFSET 0
+) AS h
 WHERE r.start_time <> r.start_midnight
 UNION ALL
 SELECT r.circuit_id, r.site_id, h."timestamp", h.import_kwh, h.export_kwh
 FROM flows.circuit_ranges AS r
-JOIN flows.register_interval_hh AS h
-  ON h.register_id = r.register_id
- AND h."timestamp" >= greatest(r.end_midnight, r.start_time)
- AND h."timestamp" < r.end_time
+CROSS JOIN LATERAL (
+    SELECT x."timestamp", x.import_kwh, x.export_kwh
+    FROM flows.register_interval_hh AS x
+    WHERE x.register_id = r.register_id
+      AND x."timestamp" >= greatest(r.end_midnight, r.start_time)
+      AND x."timestamp" < r.end_time
+    OFFSET 0
+) AS h
 WHERE r.end_time <> r.end_midnight
   -- unless the first branch already covered it (a range inside one part-day)
   AND (r.start_time = r.start_midnight OR flows.uk_day(r.end_time) <> flows.uk_day(r.start_time));
@@ -63,7 +74,7 @@ JOIN flows.register_interval_monthly AS m
  AND flows.uk_day_start(m.month) >= r.start_time
  AND flows.uk_day_start((m.month + interval '1 month')::date) <= r.end_time
 UNION ALL
-SELECT r.circuit_id, r.site_id, flows.uk_month(d.day), d.import_kwh, d.export_kwh
+SELECT r.circuit_id, r.site_id, edge.month, d.import_kwh, d.export_kwh
 FROM flows.circuit_ranges AS r
 CROSS JOIN LATERAL (VALUES
     -- the month the range starts in, unless the range covers all of it
@@ -72,12 +83,16 @@ CROSS JOIN LATERAL (VALUES
     (CASE WHEN r.end_time < 'infinity'
           THEN flows.uk_month(flows.uk_day(r.end_time - interval '1 microsecond')) END, r.end_time)
 ) AS edge (month, moment)
-JOIN flows.register_interval_daily AS d
-  ON d.register_id = r.register_id
- AND d.day >= edge.month
- AND d.day < (edge.month + interval '1 month')::date
- AND flows.uk_day_start(d.day) >= r.start_time
- AND flows.uk_day_start(d.day + 1) <= r.end_time
+CROSS JOIN LATERAL (
+    SELECT x.import_kwh, x.export_kwh
+    FROM flows.register_interval_daily AS x
+    WHERE x.register_id = r.register_id
+      AND x.day >= edge.month
+      AND x.day < (edge.month + interval '1 month')::date
+      AND flows.uk_day_start(x.day) >= r.start_time
+      AND flows.uk_day_start(x.day + 1) <= r.end_time
+    OFFSET 0
+) AS d
 WHERE edge.month IS NOT NULL
   AND NOT (flows.uk_day_start(edge.month) >= r.start_time
            AND flows.uk_day_start((edge.month + interval '1 month')::date) <= r.end_time)
