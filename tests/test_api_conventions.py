@@ -106,3 +106,14 @@ def test_error_bodies(api, operator, esco):
     assert_error(operator.get("/no_such_endpoint"), 404)
     serial = operator.get("/meter_registry", params={"select": "serial", "limit": 1}).json()[0]["serial"]
     assert_error(operator.post("/meter_registry", json={"serial": serial}), 409, "23505")
+
+
+def test_openapi_describes_every_endpoint(api, operator):
+    spec = operator.get("/").json()
+    with api.sql() as conn:
+        views = [r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'api'::regnamespace AND relkind = 'v'")]
+    undescribed = [v for v in views if not spec["definitions"].get(v, {}).get("description")]
+    assert not undescribed, f"OpenAPI has no description for {undescribed}"
+    assert spec["definitions"]["meter_shadows"]["properties"]["csq"]["description"].startswith("Cellular signal")
+    assert "/rpc/register_meter" in spec["paths"]

@@ -997,6 +997,9 @@ AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_i
 CREATE FUNCTION api.meter_registers(api.register_interval_hh) RETURNS SETOF api.meter_registers ROWS 1
 LANGUAGE sql STABLE
 AS $$ SELECT * FROM api.meter_registers AS r WHERE r.register_id = $1.register_id $$;
+COMMENT ON FUNCTION api.meter_registers(api.register_import) IS 'The register of an import read (for embedding).';
+COMMENT ON FUNCTION api.meter_registers(api.register_export) IS 'The register of an export read (for embedding).';
+COMMENT ON FUNCTION api.meter_registers(api.register_interval_hh) IS 'The register of a half hour (for embedding).';
 
 -- ---- rpc/meter_history.sql ----
 CREATE VIEW api.meter_prepay_balance WITH (security_invoker = true) AS

@@ -1,7 +1,7 @@
 -- Structure and security surface of the whole schema, mostly from the catalog
 -- so that new objects are held to the same rules.
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 
 -- Tables -----------------------------------------------------------------
 SELECT tables_are('flows', ARRAY[
@@ -106,6 +106,13 @@ SELECT is_empty($$
       AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)
       AND c.relname <> 'sql_login_claims'  -- deliberately without policies: only jwt_claims() reads it
 $$, 'every table with row-level security has policies');
+SELECT is_empty($$
+    SELECT c.relname FROM pg_class c
+    WHERE c.relnamespace = 'api'::regnamespace AND c.relkind = 'v' AND obj_description(c.oid, 'pg_class') IS NULL
+    UNION ALL
+    SELECT p.oid::regprocedure::text FROM pg_proc p
+    WHERE p.pronamespace = 'api'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+$$, 'every api view and function is described (the descriptions are the OpenAPI docs)');
 SELECT policies_are('flows', 'meter_registry',
     ARRAY['meter_registry_all', 'meter_registry_own_esco', 'meter_registry_customer']);
 

@@ -82,3 +82,16 @@ def set_password(role: str, env_var: str, **kwargs) -> None:
         raise ConfigError(f"environment variable {env_var} is empty or not set")
     admin.set_role_password(database_url(kwargs.get("database_url")), role, password)
     click.echo(f"password of {role} set")
+
+
+@db.command("sql-login")
+@url_option
+@click.argument("role")
+@click.option("--esco", required=True, help="ESCO code whose rows the login may read.")
+def sql_login(role: str, esco: str, **kwargs) -> None:
+    """Limit a SQL login (e.g. grafanareader) to one ESCO's rows.
+
+    SQL logins cannot present a JWT; their claims come from flows.sql_login_claims.
+    """
+    admin.set_sql_login_claims(database_url(kwargs.get("database_url")), role, {"esco": esco})
+    click.echo(f"{role} now reads ESCO {esco}")

@@ -1,8 +1,12 @@
 """Administrative actions on a Flows database server (superuser connection)."""
 
+import json
+
+import psycopg
 from psycopg import sql
 
 from flows.db.connect import connect
+from flows.errors import ConfigError
 
 
 def ensure_database(server_url: str, name: str) -> bool:
@@ -30,3 +34,22 @@ def run_sql_file(url: str, path) -> None:
     """Run a SQL file in one transaction (files without psql meta-commands)."""
     with connect(url) as conn:
         conn.execute(path.read_text())
+
+
+def set_sql_login_claims(url: str, login: str, claims: dict) -> None:
+    """Fixed claims for a SQL login that is not PostgREST (rls/claims.sql)."""
+    with connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s AND rolcanlogin", (login,)).fetchone():
+            raise ConfigError(f"no login role named {login}")
+        if "esco" in claims and not conn.execute(
+            "SELECT 1 FROM flows.escos WHERE code = %s", (claims["esco"],)
+        ).fetchone():
+            raise ConfigError(f"no ESCO with code {claims['esco']}")
+        try:
+            conn.execute(
+                "INSERT INTO flows.sql_login_claims (login, claims) VALUES (%s, %s)"
+                " ON CONFLICT (login) DO UPDATE SET claims = excluded.claims",
+                (login, json.dumps(claims)),
+            )
+        except psycopg.errors.CheckViolation as error:
+            raise ConfigError(f"{login} cannot have SQL login claims: {error.diag.constraint_name}") from None
