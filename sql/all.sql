@@ -23,6 +23,8 @@ SET ROLE flows_owner;
 \ir schema/meter_history.sql
 \ir schema/recording.sql
 \ir schema/energy_parts.sql
+\ir schema/commands.sql
+\ir schema/scheduling.sql
 
 -- who is asking
 \ir rls/claims.sql
@@ -41,6 +43,7 @@ SET ROLE flows_owner;
 \ir rpc/record_meter_state.sql
 \ir rpc/monitoring.sql
 \ir rpc/aggregates.sql
+\ir rpc/commands.sql
 
 -- who may
 \ir rls/privileges.sql

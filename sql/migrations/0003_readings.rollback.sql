@@ -7,11 +7,12 @@ DROP VIEW api.meter_event_log, api.meter_event_log_type, api.meter_tariff_histor
           api.meter_prepay_balance, api.register_interval_monthly, api.register_interval_daily,
           api.register_interval_hh, api.register_export, api.register_import;
 DROP FUNCTION flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
+              flows.interval_hh_from_reads(uuid[], timestamptz[], text),
               flows.record_meter_states(jsonb), flows.meter_state_rows(jsonb), flows.check_meter_state(jsonb),
               flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
               flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
               flows.refresh_interval_rollups(uuid[], timestamptz[]),
-              flows.add_to_interval_rollups(uuid[], timestamptz[], numeric[], numeric[]),
+              flows.add_to_interval_rollups(uuid[], timestamptz[], numeric[], numeric[], boolean),
               flows.lock_known_registers(uuid[]),
               flows.check_reading_times(timestamptz, timestamptz);
 DROP TRIGGER meter_registers_keep_readings ON flows.meter_registers;

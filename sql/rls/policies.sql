@@ -215,3 +215,19 @@ CREATE POLICY meter_event_log_type_read ON flows.meter_event_log_type FOR SELECT
 CREATE POLICY meter_event_log_type_all ON flows.meter_event_log_type TO flows_admin, flows_service
     USING (true);
 
+
+
+-- == Commands and scheduling ===============================================
+
+ALTER TABLE flows.meter_commands ENABLE ROW LEVEL SECURITY;
+CREATE POLICY meter_commands_all ON flows.meter_commands TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY meter_commands_own_esco ON flows.meter_commands TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.meter_metric_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY meter_metric_runs_all ON flows.meter_metric_runs TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SELECT
+    TO flows_operator, flows_analyst
+    USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));

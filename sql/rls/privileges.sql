@@ -104,6 +104,7 @@ GRANT EXECUTE ON FUNCTION
     flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
     flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
     flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
+    flows.interval_hh_from_reads(uuid[], timestamptz[], text),
     flows.check_meter_state(jsonb),
     flows.meter_state_rows(jsonb),
     flows.check_reading_times(timestamptz, timestamptz),
@@ -156,3 +157,41 @@ GRANT SELECT ON
     flows.property_registers,
     api.property_interval_hh, api.property_interval_daily, api.property_interval_monthly
 TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+
+-- == Commands and scheduling ===============================================
+
+-- Operators (and admins) request meter operations; analysts watch them.
+GRANT SELECT ON flows.meter_commands, api.meter_commands, api.tariff_rollouts
+    TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT INSERT, UPDATE ON flows.meter_commands TO flows_admin, flows_operator, flows_service;
+GRANT EXECUTE ON FUNCTION
+    api.request_sync(uuid[], text[]),
+    api.send_token(uuid, numeric, text, text, text),
+    api.set_future_tariff(jsonb, uuid[], boolean),
+    api.read_profile_log(uuid, timestamptz, timestamptz),
+    api.set_clock(uuid),
+    api.cancel_meter_command(uuid),
+    flows.meters_to_command(uuid[]),
+    flows.requester()
+TO flows_admin, flows_operator;
+
+-- The workers: claim, renew, finish or fail commands; run the scheduler.
+GRANT SELECT, INSERT, UPDATE ON flows.meter_metric_runs TO flows_service, flows_admin;
+GRANT SELECT ON flows.meter_metric_runs TO flows_operator, flows_analyst;
+GRANT EXECUTE ON FUNCTION
+    flows.claim_meter_commands(text, integer, interval),
+    flows.fence_meter_command(uuid, text, integer),
+    flows.renew_meter_command_leases(text, uuid[], integer[], interval),
+    flows.note_meter_command_progress(uuid, text, integer, jsonb),
+    flows.finish_meter_command(uuid, text, integer, jsonb),
+    flows.fail_meter_command(uuid, text, integer, text, boolean),
+    flows.release_meter_command(uuid, text, integer),
+    flows.retry_delay(integer),
+    flows.note_metrics_synced(uuid, jsonb),
+    flows.metric_interval(text),
+    flows.schedule_syncs(),
+    flows.schedule_profile_log_reads(integer),
+    flows.schedule_tariff_checks(),
+    flows.run_scheduler()
+TO flows_service, flows_admin;

@@ -10,6 +10,7 @@
 --   flows_operator       own ESCO (JWT claim "esco"), read/write.
 --   flows_analyst        own ESCO, read-only.
 --   flows_service        the workers: every ESCO, meter state and readings.
+--   flows_worker         the workers' login (a flows_service).
 --   flows_customer       the meters of the customer's own properties, read-only.
 --   grafanareader        SQL login for dashboards: an analyst whose ESCO is
 --                        configured in flows.sql_login_claims.
@@ -28,6 +29,7 @@ BEGIN
             ('flows_analyst',       'NOLOGIN'),
             ('flows_service',       'NOLOGIN'),
             ('flows_customer',      'NOLOGIN'),
+            ('flows_worker',        'LOGIN'),
             ('grafanareader',       'LOGIN')
         ) AS roles (name, options)
     LOOP
@@ -44,6 +46,7 @@ GRANT flows_owner TO CURRENT_USER;
 GRANT flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer
     TO flows_authenticator;
 GRANT flows_analyst TO grafanareader;
+GRANT flows_service TO flows_worker;
 
 -- Per-role limits, applied by PostgREST when it switches to the role.
 ALTER ROLE flows_anon     SET statement_timeout = '3s';
@@ -53,3 +56,4 @@ ALTER ROLE flows_admin    SET statement_timeout = '60s';
 ALTER ROLE flows_analyst  SET statement_timeout = '120s';
 ALTER ROLE flows_service  SET statement_timeout = '60s';
 ALTER ROLE grafanareader  SET statement_timeout = '120s';
+ALTER ROLE flows_worker   SET statement_timeout = '60s';

@@ -52,10 +52,14 @@ CREATE TABLE flows.register_interval_daily (
     import_kwh  numeric(14, 3) NOT NULL DEFAULT 0,
     export_kwh  numeric(14, 3) NOT NULL DEFAULT 0,
     intervals   smallint       NOT NULL,
+    estimated   smallint       NOT NULL DEFAULT 0,
     PRIMARY KEY (register_id, day),
-    CONSTRAINT register_interval_daily_intervals_range CHECK (intervals BETWEEN 0 AND 50)
+    CONSTRAINT register_interval_daily_intervals_range CHECK (intervals BETWEEN 0 AND 50),
+    CONSTRAINT register_interval_daily_estimated_range CHECK (estimated BETWEEN 0 AND intervals)
 );
 COMMENT ON TABLE flows.register_interval_daily IS 'Half-hourly energy summed per register and UK day.';
+COMMENT ON COLUMN flows.register_interval_daily.estimated IS
+    'Half hours derived from reads (source reads), until the meter''s profile log replaces them.';
 
 CREATE TABLE flows.register_interval_monthly (
     register_id uuid           NOT NULL,

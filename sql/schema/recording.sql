@@ -54,12 +54,13 @@ $$;
 
 
 -- Adds newly recorded half hours to the daily and monthly rollups (UK days
--- and months), aggregated per register and day.
+-- and months), aggregated per register and day; p_estimated: derived from reads.
 CREATE FUNCTION flows.add_to_interval_rollups(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
     p_import_kwh   numeric[],
-    p_export_kwh   numeric[]
+    p_export_kwh   numeric[],
+    p_estimated    boolean
 ) RETURNS void
 LANGUAGE sql
 SET search_path = ''
@@ -71,12 +72,13 @@ BEGIN ATOMIC
         GROUP BY 1, 2
     ),
     added_days AS (
-        INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
-        SELECT * FROM daily ORDER BY register_id, day
+        INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals, estimated)
+        SELECT daily.*, CASE WHEN p_estimated THEN daily.intervals ELSE 0 END FROM daily ORDER BY register_id, day
         ON CONFLICT (register_id, day) DO UPDATE
             SET import_kwh = d.import_kwh + excluded.import_kwh,
                 export_kwh = d.export_kwh + excluded.export_kwh,
-                intervals = d.intervals + excluded.intervals
+                intervals = d.intervals + excluded.intervals,
+                estimated = d.estimated + excluded.estimated
     )
     INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
     SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
@@ -94,8 +96,9 @@ CREATE FUNCTION flows.refresh_interval_rollups(p_register_ids uuid[], p_timestam
 LANGUAGE sql
 SET search_path = ''
 BEGIN ATOMIC
-    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals)
-    SELECT t.register_id, t.day, coalesce(sum(h.import_kwh), 0), coalesce(sum(h.export_kwh), 0), count(*)
+    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals, estimated)
+    SELECT t.register_id, t.day, coalesce(sum(h.import_kwh), 0), coalesce(sum(h.export_kwh), 0), count(*),
+           count(*) FILTER (WHERE h.source = 'reads')
     FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
           FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS t
     JOIN flows.register_interval_hh AS h
@@ -104,7 +107,8 @@ BEGIN ATOMIC
     GROUP BY t.register_id, t.day
     ORDER BY t.register_id, t.day
     ON CONFLICT (register_id, day) DO UPDATE
-        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
+        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals,
+            estimated = excluded.estimated;
     INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
     SELECT t.register_id, t.month, sum(d.import_kwh), sum(d.export_kwh), sum(d.intervals)
     FROM (SELECT DISTINCT x.register_id, flows.uk_month(flows.uk_day(x.ts)) AS month
@@ -167,7 +171,8 @@ BEGIN
         SELECT b.register_id, b.ts, b.import_kwh, b.export_kwh, p_source
         FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh)
             AS b (register_id, ts, import_kwh, export_kwh);
-        PERFORM flows.add_to_interval_rollups(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh);
+        PERFORM flows.add_to_interval_rollups(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh,
+                                              p_source = 'reads');
         RETURN n;
     EXCEPTION WHEN unique_violation THEN
         NULL;  -- some are stored already: all undone, and recorded below
@@ -246,6 +251,80 @@ BEGIN
         'SELECT count(*) FROM added', target)
         INTO added USING p_register_ids, p_timestamps, p_reads;
     RETURN added;
+END
+$$;
+
+
+-- Half hours estimated from consecutive cumulative reads: the register is
+-- taken to grow linearly between two reads, so its value at each half-hour
+-- boundary in between is interpolated (rounded to the Wh) and each half hour
+-- whose both ends are known gets the difference, with source 'reads'.
+-- Only between reads at most 6 hours apart (longer gaps wait for the meter's
+-- profile log), never across a fall (a reset register) or an implausible jump
+-- (the reads are kept either way). Called for the
+-- registers that just got reads; returns the half hours added or changed.
+CREATE FUNCTION flows.interval_hh_from_reads(p_register_ids uuid[], p_timestamps timestamptz[], p_direction text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    ids uuid[];
+    times timestamptz[];
+    kwh numeric[];
+BEGIN
+    IF coalesce(pg_catalog.cardinality(p_register_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    EXECUTE pg_catalog.format($sql$
+        WITH span AS (
+            SELECT b.register_id, min(b.ts) AS first_new, max(b.ts) AS last_new
+            FROM unnest($1, $2) AS b (register_id, ts) GROUP BY 1
+        ),
+        reads AS (  -- the new reads, with the read before and after them
+            SELECT r.register_id, r."timestamp" AS t, r.read AS v
+            FROM span AS s
+            JOIN flows.%1$I AS r ON r.register_id = s.register_id
+             AND r."timestamp" >= coalesce((SELECT max(p."timestamp") FROM flows.%1$I AS p
+                                            WHERE p.register_id = s.register_id AND p."timestamp" < s.first_new),
+                                           s.first_new)
+             AND r."timestamp" <= coalesce((SELECT min(n."timestamp") FROM flows.%1$I AS n
+                                            WHERE n.register_id = s.register_id AND n."timestamp" > s.last_new),
+                                           s.last_new)
+        ),
+        pairs AS (
+            SELECT register_id, t AS t0, v AS v0,
+                   lead(t) OVER w AS t1, lead(v) OVER w AS v1
+            FROM reads WINDOW w AS (PARTITION BY register_id ORDER BY t)
+        ),
+        boundaries AS (  -- cumulative value at each half-hour boundary between two reads
+            SELECT DISTINCT ON (p.register_id, b.b) p.register_id, b.b,
+                   round(p.v0 + (p.v1 - p.v0) * extract(epoch FROM b.b - p.t0) / extract(epoch FROM p.t1 - p.t0), 3) AS c
+            FROM pairs AS p
+            CROSS JOIN LATERAL generate_series(
+                date_bin('30 minutes', p.t0 - interval '1 microsecond', 'epoch') + interval '30 minutes',
+                p.t1, interval '30 minutes') AS b (b)
+            WHERE p.t1 IS NOT NULL AND p.t1 - p.t0 <= interval '6 hours' AND p.v1 >= p.v0
+              -- a jump beyond what a half hour can hold (register_interval_hh_kwh_range) is no estimate
+              AND (p.v1 - p.v0) / greatest(extract(epoch FROM p.t1 - p.t0) / 1800, 1) <= 500
+            ORDER BY p.register_id, b.b
+        ),
+        half_hours AS (
+            SELECT register_id, b, lead(b) OVER w AS b1, lead(c) OVER w - c AS kwh
+            FROM boundaries WINDOW w AS (PARTITION BY register_id ORDER BY b)
+        )
+        SELECT array_agg(register_id), array_agg(b), array_agg(kwh)
+        FROM half_hours WHERE b1 = b + interval '30 minutes'
+    $sql$, 'register_' || p_direction)
+    INTO ids, times, kwh
+    USING p_register_ids, p_timestamps;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN CASE p_direction
+        WHEN 'import' THEN flows.record_interval_hh(ids, times, kwh, NULL, 'reads')
+        ELSE flows.record_interval_hh(ids, times, NULL, kwh, 'reads')
+    END;
 END
 $$;
 
@@ -432,6 +511,8 @@ BEGIN
     END IF;
     appended := flows.record_register_reads(import_ids, import_times, import_reads, 'import')
               + flows.record_register_reads(export_ids, export_times, export_reads, 'export');
+    PERFORM flows.interval_hh_from_reads(import_ids, import_times, 'import'),
+            flows.interval_hh_from_reads(export_ids, export_times, 'export');
 
     PERFORM flows.ensure_partitions(t, first_time, last_time)
     FROM unnest(ARRAY['flows.meter_prepay_balance', 'flows.meter_csq', 'flows.meter_voltage',

@@ -10,7 +10,8 @@ SELECT tables_are('flows', ARRAY[
     'meter_registry', 'meter_registers', 'meter_shadows', 'meter_metrics',
     'register_import', 'register_export', 'register_interval_hh', 'register_interval_daily', 'register_interval_monthly',
     'meter_prepay_balance', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
-    'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log'
+    'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log',
+    'meter_commands', 'meter_metric_runs'
 ] || ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'flows'::regnamespace
                   AND c.relispartition AND c.relkind = 'r'),
    'flows holds the documented tables (and their partitions)');
@@ -77,9 +78,9 @@ SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
           'the SECURITY DEFINER functions are the reviewed ones');
 SELECT is_empty($$
     SELECT p.oid::regprocedure, c.message
-    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang,
-         LATERAL plpgsql_check_function_tb(p.oid,
-             coalesce((SELECT t.tgrelid FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1), 0)) c
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+         LEFT JOIN LATERAL (SELECT t.tgrelid, t.tgnewtable FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1) AS t ON true,
+         LATERAL plpgsql_check_function_tb(p.oid, coalesce(t.tgrelid, 0), newtable => t.tgnewtable) c
     WHERE p.pronamespace IN ('flows'::regnamespace, 'api'::regnamespace) AND l.lanname = 'plpgsql'
       AND c.level IN ('error', 'warning')
 $$, 'plpgsql_check finds no errors or warnings');

@@ -121,6 +121,11 @@ def build_esco(conn: psycopg.Connection, code: str | None = None) -> EscoData:
     conn.execute("SELECT flows.record_meter_events(%s, %s, %s, %s)",
                  (twin, [now - timedelta(days=1), now - timedelta(hours=6)], [33, 34], [1, 1]))
 
+    # Commands: a token top-up and a tariff rollout to two meters.
+    conn.execute("SELECT * FROM api.send_token(%s, amount => 10)", (twin,))
+    conn.execute("SELECT * FROM api.set_future_tariff(%s::jsonb, ARRAY[%s, %s]::uuid[])",
+                 (json.dumps(future), twin, single))
+
     # Half hours of the last two UK days, with gaps (so register_interval_hh_missing shows them).
     ids, times, imports, exports = [], [], [], []
     start = conn.execute("SELECT flows.uk_day_start(flows.uk_day(now()) - 2)").fetchone()[0]
