@@ -1,0 +1,95 @@
+-- The command outbox: claiming, leases, fencing, retries, idempotency, scheduling.
+BEGIN;
+SELECT plan(31);
+
+INSERT INTO flows.escos (id, code, name, max_running_commands)
+VALUES ('00000000-0000-4000-8000-0000000000e1', 'TAPCMD', 'Commands', 2);
+SELECT api.register_meter(serial => 'EML3000000001', hardware => 'C1.w',
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS m1 \gset
+SELECT api.register_meter(serial => 'EML3000000002', hardware => 'B1.w',
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS m2 \gset
+SELECT api.register_meter(serial => 'EML3000000003', hardware => 'B1.w',
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS m3 \gset
+SELECT api.register_meter(serial => 'EML3000000004', mode => 'passive',
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS passive \gset
+
+-- Requests --------------------------------------------------------------
+SELECT id AS t1 FROM api.send_token(:'m1', amount => 12.50, idempotency_key => 'pay-1') \gset
+SELECT is((SELECT id FROM api.send_token(:'m1', amount => 12.50, idempotency_key => 'pay-1')), :'t1'::uuid,
+          'the same idempotency key returns the same command');
+SELECT is((SELECT count(*)::int FROM flows.meter_commands WHERE kind = 'send_token'), 1, 'and creates no other');
+SELECT throws_ok(format($$ SELECT api.send_token('%s', amount => 0.001) $$, :'m1'), '22023', NULL,
+                 'amounts are whole pence');
+SELECT throws_like(format($$ SELECT api.send_token('%s', token => '12345') $$, :'m1'),
+                   'token must be 20 digits', 'a token is 20 digits');
+SELECT throws_like(format($$ SELECT api.request_sync(ARRAY['%s']::uuid[]) $$, :'passive'),
+                   '%passive: a digital twin, never contacted%', 'passive meters are never contacted');
+SELECT throws_like(format($$ SELECT api.request_sync(ARRAY['%s']::uuid[], ARRAY['voltage', 'mood']) $$, :'m2'),
+                   'unknown metric mood', 'metrics are checked');
+SELECT throws_like(format($$ SELECT api.set_future_tariff('{"standing_charge": 0.5, "activation_datetime": "2020-01-01T00:00:00Z"}', ARRAY['%s']::uuid[]) $$, :'m2'),
+                   '%must be in the future%', 'a future tariff activates in the future');
+SELECT throws_like(format($$ SELECT api.set_future_tariff('{"unit_rate_element_a": -0.1, "activation_datetime": "2099-01-01T00:00:00Z"}', ARRAY['%s']::uuid[]) $$, :'m2'),
+                   '%unit_rate_element_a must be between 0 and 1%', 'tariff ranges are checked');
+SELECT is((SELECT count(*)::int FROM api.set_future_tariff(
+              '{"standing_charge": "0.5", "unit_rate_element_a": "0.2", "activation_datetime": "2099-01-01T00:00:00Z"}',
+              ARRAY[:'m2', :'m3']::uuid[])), 2, 'a tariff for two meters is two commands');
+SELECT is((SELECT count(DISTINCT batch_id)::int FROM flows.meter_commands WHERE kind = 'set_future_tariff'), 1,
+          'in one rollout');
+
+-- Claiming ---------------------------------------------------------------
+SELECT id AS s1 FROM api.request_sync(ARRAY[:'m1']::uuid[]) \gset
+-- m1 has two pending commands (token, sync), m2 and m3 one each; the ESCO may run 2 at once.
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w1', 10)), 2, 'claims stop at the ESCO''s limit');
+SELECT is((SELECT count(DISTINCT meter_id)::int FROM flows.meter_commands WHERE status = 'running'), 2,
+          'one command per meter');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w2', 10)), 0, 'a second worker gets nothing more');
+UPDATE flows.escos SET max_running_commands = 10 WHERE code = 'TAPCMD';
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w2', 10)), 1,
+          'with room, the third meter''s command is claimed, never a second one for a busy meter');
+
+SELECT id AS running, attempts AS attempt FROM flows.meter_commands WHERE lease_owner = 'w1' LIMIT 1 \gset
+SELECT throws_ok(format($$ SELECT flows.finish_meter_command('%s', 'w2', %s, '{}') $$, :'running', :'attempt'),
+                 'FL409', NULL, 'another worker cannot finish it (fence)');
+SELECT lives_ok(format($$ SELECT flows.finish_meter_command('%s', 'w1', %s, '{"result": {"ok": true}}') $$,
+                       :'running', :'attempt'), 'its worker can');
+SELECT is((SELECT status FROM flows.meter_commands WHERE id = :'running'), 'done', 'done');
+SELECT is((SELECT health FROM flows.meter_shadows s JOIN flows.meter_commands c ON c.meter_id = s.id
+           WHERE c.id = :'running'), 'healthy', 'success marks the meter healthy');
+SELECT throws_ok(format($$ SELECT flows.finish_meter_command('%s', 'w1', %s, '{}') $$, :'running', :'attempt'),
+                 'FL409', NULL, 'and only once');
+
+-- Failure, retry with backoff, final failure --------------------------------
+SELECT id AS failing, attempts AS fattempt FROM flows.meter_commands WHERE lease_owner = 'w2' LIMIT 1 \gset
+SELECT is(flows.fail_meter_command(:'failing', 'w2', :'fattempt', 'connection refused', true), 'pending',
+          'a retryable error goes back to pending');
+SELECT ok((SELECT run_at > now() + interval '5 seconds' FROM flows.meter_commands WHERE id = :'failing'),
+          'with a backoff');
+SELECT alike((SELECT s.health_details FROM flows.meter_shadows s JOIN flows.meter_commands c ON c.meter_id = s.id
+             WHERE c.id = :'failing'), 'connection refused (%attempt 1 of %', 'the meter is unhealthy and says why');
+UPDATE flows.meter_commands SET run_at = now() WHERE id = :'failing';
+SELECT is((SELECT attempt::int FROM flows.claim_meter_commands('w3', 10) WHERE id = :'failing'), 2,
+          'claimed again as attempt 2');
+SELECT is(flows.fail_meter_command(:'failing', 'w3', 2, 'NAK 6 (security_not_granted)', false), 'failed',
+          'a refusal fails at once');
+
+-- A dead worker's lease runs out -------------------------------------------
+SELECT id AS orphan, attempts AS oattempt FROM flows.meter_commands WHERE status = 'running' LIMIT 1 \gset
+UPDATE flows.meter_commands SET lease_expires_at = now() - interval '1 second' WHERE id = :'orphan';
+SELECT is((SELECT attempt::int FROM flows.claim_meter_commands('w4', 10) WHERE id = :'orphan'), :oattempt + 1,
+          'an expired lease is claimed by another worker');
+SELECT throws_ok(format($$ SELECT flows.note_meter_command_progress('%s', 'w1', %s, '{"x": 1}') $$,
+                        :'orphan', :'oattempt'), 'FL409', NULL, 'the dead worker''s attempt is fenced off');
+SELECT is(flows.renew_meter_command_leases('w4', ARRAY[:'orphan']::uuid[], ARRAY[:oattempt + 1]), '{}'::uuid[],
+          'the new holder renews its lease');
+SELECT lives_ok(format($$ SELECT flows.release_meter_command('%s', 'w4', %s) $$, :'orphan', :oattempt + 1),
+                'a worker shutting down releases its command');
+SELECT is((SELECT status || '/' || attempts FROM flows.meter_commands WHERE id = :'orphan'), 'pending/' || :oattempt,
+          'pending again, the attempt not counted');
+
+-- Scheduling -----------------------------------------------------------------
+DELETE FROM flows.meter_commands;
+SELECT cmp_ok(flows.schedule_syncs(), '>=', 3, 'a sync per active meter is queued');
+SELECT is(flows.schedule_syncs(), 0, 'and not again while they are due later or under way');
+
+SELECT * FROM finish();
+ROLLBACK;
