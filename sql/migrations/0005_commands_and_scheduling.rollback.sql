@@ -7,8 +7,8 @@ DROP FUNCTION flows.requester(), flows.meters_to_command(uuid[]);
 DROP FUNCTION flows.run_scheduler(), flows.schedule_tariff_checks(), flows.schedule_profile_log_reads(integer),
               flows.schedule_syncs(), flows.note_metrics_synced(uuid, jsonb), flows.metric_interval(text);
 DROP TABLE flows.meter_metric_runs;
-DROP FUNCTION flows.release_meter_command(uuid, text, integer), flows.retry_delay(integer),
-              flows.fail_meter_command(uuid, text, integer, text, boolean),
+DROP FUNCTION flows.release_meter_command(uuid, text, integer), flows.retry_delay(integer, interval),
+              flows.fail_meter_command(uuid, text, integer, text, boolean, interval),
               flows.finish_meter_command(uuid, text, integer, jsonb),
               flows.note_meter_command_progress(uuid, text, integer, jsonb),
               flows.renew_meter_command_leases(text, uuid[], integer[], interval),

@@ -115,7 +115,7 @@ CREATE FUNCTION flows.claim_meter_commands(p_worker text, p_limit integer, p_lea
 RETURNS TABLE (
     id uuid, kind text, parameters jsonb, attempt smallint, max_attempts smallint, progress jsonb,
     meter_id uuid, serial text, ip_address inet, emop_port integer, hardware text, esco_code text,
-    lease_expires_at timestamptz
+    registers jsonb, created_at timestamptz, lease_expires_at timestamptz
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -134,7 +134,7 @@ BEGIN
     WHERE c.status = 'running' AND c.lease_expires_at < pg_catalog.now() AND c.attempts > c.max_attempts;
     RETURN QUERY
     WITH due AS (
-        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at
+        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned
         FROM flows.meter_commands AS c
         WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
            OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
@@ -152,12 +152,12 @@ BEGIN
                                            AND r.lease_expires_at >= pg_catalog.now()) AS free
         FROM flows.escos AS e
     ),
-    one_per_meter AS (
+    one_per_meter AS (  -- a command a dead worker left half done goes first: it may need reconciling
         SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.run_at, d.created_at
         FROM due AS d
         JOIN flows.meter_registry AS m ON m.id = d.meter_id
         WHERE m.mode = 'active' AND NOT EXISTS (SELECT FROM busy AS b WHERE b.meter_id = d.meter_id)
-        ORDER BY d.meter_id, d.run_at, d.created_at
+        ORDER BY d.meter_id, d.orphaned DESC, d.run_at, d.created_at
     ),
     chosen AS (
         SELECT o.id
@@ -177,11 +177,16 @@ BEGIN
     FROM chosen AS ch, flows.meter_registry AS m, flows.escos AS e
     WHERE c.id = ch.id AND m.id = c.meter_id AND e.id = c.esco
     RETURNING c.id, c.kind, c.parameters, c.attempts, c.max_attempts, c.progress,
-              m.id, m.serial, m.ip_address, m.emop_port, m.hardware, e.code, c.lease_expires_at;
+              m.id, m.serial, m.ip_address, m.emop_port, m.hardware, e.code,
+              (SELECT coalesce(pg_catalog.jsonb_object_agg(r.element, pg_catalog.jsonb_build_object(
+                          'register_id', r.register_id, 'direction_reversed', r.direction_reversed)), '{}')
+               FROM flows.meter_registers AS r WHERE r.meter_id = m.id AND r.status = 'enabled'),
+              c.created_at, c.lease_expires_at;
 END
 $$;
 COMMENT ON FUNCTION flows.claim_meter_commands(text, integer, interval) IS
-    'Claims due commands for a worker: one per meter, within ESCO limits; returns how to reach each meter.';
+    'Claims due commands for a worker: one per meter, within ESCO limits; returns how to reach each meter '
+    'and its enabled registers ({element: {register_id, direction_reversed}}).';
 
 
 -- The fence: locks the command and checks the caller still holds it.
@@ -306,11 +311,11 @@ COMMENT ON FUNCTION flows.finish_meter_command(uuid, text, integer, jsonb) IS
 
 
 -- A failed attempt. Retryable errors (meter unreachable, damaged frames) go
--- back to pending with exponential backoff until max_attempts; a final error
+-- back to pending with exponential backoff (from p_backoff) until max_attempts; a final error
 -- (the meter refused: NAK, a token rejected) fails at once. Either way the
 -- meter is marked unhealthy with the reason.
 CREATE FUNCTION flows.fail_meter_command(p_id uuid, p_worker text, p_attempt integer, p_error text,
-                                         p_retryable boolean)
+                                         p_retryable boolean, p_backoff interval DEFAULT '10 seconds')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = ''
@@ -324,7 +329,8 @@ BEGIN
     UPDATE flows.meter_commands AS c
     SET status = CASE WHEN retry THEN 'pending' ELSE 'failed' END,
         last_error = p_error,
-        run_at = CASE WHEN retry THEN pg_catalog.now() + flows.retry_delay(command.attempts) ELSE c.run_at END,
+        run_at = CASE WHEN retry THEN pg_catalog.now() + flows.retry_delay(command.attempts, p_backoff)
+                      ELSE c.run_at END,
         lease_owner = NULL, lease_expires_at = NULL,
         finished_at = CASE WHEN retry THEN NULL ELSE pg_catalog.now() END
     WHERE c.id = p_id;
@@ -336,11 +342,11 @@ BEGIN
 END
 $$;
 
--- Exponential backoff with jitter: ~10 s, 20 s, 40 s ... capped at 30 minutes.
-CREATE FUNCTION flows.retry_delay(attempt integer) RETURNS interval
+-- Exponential backoff with jitter: base (10 s in production), 2x, 4x ...
+-- capped at 30 minutes.
+CREATE FUNCTION flows.retry_delay(attempt integer, base interval) RETURNS interval
 LANGUAGE sql VOLATILE
-RETURN least(interval '30 minutes', interval '10 seconds' * power(2, greatest(attempt - 1, 0)))
-       * (0.75 + random() / 2);
+RETURN least(interval '30 minutes', base * power(2, greatest(attempt - 1, 0))) * (0.75 + random() / 2);
 
 
 -- A worker that stops (shutdown) hands back what it has not started on the
@@ -621,8 +627,8 @@ BEGIN
     WITH added AS (
         INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
         SELECT t.esco, t.meter_id, 'sync',
-               CASE WHEN metrics IS NULL THEN '{}'
-                    ELSE pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(metrics)) END,
+               pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(coalesce(metrics, ARRAY(
+                   SELECT m.name FROM flows.meter_metrics AS m WHERE m.enabled ORDER BY m.name)))),
                flows.requester()
         FROM flows.meters_to_command(meter_ids) AS t
         RETURNING id
@@ -703,7 +709,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM flows.tariff_is_valid(tariff, true);
-    IF tariff = '{}' OR (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
+    IF EXISTS (SELECT FROM unnest(ARRAY['standing_charge', 'unit_rate_element_a', 'prepayment_emergency_credit',
+                                        'prepayment_ecredit_availability', 'prepayment_debt_recovery_rate']) AS k
+               WHERE NOT tariff ? k) THEN
+        RAISE EXCEPTION 'a future tariff for a meter needs standing_charge, unit_rate_element_a, '
+                        'prepayment_emergency_credit, prepayment_ecredit_availability, '
+                        'prepayment_debt_recovery_rate and activation_datetime (unit_rate_element_b defaults to a)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
         RAISE EXCEPTION 'future tariff activation_datetime must be in the future'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -815,9 +829,9 @@ GRANT EXECUTE ON FUNCTION
     flows.renew_meter_command_leases(text, uuid[], integer[], interval),
     flows.note_meter_command_progress(uuid, text, integer, jsonb),
     flows.finish_meter_command(uuid, text, integer, jsonb),
-    flows.fail_meter_command(uuid, text, integer, text, boolean),
+    flows.fail_meter_command(uuid, text, integer, text, boolean, interval),
     flows.release_meter_command(uuid, text, integer),
-    flows.retry_delay(integer),
+    flows.retry_delay(integer, interval),
     flows.note_metrics_synced(uuid, jsonb),
     flows.metric_interval(text),
     flows.schedule_syncs(),

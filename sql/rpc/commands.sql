@@ -94,8 +94,8 @@ BEGIN
     WITH added AS (
         INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
         SELECT t.esco, t.meter_id, 'sync',
-               CASE WHEN metrics IS NULL THEN '{}'
-                    ELSE pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(metrics)) END,
+               pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(coalesce(metrics, ARRAY(
+                   SELECT m.name FROM flows.meter_metrics AS m WHERE m.enabled ORDER BY m.name)))),
                flows.requester()
         FROM flows.meters_to_command(meter_ids) AS t
         RETURNING id
@@ -176,7 +176,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM flows.tariff_is_valid(tariff, true);
-    IF tariff = '{}' OR (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
+    IF EXISTS (SELECT FROM unnest(ARRAY['standing_charge', 'unit_rate_element_a', 'prepayment_emergency_credit',
+                                        'prepayment_ecredit_availability', 'prepayment_debt_recovery_rate']) AS k
+               WHERE NOT tariff ? k) THEN
+        RAISE EXCEPTION 'a future tariff for a meter needs standing_charge, unit_rate_element_a, '
+                        'prepayment_emergency_credit, prepayment_ecredit_availability, '
+                        'prepayment_debt_recovery_rate and activation_datetime (unit_rate_element_b defaults to a)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
         RAISE EXCEPTION 'future tariff activation_datetime must be in the future'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;

@@ -26,12 +26,14 @@ SELECT throws_like(format($$ SELECT api.request_sync(ARRAY['%s']::uuid[]) $$, :'
                    '%passive: a digital twin, never contacted%', 'passive meters are never contacted');
 SELECT throws_like(format($$ SELECT api.request_sync(ARRAY['%s']::uuid[], ARRAY['voltage', 'mood']) $$, :'m2'),
                    'unknown metric mood', 'metrics are checked');
-SELECT throws_like(format($$ SELECT api.set_future_tariff('{"standing_charge": 0.5, "activation_datetime": "2020-01-01T00:00:00Z"}', ARRAY['%s']::uuid[]) $$, :'m2'),
-                   '%must be in the future%', 'a future tariff activates in the future');
+SELECT throws_like(format($$ SELECT api.set_future_tariff('{"standing_charge": 0.5, "activation_datetime": "2099-01-01T00:00:00Z"}', ARRAY['%s']::uuid[]) $$, :'m2'),
+                   '%needs standing_charge, unit_rate_element_a%', 'a future tariff has what a meter needs');
 SELECT throws_like(format($$ SELECT api.set_future_tariff('{"unit_rate_element_a": -0.1, "activation_datetime": "2099-01-01T00:00:00Z"}', ARRAY['%s']::uuid[]) $$, :'m2'),
                    '%unit_rate_element_a must be between 0 and 1%', 'tariff ranges are checked');
 SELECT is((SELECT count(*)::int FROM api.set_future_tariff(
-              '{"standing_charge": "0.5", "unit_rate_element_a": "0.2", "activation_datetime": "2099-01-01T00:00:00Z"}',
+              '{"standing_charge": "0.5", "unit_rate_element_a": "0.2", "prepayment_emergency_credit": "10",
+                "prepayment_ecredit_availability": "5", "prepayment_debt_recovery_rate": "0.25",
+                "activation_datetime": "2099-01-01T00:00:00Z"}',
               ARRAY[:'m2', :'m3']::uuid[])), 2, 'a tariff for two meters is two commands');
 SELECT is((SELECT count(DISTINCT batch_id)::int FROM flows.meter_commands WHERE kind = 'set_future_tariff'), 1,
           'in one rollout');
@@ -66,7 +68,7 @@ SELECT ok((SELECT run_at > now() + interval '5 seconds' FROM flows.meter_command
           'with a backoff');
 SELECT alike((SELECT s.health_details FROM flows.meter_shadows s JOIN flows.meter_commands c ON c.meter_id = s.id
              WHERE c.id = :'failing'), 'connection refused (%attempt 1 of %', 'the meter is unhealthy and says why');
-UPDATE flows.meter_commands SET run_at = now() WHERE id = :'failing';
+UPDATE flows.meter_commands SET run_at = now() - interval '1 hour' WHERE id = :'failing';  -- due first
 SELECT is((SELECT attempt::int FROM flows.claim_meter_commands('w3', 10) WHERE id = :'failing'), 2,
           'claimed again as attempt 2');
 SELECT is(flows.fail_meter_command(:'failing', 'w3', 2, 'NAK 6 (security_not_granted)', false), 'failed',
