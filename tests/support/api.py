@@ -34,6 +34,11 @@ class Api:
         headers = {"Authorization": f"Bearer {self.token(role, esco, **claims)}"} if role else {}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
 
+    def async_client(self, role: str | None = None, esco: str | None = None, **claims) -> httpx.AsyncClient:
+        """The same, for tests whose event loop also runs workers or emulators."""
+        headers = {"Authorization": f"Bearer {self.token(role, esco, **claims)}"} if role else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
+
     def sql(self):
         """Superuser connection to the served database, for arranging test data."""
         return psycopg.connect(self.db_url, autocommit=True)

@@ -7,6 +7,7 @@ from flows.cli import db, stack, token
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.vend import vend
+from flows.cli.worker import worker
 from flows.log import configure as configure_logging
 
 
@@ -25,3 +26,4 @@ cli.add_command(db.db)
 cli.add_command(token.token)
 cli.add_command(emulator)
 cli.add_command(vend)
+cli.add_command(worker)

@@ -1,0 +1,59 @@
+"""`flows worker`: run a worker daemon against FLOWS_DATABASE_URL."""
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import click
+
+from flows.db.connect import database_url
+from flows.worker import metrics
+from flows.worker.daemon import Worker, WorkerConfig
+
+
+@click.command()
+@click.option("--database-url", envvar="FLOWS_DATABASE_URL", default=None,
+              help="PostgreSQL URL (default: $FLOWS_DATABASE_URL, else the embedded stack).")
+@click.option("--concurrency", default=200, show_default=True, help="Commands in flight at once.")
+@click.option("--pacing", default=2.0, show_default=True, help="Seconds between exchanges with one meter.")
+@click.option("--emop-timeout", default=10.0, show_default=True, help="Seconds to wait for a meter.")
+@click.option("--emop-attempts", default=3, show_default=True, help="Tries per exchange before a command attempt fails.")
+@click.option("--lease", default=120, show_default=True, help="Seconds a claimed command is held (renewed while running).")
+@click.option("--poll", default=2.0, show_default=True, help="Seconds between polls when no NOTIFY wakes the worker.")
+@click.option("--scheduler-interval", default=10.0, show_default=True,
+              help="Seconds between scheduler passes (0: never; one pass at a time across workers).")
+@click.option("--retry-backoff", default=10.0, show_default=True, help="Seconds before the first retry (doubles).")
+@click.option("--shutdown-grace", default=20.0, show_default=True,
+              help="On SIGTERM, seconds to let running commands finish before releasing them.")
+@click.option("--proxy", default=None, envvar="FLOWS_EMOP_PROXY", help="SOCKS5 proxy to the meters (socks5://...).")
+@click.option("--metrics-port", type=int, default=None, envvar="FLOWS_METRICS_PORT",
+              help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics endpoint.")
+@click.option("--name", default=None, help="Worker name in leases and logs (default host:pid:random).")
+def worker(**options) -> None:
+    """Claim meter commands and run them over EMOP until SIGTERM."""
+    config = WorkerConfig(
+        database_url=database_url(options["database_url"]),
+        concurrency=options["concurrency"],
+        pacing=options["pacing"],
+        emop_timeout=options["emop_timeout"],
+        emop_attempts=options["emop_attempts"],
+        lease=timedelta(seconds=options["lease"]),
+        poll_interval=options["poll"],
+        scheduler_interval=options["scheduler_interval"],
+        retry_backoff=timedelta(seconds=options["retry_backoff"]),
+        shutdown_grace=options["shutdown_grace"],
+        proxy=options["proxy"],
+    )
+    if options["name"]:
+        config.name = options["name"]
+    if options["metrics_port"]:
+        metrics.serve(options["metrics_port"], options["metrics_host"])
+    asyncio.run(_run(Worker(config)))
+
+
+async def _run(daemon: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.stop)
+    await daemon.run()

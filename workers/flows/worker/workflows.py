@@ -1,0 +1,282 @@
+"""What each kind of command does on the meter, and what it records.
+
+A workflow talks EMOP through a ``MeterClient`` (one session per meter, held
+for the whole command) and returns the outcome for
+``flows.finish_meter_command``: meter states, half hours, events, and the
+result shown in the API. It raises to fail: ``Nak`` and ``WorkflowRefused`` are
+final (the meter said no), everything else is retried with backoff.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from flows.emop.client import MeterClient
+from flows.emop.errors import Nak
+from flows.emop.messages import ProfileStatus
+from flows.emop.results import to_jsonable
+from flows.errors import Refused
+from flows.vending import VendingAdapter
+from flows.worker.queries import Command, Queries
+
+HALF_HOUR = timedelta(minutes=30)
+
+
+class WorkflowRefused(Refused):
+    """A final failure decided by the workflow (e.g. a token the meter did not credit)."""
+
+
+@dataclass
+class Context:
+    command: Command
+    meter: MeterClient
+    queries: Queries
+    vendor: VendingAdapter
+
+
+def state(command: Command, **fields) -> dict:
+    return {"meter_id": str(command.meter_id), "observed_at": datetime.now(UTC).isoformat(),
+            **to_jsonable(fields)}
+
+
+# -- sync ---------------------------------------------------------------------------------
+
+async def sync(ctx: Context) -> dict:
+    """Reads the metrics asked for (meter_metrics names). A metric the meter
+    refuses (NAK) is reported and skipped; an unreachable meter fails the lot."""
+    command, meter = ctx.command, ctx.meter
+    metrics = command.parameters.get("metrics") or []
+    fields: dict = {}
+    outcome: dict = {}
+    read: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    hardware = command.hardware
+    if hardware is None or "hardware" in metrics:
+        hardware = await meter.hardware()
+        outcome["meter"] = {"hardware": hardware}
+    three_phase = hardware.startswith("P1.")
+    single_phase_only = {"prepay_balance", "event_log", "tariffs_active", "tariffs_future"}
+    for metric in metrics:
+        if three_phase and metric in single_phase_only:
+            continue  # three-phase meters have no prepayment, tariffs or event log over EMOP
+        try:
+            await _read_metric(ctx, metric, hardware, fields, outcome)
+            read[metric] = "ok"
+        except Nak as nak:
+            refused[metric] = str(nak)
+    if metrics and not read and refused:
+        raise WorkflowRefused(f"the meter refused every metric: {'; '.join(refused.values())}")
+    if fields:
+        outcome["states"] = [state(command, **fields)]
+    outcome["result"] = {"metrics": read, "refused": refused, "state": to_jsonable(fields)}
+    return outcome
+
+
+async def _read_metric(ctx: Context, metric: str, hardware: str, fields: dict, outcome: dict) -> None:
+    meter = ctx.meter
+    if metric == "reads":
+        if hardware.startswith("P1."):
+            totals = await meter.three_phase_read()
+            fields.update(import_a=totals.active_import, export_a=totals.active_export)
+        else:
+            a = await meter.read_element_a()
+            fields.update(import_a=a.import_active, export_a=a.export_active)
+            if hardware == "C1.w":
+                b = await meter.read_element_b()
+                fields.update(import_b=b.import_active, export_b=b.export_active)
+    elif metric == "prepay_balance":
+        fields["balance"] = await meter.prepay_balance()
+    elif metric == "csq":
+        fields["csq"] = await meter.csq()
+    elif metric == "voltage":
+        if hardware.startswith("P1."):
+            l1, l2, l3 = await meter.three_phase_instantaneous_voltage()
+            fields.update(voltage_l1=l1, voltage_l2=l2, voltage_l3=l3)
+        else:
+            fields["voltage"] = await meter.instantaneous_voltage()
+    elif metric == "event_log":
+        since = await ctx.queries.last_event_time(ctx.command.meter_id)
+        events = await meter.event_log_since(since)
+        if events:
+            outcome["events"] = {
+                "timestamps": [e.timestamp.isoformat() for e in events],
+                "event_types": [e.event_id for e in events],
+                "event_sets": [e.event_set for e in events],
+            }
+    elif metric == "firmware_version":
+        outcome.setdefault("meter", {})["firmware_version"] = await meter.firmware_version()
+    elif metric == "hardware":
+        pass  # read before the others
+    elif metric == "clock_drift":
+        before = datetime.now(UTC)
+        meter_time = await meter.clock_time_read()
+        server_time = before + (datetime.now(UTC) - before) / 2
+        fields["clock_time_diff_seconds"] = round((meter_time - server_time).total_seconds())
+    elif metric == "tariffs_active":
+        fields["tariffs_active"] = (await meter.tariffs_active_read()).to_json()
+    elif metric == "tariffs_future":
+        future = await meter.tariffs_future_read()
+        # a meter with no future tariff reports activation at epoch 2000: that is "none"
+        pending = future.activation_datetime and future.activation_datetime > datetime(2001, 1, 1, tzinfo=UTC)
+        fields["tariffs_future"] = future.to_json() if pending else {}
+    else:
+        raise WorkflowRefused(f"unknown metric {metric}")
+
+
+# -- send_token ----------------------------------------------------------------------------
+
+async def send_token(ctx: Context) -> dict:
+    """Credits the meter once. The token (vended now if the request gave an
+    amount) and the transaction count before the push are saved before the
+    push, so an attempt after a crash can tell whether the token was credited
+    (the count rose) and never sends it twice."""
+    command, meter, queries = ctx.command, ctx.meter, ctx.queries
+    progress = dict(command.progress)
+    token = command.parameters.get("token") or progress.get("token")
+    if token is None:
+        vended = await ctx.vendor.vend(command.serial, Decimal(command.parameters["amount"]))
+        token = vended.token
+        progress.update(token=token, vendor=vended.vendor, vend_sequence=vended.sequence)
+        await queries.note_progress(command, {"token": token, "vendor": vended.vendor,
+                                              "vend_sequence": vended.sequence})
+    count = await meter.monetary_info_transaction_count()
+    balance = await meter.prepay_balance()
+    if "count_before" in progress:  # an earlier attempt got as far as pushing
+        if count > progress["count_before"]:
+            return _credited(command, token, Decimal(progress["balance_before"]), balance,
+                             progress["count_before"], count, reconciled=True)
+    if command.attempt > command.max_attempts:
+        raise WorkflowRefused(f"gave up after {command.max_attempts} attempts; the token was not credited "
+                              f"(transaction count still {count})")
+    await queries.note_progress(command, {"count_before": count, "balance_before": str(balance),
+                                          "pushed_at": datetime.now(UTC).isoformat()})
+    try:
+        await meter.prepay_send_token(token)
+    except Nak as nak:
+        raise WorkflowRefused(f"the meter rejected the token ({nak})") from None
+    count_after = await meter.monetary_info_transaction_count()
+    balance_after = await meter.prepay_balance()
+    if count_after <= count and balance_after <= balance:
+        raise WorkflowRefused(f"the meter took the token but credited nothing (balance {balance} -> "
+                              f"{balance_after} GBP)")
+    return _credited(command, token, balance, balance_after, count, count_after, reconciled=False)
+
+
+def _credited(command: Command, token: str, before: Decimal, after: Decimal, count_before: int,
+              count_after: int, reconciled: bool) -> dict:
+    return {
+        "states": [state(command, balance=after)],
+        "result": to_jsonable({
+            "token": token, "amount": command.parameters.get("amount"), "source": command.parameters.get("source"),
+            "balance_before": before, "balance_after": after,
+            "transactions_before": count_before, "transactions_after": count_after,
+            "reconciled_after_restart": reconciled,
+        }),
+    }
+
+
+# -- set_future_tariff --------------------------------------------------------------------
+
+async def set_future_tariff(ctx: Context) -> dict:
+    """Writes the future tariff (the 11 writes, in simt-emlite's order), reads
+    it back and compares every field: confirmed only if the meter holds it."""
+    command, meter = ctx.command, ctx.meter
+    wanted = command.parameters["tariff"]
+    activation = datetime.fromisoformat(wanted["activation_datetime"])
+    unit_rate = Decimal(str(wanted["unit_rate_element_a"]))
+    try:
+        await meter.tariffs_future_write(
+            from_ts=activation,
+            standing_charge=Decimal(str(wanted["standing_charge"])),
+            unit_rate=unit_rate,
+            unit_rate_b=Decimal(str(wanted.get("unit_rate_element_b", unit_rate))),
+            emergency_credit=Decimal(str(wanted["prepayment_emergency_credit"])),
+            ecredit_availability=Decimal(str(wanted["prepayment_ecredit_availability"])),
+            debt_recovery_rate=Decimal(str(wanted["prepayment_debt_recovery_rate"])),
+        )
+    except Nak as nak:
+        raise WorkflowRefused(f"the meter refused the tariff ({nak})") from None
+    back = (await meter.tariffs_future_read()).to_json()
+    expected = {**wanted, "unit_rate_element_b": wanted.get("unit_rate_element_b", wanted["unit_rate_element_a"])}
+    differences = [
+        f"{key}: wrote {expected[key]}, read {back.get(key)}"
+        for key in expected
+        if not _same(key, expected[key], back.get(key))
+    ]
+    if differences:
+        raise RuntimeError("read-back differs: " + "; ".join(differences))  # retried: write again
+    return {"states": [state(command, tariffs_future=back)], "result": {"confirmed": True, "read_back": back}}
+
+
+def _same(key: str, wrote, read) -> bool:
+    if read is None:
+        return False
+    if key == "activation_datetime":
+        return datetime.fromisoformat(str(wrote)) == datetime.fromisoformat(str(read))
+    return Decimal(str(wrote)) == Decimal(str(read))
+
+
+# -- read_profile_log ---------------------------------------------------------------------
+
+async def read_profile_log(ctx: Context) -> dict:
+    """Reads profile log 1 (cumulative import at each half hour) over the range
+    and records the energy of each half hour between two valid records."""
+    command, meter = ctx.command, ctx.meter
+    if command.three_phase:
+        raise WorkflowRefused("three-phase meters keep no profile log 1")
+    start = datetime.fromisoformat(command.parameters["from"])
+    end = datetime.fromisoformat(command.parameters["to"])
+    # a record holds the registers at the start of its half hour: the last half hour needs the record at `end`
+    records = await meter.profile_log_1_range(start, end + HALF_HOUR)
+    by_time = {r.timestamp: r for r in records if _valid(r)}
+    columns: dict[str, list] = {"register_ids": [], "timestamps": [], "import_kwh": [], "export_kwh": []}
+    counted = 0
+    for moment, record in sorted(by_time.items()):
+        following = by_time.get(moment + HALF_HOUR)
+        if following is None or not start <= moment < end:
+            continue
+        for element, value_of in (("A", lambda r: r.import_a), ("B", lambda r: r.import_b)):
+            register = command.registers.get(element) or (command.registers.get("SINGLE") if element == "A" else None)
+            if register is None:
+                continue
+            kwh = value_of(following) - value_of(record)
+            if kwh < 0:
+                continue  # the register was reset: no energy can be told for this half hour
+            reversed_ = register["direction_reversed"]
+            columns["register_ids"].append(register["register_id"])
+            columns["timestamps"].append(moment.isoformat())
+            columns["import_kwh"].append(None if reversed_ else str(kwh))
+            columns["export_kwh"].append(str(kwh) if reversed_ else None)
+        counted += 1
+    outcome: dict = {"result": {"half_hours": counted, "records": len(records)}}
+    if columns["register_ids"]:
+        outcome["intervals"] = {**columns, "source": "profile_log"}
+    return outcome
+
+
+def _valid(record) -> bool:
+    return bool(record.status & ProfileStatus.VALID_DATA)
+
+
+# -- set_clock ----------------------------------------------------------------------------
+
+async def set_clock(ctx: Context) -> dict:
+    before = datetime.now(UTC)
+    meter_time = await ctx.meter.clock_time_read()
+    drift = round((meter_time - before).total_seconds())
+    written = await ctx.meter.clock_time_write()
+    after = await ctx.meter.clock_time_read()
+    drift_after = round((after - datetime.now(UTC)).total_seconds())
+    return {
+        "states": [state(ctx.command, clock_time_diff_seconds=drift_after)],
+        "result": {"drift_before_seconds": drift, "written": written.isoformat(), "drift_after_seconds": drift_after},
+    }
+
+
+WORKFLOWS = {
+    "sync": sync,
+    "send_token": send_token,
+    "set_future_tariff": set_future_tariff,
+    "read_profile_log": read_profile_log,
+    "set_clock": set_clock,
+}
