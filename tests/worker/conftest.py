@@ -78,8 +78,9 @@ async def fleet_of():
     fleets = []
 
     async def start(*meters: MeterConfig, **options) -> Fleet:
-        fleet = Fleet(FleetConfig(meters=list(meters), time_factor=0, latency=0.0, vendor_secret=VENDOR_SECRET,
-                                  start=datetime.now(UTC), **options))
+        settings = {"time_factor": 0, "latency": 0.0, "vendor_secret": VENDOR_SECRET, "start": datetime.now(UTC),
+                    **options}
+        fleet = Fleet(FleetConfig(meters=list(meters), **settings))
         await fleet.start()
         fleets.append(fleet)
         return fleet
