@@ -148,3 +148,35 @@ def test_shadow_holds_the_latest_observation_whatever_the_arrival_order(db, regi
     balance, csq = db.execute("SELECT balance, csq FROM flows.meter_shadows WHERE id = %s", (meter,)).fetchone()
     assert balance == (Decimal(latest["balance"][1]) if "balance" in latest else None)
     assert csq == (latest["csq"][1] if "csq" in latest else None)
+
+
+def test_half_hours_estimated_from_reads_give_way_to_the_profile_log(db, registers):
+    meter = db.execute("SELECT meter_id FROM flows.meter_registers WHERE register_id = %s",
+                       (registers[0],)).fetchone()[0]
+
+    def read(at, kwh):
+        db.execute("SELECT flows.record_meter_states(%s::jsonb)",
+                   (json.dumps([{"meter_id": str(meter), "observed_at": at.isoformat(), "import_a": kwh}]),))
+
+    start = datetime(2026, 11, 3, 10, 10, tzinfo=UTC)
+    read(start, "100.000")
+    read(start + timedelta(minutes=70), "101.400")  # 10:10 -> 11:20: 1.4 kWh at a steady rate
+    rows = db.execute("SELECT \"timestamp\", import_kwh, source FROM flows.register_interval_hh"
+                      " WHERE register_id = %s ORDER BY 1", (registers[0],)).fetchall()
+    # half hours wholly between the reads: 10:30-11:00 (boundaries interpolated at 10:30 and 11:00)
+    assert [(r[0].strftime("%H:%M"), r[1], r[2]) for r in rows] == [("10:30", Decimal("0.600"), "reads")]
+    # 12:20: 11:00-11:30 (0.5: 101.0 -> 101.5) and 11:30-12:00 (0.3: 101.5 -> 101.8) are known now
+    read(start + timedelta(minutes=130), "102.000")
+    rows = db.execute("SELECT \"timestamp\", import_kwh FROM flows.register_interval_hh"
+                      " WHERE register_id = %s ORDER BY 1", (registers[0],)).fetchall()
+    assert [r[0].strftime("%H:%M") for r in rows] == ["10:30", "11:00", "11:30"]
+    assert db.execute("SELECT estimated, intervals FROM flows.register_interval_daily WHERE register_id = %s",
+                      (registers[0],)).fetchone() == (3, 3)
+    # the meter's profile log replaces the estimate
+    record(db, [(registers[0], datetime(2026, 11, 3, 11, tzinfo=UTC), Decimal("0.9"), None)], "profile_log")
+    assert db.execute("SELECT estimated, import_kwh FROM flows.register_interval_daily WHERE register_id = %s",
+                      (registers[0],)).fetchone() == (2, Decimal("0.600") + Decimal("0.9") + Decimal("0.300"))
+    # a jump too big to be consumption is no estimate; the read is kept
+    read(start + timedelta(minutes=160), "99999.000")
+    assert db.execute("SELECT count(*) FROM flows.register_import WHERE register_id = %s",
+                      (registers[0],)).fetchone()[0] == 4

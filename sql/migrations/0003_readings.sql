@@ -610,16 +610,19 @@ BEGIN
             SELECT b.register_id, min(b.ts) AS first_new, max(b.ts) AS last_new
             FROM unnest($1, $2) AS b (register_id, ts) GROUP BY 1
         ),
-        reads AS (  -- the new reads, with the read before and after them
+        reads AS (  -- the new reads and two either side: a half hour across a neighbouring read
+                    -- takes one boundary from the pair before (or after) it
             SELECT r.register_id, r."timestamp" AS t, r.read AS v
             FROM span AS s
             JOIN flows.%1$I AS r ON r.register_id = s.register_id
-             AND r."timestamp" >= coalesce((SELECT max(p."timestamp") FROM flows.%1$I AS p
-                                            WHERE p.register_id = s.register_id AND p."timestamp" < s.first_new),
-                                           s.first_new)
-             AND r."timestamp" <= coalesce((SELECT min(n."timestamp") FROM flows.%1$I AS n
-                                            WHERE n.register_id = s.register_id AND n."timestamp" > s.last_new),
-                                           s.last_new)
+             AND r."timestamp" >= coalesce((SELECT min(p.t) FROM (
+                                                SELECT p."timestamp" AS t FROM flows.%1$I AS p
+                                                WHERE p.register_id = s.register_id AND p."timestamp" < s.first_new
+                                                ORDER BY p."timestamp" DESC LIMIT 2) AS p), s.first_new)
+             AND r."timestamp" <= coalesce((SELECT max(n.t) FROM (
+                                                SELECT n."timestamp" AS t FROM flows.%1$I AS n
+                                                WHERE n.register_id = s.register_id AND n."timestamp" > s.last_new
+                                                ORDER BY n."timestamp" LIMIT 2) AS n), s.last_new)
         ),
         pairs AS (
             SELECT register_id, t AS t0, v AS v0,

@@ -91,14 +91,14 @@ async def fleet_of():
 
 
 @pytest.fixture
-async def running_worker(stack):
-    """A worker running in this process until the test ends."""
+async def running_worker():
+    """running_worker(database_url, **settings): a worker in this process until the test ends."""
     import asyncio
 
     workers = []
 
-    async def start(**overrides) -> Worker:
-        worker = Worker(worker_config(stack.worker_url, **overrides),
+    async def start(database_url: str, **overrides) -> Worker:
+        worker = Worker(worker_config(database_url, **overrides),
                         vendor=TestVendor(VENDOR_SECRET, MemorySequenceStore()))
         task = asyncio.create_task(worker.run())
         workers.append((worker, task))

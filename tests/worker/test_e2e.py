@@ -23,7 +23,7 @@ async def test_send_token_credits_once_and_shows_balances(stack, fleet_of, runni
     fleet = await fleet_of(*(MeterConfig(serial=s, balance=Decimal("5")) for s in serials(1, 1)))
     ids = register(stack, fleet, esco)
     meter = fleet.meters[0]
-    await running_worker()
+    await running_worker(stack.worker_url)
     async with stack.api.async_client("operator", code) as http:
         response = await http.post("/rpc/send_token", json={"meter_id": ids[meter.serial], "amount": 12.5,
                                                               "idempotency_key": "order-77"})
@@ -50,7 +50,7 @@ async def test_tariff_rollout_to_a_whole_esco(stack, fleet_of, running_worker):
     fleet = await fleet_of(*(MeterConfig(serial=s, hardware=h) for s, h in zip(serials(4, 11),
                                                                                  ["C1.w", "C1.w", "B1.w", "C1.w"])))
     register(stack, fleet, esco)
-    await running_worker()
+    await running_worker(stack.worker_url)
     activation = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0)
     tariff = {"standing_charge": "0.6512", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.19",
               "prepayment_emergency_credit": "10", "prepayment_ecredit_availability": "5",
@@ -80,7 +80,7 @@ async def test_sync_fills_shadows_and_history(stack, fleet_of, running_worker):
     fleet = await fleet_of(MeterConfig(serial=serials(1, 21)[0], hardware="C1.w", csq=17),
                            MeterConfig(serial="EMP1AX2500000022", hardware="P1.ax"))
     ids = register(stack, fleet, esco)
-    await running_worker()
+    await running_worker(stack.worker_url)
     async with stack.api.async_client("operator", code) as http:
         requested = (await http.post("/rpc/request_sync", json={})).json()
         assert len(requested) == 2 and set(requested[0]["parameters"]["metrics"]) >= {"reads", "csq", "voltage"}
@@ -112,7 +112,7 @@ async def test_profile_log_fills_half_hours(stack, fleet_of, running_worker):
     esco, code = new_esco(stack)
     fleet = await fleet_of(MeterConfig(serial=serials(1, 31)[0], hardware="C1.w", history_days=3))
     ids = register(stack, fleet, esco)
-    await running_worker()
+    await running_worker(stack.worker_url)
     day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     async with stack.api.async_client("operator", code) as http:
         requested = (await http.post("/rpc/read_profile_log", json={
@@ -136,7 +136,7 @@ async def test_faulty_meters_fail_with_the_reason_and_the_worker_goes_on(stack, 
     for meter, kind in zip(fleet.meters, faults):
         meter.faults.set_rate(kind, faults[kind])
     ids = register(stack, fleet, esco)
-    await running_worker()
+    await running_worker(stack.worker_url)
     async with stack.api.async_client("operator", code) as http:
         requested = (await http.post("/rpc/request_sync", json={"metrics": ["csq", "prepay_balance"]})).json()
         done = {c["meter_id"]: await wait_for(lambda c=c: finished(http, c["id"]), timeout=30) for c in requested}
