@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,7 @@ def stack_env():
         "FLOWS_HOME": str(home / "home"),
         "FLOWS_PG_PORT": str(free_port()),
         "FLOWS_API_PORT": str(free_port()),
+        "FLOWS_TEST_VENDOR_SECRET": "",
         "FLOWS_DATABASE_URL": "",
         "FLOWS_JWT_SECRET": "",
     }
@@ -50,14 +52,27 @@ def test_up_serves_the_documented_json_and_down_stops(stack_env):
     headers = {"Authorization": f"Bearer {token}"}
 
     meters = httpx.get(f"{api}/meter_registry?select=id,serial,name", headers=headers).json()
-    assert {m["serial"] for m in meters} >= {"EML2137580001", "EML2137580002"}
+    assert len(meters) == 20 and {"EML2400000001", "EMP1AX2400000020"} <= {m["serial"] for m in meters}
     assert all(set(m) == {"id", "serial", "name"} for m in meters)
     rpc = httpx.post(f"{api}/rpc/get_meters_for_cli", json={"esco_filter": None, "feeder_filter": None},
                      headers=headers)
     assert rpc.status_code == 200 and rpc.json()[0]["esco"] == "DEMO"
 
+    # the workers sync the emulated meters: live balances within a minute
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        live = httpx.get(f"{api}/meter_shadows?select=balance,health&health=eq.healthy&balance=not.is.null",
+                         headers=headers).json()
+        if len(live) >= 3:
+            break
+        time.sleep(1)
+    assert len(live) >= 3, "no live meter data after a minute"
+
     status = json.loads(run("status", "--json", env=stack_env).stdout)
     assert status["postgresql"]["running"] and status["postgrest"]["ready"]
+    assert status["emulator"]["running"] and status["worker"]["running"]
+    metrics = httpx.get(status["worker"]["url"]).text
+    assert 'flows_worker_commands_total{kind="sync",outcome="done"}' in metrics
     assert status["home"] == stack_env["FLOWS_HOME"]
     assert Path(status["postgresql"]["log"]).exists() and Path(status["postgrest"]["log"]).exists()
 
@@ -73,7 +88,7 @@ def test_up_serves_the_documented_json_and_down_stops(stack_env):
 
     run("down", env=stack_env)
     stopped = json.loads(run("status", "--json", env=stack_env).stdout)
-    assert not stopped["postgresql"]["running"] and not stopped["postgrest"]["running"]
+    assert not any(entry["running"] for name, entry in stopped.items() if name != "home")
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api}/rpc/health")
 
@@ -95,3 +110,12 @@ def test_token_claims_and_validation():
     no_secret = run("token", "--role", "admin", env={"FLOWS_JWT_SECRET": "", "FLOWS_HOME": "/nonexistent"},
                     check=False)
     assert no_secret.returncode == 2 and "no JWT secret" in no_secret.stderr
+
+
+def test_up_without_demo_runs_workers_but_no_meters(stack_env):
+    run("up", "--no-demo", env=stack_env)
+    status = json.loads(run("status", "--json", env=stack_env).stdout)
+    assert status["worker"]["running"] and not status["emulator"]["running"]
+    admin = run("token", "--role", "admin", env=stack_env).stdout.strip()
+    meters = httpx.get(f"{status['postgrest']['url']}/meter_registry", headers={"Authorization": f"Bearer {admin}"})
+    assert meters.json() == []

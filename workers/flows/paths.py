@@ -14,7 +14,6 @@ SQL_DIR = ROOT / "sql"
 SQL_SOURCE = SQL_DIR / "all.sql"  # the readable source, loaded with psql in order
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 SQITCH_DIR = SQL_DIR / "sqitch"
-DEMO_SQL = SQL_DIR / "demo" / "demo.sql"
 POSTGREST_CONF = ROOT / "postgrest.conf"
 POSTGREST_BIN = Path(
     os.environ.get("FLOWS_POSTGREST_BIN")

@@ -7,20 +7,24 @@ from flows.stack.stack import DEMO_ESCO, Stack, open_stack
 
 
 @click.command()
-@click.option("--demo/--no-demo", default=True, show_default=True, help="Load the demo ESCO and meters.")
+@click.option("--demo/--no-demo", default=True, show_default=True,
+              help="The demo community: an ESCO, its topology and 20 emulated meters.")
 def up(demo: bool) -> None:
-    """Start the embedded stack (creating it the first time)."""
+    """Start the embedded stack (creating it the first time): PostgreSQL, PostgREST, workers."""
     stack = open_stack()
-    stack.up(demo=demo, say=lambda line: click.echo(f"  {line}"))
+    stack.up(with_demo=demo, say=lambda line: click.echo(f"  {line}"))
     config = stack.config
     click.echo("")
     click.echo(f"Flows is up.   data: {config.home}")
     click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
     click.echo(f"  Database {stack.admin_url}")
+    click.echo(f"  Metrics  http://127.0.0.1:{config.metrics_port}/metrics   (the worker)")
     if demo:
         click.echo(f"\nDemo operator token for ESCO {DEMO_ESCO} (valid 7 days):")
         click.echo(f"  export TOKEN={stack.demo_token()}")
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_registry?select=id,serial,name"')
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_shadows?select=balance,health,'
+                   f'meter_registry(serial)"   # live within a minute')
     click.echo("\nStop with `flows down`; `flows status` shows what runs.")
 
 
@@ -50,7 +54,7 @@ def status(as_json: bool) -> None:
             if name == "home":
                 continue
             state = "running" if entry["running"] else "stopped"
-            where = entry.get("url", "")
+            where = entry.get("url", entry.get("meters", ""))
             pid = f"pid {entry['pid']}" if entry["pid"] else ""
             click.echo(f"{name:11} {state:8} {pid:10} {where}")
             click.echo(f"{'':11} log {entry['log']}")

@@ -30,12 +30,6 @@ def reload_api_schema(url: str) -> None:
         conn.execute("NOTIFY pgrst, 'reload schema'")
 
 
-def run_sql_file(url: str, path) -> None:
-    """Run a SQL file in one transaction (files without psql meta-commands)."""
-    with connect(url) as conn:
-        conn.execute(path.read_text())
-
-
 def set_sql_login_claims(url: str, login: str, claims: dict) -> None:
     """Fixed claims for a SQL login that is not PostgREST (rls/claims.sql)."""
     with connect(url, autocommit=True) as conn:

@@ -39,6 +39,9 @@ class StackConfig:
     admin_port: int
     jwt_secret: str
     authenticator_password: str
+    worker_password: str = ""
+    emulator_base_port: int = 0  # first port of the demo fleet (0: not chosen yet)
+    metrics_port: int = 0  # the worker's Prometheus endpoint (0: not chosen yet)
     database: str = DATABASE
 
     # -- folders and files -------------------------------------------------
@@ -69,6 +72,9 @@ class StackConfig:
     def authenticator_url(self) -> str:
         return self.cluster().tcp_url(self.database, "flows_authenticator", self.authenticator_password)
 
+    def worker_url(self) -> str:
+        return self.cluster().tcp_url(self.database, "flows_worker", self.worker_password)
+
     # -- persistence -------------------------------------------------------
     @staticmethod
     def path(home: Path | None = None) -> Path:
@@ -79,7 +85,11 @@ class StackConfig:
         path = cls.path(home)
         if not path.exists():
             return None
-        return cls(**json.loads(path.read_text()))
+        config = cls(**json.loads(path.read_text()))
+        if not config.worker_password:  # a stack created before the workers existed
+            config.worker_password = secrets.token_urlsafe(24)
+            config.save()
+        return config
 
     @classmethod
     def create(cls, home: Path | None = None) -> "StackConfig":
@@ -94,6 +104,7 @@ class StackConfig:
             admin_port=free_port(api_port + 1),
             jwt_secret=secrets.token_urlsafe(48),
             authenticator_password=secrets.token_urlsafe(24),
+            worker_password=secrets.token_urlsafe(24),
         )
         config.save()
         return config

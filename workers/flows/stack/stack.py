@@ -1,26 +1,34 @@
 """``flows up`` / ``flows status`` / ``flows down``: the embedded stack.
 
 Up: create (first time) and start the PostgreSQL cluster, create the database,
-apply migrations, load the demo data, start PostgREST; each step is skipped
-when already done, so ``flows up`` on a running stack changes nothing.
+apply migrations, set the login passwords, create the demo community and start
+its emulated meters (unless --no-demo), start PostgREST and the workers; each
+step is skipped when already done, so ``flows up`` on a running stack changes
+nothing.
 """
 
 import json
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from flows import auth
 from flows.db import admin, migrations
 from flows.errors import FlowsError
-from flows.paths import DEMO_SQL, POSTGREST_BIN, POSTGREST_CONF, ROOT
+from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT
+from flows.stack import demo
 from flows.stack.config import StackConfig, stack_home
-from flows.stack.postgres import port_is_free
+from flows.stack.postgres import free_port, port_is_free
 from flows.stack.processes import Background
 
-DEMO_ESCO = "DEMO"
+DEMO_ESCO = demo.ESCO[0]
+DEMO_METERS = len(demo.fleet_plan())
+FLOWS = str(Path(sys.executable).parent / "flows")
 
 Say = Callable[[str], None]
 
@@ -38,15 +46,18 @@ class Stack:
     def admin_url(self) -> str:
         return self.config.cluster().socket_url(self.config.database)
 
+    def process(self, name: str) -> Background:
+        return Background(name, self.config.run_dir, self.config.log_dir)
+
     def postgrest(self) -> Background:
-        return Background("postgrest", self.config.run_dir, self.config.log_dir)
+        return self.process("postgrest")
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        return [self.postgrest()]
+        return [self.process(name) for name in ("postgrest", "emulator", "worker")]
 
     # -- up ----------------------------------------------------------------
-    def up(self, demo: bool = True, say: Say = print) -> None:
+    def up(self, with_demo: bool = True, say: Say = print) -> None:
         config = self.config
         cluster = config.cluster()
         if not cluster.initialised:
@@ -65,10 +76,12 @@ class Stack:
         for migration_id in applied:
             say(f"applied migration {migration_id}")
         admin.set_role_password(self.admin_url, "flows_authenticator", config.authenticator_password)
-        if demo:
-            admin.run_sql_file(self.admin_url, DEMO_SQL)
+        admin.set_role_password(self.admin_url, "flows_worker", config.worker_password)
+        if with_demo:
+            self._start_demo_fleet(say)
         admin.reload_api_schema(self.admin_url)
         self._start_postgrest(say)
+        self._start_worker(say)
 
     def _start_postgrest(self, say: Say) -> None:
         config = self.config
@@ -98,6 +111,42 @@ class Stack:
             detail = process.tail(5)
             process.stop()
             raise FlowsError(f"PostgREST did not become ready; see {process.logfile}\n{detail}")
+
+    def _start_demo_fleet(self, say: Say) -> None:
+        config = self.config
+        process = self.process("emulator")
+        if not config.emulator_base_port or (process.pid() is None and not _ports_free(config.emulator_base_port)):
+            config.emulator_base_port = _free_port_run(DEMO_METERS)
+            config.save()
+        demo.create(self.admin_url, config.emulator_base_port)
+        if process.pid() is not None:
+            return
+        fleet_config = demo.write_fleet_config(config.home_dir / "demo-fleet.json", config.emulator_base_port,
+                                               config.home_dir / "emulator-state.json")
+        say(f"starting {DEMO_METERS} emulated meters on ports {config.emulator_base_port}-"
+            f"{config.emulator_base_port + DEMO_METERS - 1}")
+        process.start([FLOWS, "emulator", "--config", str(fleet_config), "--json"], env=self._env(), cwd=ROOT)
+        if process.exited_early(1.0):
+            raise FlowsError(f"the emulator did not start; see {process.logfile}\n{process.tail(5)}")
+
+    def _start_worker(self, say: Say) -> None:
+        config = self.config
+        process = self.process("worker")
+        if process.pid() is not None:
+            return
+        if not config.metrics_port or not port_is_free(config.metrics_port):
+            config.metrics_port = free_port(9464)
+            config.save()
+        say(f"starting the worker (metrics on http://127.0.0.1:{config.metrics_port}/metrics)")
+        process.start([FLOWS, "worker", "--pacing", "0.2", "--metrics-port", str(config.metrics_port)],
+                      env={**self._env(), "FLOWS_DATABASE_URL": config.worker_url(), "FLOWS_LOG_FORMAT": "json"},
+                      cwd=ROOT)
+        if process.exited_early(0.5):
+            raise FlowsError(f"the worker did not start; see {process.logfile}\n{process.tail(5)}")
+
+    def _env(self) -> dict[str, str]:
+        """The home folder (for the test vendor's secret and sequences, shared by the emulator and workers)."""
+        return {"FLOWS_HOME": self.config.home}
 
     # -- down / status -----------------------------------------------------
     def down(self, say: Say = print) -> None:
@@ -130,6 +179,10 @@ class Stack:
             if process.name == "postgrest":
                 entry["url"] = config.api_url
                 entry["ready"] = pid is not None and _http_ok(f"http://127.0.0.1:{config.admin_port}/ready")
+            elif process.name == "emulator" and config.emulator_base_port:
+                entry["meters"] = f"127.0.0.1:{config.emulator_base_port}-{config.emulator_base_port + DEMO_METERS - 1}"
+            elif process.name == "worker" and config.metrics_port:
+                entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
             report[process.name] = entry
         return report
 
@@ -146,9 +199,21 @@ def open_stack() -> Stack:
     return Stack(config)
 
 
-def _another_port(port: int, say: Say, what: str) -> int:
-    from flows.stack.postgres import free_port
+def _ports_free(first: int, count: int = DEMO_METERS) -> bool:
+    return all(port_is_free(p) for p in range(first, first + count))
 
+
+def _free_port_run(count: int, start: int = 41000) -> int:
+    """The first of ``count`` consecutive free ports from ``start`` on."""
+    first = start
+    while first < 65000:
+        if _ports_free(first, count):
+            return first
+        first += count
+    raise FlowsError(f"no run of {count} free ports for the demo meters")
+
+
+def _another_port(port: int, say: Say, what: str) -> int:
     new = free_port()
     say(f"port {port} is taken; {what} uses port {new} instead")
     return new
