@@ -23,7 +23,8 @@ from rich.table import Table
 
 from flows.cli.common import FlowsGroup, emit, json_option
 from flows.emop.client import EmopClient, MeterClient
-from flows.emop.directory import MeterAddress, resolve
+from flows.db.meters import address_from_database
+from flows.emop.directory import MeterAddress, register_resolver, resolve
 from flows.emop.results import to_jsonable
 from flows.emop.values import Backlight, LoadSwitch
 from flows.errors import ConfigError, FlowsError
@@ -85,6 +86,9 @@ def cli(ctx, serial, host, port, as_json, timeout, attempts, pacing, proxy, log_
     """EMOP commands for Emlite meters (and the Flows meter emulator)."""
     configure_logging(log_level or "WARNING")
     ctx.obj = Settings(serial, host, port, as_json, timeout, attempts, pacing, proxy)
+
+
+register_resolver(address_from_database)  # without --host: the meter's address in the database
 
 
 def _target(settings: Settings, serial, serial_opt, host, port) -> MeterAddress:

@@ -25,7 +25,7 @@ from flows.worker.daemon import Worker, WorkerConfig
 @click.option("--retry-backoff", default=10.0, show_default=True, help="Seconds before the first retry (doubles).")
 @click.option("--shutdown-grace", default=20.0, show_default=True,
               help="On SIGTERM, seconds to let running commands finish before releasing them.")
-@click.option("--proxy", default=None, envvar="FLOWS_EMOP_PROXY", help="SOCKS5 proxy to the meters (socks5://...).")
+@click.option("--proxy", default=None, envvar="FLOWS_SOCKS_PROXY", help="SOCKS5 proxy to the meters (socks5://...).")
 @click.option("--metrics-port", type=int, default=None, envvar="FLOWS_METRICS_PORT",
               help="Serve Prometheus metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics endpoint.")

@@ -1,9 +1,10 @@
 """Where a meter is: serial -> host and port.
 
-Today an address comes from the caller (``--host/--port`` in the CLI). The seam
-for looking a serial up elsewhere (the database's meter_registry.ip_address,
-port 8080) is ``register_resolver``: a function serial -> MeterAddress or None,
-tried when no host is given.
+An address comes from the caller (``--host/--port`` in the CLI) or from the
+resolvers added with ``register_resolver``: functions serial -> MeterAddress or
+None, tried when no host is given. The `emop` CLI adds the database lookup
+(``flows.db.meters.address_from_database``: meter_registry.ip_address and
+emop_port).
 """
 
 from collections.abc import Callable
@@ -41,5 +42,5 @@ def resolve(serial: str | None, host: str | None = None, port: int | None = None
             return MeterAddress(serial, found.host, port or found.port)
     raise ConfigError(
         f"no address known for meter {serial}",
-        hint="pass --host (and --port); looking meters up by serial in the database is not wired in yet",
+        hint="pass --host (and --port), or register the meter and set FLOWS_DATABASE_URL",
     )
