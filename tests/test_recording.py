@@ -157,6 +157,7 @@ def test_half_hours_estimated_from_reads_give_way_to_the_profile_log(db, registe
     def read(at, kwh):
         db.execute("SELECT flows.record_meter_states(%s::jsonb)",
                    (json.dumps([{"meter_id": str(meter), "observed_at": at.isoformat(), "import_a": kwh}]),))
+        db.execute("SELECT flows.estimate_interval_hh()")  # what the scheduler does every pass
 
     start = datetime(2026, 11, 3, 10, 10, tzinfo=UTC)
     read(start, "100.000")

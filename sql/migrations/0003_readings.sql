@@ -467,6 +467,7 @@ CREATE FUNCTION flows.record_interval_hh(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = ''
+SET plan_cache_mode = 'force_generic_plan'  -- its statements are cheaper to run than to plan
 AS $$
 DECLARE
     n integer := coalesce(pg_catalog.cardinality(p_register_ids), 0);
@@ -544,8 +545,9 @@ COMMENT ON FUNCTION flows.record_interval_hh(uuid[], timestamptz[], numeric[], n
     'Records energy per half hour for many registers (arrays of equal length); idempotent; keeps rollups exact.';
 
 
--- Cumulative register reads, for the import or export table.
--- SECURITY DEFINER: the only way to write reads (readings.sql).
+-- Cumulative register reads, for the import or export table. New reads are
+-- also noted for flows.estimate_interval_hh (the scheduler derives half hours
+-- from them). SECURITY DEFINER: the only way to write reads (readings.sql).
 CREATE FUNCTION flows.record_register_reads(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
@@ -559,7 +561,6 @@ AS $$
 DECLARE
     first_time timestamptz;
     last_time timestamptz;
-    target regclass;
     added integer;
 BEGIN
     IF p_direction NOT IN ('import', 'export') THEN
@@ -569,96 +570,157 @@ BEGIN
     IF coalesce(pg_catalog.cardinality(p_register_ids), 0) = 0 THEN
         RETURN 0;
     END IF;
-    target := pg_catalog.format('flows.register_%s', p_direction)::regclass;
     SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
     PERFORM flows.check_reading_times(first_time, last_time);
     PERFORM flows.lock_known_registers(p_register_ids);
-    PERFORM flows.ensure_partitions(target, first_time, last_time);
-    EXECUTE pg_catalog.format(
-        'WITH added AS (INSERT INTO %s (register_id, "timestamp", read) '
-        'SELECT * FROM unnest($1, $2, $3) ON CONFLICT (register_id, "timestamp") DO NOTHING RETURNING 1) '
-        'SELECT count(*) FROM added', target)
-        INTO added USING p_register_ids, p_timestamps, p_reads;
+    IF p_direction = 'import' THEN
+        PERFORM flows.ensure_partitions('flows.register_import', first_time, last_time);
+        WITH new_reads AS (
+            INSERT INTO flows.register_import AS r (register_id, "timestamp", read)
+            SELECT * FROM unnest(p_register_ids, p_timestamps, p_reads)
+            ON CONFLICT (register_id, "timestamp") DO NOTHING
+            RETURNING r.register_id, r."timestamp"
+        ),
+        noted AS (INSERT INTO flows.reads_to_estimate SELECT * FROM new_reads ON CONFLICT DO NOTHING)
+        SELECT count(*) INTO added FROM new_reads;
+    ELSE
+        PERFORM flows.ensure_partitions('flows.register_export', first_time, last_time);
+        WITH new_reads AS (
+            INSERT INTO flows.register_export AS r (register_id, "timestamp", read)
+            SELECT * FROM unnest(p_register_ids, p_timestamps, p_reads)
+            ON CONFLICT (register_id, "timestamp") DO NOTHING
+            RETURNING r.register_id, r."timestamp"
+        ),
+        noted AS (INSERT INTO flows.reads_to_estimate SELECT * FROM new_reads ON CONFLICT DO NOTHING)
+        SELECT count(*) INTO added FROM new_reads;
+    END IF;
     RETURN added;
 END
 $$;
 
 
--- Half hours estimated from consecutive cumulative reads: the register is
--- taken to grow linearly between two reads, so its value at each half-hour
--- boundary in between is interpolated (rounded to the Wh) and each half hour
--- whose both ends are known gets the difference, with source 'reads'.
+-- Half hours estimated from consecutive cumulative reads: a register is taken
+-- to grow linearly between two reads, so its value at each half-hour boundary
+-- in between is interpolated (rounded to the Wh) and each half hour whose both
+-- ends are known gets the difference, import and export, with source 'reads'.
 -- Only between reads at most 6 hours apart (longer gaps wait for the meter's
 -- profile log), never across a fall (a reset register) or an implausible jump
--- (the reads are kept either way). Called for the
--- registers that just got reads; returns the half hours added or changed.
-CREATE FUNCTION flows.interval_hh_from_reads(p_register_ids uuid[], p_timestamps timestamptz[], p_direction text)
+-- (the reads are kept either way). For reads at p_timestamps (those new since
+-- the last time); returns the half hours added or changed.
+CREATE FUNCTION flows.interval_hh_from_reads(p_register_ids uuid[], p_timestamps timestamptz[])
 RETURNS integer
 LANGUAGE plpgsql
+SET search_path = ''
+SET plan_cache_mode = 'force_generic_plan'  -- planned once per session: planning costs more than running it
+AS $$
+DECLARE
+    ids uuid[];
+    times timestamptz[];
+    imports numeric[];
+    exports numeric[];
+BEGIN
+    IF coalesce(pg_catalog.cardinality(p_register_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH span AS (
+        SELECT b.register_id, min(b.ts) AS first_new, max(b.ts) AS last_new
+        FROM unnest(p_register_ids, p_timestamps) AS b (register_id, ts) GROUP BY 1
+    ),
+    all_reads AS (
+        SELECT 'import' AS direction, i.register_id, i."timestamp", i.read
+        FROM flows.register_import AS i JOIN span AS s USING (register_id)
+        WHERE i."timestamp" BETWEEN s.first_new - interval '13 hours' AND s.last_new + interval '13 hours'
+        UNION ALL
+        SELECT 'export', e.register_id, e."timestamp", e.read
+        FROM flows.register_export AS e JOIN span AS s USING (register_id)
+        WHERE e."timestamp" BETWEEN s.first_new - interval '13 hours' AND s.last_new + interval '13 hours'
+    ),
+    ranked AS (  -- the new reads and two either side: a half hour across a neighbouring read
+                 -- takes one boundary from the pair before (or after) it
+        SELECT r.*, s.first_new, s.last_new,
+               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" < s.first_new
+                                  ORDER BY r."timestamp" DESC) AS before_rank,
+               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" > s.last_new
+                                  ORDER BY r."timestamp") AS after_rank
+        FROM all_reads AS r JOIN span AS s USING (register_id)
+    ),
+    pairs AS (
+        SELECT direction, register_id, "timestamp" AS t0, read AS v0,
+               lead("timestamp") OVER w AS t1, lead(read) OVER w AS v1
+        FROM ranked
+        WHERE ("timestamp" >= first_new OR before_rank <= 2) AND ("timestamp" <= last_new OR after_rank <= 2)
+        WINDOW w AS (PARTITION BY direction, register_id ORDER BY "timestamp")
+    ),
+    boundaries AS (  -- cumulative value at each half-hour boundary between two reads
+        SELECT DISTINCT ON (p.direction, p.register_id, b.b) p.direction, p.register_id, b.b,
+               round(p.v0 + (p.v1 - p.v0) * extract(epoch FROM b.b - p.t0) / extract(epoch FROM p.t1 - p.t0), 3) AS c
+        FROM pairs AS p
+        CROSS JOIN LATERAL generate_series(
+            date_bin('30 minutes', p.t0 - interval '1 microsecond', 'epoch') + interval '30 minutes',
+            p.t1, interval '30 minutes') AS b (b)
+        WHERE p.t1 IS NOT NULL AND p.t1 - p.t0 <= interval '6 hours' AND p.v1 >= p.v0
+          -- a jump beyond what a half hour can hold (register_interval_hh_kwh_range) is no estimate
+          AND (p.v1 - p.v0) / greatest(extract(epoch FROM p.t1 - p.t0) / 1800, 1) <= 500
+        ORDER BY p.direction, p.register_id, b.b
+    ),
+    half_hours AS (
+        SELECT direction, register_id, b, lead(b) OVER w AS b1, lead(c) OVER w - c AS kwh
+        FROM boundaries WINDOW w AS (PARTITION BY direction, register_id ORDER BY b)
+    ),
+    previous AS (  -- half hours ending before the read before the new ones were estimated already
+        SELECT direction, register_id, max("timestamp") AS t FROM ranked WHERE "timestamp" < first_new
+        GROUP BY direction, register_id
+    ),
+    both_directions AS (
+        SELECT h.register_id, h.b,
+               max(h.kwh) FILTER (WHERE h.direction = 'import') AS import_kwh,
+               max(h.kwh) FILTER (WHERE h.direction = 'export') AS export_kwh
+        FROM half_hours AS h
+        LEFT JOIN previous AS p USING (direction, register_id)
+        WHERE h.b1 = h.b + interval '30 minutes' AND (p.t IS NULL OR h.b1 > p.t)
+        GROUP BY h.register_id, h.b
+    )
+    SELECT array_agg(register_id), array_agg(b), array_agg(import_kwh), array_agg(export_kwh)
+    INTO ids, times, imports, exports
+    FROM both_directions;
+    IF ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN flows.record_interval_hh(ids, times, imports, exports, 'reads');
+END
+$$;
+
+
+-- Reads not yet turned into estimated half hours: noted by
+-- flows.record_register_reads, taken by flows.estimate_interval_hh (from the
+-- scheduler), so a sync's transaction stays short and the estimates for every
+-- meter are made in one set-based pass.
+CREATE TABLE flows.reads_to_estimate (
+    register_id uuid        NOT NULL,
+    "timestamp" timestamptz NOT NULL,
+    PRIMARY KEY (register_id, "timestamp")
+);
+COMMENT ON TABLE flows.reads_to_estimate IS 'New register reads waiting for flows.estimate_interval_hh.';
+
+-- Estimates the half hours the reads noted since the last pass make known;
+-- returns the half hours added or changed. SECURITY DEFINER: the queue is
+-- internal (no role has privileges on it).
+CREATE FUNCTION flows.estimate_interval_hh() RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
     ids uuid[];
     times timestamptz[];
-    kwh numeric[];
 BEGIN
-    IF coalesce(pg_catalog.cardinality(p_register_ids), 0) = 0 THEN
-        RETURN 0;
-    END IF;
-    EXECUTE pg_catalog.format($sql$
-        WITH span AS (
-            SELECT b.register_id, min(b.ts) AS first_new, max(b.ts) AS last_new
-            FROM unnest($1, $2) AS b (register_id, ts) GROUP BY 1
-        ),
-        reads AS (  -- the new reads and two either side: a half hour across a neighbouring read
-                    -- takes one boundary from the pair before (or after) it
-            SELECT r.register_id, r."timestamp" AS t, r.read AS v
-            FROM span AS s
-            JOIN flows.%1$I AS r ON r.register_id = s.register_id
-             AND r."timestamp" >= coalesce((SELECT min(p.t) FROM (
-                                                SELECT p."timestamp" AS t FROM flows.%1$I AS p
-                                                WHERE p.register_id = s.register_id AND p."timestamp" < s.first_new
-                                                ORDER BY p."timestamp" DESC LIMIT 2) AS p), s.first_new)
-             AND r."timestamp" <= coalesce((SELECT max(n.t) FROM (
-                                                SELECT n."timestamp" AS t FROM flows.%1$I AS n
-                                                WHERE n.register_id = s.register_id AND n."timestamp" > s.last_new
-                                                ORDER BY n."timestamp" LIMIT 2) AS n), s.last_new)
-        ),
-        pairs AS (
-            SELECT register_id, t AS t0, v AS v0,
-                   lead(t) OVER w AS t1, lead(v) OVER w AS v1
-            FROM reads WINDOW w AS (PARTITION BY register_id ORDER BY t)
-        ),
-        boundaries AS (  -- cumulative value at each half-hour boundary between two reads
-            SELECT DISTINCT ON (p.register_id, b.b) p.register_id, b.b,
-                   round(p.v0 + (p.v1 - p.v0) * extract(epoch FROM b.b - p.t0) / extract(epoch FROM p.t1 - p.t0), 3) AS c
-            FROM pairs AS p
-            CROSS JOIN LATERAL generate_series(
-                date_bin('30 minutes', p.t0 - interval '1 microsecond', 'epoch') + interval '30 minutes',
-                p.t1, interval '30 minutes') AS b (b)
-            WHERE p.t1 IS NOT NULL AND p.t1 - p.t0 <= interval '6 hours' AND p.v1 >= p.v0
-              -- a jump beyond what a half hour can hold (register_interval_hh_kwh_range) is no estimate
-              AND (p.v1 - p.v0) / greatest(extract(epoch FROM p.t1 - p.t0) / 1800, 1) <= 500
-            ORDER BY p.register_id, b.b
-        ),
-        half_hours AS (
-            SELECT register_id, b, lead(b) OVER w AS b1, lead(c) OVER w - c AS kwh
-            FROM boundaries WINDOW w AS (PARTITION BY register_id ORDER BY b)
-        )
-        SELECT array_agg(register_id), array_agg(b), array_agg(kwh)
-        FROM half_hours WHERE b1 = b + interval '30 minutes'
-    $sql$, 'register_' || p_direction)
-    INTO ids, times, kwh
-    USING p_register_ids, p_timestamps;
-    IF ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    RETURN CASE p_direction
-        WHEN 'import' THEN flows.record_interval_hh(ids, times, kwh, NULL, 'reads')
-        ELSE flows.record_interval_hh(ids, times, NULL, kwh, 'reads')
-    END;
+    WITH taken AS (DELETE FROM flows.reads_to_estimate RETURNING register_id, "timestamp")
+    SELECT array_agg(register_id), array_agg("timestamp") INTO ids, times FROM taken;
+    RETURN flows.interval_hh_from_reads(ids, times);
 END
 $$;
+COMMENT ON FUNCTION flows.estimate_interval_hh() IS
+    'Turns the reads recorded since the last call into estimated half hours (the scheduler calls it).';
 
 
 -- The fields of a meter state and the checks each must pass. Raises an error
@@ -780,6 +842,7 @@ $$;
 CREATE FUNCTION flows.record_meter_states(p_states jsonb) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
+SET plan_cache_mode = 'force_generic_plan'  -- its statements are cheaper to run than to plan
 AS $$
 DECLARE
     state jsonb;
@@ -843,8 +906,6 @@ BEGIN
     END IF;
     appended := flows.record_register_reads(import_ids, import_times, import_reads, 'import')
               + flows.record_register_reads(export_ids, export_times, export_reads, 'export');
-    PERFORM flows.interval_hh_from_reads(import_ids, import_times, 'import'),
-            flows.interval_hh_from_reads(export_ids, export_times, 'export');
 
     PERFORM flows.ensure_partitions(t, first_time, last_time)
     FROM unnest(ARRAY['flows.meter_prepay_balance', 'flows.meter_csq', 'flows.meter_voltage',
@@ -1160,7 +1221,8 @@ GRANT EXECUTE ON FUNCTION
     flows.record_interval_hh(uuid[], timestamptz[], numeric[], numeric[], text),
     flows.record_register_reads(uuid[], timestamptz[], numeric[], text),
     flows.record_meter_events(uuid, timestamptz[], integer[], integer[]),
-    flows.interval_hh_from_reads(uuid[], timestamptz[], text),
+    flows.interval_hh_from_reads(uuid[], timestamptz[]),
+    flows.estimate_interval_hh(),
     flows.check_meter_state(jsonb),
     flows.meter_state_rows(jsonb),
     flows.check_reading_times(timestamptz, timestamptz),
@@ -1257,6 +1319,9 @@ CREATE POLICY meter_event_log_visible_meter ON flows.meter_event_log FOR SELECT
     TO flows_operator, flows_analyst, flows_customer
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
+
+-- New reads waiting for estimation: internal, no policy (only definer functions use it).
+ALTER TABLE flows.reads_to_estimate ENABLE ROW LEVEL SECURITY;
 
 -- Readings: visible with the register.
 ALTER TABLE flows.register_import ENABLE ROW LEVEL SECURITY;

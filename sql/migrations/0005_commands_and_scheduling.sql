@@ -294,9 +294,14 @@ BEGIN
             firmware_version = coalesce(p_outcome -> 'meter' ->> 'firmware_version', m.firmware_version)
         WHERE m.id = command.meter_id;
     END IF;
-    -- Contact succeeded: the meter is healthy now.
-    PERFORM flows.record_meter_states(states || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-        'meter_id', command.meter_id, 'observed_at', pg_catalog.now(), 'health', 'healthy')));
+    -- Contact succeeded: the meter is healthy (as of the last state observed, else now).
+    IF pg_catalog.jsonb_array_length(states) > 0 AND (states -> -1 ->> 'meter_id')::uuid = command.meter_id THEN
+        states := pg_catalog.jsonb_set(states, '{-1,health}', '"healthy"');
+    ELSE
+        states := states || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'meter_id', command.meter_id, 'observed_at', pg_catalog.now(), 'health', 'healthy'));
+    END IF;
+    PERFORM flows.record_meter_states(states);
     UPDATE flows.meter_commands AS c
     SET status = 'done', result = coalesce(p_outcome -> 'result', '{}'), last_error = NULL,
         lease_owner = NULL, lease_expires_at = NULL, finished_at = pg_catalog.now()
@@ -366,8 +371,9 @@ $$;
 
 -- ---- schema/scheduling.sql ----
 -- The scheduler: turns meter_metrics into sync commands for active meters,
--- queues profile-log reads for half hours that are missing or only estimated,
--- and follows tariffs past their activation. Every worker runs it every few
+-- estimates half hours from the reads recorded since its last pass, queues
+-- profile-log reads for half hours that are missing or only estimated, and
+-- follows tariffs past their activation. Every worker runs it every few
 -- seconds; an advisory lock lets one run at a time, and the state below makes
 -- it enqueue nothing twice.
 
@@ -521,6 +527,7 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN pg_catalog.jsonb_build_object(
+        'estimated_half_hours', flows.estimate_interval_hh(),
         'syncs', flows.schedule_syncs(),
         'tariff_checks', flows.schedule_tariff_checks(),
         'profile_log_reads', flows.schedule_profile_log_reads(),
@@ -528,7 +535,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION flows.run_scheduler() IS
-    'One scheduler pass: due syncs, tariff follow-ups, profile-log gap reads, partitions ahead.';
+    'One scheduler pass: half hours estimated from new reads, due syncs, tariff follow-ups, '
+    'profile-log gap reads, partitions ahead.';
 
 -- ---- rpc/commands.sql ----
 -- Meter operations as commands: request them here, watch them in

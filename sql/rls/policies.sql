@@ -171,6 +171,9 @@ CREATE POLICY meter_event_log_visible_meter ON flows.meter_event_log FOR SELECT
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 
+-- New reads waiting for estimation: internal, no policy (only definer functions use it).
+ALTER TABLE flows.reads_to_estimate ENABLE ROW LEVEL SECURITY;
+
 -- Readings: visible with the register.
 ALTER TABLE flows.register_import ENABLE ROW LEVEL SECURITY;
 CREATE POLICY register_import_all ON flows.register_import TO flows_admin, flows_service

@@ -288,9 +288,14 @@ BEGIN
             firmware_version = coalesce(p_outcome -> 'meter' ->> 'firmware_version', m.firmware_version)
         WHERE m.id = command.meter_id;
     END IF;
-    -- Contact succeeded: the meter is healthy now.
-    PERFORM flows.record_meter_states(states || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
-        'meter_id', command.meter_id, 'observed_at', pg_catalog.now(), 'health', 'healthy')));
+    -- Contact succeeded: the meter is healthy (as of the last state observed, else now).
+    IF pg_catalog.jsonb_array_length(states) > 0 AND (states -> -1 ->> 'meter_id')::uuid = command.meter_id THEN
+        states := pg_catalog.jsonb_set(states, '{-1,health}', '"healthy"');
+    ELSE
+        states := states || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'meter_id', command.meter_id, 'observed_at', pg_catalog.now(), 'health', 'healthy'));
+    END IF;
+    PERFORM flows.record_meter_states(states);
     UPDATE flows.meter_commands AS c
     SET status = 'done', result = coalesce(p_outcome -> 'result', '{}'), last_error = NULL,
         lease_owner = NULL, lease_expires_at = NULL, finished_at = pg_catalog.now()

@@ -1,6 +1,7 @@
 -- The scheduler: turns meter_metrics into sync commands for active meters,
--- queues profile-log reads for half hours that are missing or only estimated,
--- and follows tariffs past their activation. Every worker runs it every few
+-- estimates half hours from the reads recorded since its last pass, queues
+-- profile-log reads for half hours that are missing or only estimated, and
+-- follows tariffs past their activation. Every worker runs it every few
 -- seconds; an advisory lock lets one run at a time, and the state below makes
 -- it enqueue nothing twice.
 
@@ -154,6 +155,7 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN pg_catalog.jsonb_build_object(
+        'estimated_half_hours', flows.estimate_interval_hh(),
         'syncs', flows.schedule_syncs(),
         'tariff_checks', flows.schedule_tariff_checks(),
         'profile_log_reads', flows.schedule_profile_log_reads(),
@@ -161,4 +163,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION flows.run_scheduler() IS
-    'One scheduler pass: due syncs, tariff follow-ups, profile-log gap reads, partitions ahead.';
+    'One scheduler pass: half hours estimated from new reads, due syncs, tariff follow-ups, '
+    'profile-log gap reads, partitions ahead.';

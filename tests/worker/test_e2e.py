@@ -92,7 +92,8 @@ async def test_sync_fills_shadows_and_history(stack, fleet_of, running_worker):
     twin = next(s for s in shadows if s["meter_registry"]["serial"] == fleet.meters[0].serial)
     three = next(s for s in shadows if s["meter_registry"]["hardware"] == "P1.ax")
     model = fleet.meters[0].model
-    assert Decimal(str(twin["balance"])) == model.balance and twin["csq"] == 17 and twin["health"] == "healthy"
+    assert Decimal(str(twin["balance"])) == model.balance and twin["health"] == "healthy"
+    assert abs(twin["csq"] - 17) <= 3  # the emulated signal wanders around the configured 17
     assert Decimal(str(twin["import_a"])) == model.registers("A").import_active
     assert twin["tariffs_active"]["unit_rate_element_a"] and twin["meter_registry"]["firmware_version"] == "3_02_0"
     assert three["voltage_l1"] and three["import_a"] is not None and three["balance"] is None

@@ -15,6 +15,7 @@ from flows.worker.daemon import Worker, WorkerConfig
 @click.option("--database-url", envvar="FLOWS_DATABASE_URL", default=None,
               help="PostgreSQL URL (default: $FLOWS_DATABASE_URL, else the embedded stack).")
 @click.option("--concurrency", default=200, show_default=True, help="Commands in flight at once.")
+@click.option("--pool-size", default=10, show_default=True, help="Database connections (besides the listener).")
 @click.option("--pacing", default=2.0, show_default=True, help="Seconds between exchanges with one meter.")
 @click.option("--emop-timeout", default=10.0, show_default=True, help="Seconds to wait for a meter.")
 @click.option("--emop-attempts", default=3, show_default=True, help="Tries per exchange before a command attempt fails.")
@@ -35,6 +36,7 @@ def worker(**options) -> None:
     config = WorkerConfig(
         database_url=database_url(options["database_url"]),
         concurrency=options["concurrency"],
+        pool_size=options["pool_size"],
         pacing=options["pacing"],
         emop_timeout=options["emop_timeout"],
         emop_attempts=options["emop_attempts"],

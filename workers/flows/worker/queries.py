@@ -93,7 +93,11 @@ class Queries:
         )
 
     async def finish(self, command: Command, outcome: dict) -> None:
-        await self._fenced_call("SELECT flows.finish_meter_command($1, $2, $3, $4)", command, outcome)
+        # Not waiting for the WAL flush: a result a crash loses is not lost work, the command's lease runs
+        # out and it runs again (syncs record idempotently; a token push is reconciled from its progress,
+        # which is committed synchronously before the push).
+        await self._fenced_call("SELECT flows.finish_meter_command($1, $2, $3, $4)", command, outcome,
+                                synchronous=False)
 
     async def fail(self, command: Command, error: str, retryable: bool, backoff: timedelta) -> str:
         return await self._fenced_call(
@@ -103,9 +107,13 @@ class Queries:
     async def release(self, command: Command) -> None:
         await self._fenced_call("SELECT flows.release_meter_command($1, $2, $3)", command)
 
-    async def _fenced_call(self, sql: str, command: Command, *args):
+    async def _fenced_call(self, sql: str, command: Command, *args, synchronous: bool = True):
         try:
-            return await self.pool.fetchval(sql, command.id, self.worker, command.attempt, *args)
+            if synchronous:
+                return await self.pool.fetchval(sql, command.id, self.worker, command.attempt, *args)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                return await conn.fetchval(sql, command.id, self.worker, command.attempt, *args)
         except asyncpg.PostgresError as error:
             if _fenced(error):
                 raise Fenced(str(error)) from None
