@@ -627,32 +627,35 @@ BEGIN
         FROM unnest(p_register_ids, p_timestamps) AS b (register_id, ts) GROUP BY 1
     ),
     all_reads AS (
-        SELECT 'import' AS direction, i.register_id, i."timestamp", i.read
+        SELECT 'import' AS direction, i.register_id, i."timestamp", i.read, s.first_new, s.last_new
         FROM flows.register_import AS i JOIN span AS s USING (register_id)
         WHERE i."timestamp" BETWEEN s.first_new - interval '13 hours' AND s.last_new + interval '13 hours'
         UNION ALL
-        SELECT 'export', e.register_id, e."timestamp", e.read
+        SELECT 'export', e.register_id, e."timestamp", e.read, s.first_new, s.last_new
         FROM flows.register_export AS e JOIN span AS s USING (register_id)
         WHERE e."timestamp" BETWEEN s.first_new - interval '13 hours' AND s.last_new + interval '13 hours'
     ),
     ranked AS (  -- the new reads and two either side: a half hour across a neighbouring read
-                 -- takes one boundary from the pair before (or after) it
-        SELECT r.*, s.first_new, s.last_new,
-               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" < s.first_new
+                 -- takes one boundary from the pair before (or after) it. Half hours ending
+                 -- before the read preceding the new ones (previous) were estimated already.
+        SELECT r.*,
+               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" < r.first_new
                                   ORDER BY r."timestamp" DESC) AS before_rank,
-               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" > s.last_new
-                                  ORDER BY r."timestamp") AS after_rank
-        FROM all_reads AS r JOIN span AS s USING (register_id)
+               row_number() OVER (PARTITION BY r.direction, r.register_id, r."timestamp" > r.last_new
+                                  ORDER BY r."timestamp") AS after_rank,
+               max(r."timestamp") FILTER (WHERE r."timestamp" < r.first_new)
+                   OVER (PARTITION BY r.direction, r.register_id) AS previous
+        FROM all_reads AS r
     ),
     pairs AS (
-        SELECT direction, register_id, "timestamp" AS t0, read AS v0,
+        SELECT direction, register_id, previous, "timestamp" AS t0, read AS v0,
                lead("timestamp") OVER w AS t1, lead(read) OVER w AS v1
         FROM ranked
         WHERE ("timestamp" >= first_new OR before_rank <= 2) AND ("timestamp" <= last_new OR after_rank <= 2)
         WINDOW w AS (PARTITION BY direction, register_id ORDER BY "timestamp")
     ),
     boundaries AS (  -- cumulative value at each half-hour boundary between two reads
-        SELECT DISTINCT ON (p.direction, p.register_id, b.b) p.direction, p.register_id, b.b,
+        SELECT DISTINCT ON (p.direction, p.register_id, b.b) p.direction, p.register_id, p.previous, b.b,
                round(p.v0 + (p.v1 - p.v0) * extract(epoch FROM b.b - p.t0) / extract(epoch FROM p.t1 - p.t0), 3) AS c
         FROM pairs AS p
         CROSS JOIN LATERAL generate_series(
@@ -664,21 +667,16 @@ BEGIN
         ORDER BY p.direction, p.register_id, b.b
     ),
     half_hours AS (
-        SELECT direction, register_id, b, lead(b) OVER w AS b1, lead(c) OVER w - c AS kwh
+        SELECT direction, register_id, previous, b, lead(b) OVER w AS b1, lead(c) OVER w - c AS kwh
         FROM boundaries WINDOW w AS (PARTITION BY direction, register_id ORDER BY b)
     ),
-    previous AS (  -- half hours ending before the read before the new ones were estimated already
-        SELECT direction, register_id, max("timestamp") AS t FROM ranked WHERE "timestamp" < first_new
-        GROUP BY direction, register_id
-    ),
     both_directions AS (
-        SELECT h.register_id, h.b,
-               max(h.kwh) FILTER (WHERE h.direction = 'import') AS import_kwh,
-               max(h.kwh) FILTER (WHERE h.direction = 'export') AS export_kwh
-        FROM half_hours AS h
-        LEFT JOIN previous AS p USING (direction, register_id)
-        WHERE h.b1 = h.b + interval '30 minutes' AND (p.t IS NULL OR h.b1 > p.t)
-        GROUP BY h.register_id, h.b
+        SELECT register_id, b,
+               max(kwh) FILTER (WHERE direction = 'import') AS import_kwh,
+               max(kwh) FILTER (WHERE direction = 'export') AS export_kwh
+        FROM half_hours
+        WHERE b1 = b + interval '30 minutes' AND (previous IS NULL OR b1 > previous)
+        GROUP BY register_id, b
     )
     SELECT array_agg(register_id), array_agg(b), array_agg(import_kwh), array_agg(export_kwh)
     INTO ids, times, imports, exports
