@@ -6,6 +6,7 @@ DROP VIEW api.meter_metrics, api.meter_shadows_tariffs, api.meter_shadows, api.m
           api.meter_registry, api.circuit_register, api.circuits, api.service_head_meter,
           api.properties_service_head, api.service_head_registry, api.feeder_registry, api.properties,
           api.sites_new, api.sites;
+DROP FUNCTION flows.is_three_phase(flows.meter_registry);
 DROP TABLE flows.meter_metrics, flows.circuit_register, flows.circuits, flows.service_head_meter,
            flows.meter_shadows, flows.meter_registers, flows.meter_registry, flows.properties_service_head,
            flows.service_head_registry, flows.feeder_registry, flows.properties, flows.sites;

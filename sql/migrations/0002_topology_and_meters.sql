@@ -220,6 +220,13 @@ COMMENT ON COLUMN flows.meter_registry.emop_port IS
     'TCP port of the EMOP listener: 8080 on real meters; emulated meters share 127.0.0.1 on several ports.';
 
 CREATE INDEX meter_registry_esco_idx ON flows.meter_registry (esco);
+
+-- Three-phase Emlite meters (EMP1AX/EMP1CX, hardware P1.ax/P1.cx) have no
+-- prepayment, tariff or single-phase profile-log objects.
+CREATE FUNCTION flows.is_three_phase(m flows.meter_registry) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+RETURN m.serial LIKE 'EMP1%' OR m.hardware IN ('P1.ax', 'P1.cx');
 CREATE INDEX meter_registry_site_idx ON flows.meter_registry (site);
 
 CREATE TRIGGER meter_registry_touch BEFORE UPDATE ON flows.meter_registry
@@ -721,7 +728,8 @@ COMMENT ON FUNCTION api.get_meters_for_cli(text, text) IS
     'feeder_filter: feeder name, or ''null'' for meters on no feeder.';
 
 -- ---- rls/privileges.sql: Topology and meters ----
-GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean)
+GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean),
+                          flows.is_three_phase(flows.meter_registry)
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
 -- Configuration and topology: operators and admins write; analysts and workers read.

@@ -3,7 +3,7 @@ DROP FUNCTION api.cancel_meter_command(uuid), api.set_clock(uuid),
               api.read_profile_log(uuid, timestamptz, timestamptz), api.set_future_tariff(jsonb, uuid[], boolean),
               api.send_token(uuid, numeric, text, text, text), api.request_sync(uuid[], text[]);
 DROP VIEW api.tariff_rollouts, api.meter_commands;
-DROP FUNCTION flows.requester(), flows.meters_to_command(uuid[]);
+DROP FUNCTION flows.requester(), flows.meters_to_command(uuid[], boolean);
 DROP FUNCTION flows.run_scheduler(), flows.schedule_tariff_checks(), flows.schedule_profile_log_reads(integer),
               flows.schedule_syncs(), flows.note_metrics_synced(uuid, jsonb), flows.metric_interval(text);
 DROP TABLE flows.meter_metric_runs;

@@ -108,7 +108,8 @@ CREATE TRIGGER meter_commands_notify_insert AFTER INSERT ON flows.meter_commands
 -- Claims up to p_limit due commands for worker p_worker, leased for
 -- p_lease: at most one per meter, never for a meter that already has a
 -- running command with a live lease, within each ESCO's limit of running
--- commands. Claims are serialised (one advisory lock), which makes those
+-- commands. Top-ups go first (a customer is waiting for credit), then the
+-- oldest due. Claims are serialised (one advisory lock), which makes those
 -- checks exact; a claim takes milliseconds. Returns what the worker needs to
 -- reach the meter.
 CREATE FUNCTION flows.claim_meter_commands(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
@@ -134,7 +135,8 @@ BEGIN
     WHERE c.status = 'running' AND c.lease_expires_at < pg_catalog.now() AND c.attempts > c.max_attempts;
     RETURN QUERY
     WITH due AS (
-        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned
+        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned,
+               c.kind = 'send_token' AS urgent
         FROM flows.meter_commands AS c
         WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
            OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
@@ -153,19 +155,19 @@ BEGIN
         FROM flows.escos AS e
     ),
     one_per_meter AS (  -- a command a dead worker left half done goes first: it may need reconciling
-        SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.run_at, d.created_at
+        SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.urgent, d.run_at, d.created_at
         FROM due AS d
         JOIN flows.meter_registry AS m ON m.id = d.meter_id
         WHERE m.mode = 'active' AND NOT EXISTS (SELECT FROM busy AS b WHERE b.meter_id = d.meter_id)
-        ORDER BY d.meter_id, d.orphaned DESC, d.run_at, d.created_at
+        ORDER BY d.meter_id, d.orphaned DESC, d.urgent DESC, d.run_at, d.created_at
     ),
     chosen AS (
         SELECT o.id
-        FROM (SELECT o.*, row_number() OVER (PARTITION BY o.esco ORDER BY o.run_at, o.created_at) AS n
+        FROM (SELECT o.*, row_number() OVER (PARTITION BY o.esco ORDER BY o.urgent DESC, o.run_at, o.created_at) AS n
               FROM one_per_meter AS o) AS o
         JOIN room AS r ON r.esco = o.esco
         WHERE o.n <= r.free
-        ORDER BY o.run_at, o.created_at
+        ORDER BY o.urgent DESC, o.run_at, o.created_at
         LIMIT p_limit
     )
     UPDATE flows.meter_commands AS c
@@ -461,8 +463,7 @@ BEGIN
                 greatest(flows.uk_day(pg_catalog.now()) - p_days, flows.uk_day(r.start_time))::timestamp,
                 (flows.uk_day(pg_catalog.now()) - 1)::timestamp, interval '1 day') AS d) AS g
         LEFT JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = g.day
-        WHERE m.mode = 'active' AND r.status = 'enabled' AND m.hardware IS DISTINCT FROM 'P1.ax'
-          AND m.hardware IS DISTINCT FROM 'P1.cx'
+        WHERE m.mode = 'active' AND r.status = 'enabled' AND NOT flows.is_three_phase(m)
           AND (d.register_id IS NULL
                OR d.intervals - d.estimated
                   < extract(epoch FROM flows.uk_day_start(g.day + 1) - flows.uk_day_start(g.day)) / 1800)
@@ -582,9 +583,12 @@ COMMENT ON VIEW api.tariff_rollouts IS
 
 
 -- Meters a request names, checked: visible to the caller, active (passive
--- meters are digital twins and never contacted). Null: every active meter the
--- caller can see (an operator's ESCO).
-CREATE FUNCTION flows.meters_to_command(p_meter_ids uuid[]) RETURNS TABLE (meter_id uuid, esco uuid)
+-- meters are digital twins and never contacted) and, for prepayment
+-- operations (p_prepay: tokens, tariffs), prepay meters: prepay_enabled and
+-- single phase (three-phase Emlite meters have no prepayment or tariff
+-- objects). Null: every such meter the caller can see (an operator's ESCO).
+CREATE FUNCTION flows.meters_to_command(p_meter_ids uuid[], p_prepay boolean DEFAULT false)
+RETURNS TABLE (meter_id uuid, esco uuid)
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
@@ -592,15 +596,19 @@ DECLARE
     problem text;
 BEGIN
     IF p_meter_ids IS NULL THEN
-        RETURN QUERY SELECT m.id, m.esco FROM flows.meter_registry AS m WHERE m.mode = 'active';
+        RETURN QUERY SELECT m.id, m.esco FROM flows.meter_registry AS m
+                     WHERE m.mode = 'active' AND (NOT p_prepay OR (m.prepay_enabled AND NOT flows.is_three_phase(m)));
         RETURN;
     END IF;
-    SELECT string_agg(pg_catalog.format('%s (%s)', x.id, CASE WHEN m.id IS NULL THEN 'no such meter' ELSE
-                                         'passive: a digital twin, never contacted' END), ', ')
+    SELECT string_agg(pg_catalog.format('%s (%s)', x.id, CASE
+               WHEN m.id IS NULL THEN 'no such meter'
+               WHEN m.mode <> 'active' THEN 'passive: a digital twin, never contacted'
+               WHEN flows.is_three_phase(m) THEN 'three phase: no prepayment or tariffs'
+               ELSE 'prepayment disabled' END), ', ')
     INTO problem
     FROM unnest(p_meter_ids) AS x (id)
     LEFT JOIN flows.meter_registry AS m ON m.id = x.id
-    WHERE m.id IS NULL OR m.mode <> 'active';
+    WHERE m.id IS NULL OR m.mode <> 'active' OR (p_prepay AND (NOT m.prepay_enabled OR flows.is_three_phase(m)));
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'cannot command meter %', problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -680,7 +688,7 @@ BEGIN
         RAISE EXCEPTION 'source must be payment, gift, solar_credit or adjustment; got %', source
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id]);
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id], p_prepay => true);
     IF idempotency_key IS NOT NULL THEN  -- the same request again: the same command
         SELECT c.id INTO existing FROM flows.meter_commands AS c
         WHERE c.esco = target.esco AND c.idempotency_key = send_token.idempotency_key;
@@ -736,9 +744,8 @@ BEGIN
         INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, batch_id, requested_by)
         SELECT t.esco, t.meter_id, 'set_future_tariff', pg_catalog.jsonb_build_object('tariff', tariff), batch,
                flows.requester()
-        FROM flows.meters_to_command(meter_ids) AS t
-        JOIN flows.meter_registry AS m ON m.id = t.meter_id
-        WHERE NOT whole_esco OR (m.esco = flows.current_esco_id() AND m.prepay_enabled)
+        FROM flows.meters_to_command(meter_ids, p_prepay => true) AS t
+        WHERE NOT whole_esco OR t.esco = flows.current_esco_id()
         RETURNING id
     )
     SELECT array_agg(id) INTO ids FROM added;
@@ -824,7 +831,7 @@ GRANT EXECUTE ON FUNCTION
     api.read_profile_log(uuid, timestamptz, timestamptz),
     api.set_clock(uuid),
     api.cancel_meter_command(uuid),
-    flows.meters_to_command(uuid[]),
+    flows.meters_to_command(uuid[], boolean),
     flows.requester()
 TO flows_admin, flows_operator;
 

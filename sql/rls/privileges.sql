@@ -39,7 +39,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON flows.escos, api.escos TO flows_admin;
 
 -- == Topology and meters ===================================================
 
-GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean)
+GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean),
+                          flows.is_three_phase(flows.meter_registry)
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
 -- Configuration and topology: operators and admins write; analysts and workers read.
@@ -173,7 +174,7 @@ GRANT EXECUTE ON FUNCTION
     api.read_profile_log(uuid, timestamptz, timestamptz),
     api.set_clock(uuid),
     api.cancel_meter_command(uuid),
-    flows.meters_to_command(uuid[]),
+    flows.meters_to_command(uuid[], boolean),
     flows.requester()
 TO flows_admin, flows_operator;
 

@@ -41,9 +41,12 @@ COMMENT ON VIEW api.tariff_rollouts IS
 
 
 -- Meters a request names, checked: visible to the caller, active (passive
--- meters are digital twins and never contacted). Null: every active meter the
--- caller can see (an operator's ESCO).
-CREATE FUNCTION flows.meters_to_command(p_meter_ids uuid[]) RETURNS TABLE (meter_id uuid, esco uuid)
+-- meters are digital twins and never contacted) and, for prepayment
+-- operations (p_prepay: tokens, tariffs), prepay meters: prepay_enabled and
+-- single phase (three-phase Emlite meters have no prepayment or tariff
+-- objects). Null: every such meter the caller can see (an operator's ESCO).
+CREATE FUNCTION flows.meters_to_command(p_meter_ids uuid[], p_prepay boolean DEFAULT false)
+RETURNS TABLE (meter_id uuid, esco uuid)
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
@@ -51,15 +54,19 @@ DECLARE
     problem text;
 BEGIN
     IF p_meter_ids IS NULL THEN
-        RETURN QUERY SELECT m.id, m.esco FROM flows.meter_registry AS m WHERE m.mode = 'active';
+        RETURN QUERY SELECT m.id, m.esco FROM flows.meter_registry AS m
+                     WHERE m.mode = 'active' AND (NOT p_prepay OR (m.prepay_enabled AND NOT flows.is_three_phase(m)));
         RETURN;
     END IF;
-    SELECT string_agg(pg_catalog.format('%s (%s)', x.id, CASE WHEN m.id IS NULL THEN 'no such meter' ELSE
-                                         'passive: a digital twin, never contacted' END), ', ')
+    SELECT string_agg(pg_catalog.format('%s (%s)', x.id, CASE
+               WHEN m.id IS NULL THEN 'no such meter'
+               WHEN m.mode <> 'active' THEN 'passive: a digital twin, never contacted'
+               WHEN flows.is_three_phase(m) THEN 'three phase: no prepayment or tariffs'
+               ELSE 'prepayment disabled' END), ', ')
     INTO problem
     FROM unnest(p_meter_ids) AS x (id)
     LEFT JOIN flows.meter_registry AS m ON m.id = x.id
-    WHERE m.id IS NULL OR m.mode <> 'active';
+    WHERE m.id IS NULL OR m.mode <> 'active' OR (p_prepay AND (NOT m.prepay_enabled OR flows.is_three_phase(m)));
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'cannot command meter %', problem USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -139,7 +146,7 @@ BEGIN
         RAISE EXCEPTION 'source must be payment, gift, solar_credit or adjustment; got %', source
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id]);
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id], p_prepay => true);
     IF idempotency_key IS NOT NULL THEN  -- the same request again: the same command
         SELECT c.id INTO existing FROM flows.meter_commands AS c
         WHERE c.esco = target.esco AND c.idempotency_key = send_token.idempotency_key;
@@ -195,9 +202,8 @@ BEGIN
         INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, batch_id, requested_by)
         SELECT t.esco, t.meter_id, 'set_future_tariff', pg_catalog.jsonb_build_object('tariff', tariff), batch,
                flows.requester()
-        FROM flows.meters_to_command(meter_ids) AS t
-        JOIN flows.meter_registry AS m ON m.id = t.meter_id
-        WHERE NOT whole_esco OR (m.esco = flows.current_esco_id() AND m.prepay_enabled)
+        FROM flows.meters_to_command(meter_ids, p_prepay => true) AS t
+        WHERE NOT whole_esco OR t.esco = flows.current_esco_id()
         RETURNING id
     )
     SELECT array_agg(id) INTO ids FROM added;

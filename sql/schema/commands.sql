@@ -102,7 +102,8 @@ CREATE TRIGGER meter_commands_notify_insert AFTER INSERT ON flows.meter_commands
 -- Claims up to p_limit due commands for worker p_worker, leased for
 -- p_lease: at most one per meter, never for a meter that already has a
 -- running command with a live lease, within each ESCO's limit of running
--- commands. Claims are serialised (one advisory lock), which makes those
+-- commands. Top-ups go first (a customer is waiting for credit), then the
+-- oldest due. Claims are serialised (one advisory lock), which makes those
 -- checks exact; a claim takes milliseconds. Returns what the worker needs to
 -- reach the meter.
 CREATE FUNCTION flows.claim_meter_commands(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
@@ -128,7 +129,8 @@ BEGIN
     WHERE c.status = 'running' AND c.lease_expires_at < pg_catalog.now() AND c.attempts > c.max_attempts;
     RETURN QUERY
     WITH due AS (
-        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned
+        SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned,
+               c.kind = 'send_token' AS urgent
         FROM flows.meter_commands AS c
         WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
            OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
@@ -147,19 +149,19 @@ BEGIN
         FROM flows.escos AS e
     ),
     one_per_meter AS (  -- a command a dead worker left half done goes first: it may need reconciling
-        SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.run_at, d.created_at
+        SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.urgent, d.run_at, d.created_at
         FROM due AS d
         JOIN flows.meter_registry AS m ON m.id = d.meter_id
         WHERE m.mode = 'active' AND NOT EXISTS (SELECT FROM busy AS b WHERE b.meter_id = d.meter_id)
-        ORDER BY d.meter_id, d.orphaned DESC, d.run_at, d.created_at
+        ORDER BY d.meter_id, d.orphaned DESC, d.urgent DESC, d.run_at, d.created_at
     ),
     chosen AS (
         SELECT o.id
-        FROM (SELECT o.*, row_number() OVER (PARTITION BY o.esco ORDER BY o.run_at, o.created_at) AS n
+        FROM (SELECT o.*, row_number() OVER (PARTITION BY o.esco ORDER BY o.urgent DESC, o.run_at, o.created_at) AS n
               FROM one_per_meter AS o) AS o
         JOIN room AS r ON r.esco = o.esco
         WHERE o.n <= r.free
-        ORDER BY o.run_at, o.created_at
+        ORDER BY o.urgent DESC, o.run_at, o.created_at
         LIMIT p_limit
     )
     UPDATE flows.meter_commands AS c

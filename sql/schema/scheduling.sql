@@ -89,8 +89,7 @@ BEGIN
                 greatest(flows.uk_day(pg_catalog.now()) - p_days, flows.uk_day(r.start_time))::timestamp,
                 (flows.uk_day(pg_catalog.now()) - 1)::timestamp, interval '1 day') AS d) AS g
         LEFT JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = g.day
-        WHERE m.mode = 'active' AND r.status = 'enabled' AND m.hardware IS DISTINCT FROM 'P1.ax'
-          AND m.hardware IS DISTINCT FROM 'P1.cx'
+        WHERE m.mode = 'active' AND r.status = 'enabled' AND NOT flows.is_three_phase(m)
           AND (d.register_id IS NULL
                OR d.intervals - d.estimated
                   < extract(epoch FROM flows.uk_day_start(g.day + 1) - flows.uk_day_start(g.day)) / 1800)

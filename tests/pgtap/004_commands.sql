@@ -1,6 +1,6 @@
 -- The command outbox: claiming, leases, fencing, retries, idempotency, scheduling.
 BEGIN;
-SELECT plan(31);
+SELECT plan(35);
 
 INSERT INTO flows.escos (id, code, name, max_running_commands)
 VALUES ('00000000-0000-4000-8000-0000000000e1', 'TAPCMD', 'Commands', 2);
@@ -12,6 +12,10 @@ SELECT api.register_meter(serial => 'EML3000000003', hardware => 'B1.w',
                           esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS m3 \gset
 SELECT api.register_meter(serial => 'EML3000000004', mode => 'passive',
                           esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS passive \gset
+SELECT api.register_meter(serial => 'EMP1AX3000000005', hardware => 'P1.ax',
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS three \gset
+SELECT api.register_meter(serial => 'EML3000000006', hardware => 'B1.w', prepay_enabled => false,
+                          esco => '00000000-0000-4000-8000-0000000000e1') ->> 'id' AS credit \gset
 
 -- Requests --------------------------------------------------------------
 SELECT id AS t1 FROM api.send_token(:'m1', amount => 12.50, idempotency_key => 'pay-1') \gset
@@ -37,6 +41,16 @@ SELECT is((SELECT count(*)::int FROM api.set_future_tariff(
               ARRAY[:'m2', :'m3']::uuid[])), 2, 'a tariff for two meters is two commands');
 SELECT is((SELECT count(DISTINCT batch_id)::int FROM flows.meter_commands WHERE kind = 'set_future_tariff'), 1,
           'in one rollout');
+SELECT throws_like(format($$ SELECT api.send_token('%s', amount => 5) $$, :'three'),
+                   '%three phase: no prepayment or tariffs%', 'no tokens for three-phase meters');
+SELECT throws_like(format($$ SELECT api.set_future_tariff('{"standing_charge": "0.5", "unit_rate_element_a": "0.2",
+                              "prepayment_emergency_credit": "10", "prepayment_ecredit_availability": "5",
+                              "prepayment_debt_recovery_rate": "0.25", "activation_datetime": "2099-01-01T00:00:00Z"}',
+                              ARRAY['%s']::uuid[]) $$, :'credit'),
+                   '%prepayment disabled%', 'no tariffs for meters with prepayment disabled');
+SELECT is((SELECT count(*)::int FROM api.request_sync(ARRAY[:'three']::uuid[], ARRAY['voltage'])), 1,
+          'three-phase meters are synced');
+DELETE FROM flows.meter_commands WHERE meter_id = :'three';
 
 -- Claiming ---------------------------------------------------------------
 SELECT id AS s1 FROM api.request_sync(ARRAY[:'m1']::uuid[]) \gset
@@ -92,6 +106,10 @@ SELECT is((SELECT status || '/' || attempts FROM flows.meter_commands WHERE id =
 DELETE FROM flows.meter_commands;
 SELECT cmp_ok(flows.schedule_syncs(), '>=', 3, 'a sync per active meter is queued');
 SELECT is(flows.schedule_syncs(), 0, 'and not again while they are due later or under way');
+UPDATE flows.meter_commands SET run_at = run_at - interval '1 minute', created_at = created_at - interval '1 minute';
+SELECT id AS late_token FROM api.send_token(:'m2', amount => 5) \gset
+SELECT is((SELECT id FROM flows.claim_meter_commands('w5', 10) WHERE meter_id = :'m2'), :'late_token'::uuid,
+          'a top-up goes before the meter''s older sync');
 
 SELECT * FROM finish();
 ROLLBACK;

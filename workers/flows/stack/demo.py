@@ -95,8 +95,9 @@ def _meter(conn: psycopg.Connection, meter: dict, esco, site, port: int):
     elements = ["A", "B"] if meter["hardware"] == "C1.w" else ["SINGLE"]
     return _one(conn, "SELECT api.register_meter(serial => %s, name => %s, hardware => %s, ip_address => '127.0.0.1',"
                       " emop_port => %s, esco => %s, site => %s, installation_status => 'commissioned',"
-                      " registers => %s::jsonb) ->> 'id'",
+                      " prepay_enabled => %s, registers => %s::jsonb) ->> 'id'",
                 (meter["serial"], f"{meter['plot']} supply", meter["hardware"], port, esco, site,
+                 meter["hardware"] != "P1.ax",  # three-phase meters are credit meters
                  json.dumps([{"element": e, "start_time": "2024-01-01T00:00:00Z"} for e in elements])))
 
 
