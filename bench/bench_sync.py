@@ -37,7 +37,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_fleet import INTEROP, ROOT, start_emulator  # noqa: E402
 from common import database, report  # noqa: E402
-
 from flows.emulator.fleet import raise_open_file_limit  # noqa: E402
 
 FLOWS = str(Path(sys.executable).parent / "flows")

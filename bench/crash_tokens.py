@@ -19,10 +19,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from common import database  # noqa: E402
-
-from flows.emulator import Fleet, FleetConfig, MeterConfig  # noqa: E402
 from tests.support import crash  # noqa: E402
+
+from common import database  # noqa: E402
+from flows.emulator import Fleet, FleetConfig, MeterConfig  # noqa: E402
 
 SECRET = b"crash-benchmark-only"
 

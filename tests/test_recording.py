@@ -47,7 +47,8 @@ def record(db, rows, source):
 
 def snapshot(db):
     return db.execute("""
-        SELECT (SELECT coalesce(jsonb_agg(h ORDER BY register_id, "timestamp"), '[]') FROM flows.register_interval_hh h),
+        SELECT (SELECT coalesce(jsonb_agg(h ORDER BY register_id, "timestamp"), '[]')
+                FROM flows.register_interval_hh h),
                (SELECT coalesce(jsonb_agg(d ORDER BY register_id, day), '[]') FROM flows.register_interval_daily d),
                (SELECT coalesce(jsonb_agg(m ORDER BY register_id, month), '[]') FROM flows.register_interval_monthly m)
     """).fetchone()
@@ -61,7 +62,8 @@ ROLLUPS_MATCH_HALF_HOURS = """
           FROM flows.register_interval_hh GROUP BY 1, 2
           EXCEPT SELECT register_id, day, import_kwh, export_kwh, intervals FROM flows.register_interval_daily) x)
     + (SELECT count(*) FROM (
-          SELECT register_id, day, import_kwh, export_kwh, intervals FROM flows.register_interval_daily WHERE intervals > 0
+          SELECT register_id, day, import_kwh, export_kwh, intervals
+          FROM flows.register_interval_daily WHERE intervals > 0
           EXCEPT SELECT register_id, flows.uk_day("timestamp"), coalesce(sum(import_kwh), 0),
                         coalesce(sum(export_kwh), 0), count(*)
           FROM flows.register_interval_hh GROUP BY 1, 2) y)

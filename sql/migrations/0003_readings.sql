@@ -573,6 +573,7 @@ BEGIN
     SELECT min(t), max(t) INTO first_time, last_time FROM unnest(p_timestamps) AS t;
     PERFORM flows.check_reading_times(first_time, last_time);
     PERFORM flows.lock_known_registers(p_register_ids);
+    -- One static statement per table (no dynamic SQL: plans are cached, the SQL reads as SQL).
     IF p_direction = 'import' THEN
         PERFORM flows.ensure_partitions('flows.register_import', first_time, last_time);
         WITH new_reads AS (

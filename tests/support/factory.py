@@ -96,7 +96,8 @@ def build_esco(conn: psycopg.Connection, code: str | None = None) -> EscoData:
     for kind, name in (("power", "Homes"), ("heat", "Heat pumps")):
         data.circuits.append(_one(conn, "INSERT INTO flows.circuits (esco, site, type, name) VALUES (%s, %s, %s, %s)"
                                         " RETURNING id", (data.esco, data.site, kind, name)))
-    for circuit, register in ((data.circuits[0], data.registers[twin][0]), (data.circuits[1], data.registers[single][0])):
+    for circuit, register in ((data.circuits[0], data.registers[twin][0]),
+                              (data.circuits[1], data.registers[single][0])):
         data.circuit_registers.append(_one(
             conn, "INSERT INTO flows.circuit_register (circuit, register, esco, start_time) VALUES (%s, %s, %s, %s)"
                   " RETURNING id", (circuit, register, data.esco, since)))

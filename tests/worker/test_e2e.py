@@ -47,8 +47,8 @@ async def test_send_token_credits_once_and_shows_balances(stack, fleet_of, runni
 
 async def test_tariff_rollout_to_a_whole_esco(stack, fleet_of, running_worker):
     esco, code = new_esco(stack)
-    fleet = await fleet_of(*(MeterConfig(serial=s, hardware=h) for s, h in zip(serials(4, 11),
-                                                                                 ["C1.w", "C1.w", "B1.w", "C1.w"])))
+    hardware = ["C1.w", "C1.w", "B1.w", "C1.w"]
+    fleet = await fleet_of(*(MeterConfig(serial=s, hardware=h) for s, h in zip(serials(4, 11), hardware, strict=True)))
     register(stack, fleet, esco)
     await running_worker(stack.worker_url)
     activation = (datetime.now(UTC) + timedelta(days=40)).replace(microsecond=0)
@@ -134,14 +134,15 @@ async def test_faulty_meters_fail_with_the_reason_and_the_worker_goes_on(stack, 
     faults = {"refuse": 1.0, "silence": 1.0, "bad_crc": 1.0, "nak": 1.0}
     meters = [MeterConfig(serial=s) for s in names]
     fleet = await fleet_of(*meters)
-    for meter, kind in zip(fleet.meters, faults):
+    for meter, kind in zip(fleet.meters, faults, strict=True):
         meter.faults.set_rate(kind, faults[kind])
     ids = register(stack, fleet, esco)
     await running_worker(stack.worker_url)
     async with stack.api.async_client("operator", code) as http:
         requested = (await http.post("/rpc/request_sync", json={"metrics": ["csq", "prepay_balance"]})).json()
         done = {c["meter_id"]: await wait_for(lambda c=c: finished(http, c["id"]), timeout=30) for c in requested}
-        shadows = {s["id"]: s for s in (await http.get("/meter_shadows", params={"select": "id,health,health_details"})).json()}
+        response = await http.get("/meter_shadows", params={"select": "id,health,health_details"})
+        shadows = {s["id"]: s for s in response.json()}
     by_serial = {serial: done[ids[serial]] for serial in names}
     reasons = {kind: by_serial[names[i]]["last_error"] for i, kind in enumerate(faults)}
     assert reasons["refuse"].startswith("ConnectionRefused")

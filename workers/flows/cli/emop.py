@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.cli.common import FlowsGroup, emit, json_option
-from flows.emop.client import EmopClient, MeterClient
 from flows.db.meters import address_from_database
+from flows.emop.client import EmopClient, MeterClient
 from flows.emop.directory import MeterAddress, register_resolver, resolve
 from flows.emop.results import to_jsonable
 from flows.emop.values import Backlight, LoadSwitch

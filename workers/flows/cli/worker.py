@@ -18,8 +18,10 @@ from flows.worker.daemon import Worker, WorkerConfig
 @click.option("--pool-size", default=10, show_default=True, help="Database connections (besides the listener).")
 @click.option("--pacing", default=2.0, show_default=True, help="Seconds between exchanges with one meter.")
 @click.option("--emop-timeout", default=10.0, show_default=True, help="Seconds to wait for a meter.")
-@click.option("--emop-attempts", default=3, show_default=True, help="Tries per exchange before a command attempt fails.")
-@click.option("--lease", default=120, show_default=True, help="Seconds a claimed command is held (renewed while running).")
+@click.option("--emop-attempts", default=3, show_default=True,
+              help="Tries per exchange before a command attempt fails.")
+@click.option("--lease", default=120, show_default=True,
+              help="Seconds a claimed command is held (renewed while running).")
 @click.option("--poll", default=2.0, show_default=True, help="Seconds between polls when no NOTIFY wakes the worker.")
 @click.option("--scheduler-interval", default=10.0, show_default=True,
               help="Seconds between scheduler passes (0: never; one pass at a time across workers).")

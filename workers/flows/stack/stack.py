@@ -8,7 +8,6 @@ nothing.
 """
 
 import json
-import os
 import sys
 import time
 import urllib.error

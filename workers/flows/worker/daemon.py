@@ -118,7 +118,7 @@ class Worker:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self.config.database_url)
-                conn.add_termination_listener(lambda _: lost.set())
+                conn.add_termination_listener(lambda _, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, lambda *_: self.wake.set())
                 log.info("listening", channel=CHANNEL)
                 delay = 0.2
