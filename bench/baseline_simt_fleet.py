@@ -32,6 +32,14 @@ def read_meter(meter: dict):
     return values
 
 
+def answered(values: list, meter: dict) -> bool:
+    """Every object decoded, and the serial (when read) is the meter's own."""
+    return all(
+        value is not None and (object_id != ObjectIdEnum.serial or value.serial.strip() == meter["serial"])
+        for object_id, value in zip(OBJECTS, values, strict=True)
+    )
+
+
 def main() -> None:
     meters = json.loads(open(sys.argv[1]).read())["meters"]
     threads = int(sys.argv[2])
@@ -41,7 +49,7 @@ def main() -> None:
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(read_meter, meters))
     elapsed = time.perf_counter() - started
-    good = sum(len(values) == len(OBJECTS) for values in results)
+    good = sum(answered(values, meter) for values, meter in zip(results, meters, strict=True))
     print(json.dumps({"seconds": elapsed, "meters": len(meters), "ok": good}))
 
 

@@ -220,6 +220,10 @@ COMMENT ON COLUMN flows.meter_registry.emop_port IS
     'TCP port of the EMOP listener: 8080 on real meters; emulated meters share 127.0.0.1 on several ports.';
 
 CREATE INDEX meter_registry_esco_idx ON flows.meter_registry (esco);
+CREATE INDEX meter_registry_site_idx ON flows.meter_registry (site);
+
+CREATE TRIGGER meter_registry_touch BEFORE UPDATE ON flows.meter_registry
+    FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
 -- Three-phase Emlite meters (EMP1AX/EMP1CX, hardware P1.ax/P1.cx) have no
 -- prepayment, tariff or single-phase profile-log objects.
@@ -227,10 +231,6 @@ CREATE FUNCTION flows.is_three_phase(m flows.meter_registry) RETURNS boolean
 LANGUAGE sql IMMUTABLE
 SET search_path = ''
 RETURN m.serial LIKE 'EMP1%' OR m.hardware IN ('P1.ax', 'P1.cx');
-CREATE INDEX meter_registry_site_idx ON flows.meter_registry (site);
-
-CREATE TRIGGER meter_registry_touch BEFORE UPDATE ON flows.meter_registry
-    FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
 
 -- Registers: one SINGLE register (single rate), or A (day/primary) and B
