@@ -23,4 +23,4 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
 
 lint: setup
-	$(VENV)/ruff check workers tests bench
+	$(VENV)/ruff check workers tests bench scripts
