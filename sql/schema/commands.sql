@@ -102,8 +102,11 @@ CREATE TRIGGER meter_commands_notify_insert AFTER INSERT ON flows.meter_commands
 -- Claims up to p_limit due commands for worker p_worker, leased for
 -- p_lease: at most one per meter, never for a meter that already has a
 -- running command with a live lease, within each ESCO's limit of running
--- commands. Top-ups go first (a customer is waiting for credit), then the
--- oldest due. Claims are serialised (one advisory lock), which makes those
+-- commands, and within the global limit: the setting
+-- flows.max_running_commands (e.g. ALTER DATABASE flows SET
+-- flows.max_running_commands = 300; unset: no limit), for what the network to
+-- the meters can carry. Top-ups go first (a customer is waiting for credit),
+-- then the oldest due. Claims are serialised (one advisory lock), which makes those
 -- checks exact; a claim takes milliseconds. Returns what the worker needs to
 -- reach the meter.
 CREATE FUNCTION flows.claim_meter_commands(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
@@ -115,9 +118,13 @@ RETURNS TABLE (
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+    global_limit text := nullif(pg_catalog.current_setting('flows.max_running_commands', true), '');
+    global_free bigint;
 BEGIN
-    IF p_limit < 1 THEN
-        RETURN;
+    IF global_limit !~ '^[0-9]{1,9}$' THEN
+        RAISE EXCEPTION 'flows.max_running_commands must be a whole number, got %', global_limit
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_catalog.pg_advisory_xact_lock(2052, 0);
     -- A command whose lease ran out after its last attempt had its final
@@ -127,6 +134,11 @@ BEGIN
         last_error = pg_catalog.format('abandoned: the worker''s lease ran out on attempt %s of %s (%s)',
                                        c.attempts, c.max_attempts, coalesce(c.last_error, 'no error recorded'))
     WHERE c.status = 'running' AND c.lease_expires_at < pg_catalog.now() AND c.attempts > c.max_attempts;
+    SELECT global_limit::integer - count(*) INTO global_free
+    FROM flows.meter_commands AS r WHERE r.status = 'running' AND r.lease_expires_at >= pg_catalog.now();
+    IF least(p_limit, global_free) < 1 THEN
+        RETURN;
+    END IF;
     RETURN QUERY
     WITH due AS (
         SELECT c.id, c.meter_id, c.esco, c.run_at, c.created_at, c.status = 'running' AS orphaned,
@@ -162,7 +174,7 @@ BEGIN
         JOIN room AS r ON r.esco = o.esco
         WHERE o.n <= r.free
         ORDER BY o.urgent DESC, o.run_at, o.created_at
-        LIMIT p_limit
+        LIMIT least(p_limit, global_free)
     )
     UPDATE flows.meter_commands AS c
     SET status = 'running',

@@ -1,6 +1,6 @@
 -- The command outbox: claiming, leases, fencing, retries, idempotency, scheduling.
 BEGIN;
-SELECT plan(35);
+SELECT plan(39);
 
 INSERT INTO flows.escos (id, code, name, max_running_commands)
 VALUES ('00000000-0000-4000-8000-0000000000e1', 'TAPCMD', 'Commands', 2);
@@ -110,6 +110,17 @@ UPDATE flows.meter_commands SET run_at = run_at - interval '1 minute', created_a
 SELECT id AS late_token FROM api.send_token(:'m2', amount => 5) \gset
 SELECT is((SELECT id FROM flows.claim_meter_commands('w5', 10) WHERE meter_id = :'m2'), :'late_token'::uuid,
           'a top-up goes before the meter''s older sync');
+
+-- The global limit (all ESCOs, all workers) ---------------------------------
+DELETE FROM flows.meter_commands;
+SELECT is((SELECT count(*)::int FROM api.request_sync(ARRAY[:'m1', :'m2', :'m3']::uuid[])), 3, 'three syncs');
+SET LOCAL flows.max_running_commands = 2;
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w6', 10)), 2, 'claims stop at the global limit');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w7', 10)), 0, 'for every worker');
+SET LOCAL flows.max_running_commands = 'many';
+SELECT throws_like($$ SELECT flows.claim_meter_commands('w7', 10) $$,
+                   'flows.max_running_commands must be a whole number, got many', 'a bad limit is named');
+RESET flows.max_running_commands;
 
 SELECT * FROM finish();
 ROLLBACK;
