@@ -10,6 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
+from flows.emop.client import THREE_PHASE_HARDWARE
+
 FENCED = "FL409"  # sqlstate of flows.fence_meter_command: the worker no longer holds the command
 CHANNEL = "flows_meter_commands"
 
@@ -40,11 +42,7 @@ class Command:
 
     @property
     def three_phase(self) -> bool:
-        return (self.hardware or "").startswith("P1.")
-
-    @property
-    def twin_element(self) -> bool:
-        return self.hardware == "C1.w"
+        return self.hardware in THREE_PHASE_HARDWARE
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:

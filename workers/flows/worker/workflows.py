@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from flows.emop.client import MeterClient
+from flows.emop.client import THREE_PHASE_HARDWARE, TWIN_ELEMENT_HARDWARE, MeterClient
 from flows.emop.errors import Nak
 from flows.emop.messages import ProfileStatus
 from flows.emop.results import to_jsonable
@@ -54,7 +54,7 @@ async def sync(ctx: Context) -> dict:
     if hardware is None or "hardware" in metrics:
         hardware = await meter.hardware()
         outcome["meter"] = {"hardware": hardware}
-    three_phase = hardware.startswith("P1.")
+    three_phase = hardware in THREE_PHASE_HARDWARE
     single_phase_only = {"prepay_balance", "event_log", "tariffs_active", "tariffs_future"}
     for metric in metrics:
         if three_phase and metric in single_phase_only:
@@ -75,13 +75,13 @@ async def sync(ctx: Context) -> dict:
 async def _read_metric(ctx: Context, metric: str, hardware: str, fields: dict, outcome: dict) -> None:
     meter = ctx.meter
     if metric == "reads":
-        if hardware.startswith("P1."):
+        if hardware in THREE_PHASE_HARDWARE:
             totals = await meter.three_phase_read()
             fields.update(import_a=totals.active_import, export_a=totals.active_export)
         else:
             a = await meter.read_element_a()
             fields.update(import_a=a.import_active, export_a=a.export_active)
-            if hardware == "C1.w":
+            if hardware in TWIN_ELEMENT_HARDWARE:
                 b = await meter.read_element_b()
                 fields.update(import_b=b.import_active, export_b=b.export_active)
     elif metric == "prepay_balance":
@@ -89,7 +89,7 @@ async def _read_metric(ctx: Context, metric: str, hardware: str, fields: dict, o
     elif metric == "csq":
         fields["csq"] = await meter.csq()
     elif metric == "voltage":
-        if hardware.startswith("P1."):
+        if hardware in THREE_PHASE_HARDWARE:
             l1, l2, l3 = await meter.three_phase_instantaneous_voltage()
             fields.update(voltage_l1=l1, voltage_l2=l2, voltage_l3=l3)
         else:
