@@ -7,7 +7,7 @@ import pytest
 
 from flows.emop.client import EmopClient
 from flows.emulator import Fleet, FleetConfig, MeterConfig
-from flows.vending import MemorySequenceStore, TestVendor
+from flows.vending import EmulatedVendor, MemorySequenceStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"tests-only-master-secret-0123456789"
@@ -26,7 +26,7 @@ def flows_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def vendor():
-    return TestVendor(SECRET, MemorySequenceStore())
+    return EmulatedVendor(SECRET, MemorySequenceStore())
 
 
 @pytest.fixture

@@ -4,15 +4,16 @@ import multiprocessing
 import os
 import stat
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from flows.cli.main import cli
 from flows.errors import ConfigError, FlowsError
-from flows.vending import FileSequenceStore, MemorySequenceStore, TestVendor, TokenRejected, get_vendor
+from flows.vending import EmulatedVendor, FileSequenceStore, MemorySequenceStore, TokenRejected, get_vendor
 from flows.vending.adapter import VendingAdapter
-from flows.vending.test_vendor import decode_token, default_master_secret, meter_key
+from flows.vending.emulated import decode_token, default_master_secret, meter_key
 
 from .conftest import SECRET
 
@@ -50,7 +51,7 @@ async def test_floats_are_refused(vendor):
 def test_every_single_digit_change_is_rejected():
     import asyncio
 
-    token = asyncio.run(TestVendor(SECRET, MemorySequenceStore()).vend("EML2400000001", Decimal("20"))).token
+    token = asyncio.run(EmulatedVendor(SECRET, MemorySequenceStore()).vend("EML2400000001", Decimal("20"))).token
     key = meter_key(SECRET, "EML2400000001")
     for position in range(20):
         for digit in "0123456789":
@@ -86,20 +87,21 @@ def test_two_processes_never_get_the_same_sequence(tmp_path):
 
 
 def test_master_secret_file_is_private_and_stable(flows_home):
-    first = default_master_secret()
+    first = default_master_secret(flows_home)
     path = flows_home / "test-vendor.secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert default_master_secret() == first and len(first) >= 32
+    assert default_master_secret(flows_home) == first and len(first) >= 32
 
 
-def test_secret_from_the_environment(monkeypatch):
+def test_secret_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("FLOWS_TEST_VENDOR_SECRET", "from-the-environment-0123456789")
-    assert default_master_secret() == b"from-the-environment-0123456789"
+    assert default_master_secret(tmp_path) == b"from-the-environment-0123456789"
+    assert not (tmp_path / "test-vendor.secret").exists()
 
 
 def test_unknown_vendor_is_a_config_error():
     with pytest.raises(ConfigError, match="no vending adapter"):
-        get_vendor("sts-service")
+        get_vendor("sts-service", Path("/nonexistent"))
 
 
 def test_flows_vend_prints_a_token_and_counts_in_the_home(flows_home):
@@ -112,7 +114,7 @@ def test_flows_vend_prints_a_token_and_counts_in_the_home(flows_home):
 
     document = json.loads(as_json.stdout)
     assert (document["amount"], document["sequence"], document["vendor"]) == ("2.5", 2, "test")
-    key = meter_key(default_master_secret(), "EML2400000001")
+    key = meter_key(default_master_secret(flows_home), "EML2400000001")
     assert decode_token(key, "EML2400000001", document["token"]).sequence == 2
     assert (flows_home / "test-vendor-sequences.json").exists()
     refused = runner.invoke(cli, ["vend", "EML2400000001", "0.001"])

@@ -11,7 +11,7 @@ import pytest
 
 from flows.emulator import Fleet, FleetConfig, MeterConfig
 from flows.vending import MemorySequenceStore
-from flows.vending.test_vendor import TestVendor
+from flows.vending.emulated import EmulatedVendor
 from flows.worker.daemon import Worker, WorkerConfig
 from tests.support.api import start_postgrest
 
@@ -99,7 +99,7 @@ async def running_worker():
 
     async def start(database_url: str, **overrides) -> Worker:
         worker = Worker(worker_config(database_url, **overrides),
-                        vendor=TestVendor(VENDOR_SECRET, MemorySequenceStore()))
+                        vendor=EmulatedVendor(VENDOR_SECRET, MemorySequenceStore()))
         task = asyncio.create_task(worker.run())
         workers.append((worker, task))
         return worker

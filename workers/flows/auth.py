@@ -5,7 +5,6 @@ database role in the "role" claim; row-level security reads the other claims
 (``esco``: an ESCO code; ``properties``: property ids of a customer).
 """
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -75,15 +74,3 @@ def mint_token(
     if expires is not None:
         claims["exp"] = int(expires.timestamp())
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def jwt_secret() -> str:
-    """The secret from FLOWS_JWT_SECRET, else the embedded stack's."""
-    if os.environ.get("FLOWS_JWT_SECRET"):
-        return os.environ["FLOWS_JWT_SECRET"]
-    from flows.stack.config import StackConfig
-
-    stack = StackConfig.load()
-    if stack is None:
-        raise ConfigError("no JWT secret configured", hint="set FLOWS_JWT_SECRET or run `flows up` first")
-    return stack.jwt_secret

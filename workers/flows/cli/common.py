@@ -1,4 +1,4 @@
-"""What every Flows command shares: one-line errors with exit codes, --json output."""
+"""What every Flows command shares: one-line errors with exit codes, --json output, settings."""
 
 import json
 import sys
@@ -6,6 +6,7 @@ import sys
 import click
 
 from flows.errors import FlowsError
+from flows.settings import Settings
 
 
 class FlowsGroup(click.Group):
@@ -28,3 +29,14 @@ def emit(data, as_json: bool, human) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+database_url_option = click.option(
+    "--database-url",
+    default=None,
+    help="PostgreSQL URL (default: $FLOWS_DATABASE_URL, else the embedded stack).",
+)
+
+
+def settings(database_url: str | None = None) -> Settings:
+    """The settings of this invocation: options first, then the environment, then the embedded stack."""
+    return Settings.resolve(database_url=database_url)

@@ -4,17 +4,10 @@ import os
 
 import click
 
-from flows.cli.common import emit, json_option
+from flows.cli.common import database_url_option as url_option
+from flows.cli.common import emit, json_option, settings
 from flows.db import admin, migrations
-from flows.db.connect import database_url
 from flows.errors import ConfigError
-
-url_option = click.option(
-    "--database-url",
-    envvar="FLOWS_DATABASE_URL",
-    default=None,
-    help="PostgreSQL URL (default: $FLOWS_DATABASE_URL, else the embedded stack).",
-)
 
 
 @click.group()
@@ -26,7 +19,7 @@ def db() -> None:
 @url_option
 def migrate(**kwargs) -> None:
     """Apply every pending migration."""
-    url = database_url(kwargs.get("database_url"))
+    url = settings(kwargs.get("database_url")).database_url
     applied = migrations.migrate(url)
     for migration_id in applied:
         click.echo(f"applied {migration_id}")
@@ -43,7 +36,7 @@ def rollback(steps: int, everything: bool, **kwargs) -> None:
     """Roll back the most recent migration(s)."""
     if steps < 1 and not everything:
         raise click.BadParameter("must be at least 1", param_hint="--steps")
-    url = database_url(kwargs.get("database_url"))
+    url = settings(kwargs.get("database_url")).database_url
     rolled_back = migrations.rollback(url, 0 if everything else steps)
     for migration_id in rolled_back:
         click.echo(f"rolled back {migration_id}")
@@ -56,7 +49,7 @@ def rollback(steps: int, everything: bool, **kwargs) -> None:
 @json_option
 def status(as_json: bool, **kwargs) -> None:
     """List migrations and whether each is applied."""
-    states = migrations.status(database_url(kwargs.get("database_url")))
+    states = migrations.status(settings(kwargs.get("database_url")).database_url)
 
     def human(rows):
         for row in rows:
@@ -80,7 +73,7 @@ def set_password(role: str, env_var: str, **kwargs) -> None:
     password = os.environ.get(env_var)
     if not password:
         raise ConfigError(f"environment variable {env_var} is empty or not set")
-    admin.set_role_password(database_url(kwargs.get("database_url")), role, password)
+    admin.set_role_password(settings(kwargs.get("database_url")).database_url, role, password)
     click.echo(f"password of {role} set")
 
 
@@ -93,5 +86,5 @@ def sql_login(role: str, esco: str, **kwargs) -> None:
 
     SQL logins cannot present a JWT; their claims come from flows.sql_login_claims.
     """
-    admin.set_sql_login_claims(database_url(kwargs.get("database_url")), role, {"esco": esco})
+    admin.set_sql_login_claims(settings(kwargs.get("database_url")).database_url, role, {"esco": esco})
     click.echo(f"{role} now reads ESCO {esco}")

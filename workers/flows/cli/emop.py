@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from flows.cli.common import FlowsGroup, emit, json_option
+from flows.cli.common import FlowsGroup, emit, json_option, settings
 from flows.db.meters import address_from_database
 from flows.emop.client import EmopClient, MeterClient
 from flows.emop.directory import MeterAddress, register_resolver, resolve
@@ -34,7 +34,7 @@ stderr = Console(stderr=True)
 
 
 @dataclass
-class Settings:
+class EmopOptions:
     serial: str | None
     host: str | None
     port: int | None
@@ -85,14 +85,20 @@ class EmopGroup(FlowsGroup):
 def cli(ctx, serial, host, port, as_json, timeout, attempts, pacing, proxy, log_level):
     """EMOP commands for Emlite meters (and the Flows meter emulator)."""
     configure_logging(log_level or "WARNING")
-    ctx.obj = Settings(serial, host, port, as_json, timeout, attempts, pacing, proxy)
+    ctx.obj = EmopOptions(serial, host, port, as_json, timeout, attempts, pacing, proxy)
 
 
-register_resolver(address_from_database)  # without --host: the meter's address in the database
+def _address_in_database(serial: str) -> MeterAddress | None:
+    """Without --host: the meter's address in the configured database, if there is one."""
+    configured = settings()
+    return address_from_database(configured.database_url, serial) if configured.has_database else None
 
 
-def _target(settings: Settings, serial, serial_opt, host, port) -> MeterAddress:
-    return resolve(serial or serial_opt or settings.serial, host or settings.host, port or settings.port)
+register_resolver(_address_in_database)
+
+
+def _target(emop: EmopOptions, serial, serial_opt, host, port) -> MeterAddress:
+    return resolve(serial or serial_opt or emop.serial, host or emop.host, port or emop.port)
 
 
 def meter_command(name: str, label: str | None = None, human=None):
@@ -107,13 +113,13 @@ def meter_command(name: str, label: str | None = None, human=None):
         @json_option
         @click.pass_obj
         @functools.wraps(fn)
-        def command(settings: Settings, serial, serial_opt, host, port, as_json, **options):
-            target = _target(settings, serial, serial_opt, host, port)
-            meter = settings.client().meter(target.serial, host=target.host, port=target.port)
+        def command(emop: EmopOptions, serial, serial_opt, host, port, as_json, **options):
+            target = _target(emop, serial, serial_opt, host, port)
+            meter = emop.client().meter(target.serial, host=target.host, port=target.port)
             result = asyncio.run(fn(meter, **options))
             key = label or name
             document = {"serial": target.serial, key: to_jsonable(result)}
-            emit(document, as_json or settings.as_json, lambda doc: (human or _show)(doc[key]))
+            emit(document, as_json or emop.as_json, lambda doc: (human or _show)(doc[key]))
 
         return command
 
@@ -551,10 +557,10 @@ def load_targets(path: Path) -> list[MeterAddress]:
 @click.option("--concurrency", type=click.IntRange(1), default=200, show_default=True, help="Meters at once.")
 @json_option
 @click.pass_obj
-def read_many(settings: Settings, meters_file: Path, operations, concurrency: int, as_json: bool):
+def read_many(emop: EmopOptions, meters_file: Path, operations, concurrency: int, as_json: bool):
     """Run read operations on every meter in METERS_FILE at once (one session per meter)."""
     targets = load_targets(meters_file)
-    client = settings.client()
+    client = emop.client()
 
     async def run():
         meters = [client.meter(t.serial, host=t.host, port=t.port) for t in targets]
@@ -585,7 +591,7 @@ def read_many(settings: Settings, meters_file: Path, operations, concurrency: in
             )
         Console().print(table)
 
-    emit(rows, as_json or settings.as_json, human)
+    emit(rows, as_json or emop.as_json, human)
     failed = [r for r in rows if "error" in r]
     if failed:
         raise FlowsError(f"{len(failed)} of {len(rows)} meters failed")

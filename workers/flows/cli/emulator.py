@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from flows.cli.common import json_option
+from flows.cli.common import json_option, settings
 from flows.emulator.config import HARDWARE, FleetConfig, generate_meters, load_config
 from flows.emulator.faults import KINDS, FaultPlan
 from flows.emulator.fleet import Fleet
 from flows.errors import ConfigError
+from flows.vending import default_master_secret
 
 
 def _fault_rates(specs: tuple[str, ...]) -> dict[str, float]:
@@ -91,6 +92,8 @@ def emulator(
         config.time_factor = time_factor
     if state_file:
         config.state_file = state_file.resolve()
+    if config.vendor_secret is None:
+        config.vendor_secret = default_master_secret(settings().home)
     rates = _fault_rates(faults)
     if rates:
         for i, meter in enumerate(config.meters):

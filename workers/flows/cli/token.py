@@ -3,6 +3,7 @@
 import click
 
 from flows import auth
+from flows.cli.common import settings
 
 
 @click.command()
@@ -24,4 +25,4 @@ def token(role: str, esco: str | None, expires: str, claims: tuple[str, ...]) ->
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--claim")
         extra[key] = value.split(",") if "," in value else value
-    click.echo(auth.mint_token(auth.jwt_secret(), role, esco, auth.parse_expiry(expires), extra))
+    click.echo(auth.mint_token(settings().jwt_secret, role, esco, auth.parse_expiry(expires), extra))

@@ -5,7 +5,7 @@ from decimal import Decimal, InvalidOperation
 
 import click
 
-from flows.cli.common import emit, json_option
+from flows.cli.common import emit, json_option, settings
 from flows.vending import get_vendor
 
 
@@ -20,7 +20,8 @@ def vend(serial: str, amount: str, vendor: str | None, as_json: bool) -> None:
         value = Decimal(amount)
     except InvalidOperation:
         raise click.BadParameter(f"{amount!r} is not an amount in GBP", param_hint="AMOUNT") from None
-    token = asyncio.run(get_vendor(vendor).vend(serial, value))
+    resolved = settings()
+    token = asyncio.run(get_vendor(vendor or resolved.vendor, resolved.home).vend(serial, value))
     document = {
         "serial": token.serial,
         "amount": str(token.amount),

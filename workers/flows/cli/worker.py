@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import click
 
-from flows.db.connect import database_url
+from flows.cli.common import database_url_option, settings
+from flows.vending import get_vendor
 from flows.worker import metrics
 from flows.worker.daemon import Worker, WorkerConfig
 
 
 @click.command()
-@click.option("--database-url", envvar="FLOWS_DATABASE_URL", default=None,
-              help="PostgreSQL URL (default: $FLOWS_DATABASE_URL, else the embedded stack).")
+@database_url_option
 @click.option("--concurrency", default=200, show_default=True, help="Commands in flight at once.")
 @click.option("--pool-size", default=10, show_default=True, help="Database connections (besides the listener).")
 @click.option("--pacing", default=2.0, show_default=True, help="Seconds between exchanges with one meter.")
@@ -35,8 +35,9 @@ from flows.worker.daemon import Worker, WorkerConfig
 @click.option("--name", default=None, help="Worker name in leases and logs (default host:pid:random).")
 def worker(**options) -> None:
     """Claim meter commands and run them over EMOP until SIGTERM."""
+    resolved = settings(options["database_url"])
     config = WorkerConfig(
-        database_url=database_url(options["database_url"]),
+        database_url=resolved.database_url,
         concurrency=options["concurrency"],
         pool_size=options["pool_size"],
         pacing=options["pacing"],
@@ -53,7 +54,7 @@ def worker(**options) -> None:
         config.name = options["name"]
     if options["metrics_port"]:
         metrics.serve(options["metrics_port"], options["metrics_host"])
-    asyncio.run(_run(Worker(config)))
+    asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home))))
 
 
 async def _run(daemon: Worker) -> None:

@@ -1,8 +1,6 @@
-"""Finding and connecting to the Flows database.
+"""Connecting to the Flows database, with one clear line when it is unreachable.
 
-The URL comes from, in order: an explicit argument (``--database-url``), the
-``FLOWS_DATABASE_URL`` environment variable, or the embedded stack created by
-``flows up`` (superuser over its private Unix socket).
+Which database is the caller's business (``flows.settings``).
 """
 
 import os
@@ -10,23 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
-from flows.errors import ConfigError, Unreachable
-
-
-def database_url(explicit: str | None = None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get("FLOWS_DATABASE_URL"):
-        return os.environ["FLOWS_DATABASE_URL"]
-    from flows.stack.config import StackConfig
-
-    stack = StackConfig.load()
-    if stack is not None:
-        return stack.cluster().socket_url(stack.database)
-    raise ConfigError(
-        "no database configured",
-        hint="set FLOWS_DATABASE_URL, pass --database-url, or start the embedded stack with `flows up`",
-    )
+from flows.errors import Unreachable
 
 
 def describe(url: str) -> str:

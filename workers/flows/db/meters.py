@@ -1,18 +1,12 @@
 """Meters as the command-line tools look them up."""
 
-from flows.db.connect import connect, database_url
+from flows.db.connect import connect
 from flows.emop.directory import MeterAddress
-from flows.errors import ConfigError
 
 
-def address_from_database(serial: str) -> MeterAddress | None:
-    """The meter's EMOP address from meter_registry, when a database is configured
-    (FLOWS_DATABASE_URL or the embedded stack); None when none is or the serial is unknown."""
-    try:
-        url = database_url()
-    except ConfigError:
-        return None
-    with connect(url) as conn:
+def address_from_database(database_url: str, serial: str) -> MeterAddress | None:
+    """The meter's EMOP address from meter_registry; None when the serial is unknown or has no address."""
+    with connect(database_url) as conn:
         row = conn.execute(
             "SELECT host(ip_address), emop_port FROM flows.meter_registry WHERE serial = %s", (serial,)
         ).fetchone()

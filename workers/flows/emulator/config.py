@@ -108,7 +108,7 @@ class FleetConfig:
     time_factor: float = 1.0
     start: datetime | None = None
     state_file: Path | None = None
-    vendor_secret: bytes | None = None  # None: FLOWS_TEST_VENDOR_SECRET or the machine's secret file
+    vendor_secret: bytes | None = None  # the test vendor's master secret; `flows emulator` fills in the machine's
 
     @classmethod
     def generate(cls, count: int, base_port: int | None = None, hardware: str | None = None, **options):

@@ -1,6 +1,6 @@
 """A fleet of emulated meters in one asyncio process, with its state file.
 
-    async with Fleet(FleetConfig.generate(3, latency=0.0)) as fleet:
+    async with Fleet(FleetConfig.generate(3, latency=0.0, vendor_secret=secret)) as fleet:
         meter = fleet.meters[0]                  # .serial .host .port .model .faults .stats
         client.meter(meter.serial, host=meter.host, port=meter.port)
 
@@ -22,7 +22,7 @@ from flows.emulator.config import FleetConfig, MeterConfig
 from flows.emulator.model import MeterModel
 from flows.emulator.server import EmulatedMeter
 from flows.errors import ConfigError
-from flows.vending.test_vendor import default_master_secret, meter_key
+from flows.vending.emulated import meter_key
 
 STATE_VERSION = 1
 SAVE_INTERVAL = 1.0
@@ -49,7 +49,9 @@ class Fleet:
         if start is None and saved and saved["sim_seconds"] > SimClock().seconds():
             start = utc(saved["sim_seconds"])  # accelerated time does not run backwards after a restart
         self.clock = SimClock(config.time_factor, start)
-        secret = config.vendor_secret if config.vendor_secret is not None else default_master_secret()
+        if config.vendor_secret is None:
+            raise ConfigError("an emulated fleet needs the test vendor's master secret (vendor_secret)")
+        secret = config.vendor_secret
         self.meters: list[EmulatedMeter] = []
         self._by_serial: dict[str, EmulatedMeter] = {}
         for meter_config in config.meters:

@@ -40,7 +40,7 @@ from flows.emop.values import RegisterRead, SignalQuality, ThreePhaseHardware
 from flows.emulator.clock import SimClock
 from flows.emulator.config import HARDWARE_TEXT, MeterConfig
 from flows.emulator.load import HALF_HOUR, LoadProfile, unit_noise
-from flows.vending.test_vendor import TokenRejected, decode_token
+from flows.vending.emulated import TokenRejected, decode_token
 
 NANO = 1_000_000  # internal money units per wire unit (0.00001 GBP)
 DAY = 86_400

@@ -1,14 +1,14 @@
 """Top-up token vending: the adapter interface and the test vendor (which is not STS)."""
 
 from flows.vending.adapter import VendedToken, VendingAdapter, get_vendor, register_vendor
+from flows.vending.emulated import EmulatedVendor, TokenRejected, default_master_secret
 from flows.vending.sequences import FileSequenceStore, MemorySequenceStore, SequenceStore
-from flows.vending.test_vendor import TestVendor, TokenRejected, default_master_secret
 
 __all__ = [
+    "EmulatedVendor",
     "FileSequenceStore",
     "MemorySequenceStore",
     "SequenceStore",
-    "TestVendor",
     "TokenRejected",
     "VendedToken",
     "VendingAdapter",

@@ -2,14 +2,16 @@
 
 Production tokens come from an external vending service per meter (STS tokens
 bound to the meter's keys); an adapter for such a service implements
-``VendingAdapter`` and is registered under a name with ``register_vendor``.
-``get_vendor()`` returns the configured one (``FLOWS_VENDOR``, default ``test``).
+``VendingAdapter`` and is registered under a name with ``register_vendor``,
+with a factory that builds it from the home folder (where an adapter keeps its
+files). ``get_vendor(name, home)`` returns one; which name is configured is
+``flows.settings`` (``FLOWS_VENDOR``, default ``test``).
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from flows.errors import ConfigError
@@ -38,19 +40,18 @@ class VendingAdapter(Protocol):
     async def vend(self, serial: str, amount: Decimal) -> VendedToken: ...
 
 
-_FACTORIES: dict[str, Callable[[], VendingAdapter]] = {}
+_FACTORIES: dict[str, Callable[[Path], VendingAdapter]] = {}
 
 
-def register_vendor(name: str, factory: Callable[[], VendingAdapter]) -> None:
+def register_vendor(name: str, factory: Callable[[Path], VendingAdapter]) -> None:
     _FACTORIES[name] = factory
 
 
-def get_vendor(name: str | None = None) -> VendingAdapter:
-    """The adapter named ``name`` (or ``FLOWS_VENDOR``, default ``test``)."""
-    name = name or os.environ.get("FLOWS_VENDOR") or "test"
+def get_vendor(name: str, home: Path) -> VendingAdapter:
+    """The adapter named ``name``, built for the home folder ``home``."""
     if name not in _FACTORIES:
         raise ConfigError(
             f"no vending adapter named {name!r}",
             hint=f"known: {', '.join(sorted(_FACTORIES))}; set FLOWS_VENDOR",
         )
-    return _FACTORIES[name]()
+    return _FACTORIES[name](home)

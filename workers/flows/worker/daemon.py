@@ -31,7 +31,7 @@ import asyncpg
 from flows.emop.client import EmopClient
 from flows.errors import Refused
 from flows.log import get_logger
-from flows.vending import VendingAdapter, get_vendor
+from flows.vending import VendingAdapter
 from flows.worker import metrics
 from flows.worker.queries import CHANNEL, Command, Fenced, Queries, init_connection
 from flows.worker.workflows import WORKFLOWS, Context
@@ -61,9 +61,9 @@ class WorkerConfig:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, vendor: VendingAdapter | None = None, emop: EmopClient | None = None):
+    def __init__(self, config: WorkerConfig, vendor: VendingAdapter, emop: EmopClient | None = None):
         self.config = config
-        self.vendor = vendor or get_vendor()
+        self.vendor = vendor
         self.emop = emop or EmopClient(pacing=config.pacing, timeout=config.emop_timeout,
                                        attempts=config.emop_attempts, proxy=config.proxy)
         self.pool: asyncpg.Pool | None = None

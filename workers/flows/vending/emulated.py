@@ -1,4 +1,4 @@
-"""The test vendor: 20-digit tokens for emulated meters. NOT STS, not for real meters or real money.
+"""The test vendor (adapter ``test``): 20-digit tokens for emulated meters. NOT STS, not for real meters or money.
 
 A token is the 20-digit, zero-padded decimal form of a 66-bit number:
 
@@ -11,8 +11,9 @@ token is valid for one meter only. A meter (the emulator) accepts a token when
 its MAC checks with its own key and its sequence is one it has not used yet.
 A 32-bit MAC is enough to catch typos and forged test tokens; it is not a
 security design. The master secret is ``FLOWS_TEST_VENDOR_SECRET``, or else a
-random secret kept in ``<FLOWS_HOME>/test-vendor.secret`` (created on first use),
-which ``flows vend`` and ``flows emulator`` on one machine then share.
+random secret kept in ``test-vendor.secret`` in the home folder (created on first
+use; see flows.settings), which ``flows vend`` and ``flows emulator`` on one
+machine then share.
 """
 
 import hashlib
@@ -96,11 +97,11 @@ def decode_token(key: bytes, serial: str, token: str) -> TokenContent:
     return TokenContent(Decimal(pence) / 100, sequence)
 
 
-def default_master_secret() -> bytes:
-    """FLOWS_TEST_VENDOR_SECRET, else the machine's secret file (created, mode 0600, on first use)."""
+def default_master_secret(home: Path) -> bytes:
+    """FLOWS_TEST_VENDOR_SECRET, else the secret file in ``home`` (created, mode 0600, on first use)."""
     if os.environ.get("FLOWS_TEST_VENDOR_SECRET"):
         return os.environ["FLOWS_TEST_VENDOR_SECRET"].encode()
-    path = vendor_home() / "test-vendor.secret"
+    path = home / "test-vendor.secret"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -118,25 +119,19 @@ def default_master_secret() -> bytes:
     return secret.encode()
 
 
-def vendor_home() -> Path:
-    if os.environ.get("FLOWS_HOME"):
-        return Path(os.environ["FLOWS_HOME"])
-    from flows.stack.config import stack_home
+class EmulatedVendor:
+    """Mints test tokens with ``master_secret``; sequences come from ``store``."""
 
-    return stack_home()
-
-
-class TestVendor:
-    """Mints test tokens; sequences come from ``store`` (a lock-protected file by default)."""
-
-    __test__ = False  # not a pytest class
     name = "test"
 
-    def __init__(self, master_secret: bytes | None = None, store: SequenceStore | None = None):
-        self.master_secret = master_secret if master_secret is not None else default_master_secret()
-        self.store = (
-            store if store is not None else FileSequenceStore(vendor_home() / "test-vendor-sequences.json")
-        )
+    def __init__(self, master_secret: bytes, store: SequenceStore):
+        self.master_secret = master_secret
+        self.store = store
+
+    @classmethod
+    def at_home(cls, home: Path) -> "EmulatedVendor":
+        """The machine's test vendor: its secret and a lock-protected sequence file in ``home``."""
+        return cls(default_master_secret(home), FileSequenceStore(home / "test-vendor-sequences.json"))
 
     async def vend(self, serial: str, amount) -> VendedToken:
         pence = amount_to_pence(amount)
@@ -145,4 +140,4 @@ class TestVendor:
         return VendedToken(serial, Decimal(pence) / 100, token, self.name, sequence)
 
 
-register_vendor("test", TestVendor)
+register_vendor("test", EmulatedVendor.at_home)

@@ -1,0 +1,70 @@
+"""Settings: where the database is, the API's JWT secret, the home folder, the vendor.
+
+Each setting is resolved in one place, in one order: an explicit value (a
+command-line option), then the environment, then the embedded stack that
+``flows up`` made (its ``stack.json`` in the home folder).
+
+    FLOWS_DATABASE_URL   the database (else the embedded stack's, over its socket)
+    FLOWS_JWT_SECRET     the secret PostgREST and the gateway verify tokens with
+    FLOWS_HOME           the home folder (else the embedded stack's default)
+    FLOWS_VENDOR         the vending adapter (default: the test vendor)
+
+The command line builds one ``Settings`` and passes the values down:
+connections, tokens and vending take them as arguments and never look for the
+embedded stack themselves.
+"""
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from flows.errors import ConfigError
+from flows.stack.config import StackConfig, stack_home
+
+
+@dataclass(frozen=True)
+class Settings:
+    explicit_database_url: str | None = None
+    explicit_jwt_secret: str | None = None
+    home: Path = field(default_factory=stack_home)
+    vendor: str = field(default_factory=lambda: os.environ.get("FLOWS_VENDOR") or "test")
+
+    @classmethod
+    def resolve(
+        cls, database_url: str | None = None, jwt_secret: str | None = None, home: str | Path | None = None
+    ) -> "Settings":
+        """Settings from explicit values, else the environment (the stack is read only when needed)."""
+        return cls(
+            explicit_database_url=database_url or os.environ.get("FLOWS_DATABASE_URL") or None,
+            explicit_jwt_secret=jwt_secret or os.environ.get("FLOWS_JWT_SECRET") or None,
+            home=Path(home).resolve() if home else stack_home(),
+        )
+
+    @cached_property
+    def stack(self) -> StackConfig | None:
+        """The embedded stack living in ``home``, if ``flows up`` made one."""
+        return StackConfig.load(self.home)
+
+    @property
+    def database_url(self) -> str:
+        if self.explicit_database_url:
+            return self.explicit_database_url
+        if self.stack is not None:
+            return self.stack.cluster().socket_url(self.stack.database)
+        raise ConfigError(
+            "no database configured",
+            hint="set FLOWS_DATABASE_URL, pass --database-url, or start the embedded stack with `flows up`",
+        )
+
+    @property
+    def has_database(self) -> bool:
+        return bool(self.explicit_database_url) or self.stack is not None
+
+    @property
+    def jwt_secret(self) -> str:
+        if self.explicit_jwt_secret:
+            return self.explicit_jwt_secret
+        if self.stack is not None:
+            return self.stack.jwt_secret
+        raise ConfigError("no JWT secret configured", hint="set FLOWS_JWT_SECRET or run `flows up` first")
