@@ -3,13 +3,13 @@ a real PostgREST, and the JSON error bodies for 400/401/403/404/409."""
 
 import pytest
 
-from tests.support.factory import build_esco
+from tests.support.factory import sample_esco
 
 
 @pytest.fixture(scope="module")
 def esco(api):
     with api.sql() as conn:
-        data = build_esco(conn)
+        data = sample_esco(conn)
         conn.execute("UPDATE flows.meter_registry SET name = 'Water pump house' WHERE id = %s", (data.meters[1],))
     return data
 

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from tests.support.api import start_postgrest
-from tests.support.factory import EscoData, build_esco
+from tests.support.factory import SampleEsco, sample_esco
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
 GLOBAL = {"meter_metrics", "meter_event_log_type"}
@@ -47,7 +47,7 @@ ROLES = {
 class World:
     """Two ESCOs (A, B) in a fresh database with its own PostgREST."""
 
-    def __init__(self, api, a: EscoData, b: EscoData, authenticator_url: str, grafana_url: str):
+    def __init__(self, api, a: SampleEsco, b: SampleEsco, authenticator_url: str, grafana_url: str):
         self.api, self.a, self.b = api, a, b
         self.authenticator_url, self.grafana_url = authenticator_url, grafana_url
         with psycopg.connect(api.db_url) as conn:
@@ -108,7 +108,7 @@ def world(pg_server, template_db, tmp_path_factory):
     name = f"flows_rls_{uuid.uuid4().hex[:8]}"
     with pg_server.janitor(name, template_dbname=template_db):
         with psycopg.connect(pg_server.url(name), autocommit=True) as conn:
-            a, b = build_esco(conn), build_esco(conn)
+            a, b = sample_esco(conn), sample_esco(conn)
             grafana_password = secrets.token_urlsafe(12)
             conn.execute(f"ALTER ROLE grafanareader PASSWORD '{grafana_password}'")
             conn.execute("INSERT INTO flows.sql_login_claims (login, claims) VALUES ('grafanareader', %s)",

@@ -3,7 +3,6 @@
 import os
 import secrets
 import subprocess
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from flows import auth
+from flows import auth, factories
 from flows.db.admin import set_role_password
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF
 from flows.stack.postgres import free_port
@@ -45,12 +44,9 @@ class Api:
 
     def new_esco(self, name: str = "Test ESCO") -> tuple[str, str]:
         """Create an ESCO with a unique code; returns (id, code)."""
-        code = "T" + uuid.uuid4().hex[:8].upper()
         with self.sql() as conn:
-            row = conn.execute(
-                "INSERT INTO flows.escos (code, name) VALUES (%s, %s) RETURNING id", (code, name)
-            ).fetchone()
-        return str(row[0]), code
+            esco = factories.add_esco(conn, name=name)
+        return esco.id, esco.code
 
 
 @contextmanager
