@@ -50,7 +50,8 @@ class Api:
 
 
 @contextmanager
-def start_postgrest(server: PgServer, dbname: str, workdir: Path):
+def start_postgrest(server: PgServer, dbname: str, workdir: Path, settings: dict[str, str] | None = None):
+    """PostgREST serving ``dbname`` until the block ends; ``settings`` are extra PGRST_* variables."""
     password = secrets.token_urlsafe(16)
     set_role_password(server.url(dbname), "flows_authenticator", password)
     api_port, admin_port = free_port(), free_port()
@@ -65,6 +66,7 @@ def start_postgrest(server: PgServer, dbname: str, workdir: Path):
             "PGRST_SERVER_PORT": str(api_port),
             "PGRST_ADMIN_SERVER_PORT": str(admin_port),
             "PGRST_LOG_LEVEL": "info",
+            **(settings or {}),
         },
         stdout=log,
         stderr=subprocess.STDOUT,
