@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"tests-only-master-secret-0123456789"
 
 
-VECTORS = json.loads((ROOT / "tests" / "emop" / "data" / "vectors.json").read_text())  # copy of shared/emop
+VECTORS = json.loads((ROOT / "tests" / "emop" / "data" / "vectors.json").read_text())  # the vectors docs/emop-protocol.md cites
 
 
 @pytest.fixture(autouse=True)
