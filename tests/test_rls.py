@@ -16,6 +16,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from flows.db.admin import set_sql_login_claims
 from tests.support.factory import SampleEsco
 from tests.support.tenancy import canonical, ids_in, two_escos
 
@@ -85,8 +86,7 @@ def world(pg_server, template_db, tmp_path_factory):
         grafana_password = secrets.token_urlsafe(12)
         with psycopg.connect(two.api.db_url, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE grafanareader PASSWORD '{grafana_password}'")
-            conn.execute("INSERT INTO flows.sql_login_claims (login, claims) VALUES ('grafanareader', %s)",
-                         (json.dumps({"esco": two.a.code}),))
+        set_sql_login_claims(two.api.db_url, "grafanareader", {"esco": two.a.code})
         yield World(two.api, two.a, two.b, authenticator_url=two.authenticator_url,
                     grafana_url=pg_server.url(two.dbname, "grafanareader", grafana_password))
 
