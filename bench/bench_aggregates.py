@@ -10,7 +10,6 @@ Target: aggregate path >= 50x faster. The two must agree to the Wh.
 """
 
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import database, report, timed  # noqa: E402
+from flows import factories  # noqa: E402
 
 CIRCUITS = 50
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)  # UK winter time: midnight UTC = midnight UK
@@ -40,39 +40,24 @@ RAW = """
 """
 
 
-def build(conn) -> uuid.UUID:
-    esco = conn.execute("INSERT INTO flows.escos (code, name) VALUES ('AGGB', 'Bench') RETURNING id").fetchone()[0]
-    site = conn.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'S', 'Site') RETURNING id",
-                        (esco,)).fetchone()[0]
-    conn.execute("""
-        INSERT INTO flows.meter_registry (serial, esco, site)
-        SELECT 'EML' || lpad(i::text, 10, '0'), %s, %s FROM generate_series(1, %s) AS i""", (esco, site, CIRCUITS))
-    conn.execute("""
-        INSERT INTO flows.meter_registers (meter_id, esco, element, start_time)
-        SELECT id, esco, 'SINGLE', '2024-01-01' FROM flows.meter_registry WHERE site = %s""", (site,))
-    conn.execute("""
-        INSERT INTO flows.circuits (esco, site, type, name)
-        SELECT %s, %s, 'power', 'circuit ' || i FROM generate_series(1, %s) AS i""", (esco, site, CIRCUITS))
-    conn.execute("""
-        INSERT INTO flows.circuit_register (circuit, register, esco, start_time)
-        SELECT c.id, r.register_id, r.esco, '2024-06-01'
-        FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM flows.circuits WHERE site = %(site)s) c
-        JOIN (SELECT r.register_id, r.esco, row_number() OVER (ORDER BY r.register_id) AS n
-              FROM flows.meter_registers r JOIN flows.meter_registry m ON m.id = r.meter_id
-              WHERE m.site = %(site)s) r ON r.n = c.n""", {"site": site})
-    registers = [r[0] for r in conn.execute(
-        "SELECT register_id FROM flows.meter_registers r JOIN flows.meter_registry m ON m.id = r.meter_id"
-        " WHERE m.site = %s", (site,))]
+def build(conn) -> str:
+    """One site, CIRCUITS circuits each measured by one meter's register from 2024-06-01, a year of half hours."""
+    esco = factories.add_esco(conn, "AGGB", "Bench").id
+    site = factories.add_site(conn, esco, "S", "Site")
+    meters = factories.add_meters(conn, esco, [factories.MeterSpec(f"EML{i:010d}") for i in range(1, CIRCUITS + 1)],
+                                  site=site, elements=["SINGLE"], registers_from="2024-01-01T00:00:00Z")
+    registers = [meter.registers["SINGLE"] for meter in meters]
+    for i, register in enumerate(registers, 1):
+        factories.link_circuit_register(conn, factories.add_circuit(conn, site, f"circuit {i}"), register,
+                                        "2024-06-01T00:00:00Z")
     times = [YEAR_START + timedelta(minutes=30 * k) for k in range(HALF_HOURS)]
     conn.execute("SELECT flows.ensure_partitions('flows.register_interval_hh', %s, %s)",
                  (YEAR_START, YEAR_START + timedelta(days=180)))
     conn.execute("SELECT flows.ensure_partitions('flows.register_interval_hh', %s, %s)",
                  (YEAR_START + timedelta(days=180), YEAR_START + timedelta(days=366)))
-    with conn.pipeline():
-        for n, register in enumerate(registers):
-            imports = [Decimal((k * 13 + n) % 900) / 1000 for k in range(HALF_HOURS)]
-            conn.execute("SELECT flows.record_interval_hh(%b, %b, %b, NULL, 'profile_log')",
-                         ([register] * HALF_HOURS, times, imports))
+    for n, register in enumerate(registers):
+        imports = [Decimal((k * 13 + n) % 900) / 1000 for k in range(HALF_HOURS)]
+        factories.record_half_hours(conn, [register] * HALF_HOURS, times, imports)
     conn.execute("VACUUM ANALYZE")
     return site
 

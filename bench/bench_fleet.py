@@ -76,14 +76,37 @@ async def read_all(meters: list[dict]) -> tuple[float, int]:
     return elapsed, good
 
 
-def main() -> None:
+def fleet_arguments(bench: str) -> argparse.Namespace:
+    """--meters, --latency-ms and --threads (the baseline's), once the baseline's virtualenv is there."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--meters", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, default=300)
     parser.add_argument("--threads", type=int, default=15)
     args = parser.parse_args()
     if not INTEROP.exists():
-        sys.exit(f"bench_fleet: {INTEROP} is missing; run `make setup`")
+        sys.exit(f"{bench}: {INTEROP} is missing; run `make setup`")
+    return args
+
+
+def run_baseline(bench: str, described: dict, threads: int, *reads: str) -> dict:
+    """simt-emlite's production pattern over the emulated fleet (baseline_simt_fleet.py in .venv-interop):
+    {"seconds", "ok"}. ``reads``: the EmliteAPI reads per meter (default the script's)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
+        json.dump(described, listing)
+    try:
+        run = subprocess.run(
+            [str(INTEROP), str(ROOT / "bench" / "baseline_simt_fleet.py"), listing.name, str(threads),
+             *([",".join(reads)] if reads else [])],
+            capture_output=True, text=True, env={**os.environ, "EMLITE_TIMEOUT_SECONDS": "10"})
+    finally:
+        os.unlink(listing.name)
+    if run.returncode:
+        sys.exit(f"{bench}: the baseline failed:\n{run.stderr[-2000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    args = fleet_arguments("bench_fleet")
     raise_open_file_limit(3 * args.meters + 256)
     print(
         f"bench_fleet: {args.meters} emulated meters, {args.latency_ms:g} ms latency, "
@@ -94,18 +117,7 @@ def main() -> None:
         meters = described["meters"]
         ours, ours_ok = asyncio.run(read_all(meters))
         print(f"ours      {ours:8.2f} s  {args.meters / ours:8.1f} meters/s  ({ours_ok}/{len(meters)} read)")
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
-            json.dump(described, listing)
-        baseline_run = subprocess.run(
-            [str(INTEROP), str(ROOT / "bench" / "baseline_simt_fleet.py"), listing.name, str(args.threads)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "EMLITE_TIMEOUT_SECONDS": "10"},
-        )
-        os.unlink(listing.name)
-        if baseline_run.returncode:
-            sys.exit(f"bench_fleet: the baseline failed:\n{baseline_run.stderr[-2000:]}")
-        baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
+        baseline = run_baseline("bench_fleet", described, args.threads)
         print(
             f"baseline  {baseline['seconds']:8.2f} s  {args.meters / baseline['seconds']:8.1f} meters/s  "
             f"({baseline['ok']}/{len(meters)} read; {args.threads} threads, simt-emlite EmliteAPI)"

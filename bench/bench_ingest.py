@@ -25,6 +25,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import database, report, timed  # noqa: E402
+from flows import factories  # noqa: E402
 
 REGISTERS = 10_000
 BATCH = 1000  # registers per call (48,000 rows)
@@ -33,13 +34,9 @@ RUNS = 3
 
 
 def make_registers(conn) -> list[uuid.UUID]:
-    esco = conn.execute("INSERT INTO flows.escos (code, name) VALUES ('BENCH', 'Bench') RETURNING id").fetchone()[0]
-    conn.execute("""
-        INSERT INTO flows.meter_registry (serial, esco)
-        SELECT 'EML' || lpad(i::text, 10, '0'), %s FROM generate_series(1, %s) AS i""", (esco, REGISTERS // 2))
-    conn.execute("""
-        INSERT INTO flows.meter_registers (meter_id, esco, element, start_time)
-        SELECT m.id, m.esco, e, '2020-01-01' FROM flows.meter_registry m CROSS JOIN (VALUES ('A'), ('B')) AS x (e)""")
+    esco = factories.add_esco(conn, "BENCH", "Bench").id
+    factories.add_meters(conn, esco, [factories.MeterSpec(f"EML{i:010d}") for i in range(1, REGISTERS // 2 + 1)],
+                         elements=["A", "B"], registers_from="2020-01-01T00:00:00Z")
     return [r[0] for r in conn.execute("SELECT register_id FROM flows.meter_registers ORDER BY register_id")]
 
 

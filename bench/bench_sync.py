@@ -20,8 +20,6 @@ Targets: ratio >= 20x; wake-up p50 <= 10 ms, p99 <= 50 ms.
 usage: python bench/bench_sync.py [--meters 2000] [--latency-ms 300] [--threads 15]
 """
 
-import argparse
-import json
 import os
 import secrets
 import signal
@@ -35,8 +33,9 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_fleet import INTEROP, ROOT, start_emulator  # noqa: E402
+from bench_fleet import fleet_arguments, run_baseline, start_emulator  # noqa: E402
 from common import database, report  # noqa: E402
+from flows import factories  # noqa: E402
 from flows.emulator.fleet import raise_open_file_limit  # noqa: E402
 
 FLOWS = str(Path(sys.executable).parent / "flows")
@@ -44,15 +43,11 @@ RUNS = 3  # timed runs, each in a fresh database; the median is compared
 
 
 def register(conn, meters: list[dict]) -> str:
-    esco = conn.execute("INSERT INTO flows.escos (code, name, max_running_commands) VALUES ('SYNC', 'Sync', 10000)"
-                        " RETURNING id").fetchone()[0]
-    with conn.cursor() as cur, cur.copy("COPY flows.meter_registry (serial, hardware, ip_address, emop_port, esco)"
-                                        " FROM STDIN") as copy:
-        for meter in meters:
-            copy.write_row((meter["serial"], "C1.w", meter["host"], meter["port"], esco))
-    conn.execute("""INSERT INTO flows.meter_registers (meter_id, esco, element, start_time)
-                    SELECT m.id, m.esco, e, '2020-01-01' FROM flows.meter_registry m
-                    CROSS JOIN (VALUES ('A'), ('B')) AS x (e) WHERE m.esco = %s""", (esco,))
+    """The emulated meters (twin element) in an ESCO that may run a command on every one at once."""
+    esco = factories.add_esco(conn, "SYNC", "Sync", max_running_commands=10000).id
+    factories.add_meters(conn, esco, [factories.MeterSpec(m["serial"], "C1.w", ip_address=m["host"],
+                                                          emop_port=m["port"]) for m in meters],
+                         registers_from="2020-01-01T00:00:00Z")
     return esco
 
 
@@ -159,27 +154,13 @@ def timed_sync(meters: list[dict], want_latencies: bool) -> tuple[float, dict, i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--meters", type=int, default=2000)
-    parser.add_argument("--latency-ms", type=float, default=300)
-    parser.add_argument("--threads", type=int, default=15)
-    args = parser.parse_args()
-    if not INTEROP.exists():
-        sys.exit(f"bench_sync: {INTEROP} is missing; run `make setup`")
+    args = fleet_arguments("bench_sync")
     raise_open_file_limit(4 * args.meters + 256)
     emulator, described = start_emulator(args.meters, args.latency_ms)
     try:
         runs = [timed_sync(described["meters"], want_latencies=(run == RUNS - 1)) for run in range(RUNS)]
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as listing:
-            json.dump(described, listing)
-        baseline_run = subprocess.run(
-            [str(INTEROP), str(ROOT / "bench" / "baseline_simt_fleet.py"), listing.name, str(args.threads),
-             "read_element_a,read_element_b,prepay_balance"],
-            capture_output=True, text=True, env={**os.environ, "EMLITE_TIMEOUT_SECONDS": "10"})
-        os.unlink(listing.name)
-        if baseline_run.returncode:
-            sys.exit(f"bench_sync: the baseline failed:\n{baseline_run.stderr[-2000:]}")
-        baseline = json.loads(baseline_run.stdout.strip().splitlines()[-1])
+        baseline = run_baseline("bench_sync", described, args.threads, "read_element_a", "read_element_b",
+                                "prepay_balance")
     finally:
         emulator.send_signal(signal.SIGINT)
         emulator.wait(30)

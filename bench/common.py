@@ -6,17 +6,17 @@ settings, started as the postgres OS user when run as root.
 """
 
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flows.db import migrations
-from flows.stack.postgres import Cluster, free_port
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers (throw-away cluster, crash run)
+from tests.support.server import throwaway_cluster  # noqa: E402
+
+from flows.db import migrations  # noqa: E402
 
 
 @contextmanager
@@ -25,19 +25,10 @@ def database() -> Iterator[str]:
         migrations.migrate(url)
         yield url
         return
-    base = Path(tempfile.mkdtemp(prefix="flows-bench-", dir="/tmp"))
-    base.chmod(0o755)
-    cluster = Cluster(base / "pgdata", base / "socket", base / "log" / "postgresql.log", free_port(),
-                      trust_tcp=True, settings={"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"})
-    try:
-        cluster.init()
-        cluster.start()
+    with throwaway_cluster("bench", {"shared_buffers": "'512MB'", "max_wal_size": "'4GB'"}) as cluster:
         url = cluster.tcp_url("postgres", "postgres")
         migrations.migrate(url)
         yield url
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def timed(action: Callable[[], object], repeat: int = 1) -> float:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.support import crash  # noqa: E402
 
 from common import database  # noqa: E402
+from flows import factories  # noqa: E402
 from flows.emulator import Fleet, FleetConfig, MeterConfig  # noqa: E402
 
 SECRET = b"crash-benchmark-only"
@@ -32,19 +33,13 @@ async def main(kills: int) -> None:
         password = secrets.token_urlsafe(12)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE flows_worker PASSWORD '{password}'")
-            esco = conn.execute("INSERT INTO flows.escos (code, name, max_running_commands) VALUES"
-                                " ('CRASH', 'Crash', 1000) RETURNING id").fetchone()[0]
+            esco = factories.add_esco(conn, "CRASH", "Crash", max_running_commands=1000).id
         worker_url = admin_url.replace("postgresql://postgres@", f"postgresql://flows_worker:{password}@")
         config = FleetConfig(meters=[MeterConfig(serial=f"EML26{i:08d}", balance=Decimal("3")) for i in range(20)],
                              time_factor=0, latency=0.04, vendor_secret=SECRET, start=datetime.now(UTC))
         async with Fleet(config) as fleet:
-            ids = {}
             with psycopg.connect(admin_url, autocommit=True) as conn:
-                for meter in fleet.meters:
-                    ids[meter.serial] = conn.execute(
-                        "SELECT api.register_meter(serial => %s, hardware => %s, ip_address => '127.0.0.1',"
-                        " emop_port => %s, esco => %s) ->> 'id'",
-                        (meter.serial, meter.hardware, meter.port, esco)).fetchone()[0]
+                ids = factories.add_emulated_meters(conn, esco, fleet.meters)
             with tempfile.TemporaryDirectory() as home:
                 report = await crash.run(admin_url, worker_url, fleet, ids, Path(home), SECRET, kills=kills,
                                          tokens_per_meter=5, timeout=900)

@@ -7,11 +7,8 @@ the tests create and drop databases and set the authenticator's password).
 """
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -19,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from flows.db import migrations
-from flows.stack.postgres import Cluster, free_port
 from tests.support.api import Api, start_postgrest
-from tests.support.server import PgServer
+from tests.support.server import NOT_DURABLE, PgServer, throwaway_cluster
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)
@@ -41,23 +37,8 @@ def pg_server() -> Iterator[PgServer]:
             password=parts.password,
         )
         return
-    base = Path(tempfile.mkdtemp(prefix="flows-test-", dir="/tmp"))
-    base.chmod(0o755)  # the postgres user must reach it
-    cluster = Cluster(
-        datadir=base / "pgdata",
-        socket_dir=base / "socket",
-        logfile=base / "log" / "postgresql.log",
-        port=free_port(),
-        trust_tcp=True,
-        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
-    )
-    cluster.init()
-    cluster.start()
-    try:
-        yield PgServer(host="127.0.0.1", port=cluster.port, user="postgres", password=None, cluster=cluster)
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_cluster("test", NOT_DURABLE) as cluster:
+        yield PgServer.of(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 whatever the circuit ranges (mid-day, mid-month, open), across the UK clock
 change; the missing-data view knows UK days have 46 or 50 half hours."""
 
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.factory import new_serial
+from flows import factories
 
 START = datetime(2026, 9, 27, 23, tzinfo=UTC)  # 00:00 BST on 28 Sep
 HALF_HOURS = 2 * 24 * 40  # to 6 Nov: two month ends and the 25 Oct clock change
@@ -22,24 +21,17 @@ BOUNDARIES = sorted({
 
 @pytest.fixture
 def world(db):
-    esco = db.execute("INSERT INTO flows.escos (code, name) VALUES ('AGG', 'Aggregates') RETURNING id").fetchone()[0]
-    site = db.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'S', 'S') RETURNING id",
-                      (esco,)).fetchone()[0]
-    circuits = [db.execute("INSERT INTO flows.circuits (esco, site, type, name) VALUES (%s, %s, 'power', %s)"
-                           " RETURNING id", (esco, site, name)).fetchone()[0] for name in ("one", "two")]
-    registers = []
-    for _ in range(2):
-        meter = json.loads(db.execute(
-            "SELECT api.register_meter(serial => %s, esco => %s,"
-            " registers => '[{\"element\": \"SINGLE\", \"start_time\": \"2026-01-01T00:00:00Z\"}]')::text",
-            (new_serial(), esco)).fetchone()[0])
-        registers.append(meter["meter_registers"][0]["register_id"])
+    esco = factories.add_esco(db, "AGG", "Aggregates").id
+    site = factories.add_site(db, esco, "S", "S")
+    circuits = [factories.add_circuit(db, site, name) for name in ("one", "two")]
+    meters = factories.add_meters(db, esco, [factories.MeterSpec(factories.new_serial()) for _ in range(2)],
+                                  elements=["SINGLE"], registers_from="2026-01-01T00:00:00Z")
+    registers = [meter.registers["SINGLE"] for meter in meters]
     times = [START + timedelta(minutes=30 * k) for k in range(HALF_HOURS)]
     for n, register in enumerate(registers):
         imports = [Decimal(k % 11) / 8 + n for k in range(HALF_HOURS)]
         exports = [Decimal(k % 3) / 1000 for k in range(HALF_HOURS)]
-        db.execute("SELECT flows.record_interval_hh(%s, %s, %s::numeric[], %s::numeric[])",
-                   ([register] * HALF_HOURS, times, imports, exports))
+        factories.record_half_hours(db, [register] * HALF_HOURS, times, imports, exports)
     return {"esco": esco, "site": site, "circuits": circuits, "registers": registers}
 
 
@@ -73,8 +65,7 @@ def test_circuit_and_site_figures_equal_brute_force(db, world, plan):
             start = max(start, end_of_last) if end_of_last else start
             if end is not None and end <= start:
                 continue
-            db.execute("INSERT INTO flows.circuit_register (circuit, register, esco, start_time, end_time)"
-                       " VALUES (%s, %s, %s, %s, %s)", (world["circuits"][i % 2], register, world["esco"], start, end))
+            factories.link_circuit_register(db, world["circuits"][i % 2], register, start, end)
             if end is None:
                 break
             end_of_last = end
@@ -94,17 +85,12 @@ def test_circuit_and_site_figures_equal_brute_force(db, world, plan):
 
 
 def test_property_figures(db, world):
-    esco = world["esco"]
-    prop = db.execute("INSERT INTO flows.properties (esco, site, plot) VALUES (%s, %s, 'P') RETURNING id",
-                      (esco, world["site"])).fetchone()[0]
-    head = db.execute("INSERT INTO flows.service_head_registry (esco, name) VALUES (%s, 'H') RETURNING id",
-                      (esco,)).fetchone()[0]
-    db.execute("INSERT INTO flows.properties_service_head (property, service_head, esco) VALUES (%s, %s, %s)",
-               (prop, head, esco))
+    prop = factories.add_property(db, world["site"], "P")
+    head = factories.add_service_head(db, world["esco"], "H")
+    factories.link_property_head(db, prop, head)
     meter = db.execute("SELECT meter_id FROM flows.meter_registers WHERE register_id = %s",
                        (world["registers"][1],)).fetchone()[0]
-    db.execute("INSERT INTO flows.service_head_meter (service_head, meter, esco) VALUES (%s, %s, %s)",
-               (head, meter, esco))
+    factories.link_head_meter(db, head, meter)
     monthly = db.execute("SELECT month, import_kwh FROM api.property_interval_monthly WHERE property_id = %s"
                          " ORDER BY month", (prop,)).fetchall()
     expected = db.execute("SELECT flows.uk_month(flows.uk_day(\"timestamp\")), sum(import_kwh)"

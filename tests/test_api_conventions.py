@@ -1,15 +1,16 @@
-"""The query patterns existing clients use (DOMAIN.md "API conventions"), through
-a real PostgREST, and the JSON error bodies for 400/401/403/404/409."""
+"""The query patterns existing clients use (docs/data-model.md, "Query
+conventions"), through a real PostgREST, and the JSON error bodies for
+400/401/403/404/409."""
 
 import pytest
 
-from tests.support.factory import build_esco
+from tests.support.factory import sample_esco
 
 
 @pytest.fixture(scope="module")
 def esco(api):
     with api.sql() as conn:
-        data = build_esco(conn)
+        data = sample_esco(conn)
         conn.execute("UPDATE flows.meter_registry SET name = 'Water pump house' WHERE id = %s", (data.meters[1],))
     return data
 
@@ -44,11 +45,20 @@ def test_select_with_embedding(operator, esco):
     assert set(rows[0]["meter_registry"]) == {"serial", "name"}
 
 
-def test_multi_column_order(operator):
-    rows = operator.get("/meter_registry", params={"order": "esco.asc,name.asc", "select": "esco,name"}).json()
+def test_multi_column_order(api, esco):
+    """Over two ESCOs (an admin's view), so that the first key has ties for the second to order."""
+    with api.sql() as conn:
+        other = sample_esco(conn)
+    within = {"esco": f"in.({esco.esco},{other.esco})", "select": "esco,name"}
+    with api.client("admin") as admin:
+        rows = admin.get("/meter_registry", params={**within, "order": "esco.asc,name.asc"}).json()
+        backwards = admin.get("/meter_registry", params={**within, "order": "esco.desc,name.desc"}).json()
+        mixed = admin.get("/meter_registry", params={**within, "order": "esco.asc,name.desc"}).json()
+    assert len({r["esco"] for r in rows}) == 2 and len(rows) == 6
     assert rows == sorted(rows, key=lambda r: (r["esco"], r["name"]))
-    descending = operator.get("/meter_registry", params={"order": "name.desc", "select": "name"}).json()
-    assert [r["name"] for r in descending] == sorted((r["name"] for r in rows), reverse=True)
+    assert rows != sorted(rows, key=lambda r: r["name"]), "the ESCOs' names interleave: esco is the first key"
+    assert backwards == rows[::-1]
+    assert mixed == [r for e in sorted({r["esco"] for r in rows}) for r in rows[::-1] if r["esco"] == e]
 
 
 def test_limit_offset(operator):

@@ -1,27 +1,22 @@
 """The thin slice through every layer: SQL -> api views/RPC -> PostgREST -> HTTP."""
 
 import time
-import uuid
 
 import jwt
 import pytest
 
-
-def serial() -> str:
-    return "EML" + str(uuid.uuid4().int)[:10]
+from flows import factories
+from flows.factories import new_serial
 
 
 @pytest.fixture
 def esco_with_meters(api):
     esco_id, code = api.new_esco()
-    serials = sorted(serial() for _ in range(3))
+    serials = sorted(new_serial() for _ in range(3))
     with api.sql() as conn:
         for i, s in enumerate(serials):
-            conn.execute(
-                "INSERT INTO flows.meter_registry (serial, name, esco, mode, hardware)"
-                " VALUES (%s, %s, %s, %s, 'C1.w')",
-                (s, f"Water pump {i}" if i == 0 else f"Plot {i}", esco_id, "passive" if i == 2 else "active"),
-            )
+            factories.add_meter(conn, esco_id, s, hardware="C1.w", name=f"Water pump {i}" if i == 0 else f"Plot {i}",
+                                mode="passive" if i == 2 else "active")
     return esco_id, code, serials
 
 
@@ -109,7 +104,7 @@ def test_duplicate_serial_is_409_and_nothing_written(api, esco_with_meters):
 
 def test_operator_registers_meter_in_own_esco(api, esco_with_meters):
     esco_id, code, _ = esco_with_meters
-    new = serial()
+    new = new_serial()
     with api.client("operator", code) as http:
         response = http.post(
             "/meter_registry", json={"serial": new, "name": "New"}, headers={"Prefer": "return=representation"}

@@ -3,12 +3,20 @@ they must be told about: a 4xx naming the field, and nothing written."""
 
 import pytest
 
-from tests.support.factory import new_serial
+from flows import factories
+from flows.factories import new_serial
 
 
 @pytest.fixture
 def esco(api):
     return api.new_esco()
+
+
+@pytest.fixture
+def meter(api, esco) -> str:
+    """A meter of the ESCO (no hardware: one SINGLE register)."""
+    with api.sql() as conn:
+        return factories.add_meter(conn, esco[0]).id
 
 
 @pytest.fixture
@@ -122,10 +130,7 @@ def test_bad_serial_and_element(api, operator):
                    400, "meter_registers_element_valid", table="meter_registry", before=before)
 
 
-def test_csq_out_of_range(api, esco):
-    with api.sql() as conn:
-        meter = conn.execute("SELECT api.register_meter(serial => %s, esco => %s) ->> 'id'",
-                             (new_serial(), esco[0])).fetchone()[0]
+def test_csq_out_of_range(api, meter):
     before = count(api, "meter_csq")
     with api.client("service") as service:
         response = service.post("/rpc/record_meter_state", json={
@@ -159,10 +164,7 @@ def test_overlapping_circuit_ranges(api, operator):
     ({"unit_rate": 0.2}, ["unknown", "unit_rate"]),
     ({"standing_charge": "cheap"}, ["standing_charge", "must be a number"]),
 ])
-def test_bad_tariff(api, esco, tariff, words):
-    with api.sql() as conn:
-        meter = conn.execute("SELECT api.register_meter(serial => %s, esco => %s) ->> 'id'",
-                             (new_serial(), esco[0])).fetchone()[0]
+def test_bad_tariff(api, meter, tariff, words):
     before = count(api, "meter_tariff_history")
     with api.client("service") as service:
         response = service.post("/rpc/record_meter_state", json={
@@ -170,10 +172,7 @@ def test_bad_tariff(api, esco, tariff, words):
     assert_refused(api, response, 400, *words, table="meter_tariff_history", before=before)
 
 
-def test_future_tariff_needs_activation(api, esco):
-    with api.sql() as conn:
-        meter = conn.execute("SELECT api.register_meter(serial => %s, esco => %s) ->> 'id'",
-                             (new_serial(), esco[0])).fetchone()[0]
+def test_future_tariff_needs_activation(api, meter):
     with api.client("service") as service:
         response = service.post("/rpc/record_meter_state", json={
             "meter_id": str(meter), "observed_at": "2026-11-01T10:00:00Z",

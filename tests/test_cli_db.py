@@ -8,6 +8,8 @@ from pathlib import Path
 
 import psycopg
 
+from flows import factories
+
 FLOWS = str(Path(sys.executable).parent / "flows")
 
 
@@ -17,7 +19,7 @@ def flows(*args, env=None):
 
 
 def test_sql_login_is_limited_to_an_esco(db, db_url):
-    db.execute("INSERT INTO flows.escos (code, name) VALUES ('GRAF', 'Grafana')")
+    factories.add_esco(db, "GRAF", "Grafana")
     done = flows("db", "sql-login", "grafanareader", "--esco", "GRAF", "--database-url", db_url)
     assert done.returncode == 0, done.stderr
     assert db.execute("SELECT claims FROM flows.sql_login_claims WHERE login = 'grafanareader'").fetchone()[0] == \

@@ -1,16 +1,25 @@
 """docker-compose.yml cannot run here (no Docker engine), so it is held to what
-is tested: the same PostgREST version and config, CLI commands that exist, roles
-the migrations create, and every secret it needs listed in deploy/env.example."""
+is tested: the same PostgREST version and config, and the tested PostgREST
+binary started with exactly the compose file's PostgREST settings; CLI commands
+that exist; login roles the migrations create; and every secret it needs
+listed in deploy/env.example."""
 
 import re
+import secrets
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import yaml
 
+from flows import auth
+from flows.db.admin import set_role_password
 from flows.paths import ROOT
+from flows.stack.postgres import free_port
+from tests.support.api import run_postgrest
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -23,10 +32,33 @@ def test_postgrest_matches_the_tested_one():
     assert "./postgrest.conf:/etc/postgrest.conf:ro" in postgrest["volumes"]
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     assert 'POSTGREST_VERSION="12.0.2"' in setup
-    stack = (ROOT / "workers" / "flows" / "stack" / "stack.py").read_text()
-    for variable in ("PGRST_DB_URI", "PGRST_JWT_SECRET", "PGRST_SERVER_PORT", "PGRST_ADMIN_SERVER_PORT",
-                     "PGRST_OPENAPI_SERVER_PROXY_URI"):
-        assert variable in postgrest["environment"] and variable in stack
+
+
+def test_postgrest_runs_with_the_compose_settings(pg_server, db_url, tmp_path):
+    """The compose file's PostgREST environment, given to the tested binary with this test's values for the
+    secrets, the database address and the ports: a misspelt or unread setting fails here."""
+    password, jwt_secret, public = secrets.token_urlsafe(16), secrets.token_urlsafe(40), "https://api.flows.test:8443"
+    set_role_password(db_url, "flows_authenticator", password)
+    variables = {"FLOWS_AUTHENTICATOR_PASSWORD": password, "FLOWS_JWT_SECRET": jwt_secret,
+                 "FLOWS_PUBLIC_API_URL": public}
+    dbname = urlsplit(db_url).path.lstrip("/")
+    api_port, admin_port = free_port(), free_port()
+    ports = {"3000": str(api_port), "3001": str(admin_port)}
+    settings = {}
+    for name, value in SERVICES["postgrest"]["environment"].items():
+        value = re.sub(r"\$\{(\w+)[^}]*\}", lambda m: variables[m.group(1)], str(value))
+        value = value.replace("@db:5432/flows", f"@{pg_server.host}:{pg_server.port}/{dbname}")
+        settings[name] = ports.get(value, value)
+    assert settings["PGRST_DB_URI"] != SERVICES["postgrest"]["environment"]["PGRST_DB_URI"]
+    with run_postgrest(settings, admin_port, tmp_path):  # ready on the compose file's admin port setting
+        token = auth.mint_token(jwt_secret, "admin", None, auth.parse_expiry("5m"))
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10) as http:
+            # the database URI and the JWT secret are read: a token signed with it reads the database
+            response = http.get("/escos", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200, response.text
+            # the public URL is the one OpenAPI clients are sent to
+            spec = http.get("/").json()
+    assert f"{spec['schemes'][0]}://{spec['host']}" == public, spec
 
 
 def test_flows_commands_exist():
@@ -42,11 +74,12 @@ def test_flows_commands_exist():
             assert option in result.stdout, f"flows {' '.join(words)} has no {option}"
 
 
-def test_roles_and_secrets():
+def test_roles_and_secrets(db):
+    """Every role the compose file logs in as is a login role of a migrated database."""
     text = (ROOT / "docker-compose.yml").read_text()
-    roles = (ROOT / "sql" / "rls" / "roles.sql").read_text()
-    for role in set(re.findall(r"postgres(?:ql)?://(flows_\w+):", text)):
-        assert f"'{role}'" in roles, f"{role} is not created by the migrations"
+    logins = {r[0] for r in db.execute("SELECT rolname FROM pg_roles WHERE rolcanlogin")}
+    used = set(re.findall(r"postgres(?:ql)?://(\w+):", text))
+    assert used - {"postgres"} and used - {"postgres"} <= logins, f"not login roles of the migrations: {used - logins}"
     listed = set(re.findall(r"^(\w+)=", (ROOT / "deploy" / "env.example").read_text(), re.M))
     required = set(re.findall(r"\$\{(\w+)(?::\?[^}]*)?\}", text))
     assert required <= listed, f"missing from deploy/env.example: {required - listed}"

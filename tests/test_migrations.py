@@ -1,6 +1,8 @@
-"""Migrations: yoyo, sqitch and the readable source agree; apply/rollback/apply works."""
+"""Migrations: yoyo, sqitch and the readable source agree; apply/rollback/apply works;
+landed migrations never change."""
 
 import difflib
+import hashlib
 import re
 import subprocess
 import sys
@@ -11,6 +13,34 @@ import pytest
 from flows.db import migrations
 from flows.paths import MIGRATIONS_DIR, SQITCH_DIR
 from tests.support.schema import load_source, schema_dump, sqitch
+
+# Migrations that have landed on main, by content. They are deployed: changing one would leave every
+# database that applied it different from a fresh one. Never edit or regenerate them; a schema change is
+# a new migration (docs/database.md, "Writing a migration").
+LANDED = {
+    "0001_foundation.sql": "749803faa2e073dac7735ea305ade79bc9576e7458cb1d5deeeccc47739450de",
+    "0001_foundation.rollback.sql": "e9575ba2e5aa67631cc484b4791fc9b5d84e57eaecd42e8d7b1e9bd1c849d1cb",
+    "0002_topology_and_meters.sql": "ec27b2c74775434e686b953835e6a0306c7bd39e732a1e2c4a0ce4f81da21128",
+    "0002_topology_and_meters.rollback.sql": "a798b5a6d6749293c97dc0330d2ae5b71c475ffbbf1e76f0c9ce2123ca2dc2c1",
+    "0003_readings.sql": "ff9a8aac43206b767f88bdf21675881869e0c70b5034726369efa79c5a317b25",
+    "0003_readings.rollback.sql": "a43fe6270c0c3f68118ede6fc6c4679a71923303e48e978f077b1357dd996cdc",
+    "0004_monitoring_and_aggregates.sql": "98fed45c12ed73de62993211a1c8bd69f018dbc3ce0c76a126d3a0502fe200e5",
+    "0004_monitoring_and_aggregates.rollback.sql": "64cfefa31ed3db5ff4f06a50e8a146370ddd6123472afd707fabb405ffb6bebc",
+    "0005_commands_and_scheduling.sql": "79b9fc3c35d67af68068ebed5c9348e76681ef02ae99f671e7e217de6e7253db",
+    "0005_commands_and_scheduling.rollback.sql": "b8e56c2472d206738804ee25b8ee1e3d46945f091795875decda3ad5c2dd6bb5",
+}
+
+
+def test_landed_migrations_are_frozen():
+    last = max(int(name[:4]) for name in LANDED)
+    present = {p.name for p in MIGRATIONS_DIR.glob("*.sql") if int(p.name[:4]) <= last}
+    changed = sorted(name for name, digest in LANDED.items()
+                     if not (MIGRATIONS_DIR / name).exists()
+                     or hashlib.sha256((MIGRATIONS_DIR / name).read_bytes()).hexdigest() != digest)
+    added = sorted(present - set(LANDED))
+    assert not changed and not added, (
+        f"landed migrations are frozen; write a new {last + 1:04d}+ migration (docs/database.md, "
+        f"\"Writing a migration\") instead of changing {changed or ''}{added or ''}")
 
 
 def _name(url: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.factory import new_serial
+from flows import factories
 
 # Half hours around the UK autumn clock change (25 Oct 2026, a 50-half-hour
 # day) and a month boundary, so UK days and months are exercised.
@@ -27,16 +27,10 @@ def half_hour(registers):
 
 @pytest.fixture
 def registers(db):
-    esco = db.execute("INSERT INTO flows.escos (code, name) VALUES ('REC', 'Recording') RETURNING id").fetchone()[0]
-    ids = []
-    for _ in range(2):
-        meter = db.execute(
-            "SELECT api.register_meter(serial => %s, hardware => 'C1.w', esco => %s,"
-            " registers => '[{\"element\": \"A\", \"start_time\": \"2026-01-01T00:00:00Z\"},"
-            "                {\"element\": \"B\", \"start_time\": \"2026-01-01T00:00:00Z\"}]') ->> 'id'",
-            (new_serial(), esco)).fetchone()[0]
-        ids += [r[0] for r in db.execute("SELECT register_id FROM flows.meter_registers WHERE meter_id = %s", (meter,))]
-    return ids
+    esco = factories.add_esco(db, "REC", "Recording").id
+    meters = factories.add_meters(db, esco, [factories.MeterSpec(factories.new_serial(), "C1.w") for _ in range(2)],
+                                  registers_from="2026-01-01T00:00:00Z")
+    return [register for meter in meters for register in meter.register_ids]
 
 
 def record(db, rows, source):
@@ -101,7 +95,7 @@ def test_rollups_stay_exact_and_redelivery_changes_nothing(db, registers, data):
 def test_bad_batches_are_refused_whole(db, registers):
     good = (registers[0], SLOTS[0], Decimal("1.5"), None)
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="unknown register"):
-        record(db, [good, (uuid.UUID(int=7), SLOTS[1], Decimal(1), None)], "reads")
+        record(db, [good, (str(uuid.UUID(int=7)), SLOTS[1], Decimal(1), None)], "reads")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="implausible"):
         record(db, [good, (registers[0], datetime(1999, 1, 1, tzinfo=UTC), Decimal(1), None)], "reads")
     with pytest.raises(psycopg.errors.CheckViolation):

@@ -10,16 +10,15 @@ the factory puts no data in fails the coverage test.
 """
 
 import json
-import re
 import secrets
-import uuid
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from tests.support.api import start_postgrest
-from tests.support.factory import EscoData, build_esco
+from flows.db.admin import set_sql_login_claims
+from tests.support.factory import SampleEsco
+from tests.support.tenancy import canonical, ids_in, two_escos
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
 GLOBAL = {"meter_metrics", "meter_event_log_type"}
@@ -31,7 +30,6 @@ CUSTOMER_RELATIONS = {
     "meter_health_history", "meter_clock_drift", "meter_tariff_history", "meter_event_log",
     "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
 }
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 # role name -> (database role, which ESCO's claims it carries, how it sees)
 ROLES = {
@@ -47,7 +45,7 @@ ROLES = {
 class World:
     """Two ESCOs (A, B) in a fresh database with its own PostgREST."""
 
-    def __init__(self, api, a: EscoData, b: EscoData, authenticator_url: str, grafana_url: str):
+    def __init__(self, api, a: SampleEsco, b: SampleEsco, authenticator_url: str, grafana_url: str):
         self.api, self.a, self.b = api, a, b
         self.authenticator_url, self.grafana_url = authenticator_url, grafana_url
         with psycopg.connect(api.db_url) as conn:
@@ -82,43 +80,15 @@ class World:
         return [row for row in rows if not (ids_in(row) & foreign)]
 
 
-def canonical(rows) -> list[str]:
-    return sorted(json.dumps(row, sort_keys=True, default=str) for row in rows)
-
-
-def ids_in(row_json: str) -> set[str]:
-    found = set()
-
-    def walk(value):
-        if isinstance(value, str) and UUID.match(value):
-            found.add(value)
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-
-    walk(json.loads(row_json))
-    return found
-
-
 @pytest.fixture(scope="module")
 def world(pg_server, template_db, tmp_path_factory):
-    name = f"flows_rls_{uuid.uuid4().hex[:8]}"
-    with pg_server.janitor(name, template_dbname=template_db):
-        with psycopg.connect(pg_server.url(name), autocommit=True) as conn:
-            a, b = build_esco(conn), build_esco(conn)
-            grafana_password = secrets.token_urlsafe(12)
+    with two_escos(pg_server, template_db, tmp_path_factory.mktemp("rls"), "rls") as two:
+        grafana_password = secrets.token_urlsafe(12)
+        with psycopg.connect(two.api.db_url, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE grafanareader PASSWORD '{grafana_password}'")
-            conn.execute("INSERT INTO flows.sql_login_claims (login, claims) VALUES ('grafanareader', %s)",
-                         (json.dumps({"esco": a.code}),))
-        with start_postgrest(pg_server, name, tmp_path_factory.mktemp("rls")) as api:
-            yield World(
-                api, a, b,
-                authenticator_url=pg_server.url(name, "flows_authenticator", api.authenticator_password),
-                grafana_url=pg_server.url(name, "grafanareader", grafana_password),
-            )
+        set_sql_login_claims(two.api.db_url, "grafanareader", {"esco": two.a.code})
+        yield World(two.api, two.a, two.b, authenticator_url=two.authenticator_url,
+                    grafana_url=pg_server.url(two.dbname, "grafanareader", grafana_password))
 
 
 def test_every_relation_has_rows_of_both_escos(world):

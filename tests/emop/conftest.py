@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"tests-only-master-secret-0123456789"
 
 
-VECTORS = json.loads((ROOT / "tests" / "emop" / "data" / "vectors.json").read_text())  # copy of shared/emop
+# The test vectors docs/emop-protocol.md cites.
+VECTORS = json.loads((ROOT / "tests" / "emop" / "data" / "vectors.json").read_text())
 
 
 @pytest.fixture(autouse=True)

@@ -217,13 +217,8 @@ def test_event_log_round_trips(index, page_events):
 
 
 statuses = st.integers(0, 0xFFFF).map(messages.ProfileStatus)
-pl1_records = st.builds(
-    messages.ProfileLog1Record,
-    moments.filter(lambda m: m.year > 2000),
-    statuses,
-    thousandths(),
-    thousandths(),
-)
+profile_moments = moments.filter(lambda m: m.year > 2000)
+pl1_records = st.builds(messages.ProfileLog1Record, profile_moments, statuses, thousandths(), thousandths())
 
 
 @settings(max_examples=200, deadline=None)
@@ -238,16 +233,8 @@ def test_profile_log_1_round_trips(header, records):
 @given(st.booleans(), st.binary(min_size=4, max_size=4), st.data())
 def test_profile_log_2_round_trips(twin, header, data):
     b = (thousandths(), thousandths(), thousandths()) if twin else (st.none(), st.none(), st.none())
-    record = st.builds(
-        messages.ProfileLog2Record,
-        moments.filter(lambda m: m.year > 2000),
-        statuses,
-        thousandths(),
-        thousandths(),
-        thousandths(),
-        st.integers(0, 2**32 - 1),
-        *b,
-    )
+    record = st.builds(messages.ProfileLog2Record, profile_moments, statuses, thousandths(), thousandths(),
+                       thousandths(), st.integers(0, 2**32 - 1), *b)
     records = data.draw(st.lists(record, max_size=2 if twin else 3))
     page = messages.parse_profile_log(messages.profile_log_response(2, header, records, twin), twin=twin)
     assert page.records == records

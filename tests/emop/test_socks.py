@@ -86,26 +86,30 @@ async def proxy():
     await server.stop()
 
 
-async def test_operations_through_the_proxy(meter, proxy):
+@pytest.fixture
+def proxied(meter, proxy):
+    """The meter, reached through the proxy."""
     client = EmopClient(pacing=0, attempts=2, timeout=3, backoff=0, proxy=proxy.url)
-    handle = client.meter(meter.serial, host=meter.host, port=meter.port)
+    return client.meter(meter.serial, host=meter.host, port=meter.port)
+
+
+async def test_operations_through_the_proxy(meter, proxy, proxied):
+    handle = proxied
     assert await handle.serial_read() == meter.serial
     assert (await handle.tariffs_active_read()).standing_charge > 0
     assert proxy.connections == meter.stats.connections == 11
 
 
-async def test_a_refusal_behind_the_proxy_is_a_refusal(meter, proxy):
+async def test_a_refusal_behind_the_proxy_is_a_refusal(meter, proxied):
     await meter.set_offline()
-    client = EmopClient(pacing=0, attempts=2, timeout=3, backoff=0, proxy=proxy.url)
     with pytest.raises(ConnectionRefused) as raised:
-        await client.meter(meter.serial, host=meter.host, port=meter.port).csq()
+        await proxied.csq()
     assert raised.value.attempts == 2
 
 
-async def test_an_unreachable_proxy(meter, proxy):
+async def test_an_unreachable_proxy(proxy, proxied):
     await proxy.stop()
-    client = EmopClient(pacing=0, attempts=2, timeout=3, backoff=0, proxy=proxy.url)
     with pytest.raises(ProxyFailed) as raised:
-        await client.meter(meter.serial, host=meter.host, port=meter.port).csq()
+        await proxied.csq()
     assert raised.value.exit_code == 3
     await proxy.start()  # so the fixture can stop it again

@@ -21,7 +21,6 @@ SELECT is_empty($$
     SELECT c.relname FROM pg_class c
     WHERE c.relnamespace = 'flows'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p')
-      AND c.relname NOT IN ('meter_event_log_type')  -- has a primary key too; listed for clarity
 $$, 'every flows table has a primary key');
 
 -- Keys and integrity -----------------------------------------------------

@@ -3,7 +3,6 @@
 import os
 import secrets
 import subprocess
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from flows import auth
+from flows import auth, factories
 from flows.db.admin import set_role_password
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF
 from flows.stack.postgres import free_port
@@ -45,39 +44,41 @@ class Api:
 
     def new_esco(self, name: str = "Test ESCO") -> tuple[str, str]:
         """Create an ESCO with a unique code; returns (id, code)."""
-        code = "T" + uuid.uuid4().hex[:8].upper()
         with self.sql() as conn:
-            row = conn.execute(
-                "INSERT INTO flows.escos (code, name) VALUES (%s, %s) RETURNING id", (code, name)
-            ).fetchone()
-        return str(row[0]), code
+            esco = factories.add_esco(conn, name=name)
+        return esco.id, esco.code
 
 
 @contextmanager
-def start_postgrest(server: PgServer, dbname: str, workdir: Path):
+def start_postgrest(server: PgServer, dbname: str, workdir: Path, settings: dict[str, str] | None = None):
+    """PostgREST serving ``dbname`` until the block ends; ``settings`` are extra PGRST_* variables."""
     password = secrets.token_urlsafe(16)
     set_role_password(server.url(dbname), "flows_authenticator", password)
     api_port, admin_port = free_port(), free_port()
     jwt_secret = secrets.token_urlsafe(40)
-    log = open(workdir / "postgrest.log", "wb")
-    process = subprocess.Popen(
-        [str(POSTGREST_BIN), str(POSTGREST_CONF)],
-        env={
-            **os.environ,
-            "PGRST_DB_URI": server.url(dbname, "flows_authenticator", password),
-            "PGRST_JWT_SECRET": jwt_secret,
-            "PGRST_SERVER_PORT": str(api_port),
-            "PGRST_ADMIN_SERVER_PORT": str(admin_port),
-            "PGRST_LOG_LEVEL": "info",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        if not wait_ready(f"http://127.0.0.1:{admin_port}/ready", 30, alive=lambda: process.poll() is None):
-            raise RuntimeError(f"PostgREST did not start: {(workdir / 'postgrest.log').read_text()[-2000:]}")
+    with run_postgrest({
+        "PGRST_DB_URI": server.url(dbname, "flows_authenticator", password),
+        "PGRST_JWT_SECRET": jwt_secret,
+        "PGRST_SERVER_PORT": str(api_port),
+        "PGRST_ADMIN_SERVER_PORT": str(admin_port),
+        "PGRST_LOG_LEVEL": "info",
+        **(settings or {}),
+    }, admin_port, workdir):
         yield Api(f"http://127.0.0.1:{api_port}", jwt_secret, server.url(dbname), password)
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
+
+
+@contextmanager
+def run_postgrest(settings: dict[str, str], admin_port: int, workdir: Path):
+    """The tested PostgREST binary with postgrest.conf and ``settings`` (PGRST_* variables), ready on
+    ``admin_port``, until the block ends; its log in ``workdir``."""
+    log_path = workdir / "postgrest.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(POSTGREST_BIN), str(POSTGREST_CONF)], env={**os.environ, **settings},
+                                   stdout=log, stderr=subprocess.STDOUT)
+        try:
+            if not wait_ready(f"http://127.0.0.1:{admin_port}/ready", 30, alive=lambda: process.poll() is None):
+                raise RuntimeError(f"PostgREST did not start: {log_path.read_text()[-2000:]}")
+            yield process
+        finally:
+            process.terminate()
+            process.wait(10)

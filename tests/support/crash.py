@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from flows import factories
+
 FLOWS = str(Path(sys.executable).parent / "flows")
 
 
@@ -54,7 +56,7 @@ async def run(admin_url: str, worker_url: str, fleet, meter_ids: dict[str, str],
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for meter in fleet.meters:
             for _ in range(tokens_per_meter):
-                conn.execute("SELECT api.send_token(%s, amount => 1.25)", (meter_ids[meter.serial],))
+                factories.send_token(conn, meter_ids[meter.serial], Decimal("1.25"))
     ids = list(meter_ids.values())
     log = home / "worker.log"
     loop = asyncio.get_running_loop()

@@ -1,7 +1,6 @@
 """End-to-end fixtures: a database with its own PostgREST, an emulated fleet,
 and a worker (in this process), all real."""
 
-import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
+from flows import factories
 from flows.emulator import Fleet, FleetConfig, MeterConfig
 from flows.vending import MemorySequenceStore
 from flows.vending.emulated import EmulatedVendor
@@ -16,6 +16,7 @@ from flows.worker.daemon import Worker, WorkerConfig
 from tests.support.api import start_postgrest
 
 VENDOR_SECRET = b"worker-tests-only"
+REGISTERS_FROM = "2020-01-01T00:00:00Z"  # before any reading the emulated meters hold
 
 
 class Stack:
@@ -46,26 +47,16 @@ def worker_config(url: str, **overrides) -> WorkerConfig:
 
 
 def new_esco(stack) -> tuple[str, str]:
-    code = "W" + uuid.uuid4().hex[:8].upper()
+    """A new ESCO whose commands are never held back by its running limit; (id, code)."""
     with stack.sql() as conn:
-        esco = conn.execute("INSERT INTO flows.escos (code, name, max_running_commands) VALUES (%s, %s, 1000)"
-                            " RETURNING id", (code, code)).fetchone()[0]
-    return str(esco), code
+        esco = factories.add_esco(conn, factories.new_esco_code("W"), max_running_commands=1000)
+    return esco.id, esco.code
 
 
 def register(stack, fleet: Fleet, esco: str) -> dict[str, str]:
     """Registers every emulated meter (at its 127.0.0.1 port) in an ESCO; serial -> meter id."""
-    ids = {}
     with stack.sql() as conn:
-        for meter in fleet.meters:
-            created = conn.execute(
-                "SELECT api.register_meter(serial => %s, hardware => %s, ip_address => %s::inet,"
-                " emop_port => %s, esco => %s, registers => %s::jsonb)",
-                (meter.serial, meter.hardware, meter.host, meter.port, esco,
-                 json.dumps([{"element": e, "start_time": "2020-01-01T00:00:00Z"}
-                             for e in (("A", "B") if meter.hardware == "C1.w" else ("SINGLE",))]))).fetchone()[0]
-            ids[meter.serial] = created["id"]
-    return ids
+        return factories.add_emulated_meters(conn, esco, fleet.meters, registers_from=REGISTERS_FROM)
 
 
 def serials(count: int, first: int) -> list[str]:

@@ -4,31 +4,22 @@ their lease runs out."""
 
 import asyncio
 import secrets
-import shutil
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 
+from flows import factories
 from flows.db import migrations
 from flows.emulator import MeterConfig
-from flows.stack.postgres import Cluster, free_port
+from tests.support.server import throwaway_cluster
 from tests.worker.conftest import serials, wait_for
 
 
 @pytest.fixture
 def own_cluster():
-    base = Path(tempfile.mkdtemp(prefix="flows-restart-", dir="/tmp"))
-    base.chmod(0o755)
-    cluster = Cluster(base / "pgdata", base / "socket", base / "log" / "pg.log", free_port(), trust_tcp=True,
-                      settings={"fsync": "off"})
-    cluster.init()
-    cluster.start()
-    yield cluster
-    cluster.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with throwaway_cluster("restart", {"fsync": "off"}) as cluster:
+        yield cluster
 
 
 async def test_worker_survives_a_postgresql_restart(own_cluster, fleet_of, running_worker):
@@ -37,13 +28,10 @@ async def test_worker_survives_a_postgresql_restart(own_cluster, fleet_of, runni
     password = secrets.token_urlsafe(12)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE flows_worker PASSWORD '{password}'")
-        esco = conn.execute("INSERT INTO flows.escos (code, name, max_running_commands) VALUES ('RST', 'r', 100)"
-                            " RETURNING id").fetchone()[0]
+        esco = factories.add_esco(conn, "RST", max_running_commands=100)
     fleet = await fleet_of(*(MeterConfig(serial=s) for s in serials(8, 201)), latency=0.15)
     with psycopg.connect(admin, autocommit=True) as conn:
-        for meter in fleet.meters:
-            conn.execute("SELECT api.register_meter(serial => %s, hardware => %s, ip_address => '127.0.0.1',"
-                         " emop_port => %s, esco => %s)", (meter.serial, meter.hardware, meter.port, esco))
+        factories.add_emulated_meters(conn, esco.id, fleet.meters)
     await running_worker(own_cluster.tcp_url("postgres", "flows_worker", password), lease=timedelta(seconds=3),
                          emop_timeout=1)
 

@@ -2,11 +2,11 @@
 alone, gaps repaired from the profile log, tariffs followed past activation."""
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from flows import factories
 from flows.emulator import MeterConfig
 from tests.worker.conftest import new_esco, register, serials, wait_for
 
@@ -17,11 +17,9 @@ def scheduled(conn, meter_ids, kind="sync"):
 
 
 def test_metrics_become_syncs_once_per_period(db):
-    esco = db.execute("INSERT INTO flows.escos (code, name) VALUES ('SCH', 's') RETURNING id").fetchone()[0]
-    active = [db.execute("SELECT api.register_meter(serial => %s, esco => %s) ->> 'id'", (s, esco)).fetchone()[0]
-              for s in serials(3, 301)]
-    passive = db.execute("SELECT api.register_meter(serial => %s, esco => %s, mode => 'passive') ->> 'id'",
-                         (serials(1, 304)[0], esco)).fetchone()[0]
+    esco = factories.add_esco(db, "SCH").id
+    active = [factories.add_meter(db, esco, s).id for s in serials(3, 301)]
+    passive = factories.add_meter(db, esco, serials(1, 304)[0], mode="passive").id
     db.execute("UPDATE flows.meter_metrics SET enabled = false WHERE name = 'voltage'")
     first = db.execute("SELECT flows.run_scheduler()").fetchone()[0]
     assert first["syncs"] == 3
@@ -39,9 +37,8 @@ def test_metrics_become_syncs_once_per_period(db):
 
 
 def test_concurrent_scheduler_passes_do_not_duplicate(db_url, db):
-    esco = db.execute("INSERT INTO flows.escos (code, name) VALUES ('SCC', 's') RETURNING id").fetchone()[0]
-    ids = [db.execute("SELECT api.register_meter(serial => %s, esco => %s) ->> 'id'", (s, esco)).fetchone()[0]
-           for s in serials(20, 311)]
+    esco = factories.add_esco(db, "SCC").id
+    ids = [m.id for m in factories.add_meters(db, esco, [factories.MeterSpec(s) for s in serials(20, 311)])]
 
     def one_pass():
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -97,8 +94,7 @@ async def test_tariffs_are_read_after_activation(stack, fleet_of, running_worker
               "prepayment_ecredit_availability": "5", "prepayment_debt_recovery_rate": "0.3",
               "activation_datetime": activation.isoformat()}
     with stack.sql() as conn:
-        command = conn.execute("SELECT id FROM api.set_future_tariff(%s::jsonb, ARRAY[%s]::uuid[])",
-                               (json.dumps(tariff), meter_id)).fetchone()[0]
+        command = factories.set_future_tariff(conn, tariff, [meter_id])[0]
 
     def status(command_id):
         with stack.sql() as conn:

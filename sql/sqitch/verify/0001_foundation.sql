@@ -4,8 +4,12 @@ DO $$
 BEGIN
     ASSERT (SELECT count(*) FROM pg_catalog.pg_roles
             WHERE rolname IN ('flows_owner', 'flows_authenticator', 'flows_anon', 'flows_admin', 'flows_operator',
-                              'flows_analyst', 'flows_service', 'flows_customer', 'grafanareader')) = 9,
+                              'flows_analyst', 'flows_service', 'flows_customer', 'flows_worker',
+                              'grafanareader')) = 10,
         'roles missing';
+    ASSERT (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = 'flows_worker')
+           AND pg_catalog.pg_has_role('flows_worker', 'flows_service', 'MEMBER'),
+        'flows_worker is not a login of flows_service';
     ASSERT (SELECT nspowner = 'flows_owner'::regrole FROM pg_catalog.pg_namespace WHERE nspname = 'flows'),
         'schema flows not owned by flows_owner';
     PERFORM id, code, name, low_balance_threshold, created_at FROM flows.escos WHERE false;

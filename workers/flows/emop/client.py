@@ -53,7 +53,7 @@ THREE_PHASE_CHUNK = timedelta(hours=4)
 SINGLE_PHASE_HARDWARE = {"6C": "C1.w", "6Cw": "C1.w", "6Bw": "B1.w", "3Aw": "EMA1.w"}
 TWIN_ELEMENT_HARDWARE = {"C1.w"}
 THREE_PHASE_HARDWARE = {"P1.ax", "P1.cx"}
-UNIT_RATE_RANGE = (Decimal(0), Decimal(1))  # GBP per kWh (DOMAIN.md sanity ranges)
+UNIT_RATE_RANGE = (Decimal(0), Decimal(1))  # GBP per kWh (docs/data-model.md, "Tariff JSON")
 STANDING_CHARGE_RANGE = (Decimal(0), Decimal(2))  # GBP per day
 PREPAY_MINIMUM_BALANCE = Decimal(10)  # simt-emlite refuses to enable prepay below this
 

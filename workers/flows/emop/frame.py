@@ -1,4 +1,4 @@
-"""EMOP frames: building, parsing and the control byte (EMOP.md §2-§3).
+"""EMOP frames: building, parsing and the control byte (docs/emop-protocol.md §2-§3).
 
     7E | L | dst type | dst addr (3) | src type | src addr (3) | control | data (L-12) | CRC (2, big-endian)
 

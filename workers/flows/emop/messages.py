@@ -1,4 +1,4 @@
-"""Data fields (format byte + message) of every format simt-emlite uses (EMOP.md §4-§7).
+"""Data fields (format byte + message) of every format simt-emlite uses (docs/emop-protocol.md §4-§7).
 
 Builders return the data field bytes (what goes inside a frame); parsers take a
 data field and raise only ``EmopError`` subclasses. Request timestamps of the

@@ -1,4 +1,4 @@
-"""The object registry: every object id EMOP.md documents, with the codec of its payload.
+"""The object registry: every object id docs/emop-protocol.md documents, with the codec of its payload.
 
 ``OBJECTS`` maps a name (the library's ``ObjectIdEnum`` name) to an ``ObjectDef``;
 ``by_id`` and ``lookup`` find one by number, name, hex (``FFC802``) or triplet

@@ -20,7 +20,7 @@ TARIFF_KEYS = (
     "prepayment_emergency_credit",
     "prepayment_ecredit_availability",
     "prepayment_debt_recovery_rate",
-)  # the money keys of DOMAIN.md's tariff JSON
+)  # the money keys of the tariff JSON (docs/data-model.md)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class Tariff:
     element_b_tou_rate: int | None = None
 
     def to_json(self) -> dict:
-        """The tariff JSON of DOMAIN.md (meter_shadows.tariffs_active / tariffs_future)."""
+        """The tariff JSON of docs/data-model.md (meter_shadows.tariffs_active / tariffs_future)."""
         out = {key: str(getattr(self, key)) for key in TARIFF_KEYS}
         if self.activation_datetime is not None:
             out["activation_datetime"] = self.activation_datetime.isoformat()

@@ -340,7 +340,7 @@ class MeterModel:
         return RegisterRead(*(Decimal(v // 1000) / 1000 for v in self.energy[element]))
 
     def tariff(self, state: str = "active") -> dict:
-        """The active or future tariff as DOMAIN.md tariff JSON values (Decimal GBP)."""
+        """The active or future tariff as tariff JSON values (docs/data-model.md; Decimal GBP)."""
         self.advance()
         names = {
             "standing_charge": f"tariff_{state}_standing_charge",

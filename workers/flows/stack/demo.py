@@ -12,13 +12,13 @@ Creating it twice changes nothing.
 import json
 from pathlib import Path
 
-import psycopg
-
+from flows import factories as f
 from flows.db.connect import connect
 
 ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
 FIRST_SERIAL = 2400000001
+REGISTERS_FROM = "2024-01-01T00:00:00Z"  # before the emulated meters' history
 
 
 def fleet_plan() -> list[dict]:
@@ -52,54 +52,24 @@ def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
 def create(database_url: str, base_port: int) -> None:
     """The demo ESCO, its topology, and the emulated meters at their ports."""
     with connect(database_url) as conn, conn.transaction():
-        esco = _one(conn, "INSERT INTO flows.escos (code, name) VALUES (%s, %s) ON CONFLICT (code)"
-                          " DO UPDATE SET name = excluded.name RETURNING id", ESCO)
-        site = _one(conn, "INSERT INTO flows.sites (esco, code, name, location, capacity_kw) VALUES (%s, %s, %s,"
-                          " 'Somerset', 350) ON CONFLICT (esco, code) DO UPDATE SET name = excluded.name RETURNING id",
-                    (esco, *SITE))
-        feeders = [_one(conn, "INSERT INTO flows.feeder_registry (esco, name, substation, rating_amps) VALUES"
-                              " (%s, %s, 'Meadows substation', 400) ON CONFLICT (esco, name)"
-                              " DO UPDATE SET substation = excluded.substation RETURNING id", (esco, name))
+        esco = f.add_esco(conn, *ESCO).id
+        site = f.add_site(conn, esco, *SITE, location="Somerset", capacity_kw=350)
+        feeders = [f.add_feeder(conn, esco, name, substation="Meadows substation", rating_amps=400)
                    for name in ("Feeder North", "Feeder South")]
-        circuits = {kind: _one(conn, "INSERT INTO flows.circuits (esco, site, type, name) VALUES (%s, %s, %s, %s)"
-                                     " ON CONFLICT (site, name) DO UPDATE SET type = excluded.type RETURNING id",
-                               (esco, site, kind, name))
-                    for kind, name in (("power", "Homes"), ("heat", "Heat pumps"))}
-        for i, meter in enumerate(fleet_plan()):
-            prop = _one(conn, "INSERT INTO flows.properties (esco, site, plot, type) VALUES (%s, %s, %s, %s)"
-                              " ON CONFLICT (site, plot) DO UPDATE SET type = excluded.type RETURNING id",
-                        (esco, site, meter["plot"], "commercial" if meter["plot"] == "Hall" else "residential"))
-            head = _one(conn, "INSERT INTO flows.service_head_registry (esco, name, phase, fuse_rating, type, feeder)"
-                              " VALUES (%s, %s, %s, 100, 'network_owned', %s) ON CONFLICT (esco, name)"
-                              " DO UPDATE SET feeder = excluded.feeder RETURNING id",
-                        (esco, f"SH-{i + 1:02d}", i % 3 + 1, feeders[i % 2]))
-            conn.execute("INSERT INTO flows.properties_service_head (property, service_head, esco)"
-                         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (prop, head, esco))
-            meter_id = _meter(conn, meter, esco, site, base_port + i)
-            conn.execute("INSERT INTO flows.service_head_meter (service_head, meter, esco)"
-                         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (head, meter_id, esco))
-            for element, register in conn.execute(
-                    "SELECT element, register_id FROM flows.meter_registers WHERE meter_id = %s", (meter_id,)):
-                circuit = circuits["heat" if element == "B" else "power"]
-                conn.execute("INSERT INTO flows.circuit_register (circuit, register, esco, start_time)"
-                             " SELECT %s, %s, %s, '2024-01-01' WHERE NOT EXISTS (SELECT FROM flows.circuit_register"
-                             " WHERE register = %s)", (circuit, register, esco, register))
-
-
-def _meter(conn: psycopg.Connection, meter: dict, esco, site, port: int):
-    found = conn.execute("SELECT id FROM flows.meter_registry WHERE serial = %s", (meter["serial"],)).fetchone()
-    if found:
-        conn.execute("UPDATE flows.meter_registry SET ip_address = '127.0.0.1', emop_port = %s WHERE id = %s",
-                     (port, found[0]))
-        return found[0]
-    elements = ["A", "B"] if meter["hardware"] == "C1.w" else ["SINGLE"]
-    return _one(conn, "SELECT api.register_meter(serial => %s, name => %s, hardware => %s, ip_address => '127.0.0.1',"
-                      " emop_port => %s, esco => %s, site => %s, installation_status => 'commissioned',"
-                      " prepay_enabled => %s, registers => %s::jsonb) ->> 'id'",
-                (meter["serial"], f"{meter['plot']} supply", meter["hardware"], port, esco, site,
-                 meter["hardware"] != "P1.ax",  # three-phase meters are credit meters
-                 json.dumps([{"element": e, "start_time": "2024-01-01T00:00:00Z"} for e in elements])))
-
-
-def _one(conn: psycopg.Connection, sql: str, params):
-    return conn.execute(sql, params).fetchone()[0]
+        circuits = {kind: f.add_circuit(conn, site, name, kind) for kind, name in (("power", "Homes"),
+                                                                                 ("heat", "Heat pumps"))}
+        plan = fleet_plan()
+        meters = f.add_meters(conn, esco, [
+            f.MeterSpec(m["serial"], m["hardware"], f"{m['plot']} supply", "127.0.0.1", base_port + i,
+                        prepay_enabled=m["hardware"] != "P1.ax")  # three-phase meters are credit meters
+            for i, m in enumerate(plan)], site=site, installation_status="commissioned", registers_from=REGISTERS_FROM)
+        for i, (planned, meter) in enumerate(zip(plan, meters, strict=True)):
+            home = f.add_property(conn, site, planned["plot"],
+                                  type="commercial" if planned["plot"] == "Hall" else "residential")
+            head = f.add_service_head(conn, esco, f"SH-{i + 1:02d}", phase=i % 3 + 1, fuse_rating=100,
+                                      feeder=feeders[i % 2])
+            f.link_property_head(conn, home, head)
+            f.link_head_meter(conn, head, meter.id)
+            for element, register in meter.registers.items():
+                f.link_circuit_register(conn, circuits["heat" if element == "B" else "power"], register,
+                                        REGISTERS_FROM)
