@@ -19,9 +19,9 @@ def test_nothing_configured_is_a_clear_error(clean_env):
     settings = Settings.resolve()
     assert settings.home == clean_env and not settings.has_database
     with pytest.raises(ConfigError, match="no database configured"):
-        settings.database_url
+        _ = settings.database_url
     with pytest.raises(ConfigError, match="no JWT secret configured"):
-        settings.jwt_secret
+        _ = settings.jwt_secret
     assert settings.vendor == "test"
 
 
