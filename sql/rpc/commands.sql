@@ -74,14 +74,6 @@ BEGIN
 END
 $$;
 
--- Who asked, for requested_by.
-CREATE FUNCTION flows.requester() RETURNS text
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-    SELECT coalesce(flows.jwt_claims() ->> 'sub', flows.jwt_claims() ->> 'email', current_user)
-$$;
-
 
 CREATE FUNCTION api.request_sync(meter_ids uuid[] DEFAULT NULL, metrics text[] DEFAULT NULL)
 RETURNS SETOF api.meter_commands
