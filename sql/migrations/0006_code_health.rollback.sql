@@ -115,6 +115,94 @@ COMMENT ON FUNCTION flows.claim_meter_commands(text, integer, interval) IS
     'and its enabled registers ({element: {register_id, direction_reversed}}).';
 GRANT EXECUTE ON FUNCTION flows.claim_meter_commands(text, integer, interval) TO flows_service, flows_admin;
 
+-- ---- requests queue their commands themselves again ----
+CREATE OR REPLACE FUNCTION api.send_token(
+    meter_id        uuid,
+    amount          numeric DEFAULT NULL,
+    token           text DEFAULT NULL,
+    source          text DEFAULT 'payment',
+    idempotency_key text DEFAULT NULL
+) RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    target record;
+    existing uuid;
+    added uuid;
+BEGIN
+    IF (amount IS NULL) = (token IS NULL) THEN
+        RAISE EXCEPTION 'give either amount (GBP, the token is vended) or token (20 digits)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF amount IS NOT NULL AND (amount < 0.01 OR amount > 1000 OR pg_catalog.scale(amount) > 2) THEN
+        RAISE EXCEPTION 'amount must be between 0.01 and 1000 GBP, in pence; got %', amount
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF token IS NOT NULL AND token !~ '^[0-9]{20}$' THEN
+        RAISE EXCEPTION 'token must be 20 digits' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source NOT IN ('payment', 'gift', 'solar_credit', 'adjustment') THEN
+        RAISE EXCEPTION 'source must be payment, gift, solar_credit or adjustment; got %', source
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id], p_prepay => true);
+    IF idempotency_key IS NOT NULL THEN  -- the same request again: the same command
+        SELECT c.id INTO existing FROM flows.meter_commands AS c
+        WHERE c.esco = target.esco AND c.idempotency_key = send_token.idempotency_key;
+        IF existing IS NOT NULL THEN
+            RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = existing;
+            RETURN;
+        END IF;
+    END IF;
+    INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, idempotency_key, requested_by, max_attempts)
+    VALUES (target.esco, target.meter_id, 'send_token',
+            pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+                'amount', amount::text, 'token', token, 'source', source)),
+            idempotency_key, flows.requester(), 5)
+    RETURNING id INTO added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+END
+$$;
+CREATE OR REPLACE FUNCTION api.read_profile_log(meter_id uuid, start_time timestamptz, end_time timestamptz)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    target record;
+    added uuid;
+BEGIN
+    IF start_time >= end_time OR end_time > pg_catalog.now() + interval '1 hour'
+       OR end_time - start_time > interval '31 days' THEN
+        RAISE EXCEPTION 'start_time must be before end_time, at most 31 days apart, and not in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[read_profile_log.meter_id]);
+    INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
+    VALUES (target.esco, target.meter_id, 'read_profile_log',
+            pg_catalog.jsonb_build_object('from', start_time, 'to', end_time), flows.requester())
+    RETURNING id INTO added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+END
+$$;
+CREATE OR REPLACE FUNCTION api.set_clock(meter_id uuid) RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    target record;
+    added uuid;
+BEGIN
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[set_clock.meter_id]);
+    INSERT INTO flows.meter_commands (esco, meter_id, kind, requested_by)
+    VALUES (target.esco, target.meter_id, 'set_clock', flows.requester())
+    RETURNING id INTO added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+END
+$$;
+DROP FUNCTION flows.queue_meter_command(uuid, text, jsonb, boolean, text);
+
 -- ---- meter states as before ----
 CREATE OR REPLACE FUNCTION flows.record_meter_states(p_states jsonb) RETURNS integer
 LANGUAGE plpgsql

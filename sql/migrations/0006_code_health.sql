@@ -5,7 +5,9 @@
 --     (an EMP1AX... meter with no hardware recorded is three phase everywhere);
 --   * meter states typed once (flows.meter_state), the shadow update's rule once (flows.newer);
 --   * the functions a running worker calls versioned (_v1), plus the two queries it
---     assembled itself (queue depth, last event time) as named functions.
+--     assembled itself (queue depth, last event time) as named functions;
+--   * one way to queue a command for one meter (flows.queue_meter_command), used by
+--     send_token, read_profile_log and set_clock.
 -- Moving max_running_commands, reads_to_estimate and flows.requester between source
 -- files changes nothing in the database.
 
@@ -514,6 +516,87 @@ BEGIN
 END
 $$;
 
+-- ---- rpc/commands.sql: one way to queue a command for a meter ----
+CREATE FUNCTION flows.queue_meter_command(p_meter_id uuid, p_kind text, p_parameters jsonb DEFAULT '{}',
+                                          p_prepay boolean DEFAULT false, p_idempotency_key text DEFAULT NULL)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    target record;
+    command_id uuid;
+BEGIN
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[p_meter_id], p_prepay);
+    IF p_idempotency_key IS NOT NULL THEN  -- the same request again: the same command
+        SELECT c.id INTO command_id FROM flows.meter_commands AS c
+        WHERE c.esco = target.esco AND c.idempotency_key = p_idempotency_key;
+    END IF;
+    IF command_id IS NULL THEN
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, idempotency_key, requested_by)
+        VALUES (target.esco, target.meter_id, p_kind, p_parameters, p_idempotency_key, flows.requester())
+        RETURNING id INTO command_id;
+    END IF;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = command_id;
+END
+$$;
+CREATE OR REPLACE FUNCTION api.send_token(
+    meter_id        uuid,
+    amount          numeric DEFAULT NULL,
+    token           text DEFAULT NULL,
+    source          text DEFAULT 'payment',
+    idempotency_key text DEFAULT NULL
+) RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF (amount IS NULL) = (token IS NULL) THEN
+        RAISE EXCEPTION 'give either amount (GBP, the token is vended) or token (20 digits)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF amount IS NOT NULL AND (amount < 0.01 OR amount > 1000 OR pg_catalog.scale(amount) > 2) THEN
+        RAISE EXCEPTION 'amount must be between 0.01 and 1000 GBP, in pence; got %', amount
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF token IS NOT NULL AND token !~ '^[0-9]{20}$' THEN
+        RAISE EXCEPTION 'token must be 20 digits' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF source NOT IN ('payment', 'gift', 'solar_credit', 'adjustment') THEN
+        RAISE EXCEPTION 'source must be payment, gift, solar_credit or adjustment; got %', source
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(
+        send_token.meter_id, 'send_token',
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'amount', amount::text, 'token', token, 'source', source)),
+        p_prepay => true, p_idempotency_key => send_token.idempotency_key);
+END
+$$;
+CREATE OR REPLACE FUNCTION api.read_profile_log(meter_id uuid, start_time timestamptz, end_time timestamptz)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF start_time >= end_time OR end_time > pg_catalog.now() + interval '1 hour'
+       OR end_time - start_time > interval '31 days' THEN
+        RAISE EXCEPTION 'start_time must be before end_time, at most 31 days apart, and not in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(
+        read_profile_log.meter_id, 'read_profile_log', pg_catalog.jsonb_build_object('from', start_time, 'to', end_time));
+END
+$$;
+CREATE OR REPLACE FUNCTION api.set_clock(meter_id uuid) RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(set_clock.meter_id, 'set_clock');
+END
+$$;
+
 -- ---- rls/privileges.sql ----
 GRANT EXECUTE ON FUNCTION flows.lock_key(text) TO flows_service, flows_admin;
 GRANT SELECT ON flows.hardware_kinds TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
@@ -526,6 +609,7 @@ GRANT EXECUTE ON FUNCTION
     flows.meter_command_queue_depth_v1(),
     flows.last_meter_event_time_v1(uuid)
 TO flows_service, flows_admin;
+GRANT EXECUTE ON FUNCTION flows.queue_meter_command(uuid, text, jsonb, boolean, text) TO flows_admin, flows_operator;
 
 -- ---- rls/policies.sql ----
 ALTER TABLE flows.hardware_kinds ENABLE ROW LEVEL SECURITY;

@@ -178,6 +178,7 @@ GRANT EXECUTE ON FUNCTION
     api.set_clock(uuid),
     api.cancel_meter_command(uuid),
     flows.meters_to_command(uuid[], boolean),
+    flows.queue_meter_command(uuid, text, jsonb, boolean, text),
     flows.requester()
 TO flows_admin, flows_operator;
 

@@ -25,6 +25,17 @@ CALL flows.create_timeseries('register_export', $columns$
 $columns$);
 COMMENT ON TABLE flows.register_export IS 'Cumulative export reads (kWh) of a register, as read from the meter.';
 
+-- Reads not yet turned into estimated half hours: noted by
+-- flows.record_register_reads, taken by flows.estimate_interval_hh (from the
+-- scheduler), so a sync's transaction stays short and the estimates for every
+-- meter are made in one set-based pass.
+CREATE TABLE flows.reads_to_estimate (
+    register_id uuid        NOT NULL,
+    "timestamp" timestamptz NOT NULL,
+    PRIMARY KEY (register_id, "timestamp")
+);
+COMMENT ON TABLE flows.reads_to_estimate IS 'New register reads waiting for flows.estimate_interval_hh.';
+
 -- Energy per half hour. source: 'profile_log' (the meter's own half-hourly
 -- log, authoritative) or 'reads' (derived from consecutive cumulative reads).
 CALL flows.create_timeseries('register_interval_hh', $columns$
@@ -93,15 +104,3 @@ $$;
 
 CREATE TRIGGER meter_registers_keep_readings BEFORE DELETE ON flows.meter_registers
     FOR EACH ROW EXECUTE FUNCTION flows.guard_register_delete();
-
-
--- Reads not yet turned into estimated half hours: noted by
--- flows.record_register_reads, taken by flows.estimate_interval_hh (from the
--- scheduler), so a sync's transaction stays short and the estimates for every
--- meter are made in one set-based pass.
-CREATE TABLE flows.reads_to_estimate (
-    register_id uuid        NOT NULL,
-    "timestamp" timestamptz NOT NULL,
-    PRIMARY KEY (register_id, "timestamp")
-);
-COMMENT ON TABLE flows.reads_to_estimate IS 'New register reads waiting for flows.estimate_interval_hh.';
