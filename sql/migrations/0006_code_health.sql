@@ -10,6 +10,9 @@
 --     send_token, read_profile_log and set_clock.
 -- Moving max_running_commands, reads_to_estimate and flows.requester between source
 -- files changes nothing in the database.
+-- Deploy: the worker functions are renamed here, so workers of an earlier release fail
+-- their calls until restarted (their commands' leases run out and new workers take them);
+-- restart the workers with this migration. Later changes add _v2 beside _v1 instead.
 
 -- Everything below is created by, and owned by, flows_owner.
 SET LOCAL ROLE flows_owner;
