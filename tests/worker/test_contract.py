@@ -5,9 +5,15 @@ functions for everything a running worker calls."""
 import dataclasses
 import inspect
 import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
 
 from flows.worker import queries
 from flows.worker.outcome import Events, HalfHours, MeterIdentity, MeterState, Outcome
+from flows.worker.queries import Fenced, Queries, QueryFailed
 from flows.worker.workflows import METRIC_READERS, WORKFLOWS
 
 
@@ -44,3 +50,36 @@ def test_what_a_worker_calls_is_versioned_and_granted(db):
                              " FROM pg_proc p WHERE p.pronamespace = 'flows'::regnamespace AND p.proname = %s",
                              (name,)).fetchone()[0]
         assert granted, f"flows.{name} is missing, or flows_worker may not call it"
+
+
+async def test_the_query_boundary_lets_out_one_error(db, db_url):
+    """Named functions answer through Queries; whatever the driver raises comes out as QueryFailed
+    (Fenced when the fence refused), with the driver's error as its cause."""
+    with pytest.raises(QueryFailed) as unreachable:
+        await Queries.connect("postgresql://flows@127.0.0.1:1/flows", "w", 1)
+    assert isinstance(unreachable.value.__cause__, OSError)
+
+    esco = db.execute("INSERT INTO flows.escos (code, name) VALUES ('EDGE', 'e') RETURNING id").fetchone()[0]
+    meter = db.execute("SELECT api.register_meter(serial => 'EML6000000001', ip_address => '127.0.0.1',"
+                       " emop_port => 9500, esco => %s) ->> 'id'", (esco,)).fetchone()[0]
+    db.execute("SELECT api.request_sync(ARRAY[%s]::uuid[], ARRAY['csq'])", (meter,))
+    worker = await Queries.connect(db_url, "edge-worker", 2)
+    try:
+        assert await worker.queue_depth() == {"pending": 1, "running": 0}
+        assert await worker.last_event_time(uuid.UUID(meter)) is None
+        [command] = await worker.claim(10, timedelta(minutes=1))
+        assert (command.serial, command.three_phase) == ("EML6000000001", False)
+        assert await worker.queue_depth() == {"pending": 0, "running": 1}
+        stale = dataclasses.replace(command, attempt=command.attempt + 1)
+        with pytest.raises(Fenced) as fenced:
+            await worker.note_progress(stale, {"x": 1})
+        assert fenced.value.sqlstate == "FL409" and isinstance(fenced.value.__cause__, asyncpg.PostgresError)
+        bad = MeterState(meter_id=command.meter_id, observed_at=datetime.now(UTC), csq=40)
+        with pytest.raises(QueryFailed) as refused:
+            await worker.finish(command, Outcome(states=[bad]))
+        assert not isinstance(refused.value, Fenced) and refused.value.sqlstate == "22023"
+        assert "csq must be 0 to 31" in str(refused.value)
+        await worker.finish(command, Outcome(states=[], result={"ok": True}))
+        assert await worker.queue_depth() == {"pending": 0, "running": 0}
+    finally:
+        await worker.close()
