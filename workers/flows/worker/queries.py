@@ -89,9 +89,10 @@ async def listening(database_url: str, on_notify: Callable[[], None]) -> AsyncIt
     lost = asyncio.Event()
     with _driver_errors():
         conn = await asyncpg.connect(database_url)
-        conn.add_termination_listener(lambda _: lost.set())
-        await conn.add_listener(CHANNEL, lambda *_: on_notify())
     try:
+        with _driver_errors():
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(CHANNEL, lambda *_: on_notify())
         yield lost
     finally:
         with _driver_errors():
