@@ -11,17 +11,26 @@ SET ROLE flows_owner;
 
 -- what is stored
 \ir schema/common.sql
+\ir schema/advisory_locks.sql
 \ir schema/escos.sql
 \ir schema/sites.sql
 \ir schema/network.sql
 \ir schema/tariffs.sql
+\ir schema/hardware_kinds.sql
 \ir schema/meters.sql
 \ir schema/circuits.sql
 \ir schema/meter_metrics.sql
 \ir schema/timeseries.sql
 \ir schema/readings.sql
 \ir schema/meter_history.sql
-\ir schema/recording.sql
+-- recording what meters report: checks, then each writer
+\ir schema/recording/guards.sql
+\ir schema/recording/interval_rollups.sql
+\ir schema/recording/half_hours.sql
+\ir schema/recording/register_reads.sql
+\ir schema/recording/estimates.sql
+\ir schema/recording/meter_states.sql
+\ir schema/recording/meter_events.sql
 \ir schema/energy_parts.sql
 \ir schema/commands.sql
 \ir schema/scheduling.sql

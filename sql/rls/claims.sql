@@ -65,3 +65,12 @@ AS $$
              THEN flows.jwt_claims() -> 'properties' ELSE '[]' END) AS p (value)
 $$;
 COMMENT ON FUNCTION flows.customer_property_ids() IS 'Property ids in the "properties" claim of a customer token.';
+
+-- Who is asking, as a name to record (meter_commands.requested_by, a
+-- cancellation's reason): the token's subject, else its email, else the login.
+CREATE FUNCTION flows.requester() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(flows.jwt_claims() ->> 'sub', flows.jwt_claims() ->> 'email', current_user)
+$$;

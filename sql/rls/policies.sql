@@ -102,6 +102,12 @@ CREATE POLICY meter_shadows_visible_meter ON flows.meter_shadows FOR SELECT
     TO flows_operator, flows_analyst, flows_customer
     USING (id IN (SELECT m.id FROM flows.meter_registry AS m));
 
+-- Hardware kinds: reference data shared by every ESCO, changed by migrations only.
+ALTER TABLE flows.hardware_kinds ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hardware_kinds_read ON flows.hardware_kinds FOR SELECT
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer
+    USING (true);
+
 -- Sync cadence: shared by every ESCO.
 ALTER TABLE flows.meter_metrics ENABLE ROW LEVEL SECURITY;
 CREATE POLICY meter_metrics_read ON flows.meter_metrics FOR SELECT

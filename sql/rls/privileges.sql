@@ -42,6 +42,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON flows.escos, api.escos TO flows_admin;
 GRANT EXECUTE ON FUNCTION flows.tariff_field_limit(text), flows.tariff_is_valid(jsonb, boolean),
                           flows.is_three_phase(flows.meter_registry)
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+-- What each model of meter is (read by is_three_phase): everyone reads, migrations write.
+GRANT SELECT ON flows.hardware_kinds TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
 -- Configuration and topology: operators and admins write; analysts and workers read.
 GRANT SELECT ON
@@ -109,6 +111,7 @@ GRANT EXECUTE ON FUNCTION
     flows.estimate_interval_hh(),
     flows.check_meter_state(jsonb),
     flows.meter_state_rows(jsonb),
+    flows.newer(anyelement, timestamptz, anyelement, timestamptz),
     flows.check_reading_times(timestamptz, timestamptz),
     flows.ensure_partitions(regclass, timestamptz, timestamptz),
     flows.maintain_partitions()
@@ -175,6 +178,7 @@ GRANT EXECUTE ON FUNCTION
     api.set_clock(uuid),
     api.cancel_meter_command(uuid),
     flows.meters_to_command(uuid[], boolean),
+    flows.queue_meter_command(uuid, text, jsonb, boolean, text),
     flows.requester()
 TO flows_admin, flows_operator;
 
@@ -182,18 +186,21 @@ TO flows_admin, flows_operator;
 GRANT SELECT, INSERT, UPDATE ON flows.meter_metric_runs TO flows_service, flows_admin;
 GRANT SELECT ON flows.meter_metric_runs TO flows_operator, flows_analyst;
 GRANT EXECUTE ON FUNCTION
-    flows.claim_meter_commands(text, integer, interval),
+    flows.claim_meter_commands_v1(text, integer, interval),
     flows.fence_meter_command(uuid, text, integer),
-    flows.renew_meter_command_leases(text, uuid[], integer[], interval),
-    flows.note_meter_command_progress(uuid, text, integer, jsonb),
-    flows.finish_meter_command(uuid, text, integer, jsonb),
-    flows.fail_meter_command(uuid, text, integer, text, boolean, interval),
-    flows.release_meter_command(uuid, text, integer),
+    flows.renew_meter_command_leases_v1(text, uuid[], integer[], interval),
+    flows.note_meter_command_progress_v1(uuid, text, integer, jsonb),
+    flows.finish_meter_command_v1(uuid, text, integer, jsonb),
+    flows.fail_meter_command_v1(uuid, text, integer, text, boolean, interval),
+    flows.release_meter_command_v1(uuid, text, integer),
     flows.retry_delay(integer, interval),
     flows.note_metrics_synced(uuid, jsonb),
     flows.metric_interval(text),
     flows.schedule_syncs(),
     flows.schedule_profile_log_reads(integer),
     flows.schedule_tariff_checks(),
-    flows.run_scheduler()
+    flows.run_scheduler_v1(),
+    flows.meter_command_queue_depth_v1(),
+    flows.last_meter_event_time_v1(uuid),
+    flows.lock_key(text)
 TO flows_service, flows_admin;

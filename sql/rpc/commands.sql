@@ -74,12 +74,31 @@ BEGIN
 END
 $$;
 
--- Who asked, for requested_by.
-CREATE FUNCTION flows.requester() RETURNS text
-LANGUAGE sql STABLE
+-- Queues one command for one meter the caller may command (flows.meters_to_command;
+-- p_prepay: a prepayment operation) and returns it as /meter_commands shows it.
+-- With p_idempotency_key, a request made before returns the command it made.
+CREATE FUNCTION flows.queue_meter_command(p_meter_id uuid, p_kind text, p_parameters jsonb DEFAULT '{}',
+                                          p_prepay boolean DEFAULT false, p_idempotency_key text DEFAULT NULL)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-    SELECT coalesce(flows.jwt_claims() ->> 'sub', flows.jwt_claims() ->> 'email', current_user)
+DECLARE
+    target record;
+    command_id uuid;
+BEGIN
+    SELECT * INTO target FROM flows.meters_to_command(ARRAY[p_meter_id], p_prepay);
+    IF p_idempotency_key IS NOT NULL THEN  -- the same request again: the same command
+        SELECT c.id INTO command_id FROM flows.meter_commands AS c
+        WHERE c.esco = target.esco AND c.idempotency_key = p_idempotency_key;
+    END IF;
+    IF command_id IS NULL THEN
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, idempotency_key, requested_by)
+        VALUES (target.esco, target.meter_id, p_kind, p_parameters, p_idempotency_key, flows.requester())
+        RETURNING id INTO command_id;
+    END IF;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = command_id;
+END
 $$;
 
 
@@ -126,10 +145,6 @@ CREATE FUNCTION api.send_token(
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    target record;
-    existing uuid;
-    added uuid;
 BEGIN
     IF (amount IS NULL) = (token IS NULL) THEN
         RAISE EXCEPTION 'give either amount (GBP, the token is vended) or token (20 digits)'
@@ -146,22 +161,11 @@ BEGIN
         RAISE EXCEPTION 'source must be payment, gift, solar_credit or adjustment; got %', source
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO target FROM flows.meters_to_command(ARRAY[send_token.meter_id], p_prepay => true);
-    IF idempotency_key IS NOT NULL THEN  -- the same request again: the same command
-        SELECT c.id INTO existing FROM flows.meter_commands AS c
-        WHERE c.esco = target.esco AND c.idempotency_key = send_token.idempotency_key;
-        IF existing IS NOT NULL THEN
-            RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = existing;
-            RETURN;
-        END IF;
-    END IF;
-    INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, idempotency_key, requested_by, max_attempts)
-    VALUES (target.esco, target.meter_id, 'send_token',
-            pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-                'amount', amount::text, 'token', token, 'source', source)),
-            idempotency_key, flows.requester(), 5)
-    RETURNING id INTO added;
-    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(
+        send_token.meter_id, 'send_token',
+        pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'amount', amount::text, 'token', token, 'source', source)),
+        p_prepay => true, p_idempotency_key => send_token.idempotency_key);
 END
 $$;
 COMMENT ON FUNCTION api.send_token(uuid, numeric, text, text, text) IS
@@ -220,21 +224,14 @@ RETURNS SETOF api.meter_commands
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    target record;
-    added uuid;
 BEGIN
     IF start_time >= end_time OR end_time > pg_catalog.now() + interval '1 hour'
        OR end_time - start_time > interval '31 days' THEN
         RAISE EXCEPTION 'start_time must be before end_time, at most 31 days apart, and not in the future'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO target FROM flows.meters_to_command(ARRAY[read_profile_log.meter_id]);
-    INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
-    VALUES (target.esco, target.meter_id, 'read_profile_log',
-            pg_catalog.jsonb_build_object('from', start_time, 'to', end_time), flows.requester())
-    RETURNING id INTO added;
-    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(
+        read_profile_log.meter_id, 'read_profile_log', pg_catalog.jsonb_build_object('from', start_time, 'to', end_time));
 END
 $$;
 COMMENT ON FUNCTION api.read_profile_log(uuid, timestamptz, timestamptz) IS
@@ -245,15 +242,8 @@ CREATE FUNCTION api.set_clock(meter_id uuid) RETURNS SETOF api.meter_commands
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    target record;
-    added uuid;
 BEGIN
-    SELECT * INTO target FROM flows.meters_to_command(ARRAY[set_clock.meter_id]);
-    INSERT INTO flows.meter_commands (esco, meter_id, kind, requested_by)
-    VALUES (target.esco, target.meter_id, 'set_clock', flows.requester())
-    RETURNING id INTO added;
-    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = added;
+    RETURN QUERY SELECT * FROM flows.queue_meter_command(set_clock.meter_id, 'set_clock');
 END
 $$;
 COMMENT ON FUNCTION api.set_clock(uuid) IS 'Sets the meter''s clock to the server''s (UTC) and records the drift.';

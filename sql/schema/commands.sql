@@ -16,6 +16,11 @@
 -- finishing, failing or renewing needs the worker's name and the attempt it
 -- claimed, so a worker whose lease expired (and whose command was claimed
 -- again) cannot record anything. At most one command per meter runs at a time.
+--
+-- The functions a running worker calls end in a version (_v1): a deploy that
+-- changes what one takes or returns adds _v2 beside it and drops _v1 only once
+-- no worker calls it (docs/database.md, "Versioned functions"). What they call
+-- in turn (fence, record_*) changes with the deploy, in one transaction.
 
 CREATE TABLE flows.meter_commands (
     id               uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -66,11 +71,6 @@ CREATE INDEX meter_commands_batch_idx ON flows.meter_commands (batch_id) WHERE b
 CREATE TRIGGER meter_commands_touch BEFORE UPDATE ON flows.meter_commands
     FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
--- How many commands of one ESCO may run at once, across all workers.
-ALTER TABLE flows.escos ADD COLUMN max_running_commands integer NOT NULL DEFAULT 50
-    CONSTRAINT escos_max_running_commands_range CHECK (max_running_commands BETWEEN 1 AND 10000);
-COMMENT ON COLUMN flows.escos.max_running_commands IS 'Commands of this ESCO that may run at once, across all workers.';
-
 
 -- Wakes the workers: NOTIFY flows_meter_commands with the new ids (comma
 -- separated, in chunks that fit a notification). Workers also poll, so a lost
@@ -108,12 +108,12 @@ CREATE TRIGGER meter_commands_notify_insert AFTER INSERT ON flows.meter_commands
 -- the meters can carry. Top-ups go first (a customer is waiting for credit),
 -- then the oldest due. Claims are serialised (one advisory lock), which makes those
 -- checks exact; a claim takes milliseconds. Returns what the worker needs to
--- reach the meter.
-CREATE FUNCTION flows.claim_meter_commands(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
+-- reach the meter and what kind of meter it is (flows.hardware_kinds).
+CREATE FUNCTION flows.claim_meter_commands_v1(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
 RETURNS TABLE (
     id uuid, kind text, parameters jsonb, attempt smallint, max_attempts smallint, progress jsonb,
-    meter_id uuid, serial text, ip_address inet, emop_port integer, hardware text, esco_code text,
-    registers jsonb, created_at timestamptz, lease_expires_at timestamptz
+    meter_id uuid, serial text, ip_address inet, emop_port integer, hardware text, three_phase boolean,
+    esco_code text, registers jsonb, created_at timestamptz, lease_expires_at timestamptz
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -126,7 +126,7 @@ BEGIN
         RAISE EXCEPTION 'flows.max_running_commands must be a whole number, got %', global_limit
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(2052, 0);
+    PERFORM pg_catalog.pg_advisory_xact_lock(flows.lock_key('command_claims'), 0);
     -- A command whose lease ran out after its last attempt had its final
     -- chance (a worker died on it): it fails, saying so.
     UPDATE flows.meter_commands AS c
@@ -185,16 +185,16 @@ BEGIN
     FROM chosen AS ch, flows.meter_registry AS m, flows.escos AS e
     WHERE c.id = ch.id AND m.id = c.meter_id AND e.id = c.esco
     RETURNING c.id, c.kind, c.parameters, c.attempts, c.max_attempts, c.progress,
-              m.id, m.serial, m.ip_address, m.emop_port, m.hardware, e.code,
+              m.id, m.serial, m.ip_address, m.emop_port, m.hardware, flows.is_three_phase(m), e.code,
               (SELECT coalesce(pg_catalog.jsonb_object_agg(r.element, pg_catalog.jsonb_build_object(
                           'register_id', r.register_id, 'direction_reversed', r.direction_reversed)), '{}')
                FROM flows.meter_registers AS r WHERE r.meter_id = m.id AND r.status = 'enabled'),
               c.created_at, c.lease_expires_at;
 END
 $$;
-COMMENT ON FUNCTION flows.claim_meter_commands(text, integer, interval) IS
-    'Claims due commands for a worker: one per meter, within ESCO limits; returns how to reach each meter '
-    'and its enabled registers ({element: {register_id, direction_reversed}}).';
+COMMENT ON FUNCTION flows.claim_meter_commands_v1(text, integer, interval) IS
+    'Claims due commands for a worker: one per meter, within ESCO limits; returns how to reach each meter, '
+    'whether it is three phase, and its enabled registers ({element: {register_id, direction_reversed}}).';
 
 
 -- The fence: locks the command and checks the caller still holds it.
@@ -222,8 +222,8 @@ $$;
 
 
 -- Extends the leases the worker still holds; returns those it holds no longer.
-CREATE FUNCTION flows.renew_meter_command_leases(p_worker text, p_ids uuid[], p_attempts integer[],
-                                                 p_lease interval DEFAULT '2 minutes')
+CREATE FUNCTION flows.renew_meter_command_leases_v1(p_worker text, p_ids uuid[], p_attempts integer[],
+                                                    p_lease interval DEFAULT '2 minutes')
 RETURNS uuid[]
 LANGUAGE sql
 SET search_path = ''
@@ -244,7 +244,7 @@ END;
 
 -- Saves how far a command got (e.g. the token vended, the balance and
 -- transaction count before a push), durably, before the next risky step.
-CREATE FUNCTION flows.note_meter_command_progress(p_id uuid, p_worker text, p_attempt integer, p_progress jsonb)
+CREATE FUNCTION flows.note_meter_command_progress_v1(p_id uuid, p_worker text, p_attempt integer, p_progress jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
@@ -263,13 +263,14 @@ $$;
 
 -- Finishes a command: records what the worker observed (meter states, half
 -- hours, events), marks the meter healthy, and the command done, all in one
--- transaction behind the fence. p_outcome keys (all optional):
---   states: [meter state objects, see flows.record_meter_states]
+-- transaction behind the fence. p_outcome keys (all optional; the worker
+-- builds it as flows.worker.outcome.Outcome, which mirrors this list):
+--   states: [meter state objects (flows.meter_state), see flows.record_meter_states]
 --   intervals: {register_ids, timestamps, import_kwh, export_kwh, source}
 --   events: {timestamps, event_types, event_sets}
 --   meter: {hardware, firmware_version}   -- what the meter says it is
 --   result: what the API shows as the command's result
-CREATE FUNCTION flows.finish_meter_command(p_id uuid, p_worker text, p_attempt integer, p_outcome jsonb)
+CREATE FUNCTION flows.finish_meter_command_v1(p_id uuid, p_worker text, p_attempt integer, p_outcome jsonb)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
@@ -319,7 +320,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION flows.finish_meter_command(uuid, text, integer, jsonb) IS
+COMMENT ON FUNCTION flows.finish_meter_command_v1(uuid, text, integer, jsonb) IS
     'Records a command''s outcome (states, half hours, events) and marks it done, if the worker still holds it.';
 
 
@@ -327,8 +328,8 @@ COMMENT ON FUNCTION flows.finish_meter_command(uuid, text, integer, jsonb) IS
 -- back to pending with exponential backoff (from p_backoff) until max_attempts; a final error
 -- (the meter refused: NAK, a token rejected) fails at once. Either way the
 -- meter is marked unhealthy with the reason.
-CREATE FUNCTION flows.fail_meter_command(p_id uuid, p_worker text, p_attempt integer, p_error text,
-                                         p_retryable boolean, p_backoff interval DEFAULT '10 seconds')
+CREATE FUNCTION flows.fail_meter_command_v1(p_id uuid, p_worker text, p_attempt integer, p_error text,
+                                            p_retryable boolean, p_backoff interval DEFAULT '10 seconds')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = ''
@@ -364,7 +365,7 @@ RETURN least(interval '30 minutes', base * power(2, greatest(attempt - 1, 0))) *
 
 -- A worker that stops (shutdown) hands back what it has not started on the
 -- meter: pending again, the attempt not counted.
-CREATE FUNCTION flows.release_meter_command(p_id uuid, p_worker text, p_attempt integer)
+CREATE FUNCTION flows.release_meter_command_v1(p_id uuid, p_worker text, p_attempt integer)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
@@ -376,3 +377,14 @@ BEGIN
     WHERE c.id = p_id;
 END
 $$;
+
+
+-- Commands waiting and running, all ESCOs (the workers' queue-depth metric).
+CREATE FUNCTION flows.meter_command_queue_depth_v1(OUT pending bigint, OUT running bigint)
+LANGUAGE sql STABLE
+SET search_path = ''
+BEGIN ATOMIC
+    SELECT count(*) FILTER (WHERE c.status = 'pending'), count(*) FILTER (WHERE c.status = 'running')
+    FROM flows.meter_commands AS c
+    WHERE c.status IN ('pending', 'running');
+END;

@@ -43,12 +43,15 @@ CREATE INDEX meter_registry_site_idx ON flows.meter_registry (site);
 CREATE TRIGGER meter_registry_touch BEFORE UPDATE ON flows.meter_registry
     FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
--- Three-phase Emlite meters (EMP1AX/EMP1CX, hardware P1.ax/P1.cx) have no
--- prepayment, tariff or single-phase profile-log objects.
+-- Three-phase Emlite meters have no prepayment, tariff or single-phase
+-- profile-log objects. A meter is three phase when its hardware or its serial
+-- says so (flows.hardware_kinds): an EMP1AX... meter is, before any worker has
+-- read its hardware.
 CREATE FUNCTION flows.is_three_phase(m flows.meter_registry) RETURNS boolean
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 SET search_path = ''
-RETURN m.serial LIKE 'EMP1%' OR m.hardware IN ('P1.ax', 'P1.cx');
+RETURN EXISTS (SELECT FROM flows.hardware_kinds AS k
+               WHERE k.phases = 3 AND (k.model = m.hardware OR pg_catalog.starts_with(m.serial, k.serial_prefix)));
 
 
 -- Registers: one SINGLE register (single rate), or A (day/primary) and B

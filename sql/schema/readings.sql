@@ -4,7 +4,7 @@
 --
 -- These tables take the bulk of the data, so they carry no per-row foreign
 -- key (its check is ~60% of the cost of an insert). The recording functions
--- (recording.sql), the only way to write them, check registers once per
+-- (recording/), the only way to write them, check registers once per
 -- batch; flows.guard_register_delete keeps readings from losing their register.
 
 CALL flows.create_timeseries('register_import', $columns$
@@ -24,6 +24,17 @@ CALL flows.create_timeseries('register_export', $columns$
     CONSTRAINT register_export_read_not_negative CHECK (read >= 0)
 $columns$);
 COMMENT ON TABLE flows.register_export IS 'Cumulative export reads (kWh) of a register, as read from the meter.';
+
+-- Reads not yet turned into estimated half hours: noted by
+-- flows.record_register_reads, taken by flows.estimate_interval_hh (from the
+-- scheduler), so a sync's transaction stays short and the estimates for every
+-- meter are made in one set-based pass.
+CREATE TABLE flows.reads_to_estimate (
+    register_id uuid        NOT NULL,
+    "timestamp" timestamptz NOT NULL,
+    PRIMARY KEY (register_id, "timestamp")
+);
+COMMENT ON TABLE flows.reads_to_estimate IS 'New register reads waiting for flows.estimate_interval_hh.';
 
 -- Energy per half hour. source: 'profile_log' (the meter's own half-hourly
 -- log, authoritative) or 'reads' (derived from consecutive cumulative reads).

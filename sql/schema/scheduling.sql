@@ -145,12 +145,12 @@ $$;
 
 -- One scheduler pass; one at a time across workers (others return at once).
 -- Returns what it queued, or null when another pass was running.
-CREATE FUNCTION flows.run_scheduler() RETURNS jsonb
+CREATE FUNCTION flows.run_scheduler_v1() RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    IF NOT pg_catalog.pg_try_advisory_xact_lock(2053, 0) THEN
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(flows.lock_key('scheduler'), 0) THEN
         RETURN NULL;
     END IF;
     RETURN pg_catalog.jsonb_build_object(
@@ -161,6 +161,6 @@ BEGIN
         'partitions', flows.maintain_partitions());
 END
 $$;
-COMMENT ON FUNCTION flows.run_scheduler() IS
+COMMENT ON FUNCTION flows.run_scheduler_v1() IS
     'One scheduler pass: half hours estimated from new reads, due syncs, tariff follow-ups, '
     'profile-log gap reads, partitions ahead.';

@@ -55,49 +55,49 @@ DELETE FROM flows.meter_commands WHERE meter_id = :'three';
 -- Claiming ---------------------------------------------------------------
 SELECT id AS s1 FROM api.request_sync(ARRAY[:'m1']::uuid[]) \gset
 -- m1 has two pending commands (token, sync), m2 and m3 one each; the ESCO may run 2 at once.
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w1', 10)), 2, 'claims stop at the ESCO''s limit');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('w1', 10)), 2, 'claims stop at the ESCO''s limit');
 SELECT is((SELECT count(DISTINCT meter_id)::int FROM flows.meter_commands WHERE status = 'running'), 2,
           'one command per meter');
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w2', 10)), 0, 'a second worker gets nothing more');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('w2', 10)), 0, 'a second worker gets nothing more');
 UPDATE flows.escos SET max_running_commands = 10 WHERE code = 'TAPCMD';
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w2', 10)), 1,
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('w2', 10)), 1,
           'with room, the third meter''s command is claimed, never a second one for a busy meter');
 
 SELECT id AS running, attempts AS attempt FROM flows.meter_commands WHERE lease_owner = 'w1' LIMIT 1 \gset
-SELECT throws_ok(format($$ SELECT flows.finish_meter_command('%s', 'w2', %s, '{}') $$, :'running', :'attempt'),
+SELECT throws_ok(format($$ SELECT flows.finish_meter_command_v1('%s', 'w2', %s, '{}') $$, :'running', :'attempt'),
                  'FL409', NULL, 'another worker cannot finish it (fence)');
-SELECT lives_ok(format($$ SELECT flows.finish_meter_command('%s', 'w1', %s, '{"result": {"ok": true}}') $$,
+SELECT lives_ok(format($$ SELECT flows.finish_meter_command_v1('%s', 'w1', %s, '{"result": {"ok": true}}') $$,
                        :'running', :'attempt'), 'its worker can');
 SELECT is((SELECT status FROM flows.meter_commands WHERE id = :'running'), 'done', 'done');
 SELECT is((SELECT health FROM flows.meter_shadows s JOIN flows.meter_commands c ON c.meter_id = s.id
            WHERE c.id = :'running'), 'healthy', 'success marks the meter healthy');
-SELECT throws_ok(format($$ SELECT flows.finish_meter_command('%s', 'w1', %s, '{}') $$, :'running', :'attempt'),
+SELECT throws_ok(format($$ SELECT flows.finish_meter_command_v1('%s', 'w1', %s, '{}') $$, :'running', :'attempt'),
                  'FL409', NULL, 'and only once');
 
 -- Failure, retry with backoff, final failure --------------------------------
 SELECT id AS failing, attempts AS fattempt FROM flows.meter_commands WHERE lease_owner = 'w2' LIMIT 1 \gset
-SELECT is(flows.fail_meter_command(:'failing', 'w2', :'fattempt', 'connection refused', true), 'pending',
+SELECT is(flows.fail_meter_command_v1(:'failing', 'w2', :'fattempt', 'connection refused', true), 'pending',
           'a retryable error goes back to pending');
 SELECT ok((SELECT run_at > now() + interval '5 seconds' FROM flows.meter_commands WHERE id = :'failing'),
           'with a backoff');
 SELECT alike((SELECT s.health_details FROM flows.meter_shadows s JOIN flows.meter_commands c ON c.meter_id = s.id
              WHERE c.id = :'failing'), 'connection refused (%attempt 1 of %', 'the meter is unhealthy and says why');
 UPDATE flows.meter_commands SET run_at = now() - interval '1 hour' WHERE id = :'failing';  -- due first
-SELECT is((SELECT attempt::int FROM flows.claim_meter_commands('w3', 10) WHERE id = :'failing'), 2,
+SELECT is((SELECT attempt::int FROM flows.claim_meter_commands_v1('w3', 10) WHERE id = :'failing'), 2,
           'claimed again as attempt 2');
-SELECT is(flows.fail_meter_command(:'failing', 'w3', 2, 'NAK 6 (security_not_granted)', false), 'failed',
+SELECT is(flows.fail_meter_command_v1(:'failing', 'w3', 2, 'NAK 6 (security_not_granted)', false), 'failed',
           'a refusal fails at once');
 
 -- A dead worker's lease runs out -------------------------------------------
 SELECT id AS orphan, attempts AS oattempt FROM flows.meter_commands WHERE status = 'running' LIMIT 1 \gset
 UPDATE flows.meter_commands SET lease_expires_at = now() - interval '1 second' WHERE id = :'orphan';
-SELECT is((SELECT attempt::int FROM flows.claim_meter_commands('w4', 10) WHERE id = :'orphan'), :oattempt + 1,
+SELECT is((SELECT attempt::int FROM flows.claim_meter_commands_v1('w4', 10) WHERE id = :'orphan'), :oattempt + 1,
           'an expired lease is claimed by another worker');
-SELECT throws_ok(format($$ SELECT flows.note_meter_command_progress('%s', 'w1', %s, '{"x": 1}') $$,
+SELECT throws_ok(format($$ SELECT flows.note_meter_command_progress_v1('%s', 'w1', %s, '{"x": 1}') $$,
                         :'orphan', :'oattempt'), 'FL409', NULL, 'the dead worker''s attempt is fenced off');
-SELECT is(flows.renew_meter_command_leases('w4', ARRAY[:'orphan']::uuid[], ARRAY[:oattempt + 1]), '{}'::uuid[],
+SELECT is(flows.renew_meter_command_leases_v1('w4', ARRAY[:'orphan']::uuid[], ARRAY[:oattempt + 1]), '{}'::uuid[],
           'the new holder renews its lease');
-SELECT lives_ok(format($$ SELECT flows.release_meter_command('%s', 'w4', %s) $$, :'orphan', :oattempt + 1),
+SELECT lives_ok(format($$ SELECT flows.release_meter_command_v1('%s', 'w4', %s) $$, :'orphan', :oattempt + 1),
                 'a worker shutting down releases its command');
 SELECT is((SELECT status || '/' || attempts FROM flows.meter_commands WHERE id = :'orphan'), 'pending/' || :oattempt,
           'pending again, the attempt not counted');
@@ -108,17 +108,17 @@ SELECT cmp_ok(flows.schedule_syncs(), '>=', 3, 'a sync per active meter is queue
 SELECT is(flows.schedule_syncs(), 0, 'and not again while they are due later or under way');
 UPDATE flows.meter_commands SET run_at = run_at - interval '1 minute', created_at = created_at - interval '1 minute';
 SELECT id AS late_token FROM api.send_token(:'m2', amount => 5) \gset
-SELECT is((SELECT id FROM flows.claim_meter_commands('w5', 10) WHERE meter_id = :'m2'), :'late_token'::uuid,
+SELECT is((SELECT id FROM flows.claim_meter_commands_v1('w5', 10) WHERE meter_id = :'m2'), :'late_token'::uuid,
           'a top-up goes before the meter''s older sync');
 
 -- The global limit (all ESCOs, all workers) ---------------------------------
 DELETE FROM flows.meter_commands;
 SELECT is((SELECT count(*)::int FROM api.request_sync(ARRAY[:'m1', :'m2', :'m3']::uuid[])), 3, 'three syncs');
 SET LOCAL flows.max_running_commands = 2;
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w6', 10)), 2, 'claims stop at the global limit');
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('w7', 10)), 0, 'for every worker');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('w6', 10)), 2, 'claims stop at the global limit');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('w7', 10)), 0, 'for every worker');
 SET LOCAL flows.max_running_commands = 'many';
-SELECT throws_like($$ SELECT flows.claim_meter_commands('w7', 10) $$,
+SELECT throws_like($$ SELECT flows.claim_meter_commands_v1('w7', 10) $$,
                    'flows.max_running_commands must be a whole number, got many', 'a bad limit is named');
 RESET flows.max_running_commands;
 

@@ -21,17 +21,17 @@ def test_metrics_become_syncs_once_per_period(db):
     active = [factories.add_meter(db, esco, s).id for s in serials(3, 301)]
     passive = factories.add_meter(db, esco, serials(1, 304)[0], mode="passive").id
     db.execute("UPDATE flows.meter_metrics SET enabled = false WHERE name = 'voltage'")
-    first = db.execute("SELECT flows.run_scheduler()").fetchone()[0]
+    first = db.execute("SELECT flows.run_scheduler_v1()").fetchone()[0]
     assert first["syncs"] == 3
     rows = scheduled(db, active + [passive])
     assert {str(r[0]) for r in rows} == set(active), "passive meters are never contacted"
     metrics = set(rows[0][1]["metrics"])
     assert "reads" in metrics and "csq" in metrics and "voltage" not in metrics
-    assert db.execute("SELECT flows.run_scheduler()").fetchone()[0]["syncs"] == 0, "no duplicates"
+    assert db.execute("SELECT flows.run_scheduler_v1()").fetchone()[0]["syncs"] == 0, "no duplicates"
     # the syncs ran; an hour later only the hourly metrics are due again
     db.execute("UPDATE flows.meter_commands SET status = 'done', finished_at = now()")
     db.execute("UPDATE flows.meter_metric_runs SET last_requested_at = last_requested_at - interval '61 minutes'")
-    assert db.execute("SELECT flows.run_scheduler()").fetchone()[0]["syncs"] == 3
+    assert db.execute("SELECT flows.run_scheduler_v1()").fetchone()[0]["syncs"] == 3
     hourly = {r[1]["metrics"].__repr__() for r in scheduled(db, active)[3:]}
     assert hourly == {repr(["prepay_balance", "reads"])}
 
@@ -42,7 +42,7 @@ def test_concurrent_scheduler_passes_do_not_duplicate(db_url, db):
 
     def one_pass():
         with psycopg.connect(db_url, autocommit=True) as conn:
-            return conn.execute("SELECT flows.run_scheduler()").fetchone()[0]
+            return conn.execute("SELECT flows.run_scheduler_v1()").fetchone()[0]
 
     async def many():
         return await asyncio.gather(*(asyncio.to_thread(one_pass) for _ in range(6)))

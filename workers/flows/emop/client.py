@@ -44,15 +44,21 @@ from flows.emop.objects import ObjectDef, lookup, parse_object_id
 from flows.emop.results import MeterRead, Tariff, ThreePhaseIntervalValues, ThreePhaseTotals, TopUp
 from flows.emop.transport import RETRYABLE, exchange_once
 from flows.emop.units import from_meter_local, money_to_raw, to_meter_local
-from flows.emop.values import Backlight, LoadSwitch, RegisterRead, ThreePhaseHardware
+from flows.emop.values import (
+    SINGLE_PHASE_HARDWARE,
+    THREE_PHASE_HARDWARE,
+    TWIN_ELEMENT_HARDWARE,
+    UNKNOWN_SINGLE_PHASE,
+    Backlight,
+    LoadSwitch,
+    RegisterRead,
+    ThreePhaseHardware,
+)
 from flows.errors import FlowsError, Refused
 from flows.log import get_logger
 
 HALF_HOUR = timedelta(minutes=30)
 THREE_PHASE_CHUNK = timedelta(hours=4)
-SINGLE_PHASE_HARDWARE = {"6C": "C1.w", "6Cw": "C1.w", "6Bw": "B1.w", "3Aw": "EMA1.w"}
-TWIN_ELEMENT_HARDWARE = {"C1.w"}
-THREE_PHASE_HARDWARE = {"P1.ax", "P1.cx"}
 UNIT_RATE_RANGE = (Decimal(0), Decimal(1))  # GBP per kWh (docs/data-model.md, "Tariff JSON")
 STANDING_CHARGE_RANGE = (Decimal(0), Decimal(2))  # GBP per day
 PREPAY_MINIMUM_BALANCE = Decimal(10)  # simt-emlite refuses to enable prepay below this
@@ -96,7 +102,7 @@ def hardware_name(text: str) -> str:
     cleaned = text.replace("\x00", "").strip()
     if not cleaned:
         return ""
-    return SINGLE_PHASE_HARDWARE.get(cleaned, "SINGLE_PHASE_UNKNOWN")
+    return SINGLE_PHASE_HARDWARE.get(cleaned, UNKNOWN_SINGLE_PHASE)
 
 
 def firmware_text(raw: bytes) -> str:

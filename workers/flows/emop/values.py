@@ -60,6 +60,41 @@ THREE_PHASE_FLAGS = (
 
 
 @dataclass(frozen=True, slots=True)
+class HardwareKind:
+    """A model of Emlite meter: a row of flows.hardware_kinds (sql/schema/hardware_kinds.sql).
+
+    The EMOP client runs without a database, so it carries this copy; tests/worker/test_contract.py
+    holds the two equal. Change both, in a migration, when a model is added.
+    """
+
+    model: str  # what meter_registry.hardware holds
+    phases: int  # 1 or 3
+    elements: int  # elements read separately: 2 = A and B (twin element); three phase reports totals as A
+    prepay_capable: bool
+    serial_prefix: str | None  # serials that name the model without asking the meter
+    version_texts: tuple[str, ...]  # what hardware_version says (single phase only)
+    description: str
+
+
+HARDWARE_KINDS = {kind.model: kind for kind in (
+    HardwareKind("C1.w", 1, 2, True, None, ("6C", "6Cw"), "single phase, twin element (A and B)"),
+    HardwareKind("B1.w", 1, 1, True, None, ("6Bw",), "single phase, single element"),
+    HardwareKind("EMA1.w", 1, 1, True, None, ("3Aw",), "single phase, single element"),
+    HardwareKind("SINGLE_PHASE_UNKNOWN", 1, 1, True, None, (),
+                 "single phase, hardware_version not recognised: read as one element"),
+    HardwareKind("P1.ax", 3, 1, False, "EMP1AX", (),
+                 "three phase, whole current; no prepayment, tariffs or profile log 1"),
+    HardwareKind("P1.cx", 3, 1, False, "EMP1CX", (),
+                 "three phase, CT operated; no prepayment, tariffs or profile log 1"),
+)}
+UNKNOWN_SINGLE_PHASE = "SINGLE_PHASE_UNKNOWN"
+# hardware_version text -> model; twin-element and three-phase models.
+SINGLE_PHASE_HARDWARE = {text: kind.model for kind in HARDWARE_KINDS.values() for text in kind.version_texts}
+TWIN_ELEMENT_HARDWARE = frozenset(kind.model for kind in HARDWARE_KINDS.values() if kind.elements == 2)
+THREE_PHASE_HARDWARE = frozenset(kind.model for kind in HARDWARE_KINDS.values() if kind.phases == 3)
+
+
+@dataclass(frozen=True, slots=True)
 class ThreePhaseHardware:
     """three_phase_hardware_configuration (000503). whole_current: P1.ax (else P1.cx, CT operated)."""
 

@@ -11,16 +11,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from flows.emop.values import HARDWARE_KINDS, UNKNOWN_SINGLE_PHASE
 from flows.emulator.faults import FaultPlan
 from flows.emulator.load import unit_noise
 from flows.errors import ConfigError
 
+# What an emulated meter of each model behaves as (models: flows.emop.values.HARDWARE_KINDS).
 HARDWARE = {
-    "C1.w": "twin",  # single phase, twin element
-    "B1.w": "single",
-    "EMA1.w": "single",
-    "P1.ax": "three",  # three phase, whole current
-    "P1.cx": "three",  # three phase, CT operated
+    kind.model: "three" if kind.phases == 3 else "twin" if kind.elements == 2 else "single"
+    for kind in HARDWARE_KINDS.values() if kind.model != UNKNOWN_SINGLE_PHASE
 }
 HARDWARE_TEXT = {"C1.w": "6Cw ", "B1.w": "6Bw ", "EMA1.w": "3Aw "}
 

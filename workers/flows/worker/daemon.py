@@ -26,14 +26,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import asyncpg
-
 from flows.emop.client import EmopClient
 from flows.errors import Refused
 from flows.log import get_logger
 from flows.vending import VendingAdapter
 from flows.worker import metrics
-from flows.worker.queries import CHANNEL, Command, Fenced, Queries, init_connection
+from flows.worker.queries import CHANNEL, Command, Fenced, Queries, QueryFailed, listening
 from flows.worker.workflows import WORKFLOWS, Context
 
 log = get_logger("flows.worker")
@@ -66,7 +64,6 @@ class Worker:
         self.vendor = vendor
         self.emop = emop or EmopClient(pacing=config.pacing, timeout=config.emop_timeout,
                                        attempts=config.emop_attempts, proxy=config.proxy)
-        self.pool: asyncpg.Pool | None = None
         self.queries: Queries | None = None
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -76,8 +73,7 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
         log.info("worker starting", worker=self.config.name, concurrency=self.config.concurrency)
-        self.pool = await self._connect_pool()
-        self.queries = Queries(self.pool, self.config.name)
+        self.queries = await self._connect()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
             ("listen", self._listen()),
             ("heartbeat", self._heartbeat()),
@@ -90,20 +86,19 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._drain()
-            await self.pool.close()
+            await self.queries.close()
             log.info("worker stopped", worker=self.config.name)
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
 
-    async def _connect_pool(self) -> asyncpg.Pool:
+    async def _connect(self) -> Queries:
         delay = 0.2
         while True:
             try:
-                return await asyncpg.create_pool(self.config.database_url, min_size=1,
-                                                 max_size=self.config.pool_size, init=init_connection)
-            except (OSError, asyncpg.PostgresError) as error:
+                return await Queries.connect(self.config.database_url, self.config.name, self.config.pool_size)
+            except QueryFailed as error:
                 if self.stopping.is_set():
                     raise
                 log.warning("database unreachable, retrying", error=str(error), in_seconds=delay)
@@ -115,18 +110,13 @@ class Worker:
         """Keeps a connection LISTENing; after a loss, reconnects, re-LISTENs, and wakes the claimer."""
         delay = 0.2
         while not self.stopping.is_set():
-            lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self.config.database_url)
-                conn.add_termination_listener(lambda _, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, lambda *_: self.wake.set())
-                log.info("listening", channel=CHANNEL)
-                delay = 0.2
-                self.wake.set()  # anything queued while we were away
-                await self._until(lost)
-                if not conn.is_closed():
-                    await conn.close()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                async with listening(self.config.database_url, self.wake.set) as lost:
+                    log.info("listening", channel=CHANNEL)
+                    delay = 0.2
+                    self.wake.set()  # anything queued while we were away
+                    await self._until(lost)
+            except QueryFailed as error:
                 log.warning("listen connection failed, retrying", error=str(error), in_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5)
@@ -147,7 +137,7 @@ class Worker:
             if free > 0:
                 try:
                     claimed = await self.queries.claim(free, self.config.lease)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                except QueryFailed as error:
                     log.warning("claim failed", error=str(error))
                     await asyncio.sleep(0.5)
                 except Exception:
@@ -203,7 +193,7 @@ class Worker:
                 bound.warning("command failed", error=reason, retryable=retryable, now=status)
             except Fenced:
                 outcome_label = "fenced"
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as db_error:
+            except QueryFailed as db_error:
                 outcome_label = "unrecorded"  # the lease runs out and another attempt follows
                 bound.error("could not record the failure", error=reason, db_error=str(db_error))
         finally:
@@ -220,7 +210,7 @@ class Worker:
             held = [command for command, _ in self.running.values()]
             try:
                 lost = await self.queries.renew(held, self.config.lease)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except QueryFailed as error:
                 log.warning("lease renewal failed", error=str(error))
                 continue
             for command_id in lost:
@@ -240,7 +230,7 @@ class Worker:
                     log.info("scheduled", **queued)
                 for status, count in (await self.queries.queue_depth()).items():
                     metrics.QUEUE_DEPTH.labels(status).set(count)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except QueryFailed as error:
                 log.warning("scheduler pass failed", error=str(error))
             await asyncio.sleep(self.config.scheduler_interval)
 
@@ -257,13 +247,15 @@ class Worker:
                 try:
                     await self.queries.release(command)
                     log.info("released", command_id=str(command.id))
-                except (Fenced, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                except QueryFailed as error:  # Fenced too
                     log.warning("could not release; its lease will run out", command_id=str(command.id),
                                 error=str(error))
         await asyncio.gather(*pending, return_exceptions=True)
 
 
 def describe(error: BaseException) -> str:
-    """The reason recorded for a failure: the error's type and message."""
+    """The reason recorded for a failure: the error's type and message (the driver's, for a query that failed)."""
+    if isinstance(error, QueryFailed) and error.__cause__ is not None:
+        error = error.__cause__
     text = str(error) or error.__class__.__name__
     return f"{error.__class__.__name__}: {text}"

@@ -1,28 +1,60 @@
-"""The SQL the workers run: named functions in the database, called here and
-nowhere else (no SQL is assembled in Python). See sql/schema/commands.sql and
-sql/schema/scheduling.sql for what each does.
+"""The worker's boundary with the database: the named SQL functions it calls,
+here and nowhere else (no SQL is assembled in Python), and the connections
+they run on. See sql/schema/commands.sql and sql/schema/scheduling.sql for what
+each function does.
+
+Every function called here ends in a version (``_v1``): a deploy that changes
+one adds ``_v2`` beside it, and the old one stays until no running worker calls
+it (docs/database.md, "Versioned functions").
+
+Whatever the driver raises (the server is unreachable, the connection broke,
+a statement failed) leaves this module as one project error, ``QueryFailed``,
+or ``Fenced`` when the fence refused, so the daemon handles "the database did
+not do it" in one way.
 """
 
+import asyncio
 import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
 
-from flows.emop.client import THREE_PHASE_HARDWARE
+from flows.errors import FlowsError
+from flows.worker.outcome import Outcome
 
 FENCED = "FL409"  # sqlstate of flows.fence_meter_command: the worker no longer holds the command
 CHANNEL = "flows_meter_commands"
+_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-class Fenced(Exception):
+class QueryFailed(FlowsError):
+    """The database did not do what the worker asked: unreachable, the connection lost, or the statement failed.
+    The driver's error is the ``__cause__``; ``sqlstate`` is its SQLSTATE when the server answered."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error) or type(error).__name__)
+        self.sqlstate: str | None = getattr(error, "sqlstate", None)
+
+
+class Fenced(QueryFailed):
     """The command moved on (lease expired and claimed again): discard what this worker did."""
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except _DRIVER_ERRORS as error:
+        raise (Fenced if getattr(error, "sqlstate", None) == FENCED else QueryFailed)(error) from error
 
 
 @dataclass(frozen=True)
 class Command:
-    """A claimed command and how to reach its meter."""
+    """A claimed command, how to reach its meter, and what kind of meter it is."""
 
     id: UUID
     kind: str
@@ -35,14 +67,11 @@ class Command:
     host: str | None
     port: int
     hardware: str | None
+    three_phase: bool  # flows.is_three_phase: its hardware or its serial says so
     esco_code: str
     registers: dict  # element (A, B, SINGLE) -> {"register_id", "direction_reversed"}
     created_at: datetime
     lease_expires_at: datetime
-
-    @property
-    def three_phase(self) -> bool:
-        return self.hardware in THREE_PHASE_HARDWARE
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -53,8 +82,22 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-def _fenced(error: asyncpg.PostgresError) -> bool:
-    return getattr(error, "sqlstate", None) == FENCED
+@asynccontextmanager
+async def listening(database_url: str, on_notify: Callable[[], None]) -> AsyncIterator[asyncio.Event]:
+    """A connection LISTENing on CHANNEL, calling ``on_notify`` for each notification; yields an event
+    that is set when the connection is lost."""
+    lost = asyncio.Event()
+    with _driver_errors():
+        conn = await asyncpg.connect(database_url)
+    try:
+        with _driver_errors():
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(CHANNEL, lambda *_: on_notify())
+        yield lost
+    finally:
+        with _driver_errors():
+            if not conn.is_closed():
+                await conn.close()
 
 
 class Queries:
@@ -62,16 +105,27 @@ class Queries:
         self.pool = pool
         self.worker = worker
 
+    @classmethod
+    async def connect(cls, database_url: str, worker: str, pool_size: int) -> "Queries":
+        with _driver_errors():
+            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
+        return cls(pool, worker)
+
+    async def close(self) -> None:
+        with _driver_errors():
+            await self.pool.close()
+
     async def claim(self, limit: int, lease: timedelta) -> list[Command]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM flows.claim_meter_commands($1, $2, $3)", self.worker, limit, lease
-        )
+        with _driver_errors():
+            rows = await self.pool.fetch(
+                "SELECT * FROM flows.claim_meter_commands_v1($1, $2, $3)", self.worker, limit, lease
+            )
         return [
             Command(
                 id=r["id"], kind=r["kind"], parameters=r["parameters"], attempt=r["attempt"],
                 max_attempts=r["max_attempts"], progress=r["progress"], meter_id=r["meter_id"],
                 serial=r["serial"], host=str(r["ip_address"]).split("/")[0] if r["ip_address"] else None,
-                port=r["emop_port"], hardware=r["hardware"], esco_code=r["esco_code"],
+                port=r["emop_port"], hardware=r["hardware"], three_phase=r["three_phase"], esco_code=r["esco_code"],
                 registers=r["registers"], created_at=r["created_at"], lease_expires_at=r["lease_expires_at"],
             )
             for r in rows
@@ -79,55 +133,48 @@ class Queries:
 
     async def renew(self, commands: list[Command], lease: timedelta) -> set[UUID]:
         """Renews the leases; returns the ids this worker holds no longer."""
-        lost = await self.pool.fetchval(
-            "SELECT flows.renew_meter_command_leases($1, $2, $3, $4)",
-            self.worker, [c.id for c in commands], [c.attempt for c in commands], lease,
-        )
+        with _driver_errors():
+            lost = await self.pool.fetchval(
+                "SELECT flows.renew_meter_command_leases_v1($1, $2, $3, $4)",
+                self.worker, [c.id for c in commands], [c.attempt for c in commands], lease,
+            )
         return set(lost)
 
     async def note_progress(self, command: Command, progress: dict) -> None:
-        await self._fenced_call(
-            "SELECT flows.note_meter_command_progress($1, $2, $3, $4)", command, progress
-        )
+        await self._fenced_call("SELECT flows.note_meter_command_progress_v1($1, $2, $3, $4)", command, progress)
 
-    async def finish(self, command: Command, outcome: dict) -> None:
+    async def finish(self, command: Command, outcome: Outcome) -> None:
         # Not waiting for the WAL flush: a result a crash loses is not lost work, the command's lease runs
         # out and it runs again (syncs record idempotently; a token push is reconciled from its progress,
         # which is committed synchronously before the push).
-        await self._fenced_call("SELECT flows.finish_meter_command($1, $2, $3, $4)", command, outcome,
+        await self._fenced_call("SELECT flows.finish_meter_command_v1($1, $2, $3, $4)", command, outcome.to_json(),
                                 synchronous=False)
 
     async def fail(self, command: Command, error: str, retryable: bool, backoff: timedelta) -> str:
         return await self._fenced_call(
-            "SELECT flows.fail_meter_command($1, $2, $3, $4, $5, $6)", command, error, retryable, backoff
+            "SELECT flows.fail_meter_command_v1($1, $2, $3, $4, $5, $6)", command, error, retryable, backoff
         )
 
     async def release(self, command: Command) -> None:
-        await self._fenced_call("SELECT flows.release_meter_command($1, $2, $3)", command)
+        await self._fenced_call("SELECT flows.release_meter_command_v1($1, $2, $3)", command)
 
     async def _fenced_call(self, sql: str, command: Command, *args, synchronous: bool = True):
-        try:
+        with _driver_errors():
             if synchronous:
                 return await self.pool.fetchval(sql, command.id, self.worker, command.attempt, *args)
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SET LOCAL synchronous_commit = off")
                 return await conn.fetchval(sql, command.id, self.worker, command.attempt, *args)
-        except asyncpg.PostgresError as error:
-            if _fenced(error):
-                raise Fenced(str(error)) from None
-            raise
 
     async def run_scheduler(self) -> dict | None:
-        return await self.pool.fetchval("SELECT flows.run_scheduler()")
+        with _driver_errors():
+            return await self.pool.fetchval("SELECT flows.run_scheduler_v1()")
 
     async def queue_depth(self) -> dict[str, int]:
-        rows = await self.pool.fetch(
-            "SELECT status, count(*) AS n FROM flows.meter_commands"
-            " WHERE status IN ('pending', 'running') GROUP BY status"
-        )
-        return {"pending": 0, "running": 0} | {r["status"]: r["n"] for r in rows}
+        with _driver_errors():
+            row = await self.pool.fetchrow("SELECT pending, running FROM flows.meter_command_queue_depth_v1()")
+        return dict(row)
 
     async def last_event_time(self, meter_id: UUID) -> datetime | None:
-        return await self.pool.fetchval(
-            'SELECT max("timestamp") FROM flows.meter_event_log WHERE meter_id = $1', meter_id
-        )
+        with _driver_errors():
+            return await self.pool.fetchval("SELECT flows.last_meter_event_time_v1($1)", meter_id)

@@ -1,22 +1,26 @@
 """What each kind of command does on the meter, and what it records.
 
 A workflow talks EMOP through a ``MeterClient`` (one session per meter, held
-for the whole command) and returns the outcome for
-``flows.finish_meter_command``: meter states, half hours, events, and the
+for the whole command) and returns an ``Outcome`` for
+``flows.finish_meter_command_v1``: meter states, half hours, events, and the
 result shown in the API. It raises to fail: ``Nak`` and ``WorkflowRefused`` are
-final (the meter said no), everything else is retried with backoff.
+final (the meter said no), everything else (``TariffReadBackDiffers`` among
+them) is retried with backoff until the command's attempts are used up.
 """
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from flows.emop.client import THREE_PHASE_HARDWARE, TWIN_ELEMENT_HARDWARE, MeterClient
+from flows.emop.client import MeterClient
 from flows.emop.errors import Nak
 from flows.emop.messages import ProfileStatus
 from flows.emop.results import to_jsonable
-from flows.errors import Refused
+from flows.emop.values import THREE_PHASE_HARDWARE, TWIN_ELEMENT_HARDWARE
+from flows.errors import FlowsError, Refused
 from flows.vending import VendingAdapter
+from flows.worker.outcome import Events, HalfHours, MeterIdentity, MeterState, Outcome
 from flows.worker.queries import Command, Queries
 
 HALF_HOUR = timedelta(minutes=30)
@@ -24,6 +28,11 @@ HALF_HOUR = timedelta(minutes=30)
 
 class WorkflowRefused(Refused):
     """A final failure decided by the workflow (e.g. a token the meter did not credit)."""
+
+
+class TariffReadBackDiffers(FlowsError):
+    """The meter took the tariff writes but reads back something else. Retried (the writes are repeated) until
+    the command's attempts are used up; then the command fails with the differences named."""
 
 
 @dataclass
@@ -34,98 +43,141 @@ class Context:
     vendor: VendingAdapter
 
 
-def state(command: Command, **fields) -> dict:
-    return {"meter_id": str(command.meter_id), "observed_at": datetime.now(UTC).isoformat(),
-            **to_jsonable(fields)}
+def state(command: Command, **fields) -> MeterState:
+    return MeterState(meter_id=command.meter_id, observed_at=datetime.now(UTC), **fields)
 
 
 # -- sync ---------------------------------------------------------------------------------
 
-async def sync(ctx: Context) -> dict:
+@dataclass
+class Reading:
+    """What a sync gathers: meter state fields, and what else the outcome records."""
+
+    hardware: str
+    fields: dict = field(default_factory=dict)
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+async def sync(ctx: Context) -> Outcome:
     """Reads the metrics asked for (meter_metrics names). A metric the meter
     refuses (NAK) is reported and skipped; an unreachable meter fails the lot."""
     command, meter = ctx.command, ctx.meter
     metrics = command.parameters.get("metrics") or []
-    fields: dict = {}
-    outcome: dict = {}
     read: dict[str, str] = {}
     refused: dict[str, str] = {}
     hardware = command.hardware
+    identity = None
     if hardware is None or "hardware" in metrics:
         hardware = await meter.hardware()
-        outcome["meter"] = {"hardware": hardware}
+        identity = MeterIdentity(hardware=hardware)
+    reading = Reading(hardware, outcome=Outcome(meter=identity))
     three_phase = hardware in THREE_PHASE_HARDWARE
-    single_phase_only = {"prepay_balance", "event_log", "tariffs_active", "tariffs_future"}
     for metric in metrics:
-        if three_phase and metric in single_phase_only:
+        if three_phase and metric in SINGLE_PHASE_ONLY:
             continue  # three-phase meters have no prepayment, tariffs or event log over EMOP
+        reader = METRIC_READERS.get(metric)
+        if reader is None:
+            raise WorkflowRefused(f"unknown metric {metric}")
         try:
-            await _read_metric(ctx, metric, hardware, fields, outcome)
+            await reader(ctx, reading)
             read[metric] = "ok"
         except Nak as nak:
             refused[metric] = str(nak)
     if metrics and not read and refused:
         raise WorkflowRefused(f"the meter refused every metric: {'; '.join(refused.values())}")
-    if fields:
-        outcome["states"] = [state(command, **fields)]
-    outcome["result"] = {"metrics": read, "refused": refused, "state": to_jsonable(fields)}
+    outcome = reading.outcome
+    if reading.fields:
+        outcome.states = [state(command, **reading.fields)]
+    outcome.result = {"metrics": read, "refused": refused, "state": to_jsonable(reading.fields)}
     return outcome
 
 
-async def _read_metric(ctx: Context, metric: str, hardware: str, fields: dict, outcome: dict) -> None:
+async def _read_reads(ctx: Context, reading: Reading) -> None:
     meter = ctx.meter
-    if metric == "reads":
-        if hardware in THREE_PHASE_HARDWARE:
-            totals = await meter.three_phase_read()
-            fields.update(import_a=totals.active_import, export_a=totals.active_export)
-        else:
-            a = await meter.read_element_a()
-            fields.update(import_a=a.import_active, export_a=a.export_active)
-            if hardware in TWIN_ELEMENT_HARDWARE:
-                b = await meter.read_element_b()
-                fields.update(import_b=b.import_active, export_b=b.export_active)
-    elif metric == "prepay_balance":
-        fields["balance"] = await meter.prepay_balance()
-    elif metric == "csq":
-        fields["csq"] = await meter.csq()
-    elif metric == "voltage":
-        if hardware in THREE_PHASE_HARDWARE:
-            l1, l2, l3 = await meter.three_phase_instantaneous_voltage()
-            fields.update(voltage_l1=l1, voltage_l2=l2, voltage_l3=l3)
-        else:
-            fields["voltage"] = await meter.instantaneous_voltage()
-    elif metric == "event_log":
-        since = await ctx.queries.last_event_time(ctx.command.meter_id)
-        events = await meter.event_log_since(since)
-        if events:
-            outcome["events"] = {
-                "timestamps": [e.timestamp.isoformat() for e in events],
-                "event_types": [e.event_id for e in events],
-                "event_sets": [e.event_set for e in events],
-            }
-    elif metric == "firmware_version":
-        outcome.setdefault("meter", {})["firmware_version"] = await meter.firmware_version()
-    elif metric == "hardware":
-        pass  # read before the others
-    elif metric == "clock_drift":
-        before = datetime.now(UTC)
-        meter_time = await meter.clock_time_read()
-        server_time = before + (datetime.now(UTC) - before) / 2
-        fields["clock_time_diff_seconds"] = round((meter_time - server_time).total_seconds())
-    elif metric == "tariffs_active":
-        fields["tariffs_active"] = (await meter.tariffs_active_read()).to_json()
-    elif metric == "tariffs_future":
-        future = await meter.tariffs_future_read()
-        # a meter with no future tariff reports activation at epoch 2000: that is "none"
-        pending = future.activation_datetime and future.activation_datetime > datetime(2001, 1, 1, tzinfo=UTC)
-        fields["tariffs_future"] = future.to_json() if pending else {}
+    if reading.hardware in THREE_PHASE_HARDWARE:
+        totals = await meter.three_phase_read()
+        reading.fields.update(import_a=totals.active_import, export_a=totals.active_export)
+        return
+    a = await meter.read_element_a()
+    reading.fields.update(import_a=a.import_active, export_a=a.export_active)
+    if reading.hardware in TWIN_ELEMENT_HARDWARE:
+        b = await meter.read_element_b()
+        reading.fields.update(import_b=b.import_active, export_b=b.export_active)
+
+
+async def _read_prepay_balance(ctx: Context, reading: Reading) -> None:
+    reading.fields["balance"] = await ctx.meter.prepay_balance()
+
+
+async def _read_csq(ctx: Context, reading: Reading) -> None:
+    reading.fields["csq"] = await ctx.meter.csq()
+
+
+async def _read_voltage(ctx: Context, reading: Reading) -> None:
+    if reading.hardware in THREE_PHASE_HARDWARE:
+        l1, l2, l3 = await ctx.meter.three_phase_instantaneous_voltage()
+        reading.fields.update(voltage_l1=l1, voltage_l2=l2, voltage_l3=l3)
     else:
-        raise WorkflowRefused(f"unknown metric {metric}")
+        reading.fields["voltage"] = await ctx.meter.instantaneous_voltage()
+
+
+async def _read_event_log(ctx: Context, reading: Reading) -> None:
+    since = await ctx.queries.last_event_time(ctx.command.meter_id)
+    events = await ctx.meter.event_log_since(since)
+    if events:
+        reading.outcome.events = Events(
+            timestamps=[e.timestamp.isoformat() for e in events],
+            event_types=[e.event_id for e in events],
+            event_sets=[e.event_set for e in events],
+        )
+
+
+async def _read_firmware_version(ctx: Context, reading: Reading) -> None:
+    identity = reading.outcome.meter or MeterIdentity()
+    reading.outcome.meter = MeterIdentity(identity.hardware, await ctx.meter.firmware_version())
+
+
+async def _read_hardware(ctx: Context, reading: Reading) -> None:
+    pass  # read before the others (sync)
+
+
+async def _read_clock_drift(ctx: Context, reading: Reading) -> None:
+    before = datetime.now(UTC)
+    meter_time = await ctx.meter.clock_time_read()
+    server_time = before + (datetime.now(UTC) - before) / 2
+    reading.fields["clock_time_diff_seconds"] = round((meter_time - server_time).total_seconds())
+
+
+async def _read_tariffs_active(ctx: Context, reading: Reading) -> None:
+    reading.fields["tariffs_active"] = (await ctx.meter.tariffs_active_read()).to_json()
+
+
+async def _read_tariffs_future(ctx: Context, reading: Reading) -> None:
+    future = await ctx.meter.tariffs_future_read()
+    # a meter with no future tariff reports activation at epoch 2000: that is "none"
+    pending = future.activation_datetime and future.activation_datetime > datetime(2001, 1, 1, tzinfo=UTC)
+    reading.fields["tariffs_future"] = future.to_json() if pending else {}
+
+
+# How each metric of flows.meter_metrics is read (tests/worker/test_contract.py: one reader per metric).
+METRIC_READERS: dict[str, Callable[[Context, Reading], Awaitable[None]]] = {
+    "reads": _read_reads,
+    "prepay_balance": _read_prepay_balance,
+    "csq": _read_csq,
+    "voltage": _read_voltage,
+    "event_log": _read_event_log,
+    "firmware_version": _read_firmware_version,
+    "hardware": _read_hardware,
+    "clock_drift": _read_clock_drift,
+    "tariffs_active": _read_tariffs_active,
+    "tariffs_future": _read_tariffs_future,
+}
+SINGLE_PHASE_ONLY = {"prepay_balance", "event_log", "tariffs_active", "tariffs_future"}
 
 
 # -- send_token ----------------------------------------------------------------------------
 
-async def send_token(ctx: Context) -> dict:
+async def send_token(ctx: Context) -> Outcome:
     """Credits the meter once. The token (vended now if the request gave an
     amount) and the transaction count before the push are saved before the
     push, so an attempt after a crash can tell whether the token was credited
@@ -163,21 +215,21 @@ async def send_token(ctx: Context) -> dict:
 
 
 def _credited(command: Command, token: str, before: Decimal, after: Decimal, count_before: int,
-              count_after: int, reconciled: bool) -> dict:
-    return {
-        "states": [state(command, balance=after)],
-        "result": to_jsonable({
+              count_after: int, reconciled: bool) -> Outcome:
+    return Outcome(
+        states=[state(command, balance=after)],
+        result={
             "token": token, "amount": command.parameters.get("amount"), "source": command.parameters.get("source"),
             "balance_before": before, "balance_after": after,
             "transactions_before": count_before, "transactions_after": count_after,
             "reconciled_after_restart": reconciled,
-        }),
-    }
+        },
+    )
 
 
 # -- set_future_tariff --------------------------------------------------------------------
 
-async def set_future_tariff(ctx: Context) -> dict:
+async def set_future_tariff(ctx: Context) -> Outcome:
     """Writes the future tariff (the 11 writes, in simt-emlite's order), reads
     it back and compares every field: confirmed only if the meter holds it."""
     command, meter = ctx.command, ctx.meter
@@ -204,8 +256,8 @@ async def set_future_tariff(ctx: Context) -> dict:
         if not _same(key, expected[key], back.get(key))
     ]
     if differences:
-        raise RuntimeError("read-back differs: " + "; ".join(differences))  # retried: write again
-    return {"states": [state(command, tariffs_future=back)], "result": {"confirmed": True, "read_back": back}}
+        raise TariffReadBackDiffers("read-back differs: " + "; ".join(differences))
+    return Outcome(states=[state(command, tariffs_future=back)], result={"confirmed": True, "read_back": back})
 
 
 def _same(key: str, wrote, read) -> bool:
@@ -218,7 +270,7 @@ def _same(key: str, wrote, read) -> bool:
 
 # -- read_profile_log ---------------------------------------------------------------------
 
-async def read_profile_log(ctx: Context) -> dict:
+async def read_profile_log(ctx: Context) -> Outcome:
     """Reads profile log 1 (cumulative import at each half hour) over the range
     and records the energy of each half hour between two valid records."""
     command, meter = ctx.command, ctx.meter
@@ -248,10 +300,10 @@ async def read_profile_log(ctx: Context) -> dict:
             columns["import_kwh"].append(None if reversed_ else str(kwh))
             columns["export_kwh"].append(str(kwh) if reversed_ else None)
         counted += 1
-    outcome: dict = {"result": {"half_hours": counted, "records": len(records)}}
-    if columns["register_ids"]:
-        outcome["intervals"] = {**columns, "source": "profile_log"}
-    return outcome
+    return Outcome(
+        intervals=HalfHours(**columns, source="profile_log") if columns["register_ids"] else None,
+        result={"half_hours": counted, "records": len(records)},
+    )
 
 
 def _valid(record) -> bool:
@@ -260,20 +312,20 @@ def _valid(record) -> bool:
 
 # -- set_clock ----------------------------------------------------------------------------
 
-async def set_clock(ctx: Context) -> dict:
+async def set_clock(ctx: Context) -> Outcome:
     before = datetime.now(UTC)
     meter_time = await ctx.meter.clock_time_read()
     drift = round((meter_time - before).total_seconds())
     written = await ctx.meter.clock_time_write()
     after = await ctx.meter.clock_time_read()
     drift_after = round((after - datetime.now(UTC)).total_seconds())
-    return {
-        "states": [state(ctx.command, clock_time_diff_seconds=drift_after)],
-        "result": {"drift_before_seconds": drift, "written": written.isoformat(), "drift_after_seconds": drift_after},
-    }
+    return Outcome(
+        states=[state(ctx.command, clock_time_diff_seconds=drift_after)],
+        result={"drift_before_seconds": drift, "written": written.isoformat(), "drift_after_seconds": drift_after},
+    )
 
 
-WORKFLOWS = {
+WORKFLOWS: dict[str, Callable[[Context], Awaitable[Outcome]]] = {
     "sync": sync,
     "send_token": send_token,
     "set_future_tariff": set_future_tariff,
