@@ -40,19 +40,10 @@ OPERATOR = "flows_operator"
 # Columns a copied row leaves to their defaults: the row's own id and timestamps.
 OWN_COLUMNS = {"id", "register_id", "created_at", "updated_at"}
 TELLS = "tells B's rows exist: answered"
-# Known today, and pinned: a unique key without the ESCO is checked before the composite foreign key, so a row
-# of A's ESCO that names one of B's rows as its parent fails as a duplicate when B has such a child, and as a
-# missing parent otherwise. Nothing of B's is changed or shown, but A learns that B's (unguessable) id exists
-# and can probe its children's names. The fix is a schema change (the ESCO in these keys, or a check of the
-# parent before the insert): a migration, left to its own change. Remove an entry when it is fixed.
-EXISTENCE_ORACLES = {
-    "POST properties onto B's rows": "properties_site_plot_key (site, plot)",
-    "POST circuits onto B's rows": "circuits_site_name_key (site, name)",
-    "POST properties_service_head onto B's rows": "primary key (property, service_head)",
-    "POST service_head_meter onto B's rows": "primary key (service_head, meter)",
-    "POST meter_registers onto B's rows": "meter_registers_enabled_element_key (meter_id, element)",
-    "POST circuit_register onto B's rows": "circuit_register_register_time_overlap (register, time)",
-}
+# Attacks known to tell that B's rows exist (name -> why), pinned until fixed. Empty since 0006 put the ESCO in
+# every natural key of topology rows: a unique key without it was checked before the composite foreign key, so
+# an insert naming B's parent failed as a duplicate where B had such a child and as a missing parent otherwise.
+EXISTENCE_ORACLES: dict[str, str] = {}
 # SQLSTATE classes a refusal may carry: data exception, integrity, authorization, privilege, raised by a function.
 REFUSALS = ("22", "23", "28", "42", "P0")
 

@@ -1,6 +1,22 @@
 -- Rollback of 0006_code_health.
 SET LOCAL ROLE flows_owner;
 
+-- ---- natural keys without the tenant again ----
+ALTER TABLE flows.properties DROP CONSTRAINT properties_site_plot_key,
+    ADD CONSTRAINT properties_site_plot_key UNIQUE (site, plot);
+ALTER TABLE flows.circuits DROP CONSTRAINT circuits_site_name_key,
+    ADD CONSTRAINT circuits_site_name_key UNIQUE (site, name);
+ALTER TABLE flows.circuit_register DROP CONSTRAINT circuit_register_register_time_overlap,
+    ADD CONSTRAINT circuit_register_register_time_overlap
+        EXCLUDE USING gist (register WITH =, tstzrange(start_time, end_time) WITH &&);
+ALTER TABLE flows.properties_service_head DROP CONSTRAINT properties_service_head_pkey,
+    ADD PRIMARY KEY (property, service_head);
+ALTER TABLE flows.service_head_meter DROP CONSTRAINT service_head_meter_pkey,
+    ADD PRIMARY KEY (service_head, meter);
+DROP INDEX flows.meter_registers_enabled_element_key;
+CREATE UNIQUE INDEX meter_registers_enabled_element_key
+    ON flows.meter_registers (meter_id, element) WHERE status = 'enabled';
+
 -- ---- the scheduler and the workers' functions, unversioned again ----
 CREATE OR REPLACE FUNCTION flows.run_scheduler_v1() RETURNS jsonb
 LANGUAGE plpgsql

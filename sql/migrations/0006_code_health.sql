@@ -7,7 +7,8 @@
 --   * the functions a running worker calls versioned (_v1), plus the two queries it
 --     assembled itself (queue depth, last event time) as named functions;
 --   * one way to queue a command for one meter (flows.queue_meter_command), used by
---     send_token, read_profile_log and set_clock.
+--     send_token, read_profile_log and set_clock;
+--   * the ESCO in every natural key of topology rows (no existence oracle across ESCOs).
 -- Moving max_running_commands, reads_to_estimate and flows.requester between source
 -- files changes nothing in the database.
 -- Deploy: the worker functions are renamed here, so workers of an earlier release fail
@@ -619,3 +620,24 @@ ALTER TABLE flows.hardware_kinds ENABLE ROW LEVEL SECURITY;
 CREATE POLICY hardware_kinds_read ON flows.hardware_kinds FOR SELECT
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer
     USING (true);
+
+-- ---- tenant in every natural key ----
+-- A unique key without the ESCO is checked before the composite foreign key, so an
+-- operator's insert naming another ESCO's parent row failed as a duplicate where that
+-- ESCO had such a child and as a missing parent otherwise: an existence oracle. With the
+-- ESCO in the key (the composite foreign key makes it the parent's ESCO anyway, so what
+-- is unique does not change) every such insert fails on the foreign key alike.
+ALTER TABLE flows.properties DROP CONSTRAINT properties_site_plot_key,
+    ADD CONSTRAINT properties_site_plot_key UNIQUE (site, plot, esco);
+ALTER TABLE flows.circuits DROP CONSTRAINT circuits_site_name_key,
+    ADD CONSTRAINT circuits_site_name_key UNIQUE (site, name, esco);
+ALTER TABLE flows.circuit_register DROP CONSTRAINT circuit_register_register_time_overlap,
+    ADD CONSTRAINT circuit_register_register_time_overlap
+        EXCLUDE USING gist (register WITH =, esco WITH =, tstzrange(start_time, end_time) WITH &&);
+ALTER TABLE flows.properties_service_head DROP CONSTRAINT properties_service_head_pkey,
+    ADD PRIMARY KEY (property, service_head, esco);
+ALTER TABLE flows.service_head_meter DROP CONSTRAINT service_head_meter_pkey,
+    ADD PRIMARY KEY (service_head, meter, esco);
+DROP INDEX flows.meter_registers_enabled_element_key;
+CREATE UNIQUE INDEX meter_registers_enabled_element_key
+    ON flows.meter_registers (meter_id, element, esco) WHERE status = 'enabled';

@@ -10,7 +10,7 @@ CREATE TABLE flows.circuits (
     rating_amps integer,
     created_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT circuits_id_esco_key UNIQUE (id, esco),
-    CONSTRAINT circuits_site_name_key UNIQUE (site, name),
+    CONSTRAINT circuits_site_name_key UNIQUE (site, name, esco),
     CONSTRAINT circuits_site_esco_fkey FOREIGN KEY (site, esco) REFERENCES flows.sites (id, esco),
     CONSTRAINT circuits_type_valid CHECK (type IN ('power', 'heat', 'solar')),
     CONSTRAINT circuits_name_not_blank CHECK (btrim(name) <> ''),
@@ -32,7 +32,7 @@ CREATE TABLE flows.circuit_register (
         FOREIGN KEY (register, esco) REFERENCES flows.meter_registers (register_id, esco) ON DELETE CASCADE,
     CONSTRAINT circuit_register_end_after_start CHECK (end_time > start_time),
     CONSTRAINT circuit_register_register_time_overlap
-        EXCLUDE USING gist (register WITH =, tstzrange(start_time, end_time) WITH &&)
+        EXCLUDE USING gist (register WITH =, esco WITH =, tstzrange(start_time, end_time) WITH &&)
 );
 COMMENT ON TABLE flows.circuit_register IS
     'Which register measures which circuit, from start_time until end_time (null: still).';

@@ -80,7 +80,7 @@ COMMENT ON TABLE flows.meter_registers IS
 
 -- At most one enabled register per element of a meter.
 CREATE UNIQUE INDEX meter_registers_enabled_element_key
-    ON flows.meter_registers (meter_id, element) WHERE status = 'enabled';
+    ON flows.meter_registers (meter_id, element, esco) WHERE status = 'enabled';
 
 -- A meter is either single rate (SINGLE) or dual rate (A and B), never both.
 CREATE FUNCTION flows.check_register_elements() RETURNS trigger
@@ -183,7 +183,7 @@ CREATE TABLE flows.service_head_meter (
     meter        uuid        NOT NULL,
     esco         uuid        NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (service_head, meter),
+    PRIMARY KEY (service_head, meter, esco),
     CONSTRAINT service_head_meter_service_head_esco_fkey
         FOREIGN KEY (service_head, esco) REFERENCES flows.service_head_registry (id, esco) ON DELETE CASCADE,
     CONSTRAINT service_head_meter_meter_esco_fkey

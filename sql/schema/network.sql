@@ -44,7 +44,7 @@ CREATE TABLE flows.properties_service_head (
     service_head uuid        NOT NULL,
     esco         uuid        NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (property, service_head),
+    PRIMARY KEY (property, service_head, esco),
     CONSTRAINT properties_service_head_property_esco_fkey
         FOREIGN KEY (property, esco) REFERENCES flows.properties (id, esco) ON DELETE CASCADE,
     CONSTRAINT properties_service_head_service_head_esco_fkey

@@ -24,7 +24,7 @@ CREATE TABLE flows.properties (
     type       text        NOT NULL DEFAULT 'residential',
     created_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT properties_id_esco_key UNIQUE (id, esco),
-    CONSTRAINT properties_site_plot_key UNIQUE (site, plot),
+    CONSTRAINT properties_site_plot_key UNIQUE (site, plot, esco),
     CONSTRAINT properties_site_esco_fkey FOREIGN KEY (site, esco) REFERENCES flows.sites (id, esco),
     CONSTRAINT properties_plot_not_blank CHECK (btrim(plot) <> ''),
     CONSTRAINT properties_type_valid CHECK (type IN ('residential', 'commercial'))

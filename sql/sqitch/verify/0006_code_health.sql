@@ -23,6 +23,9 @@ BEGIN
         'workers cannot renew leases';
     ASSERT pg_catalog.has_table_privilege('flows_operator', 'flows.hardware_kinds', 'SELECT'),
         'operators cannot read hardware kinds';
+    ASSERT (SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint
+            WHERE conname = 'properties_site_plot_key') = 'UNIQUE (site, plot, esco)',
+        'the ESCO is part of natural keys';
 END
 $$;
 ROLLBACK;

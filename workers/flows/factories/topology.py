@@ -53,7 +53,7 @@ def add_property(conn: psycopg.Connection, site: str, plot: str, *, address: str
                  type: str = "residential") -> str:
     return _one(conn, "INSERT INTO flows.properties (esco, site, plot, address, type)"
                       " SELECT s.esco, s.id, %s, %s, %s FROM flows.sites AS s WHERE s.id = %s"
-                      " ON CONFLICT (site, plot) DO UPDATE SET address = excluded.address, type = excluded.type"
+                      " ON CONFLICT (site, plot, esco) DO UPDATE SET address = excluded.address, type = excluded.type"
                       " RETURNING id", (plot, address, type, site))
 
 
@@ -76,7 +76,7 @@ def add_circuit(conn: psycopg.Connection, site: str, name: str, type: str = "pow
                 rating_amps: int | None = None) -> str:
     return _one(conn, "INSERT INTO flows.circuits (esco, site, type, name, rating_amps)"
                       " SELECT s.esco, s.id, %s, %s, %s FROM flows.sites AS s WHERE s.id = %s"
-                      " ON CONFLICT (site, name) DO UPDATE SET type = excluded.type,"
+                      " ON CONFLICT (site, name, esco) DO UPDATE SET type = excluded.type,"
                       " rating_amps = excluded.rating_amps RETURNING id", (type, name, rating_amps, site))
 
 
