@@ -234,3 +234,21 @@ CREATE POLICY meter_metric_runs_all ON flows.meter_metric_runs TO flows_admin, f
 CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SELECT
     TO flows_operator, flows_analyst
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
+
+-- == Operations: audit trail, API keys =====================================
+
+-- The audit trail: admins read every ESCO's, operators their own ESCO's.
+ALTER TABLE flows.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_admin ON flows.audit_log FOR SELECT TO flows_admin
+    USING (true);
+CREATE POLICY audit_log_own_esco ON flows.audit_log FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.api_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY api_keys_admin ON flows.api_keys TO flows_admin
+    USING (true);
+CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
