@@ -116,7 +116,7 @@ DECLARE
     old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END;
     new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END;
     changed jsonb := coalesce(new_row, old_row);
-    row_key jsonb := '{}';
+    row_key jsonb := '{}'::jsonb;
     request_id text;
 BEGIN
     FOR i IN 1 .. TG_NARGS - 1 LOOP
@@ -128,9 +128,9 @@ BEGIN
     INSERT INTO flows.audit_log (esco, relation, operation, row_key, before, after, actor_sub, actor_role,
                                  actor_esco, api_key, request_id, db_user, transaction_id)
     VALUES ((changed ->> nullif(TG_ARGV[0], ''))::uuid, TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, row_key,
-            old_row, new_row, claims ->> 'sub', coalesce(claims ->> 'role', session_user), claims ->> 'esco',
+            old_row, new_row, claims ->> 'sub', coalesce(claims ->> 'role', session_user::text), claims ->> 'esco',
             CASE WHEN claims ->> 'api_key' ~ '^[0-9a-f-]{36}$' THEN (claims ->> 'api_key')::uuid END,
-            pg_catalog.left(request_id, 200), session_user, pg_catalog.txid_current());
+            pg_catalog.left(request_id, 200), session_user::text, pg_catalog.txid_current());
     RETURN NULL;
 END
 $$;
@@ -269,7 +269,7 @@ BEGIN
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'send writes to the primary API; this one is for reads (analysts, dashboards)';
     END IF;
-    IF NOT claims ? 'role' THEN
+    IF NOT claims ? 'role' OR claims ->> 'role' = 'flows_anon' THEN
         RETURN;  -- no token: the anonymous role, which may call /rpc/health only
     END IF;
     IF NOT claims ? 'exp' THEN

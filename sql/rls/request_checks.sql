@@ -23,7 +23,7 @@ BEGIN
             USING ERRCODE = 'read_only_sql_transaction',
                   HINT = 'send writes to the primary API; this one is for reads (analysts, dashboards)';
     END IF;
-    IF NOT claims ? 'role' THEN
+    IF NOT claims ? 'role' OR claims ->> 'role' = 'flows_anon' THEN
         RETURN;  -- no token: the anonymous role, which may call /rpc/health only
     END IF;
     IF NOT claims ? 'exp' THEN

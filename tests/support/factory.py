@@ -32,11 +32,12 @@ class EscoData:
     registers: dict[str, list[str]] = field(default_factory=dict)  # meter -> register ids
     circuits: list[str] = field(default_factory=list)
     circuit_registers: list[str] = field(default_factory=list)
+    api_key: str = ""
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
         found = {self.esco, self.site, self.feeder, *self.properties, *self.heads, *self.meters, *self.circuits,
-                 *self.circuit_registers}
+                 *self.circuit_registers, self.api_key}
         for registers in self.registers.values():
             found.update(registers)
         return found
@@ -141,4 +142,8 @@ def build_esco(conn: psycopg.Connection, code: str | None = None) -> EscoData:
                 exports.append(Decimal("0.01") if meter == twin else Decimal(0))
     conn.execute("SELECT flows.record_interval_hh(%s::uuid[], %s::timestamptz[], %s::numeric[], %s::numeric[])",
                  (ids, times, imports, exports))
+
+    # An integration's API key (the audit trail has rows of everything above).
+    data.api_key = _one(conn, "SELECT id FROM flows.create_api_key(%s, 'portal', 'flows_operator', now() + interval"
+                              " '30 days')", (data.code,))
     return data
