@@ -278,8 +278,8 @@ BEGIN
             HINT = 'mint tokens with an expiry (flows token --expires 12h); integrations use API keys '
                    '(flows api-key create), which can be revoked';
     END IF;
-    IF audience IS NOT NULL AND NOT (claims -> 'aud' = pg_catalog.to_jsonb(audience)
-            OR (pg_catalog.jsonb_typeof(claims -> 'aud') = 'array' AND claims -> 'aud' ? audience)) THEN
+    IF audience IS NOT NULL AND NOT coalesce(claims -> 'aud' = pg_catalog.to_jsonb(audience)
+            OR (pg_catalog.jsonb_typeof(claims -> 'aud') = 'array' AND claims -> 'aud' ? audience), false) THEN
         RAISE SQLSTATE 'PT401' USING
             MESSAGE = pg_catalog.format('the token is not for this API: its aud claim must be %s', audience),
             HINT = 'mint tokens with the configured audience (FLOWS_JWT_AUD)';
@@ -324,7 +324,8 @@ BEGIN
     SET revoked_at = pg_catalog.now(), revoked_by = flows.requester()
     WHERE k.id = revoke_api_key.id AND k.revoked_at IS NULL;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no live API key %', revoke_api_key.id USING ERRCODE = 'no_data_found',
+        RAISE SQLSTATE 'PT404' USING  -- HTTP 404 through PostgREST
+            MESSAGE = pg_catalog.format('no live API key %s', revoke_api_key.id),
             HINT = 'list keys with GET /api_keys; a revoked key stays revoked';
     END IF;
     RETURN QUERY SELECT * FROM api.api_keys AS k WHERE k.id = revoke_api_key.id;

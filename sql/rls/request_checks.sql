@@ -32,8 +32,8 @@ BEGIN
             HINT = 'mint tokens with an expiry (flows token --expires 12h); integrations use API keys '
                    '(flows api-key create), which can be revoked';
     END IF;
-    IF audience IS NOT NULL AND NOT (claims -> 'aud' = pg_catalog.to_jsonb(audience)
-            OR (pg_catalog.jsonb_typeof(claims -> 'aud') = 'array' AND claims -> 'aud' ? audience)) THEN
+    IF audience IS NOT NULL AND NOT coalesce(claims -> 'aud' = pg_catalog.to_jsonb(audience)
+            OR (pg_catalog.jsonb_typeof(claims -> 'aud') = 'array' AND claims -> 'aud' ? audience), false) THEN
         RAISE SQLSTATE 'PT401' USING
             MESSAGE = pg_catalog.format('the token is not for this API: its aud claim must be %s', audience),
             HINT = 'mint tokens with the configured audience (FLOWS_JWT_AUD)';

@@ -22,7 +22,8 @@ BEGIN
     SET revoked_at = pg_catalog.now(), revoked_by = flows.requester()
     WHERE k.id = revoke_api_key.id AND k.revoked_at IS NULL;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'no live API key %', revoke_api_key.id USING ERRCODE = 'no_data_found',
+        RAISE SQLSTATE 'PT404' USING  -- HTTP 404 through PostgREST
+            MESSAGE = pg_catalog.format('no live API key %s', revoke_api_key.id),
             HINT = 'list keys with GET /api_keys; a revoked key stays revoked';
     END IF;
     RETURN QUERY SELECT * FROM api.api_keys AS k WHERE k.id = revoke_api_key.id;

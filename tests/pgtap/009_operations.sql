@@ -2,7 +2,7 @@
 -- request check PostgREST runs before each request (expiry, audience, API keys).
 -- Claims come from flows.sql_login_claims for this login (as for any SQL login).
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-0000000000a1', 'TAPAUD', 'Audit');
 SELECT api.register_meter(serial => 'EML3100000001', hardware => 'C1.w',
@@ -83,6 +83,8 @@ SELECT lives_ok($$ SELECT flows.check_request() $$, 'with exp and no audience co
 SELECT set_config('app.settings.jwt_aud', 'flows-api', true) AS audience \gset
 SELECT throws_like($$ SELECT flows.check_request() $$, '%aud claim must be flows-api%',
                    'with an audience configured, another aud is refused');
+UPDATE flows.sql_login_claims SET claims = claims - 'aud' WHERE login = 'postgres';
+SELECT throws_like($$ SELECT flows.check_request() $$, '%aud claim must be flows-api%', 'and so is no aud at all');
 SELECT id AS key FROM flows.create_api_key('TAPAUD', 'billing', 'flows_operator', now() + interval '1 year') \gset
 UPDATE flows.sql_login_claims SET claims = claims || jsonb_build_object('aud', 'flows-api', 'api_key', :'key')
 WHERE login = 'postgres';

@@ -54,7 +54,7 @@ class Api:
 
 
 @contextmanager
-def start_postgrest(server: PgServer, dbname: str, workdir: Path):
+def start_postgrest(server: PgServer, dbname: str, workdir: Path, env: dict[str, str] | None = None):
     password = secrets.token_urlsafe(16)
     set_role_password(server.url(dbname), "flows_authenticator", password)
     api_port, admin_port = free_port(), free_port()
@@ -69,6 +69,7 @@ def start_postgrest(server: PgServer, dbname: str, workdir: Path):
             "PGRST_SERVER_PORT": str(api_port),
             "PGRST_ADMIN_SERVER_PORT": str(admin_port),
             "PGRST_LOG_LEVEL": "info",
+            **(env or {}),
         },
         stdout=log,
         stderr=subprocess.STDOUT,

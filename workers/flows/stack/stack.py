@@ -20,6 +20,7 @@ from flows import auth
 from flows.db import admin, migrations
 from flows.errors import FlowsError
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT
+from flows.settings import check_jwt_secret
 from flows.stack import demo
 from flows.stack.config import StackConfig, stack_home
 from flows.stack.postgres import free_port, port_is_free
@@ -58,6 +59,7 @@ class Stack:
     # -- up ----------------------------------------------------------------
     def up(self, with_demo: bool = True, say: Say = print) -> None:
         config = self.config
+        check_jwt_secret(config.jwt_secret)
         cluster = config.cluster()
         if not cluster.initialised:
             say(f"creating PostgreSQL cluster in {cluster.datadir}")
