@@ -134,7 +134,8 @@ def test_error_details_name_no_other_tenant(api):
             http.post("/rpc/request_sync", json={"meter_ids": [b.meters[0]]}),
             http.post("/rpc/cancel_meter_command", json={"id": b.meters[0]}),
             http.post("/rpc/revoke_api_key", json={"id": b.api_key}),
-            http.patch(f"/meter_registry?id=eq.{b.meters[0]}", json={"name": "mine"}, headers={"Prefer": "return=representation"}),
+            http.patch(f"/meter_registry?id=eq.{b.meters[0]}", json={"name": "mine"},
+                       headers={"Prefer": "return=representation"}),
             http.get(f"/audit_log?row_key->>id=eq.{b.meters[0]}"),
         ]
     for response in attempts:

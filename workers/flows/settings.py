@@ -21,9 +21,9 @@ from functools import cached_property
 from pathlib import Path
 
 from flows.errors import ConfigError
+from flows.stack.config import StackConfig, stack_home
 
 MIN_JWT_SECRET = 32  # characters; a shorter HS256 secret can be brute-forced from one token
-from flows.stack.config import StackConfig, stack_home
 
 
 @dataclass(frozen=True)

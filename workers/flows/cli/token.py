@@ -9,7 +9,8 @@ from flows.cli.common import settings
 @click.command()
 @click.option("--role", required=True, type=click.Choice(sorted(auth.ROLES)), help="API role.")
 @click.option("--esco", default=None, help="ESCO code the token is limited to (operator, analyst, customer).")
-@click.option("--expires", default="1d", show_default=True, help="Lifetime (30m, 12h, 7d) or a time; every token expires.")
+@click.option("--expires", default="1d", show_default=True,
+              help="Lifetime (30m, 12h, 7d) or a time; every token expires.")
 @click.option(
     "--claim",
     "claims",
