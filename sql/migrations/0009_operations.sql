@@ -137,13 +137,12 @@ $$;
 
 
 -- Attaches the audit trail to a table: the one call sql/schema/audit_registry.sql
--- makes per audited table.
+-- makes per audited table (CALL flows.audit('flows.payments')).
 --   esco_column      the column holding the row's ESCO (null: the row belongs to none)
 --   ignored_columns  an UPDATE that changes only these is not audited (e.g. updated_at, leases)
 --   only_rows        a condition on the row, written with {row} (e.g. '{row}.requested_by <> ''scheduler''')
-CREATE FUNCTION flows.audit(relation regclass, esco_column text DEFAULT 'esco',
-                            ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
-RETURNS void
+CREATE PROCEDURE flows.audit(relation regclass, esco_column text DEFAULT 'esco',
+                             ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -176,7 +175,7 @@ BEGIN
                               'WHEN (' || pg_catalog.replace(only_rows, '{row}', 'OLD') || ')', arguments);
 END
 $$;
-COMMENT ON FUNCTION flows.audit(regclass, text, text[], text) IS
+COMMENT ON PROCEDURE flows.audit(regclass, text, text[], text) IS
     'Audits a table: its inserts, updates (ignoring ignored_columns) and deletes go to flows.audit_log.';
 
 -- ---- schema/monitoring.sql ----
@@ -250,8 +249,7 @@ HAVING count(*) FILTER (WHERE c.status IN ('pending', 'running')) > 0
 --   * with an audience configured (app.settings.jwt_aud, the same value as
 --     PostgREST's jwt-aud), a token without that aud is refused;
 --   * an API key's token (claim "api_key") works only while its key is live:
---     not revoked, not expired, same ESCO and role as when it was minted;
---   * on a read-only replica, writes to tables are refused with a clear error.
+--     not revoked, not expired, same ESCO and role as when it was minted.
 -- SECURITY DEFINER to read api_keys, which callers cannot.
 CREATE FUNCTION flows.check_request() RETURNS void
 LANGUAGE plpgsql STABLE
@@ -261,14 +259,7 @@ AS $$
 DECLARE
     claims jsonb := flows.jwt_claims();
     audience text := nullif(pg_catalog.current_setting('app.settings.jwt_aud', true), '');
-    method text := pg_catalog.current_setting('request.method', true);
 BEGIN
-    IF pg_catalog.pg_is_in_recovery() AND method NOT IN ('GET', 'HEAD', 'OPTIONS')
-       AND pg_catalog.current_setting('request.path', true) NOT LIKE '/rpc/%' THEN
-        RAISE EXCEPTION 'this API instance serves a read-only replica: % is not allowed here', method
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'send writes to the primary API; this one is for reads (analysts, dashboards)';
-    END IF;
     IF NOT claims ? 'role' OR claims ->> 'role' = 'flows_anon' THEN
         RETURN;  -- no token: the anonymous role, which may call /rpc/health only
     END IF;
@@ -296,8 +287,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION flows.check_request() IS
-    'PostgREST db-pre-request: refuses tokens without exp or the configured aud, revoked API keys, '
-    'and table writes on a replica.';
+    'PostgREST db-pre-request: refuses tokens without exp or the configured aud, and revoked API keys.';
 
 -- ---- rpc/api_keys.sql ----
 -- API keys of an ESCO: listed and revoked through the API, minted by
@@ -383,28 +373,28 @@ COMMENT ON COLUMN api.audit_log.request_id IS 'X-Request-Id of the HTTP request,
 -- line here (and the same line in its migration).
 
 -- Tenants, configuration and topology.
-SELECT flows.audit('flows.escos', esco_column => 'id');
-SELECT flows.audit('flows.sites');
-SELECT flows.audit('flows.properties');
-SELECT flows.audit('flows.feeder_registry');
-SELECT flows.audit('flows.service_head_registry');
-SELECT flows.audit('flows.properties_service_head');
-SELECT flows.audit('flows.service_head_meter');
-SELECT flows.audit('flows.circuits');
-SELECT flows.audit('flows.circuit_register');
-SELECT flows.audit('flows.meter_registry');
-SELECT flows.audit('flows.meter_registers');
-SELECT flows.audit('flows.meter_metrics', esco_column => NULL);
+CALL flows.audit('flows.escos', esco_column => 'id');
+CALL flows.audit('flows.sites');
+CALL flows.audit('flows.properties');
+CALL flows.audit('flows.feeder_registry');
+CALL flows.audit('flows.service_head_registry');
+CALL flows.audit('flows.properties_service_head');
+CALL flows.audit('flows.service_head_meter');
+CALL flows.audit('flows.circuits');
+CALL flows.audit('flows.circuit_register');
+CALL flows.audit('flows.meter_registry');
+CALL flows.audit('flows.meter_registers');
+CALL flows.audit('flows.meter_metrics', esco_column => NULL);
 
 -- Requested commands: top-ups (money), tariffs, syncs and clock settings people
 -- asked for, and how each went (status changes); the scheduler's own syncs and
 -- lease renewals are not audited.
-SELECT flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}',
-                   only_rows => '{row}.requested_by <> ''scheduler''');
+CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}',
+                 only_rows => '{row}.requested_by <> ''scheduler''');
 
 -- Logins and credentials.
-SELECT flows.audit('flows.sql_login_claims', esco_column => NULL);
-SELECT flows.audit('flows.api_keys');
+CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
+CALL flows.audit('flows.api_keys');
 
 -- ---- rls/privileges.sql (operations) ----
 -- == Operations: request checks, audit trail, API keys, monitoring =========

@@ -4,8 +4,7 @@
 --   * with an audience configured (app.settings.jwt_aud, the same value as
 --     PostgREST's jwt-aud), a token without that aud is refused;
 --   * an API key's token (claim "api_key") works only while its key is live:
---     not revoked, not expired, same ESCO and role as when it was minted;
---   * on a read-only replica, writes to tables are refused with a clear error.
+--     not revoked, not expired, same ESCO and role as when it was minted.
 -- SECURITY DEFINER to read api_keys, which callers cannot.
 CREATE FUNCTION flows.check_request() RETURNS void
 LANGUAGE plpgsql STABLE
@@ -15,14 +14,7 @@ AS $$
 DECLARE
     claims jsonb := flows.jwt_claims();
     audience text := nullif(pg_catalog.current_setting('app.settings.jwt_aud', true), '');
-    method text := pg_catalog.current_setting('request.method', true);
 BEGIN
-    IF pg_catalog.pg_is_in_recovery() AND method NOT IN ('GET', 'HEAD', 'OPTIONS')
-       AND pg_catalog.current_setting('request.path', true) NOT LIKE '/rpc/%' THEN
-        RAISE EXCEPTION 'this API instance serves a read-only replica: % is not allowed here', method
-            USING ERRCODE = 'read_only_sql_transaction',
-                  HINT = 'send writes to the primary API; this one is for reads (analysts, dashboards)';
-    END IF;
     IF NOT claims ? 'role' OR claims ->> 'role' = 'flows_anon' THEN
         RETURN;  -- no token: the anonymous role, which may call /rpc/health only
     END IF;
@@ -50,5 +42,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION flows.check_request() IS
-    'PostgREST db-pre-request: refuses tokens without exp or the configured aud, revoked API keys, '
-    'and table writes on a replica.';
+    'PostgREST db-pre-request: refuses tokens without exp or the configured aud, and revoked API keys.';

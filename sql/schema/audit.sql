@@ -89,13 +89,12 @@ $$;
 
 
 -- Attaches the audit trail to a table: the one call sql/schema/audit_registry.sql
--- makes per audited table.
+-- makes per audited table (CALL flows.audit('flows.payments')).
 --   esco_column      the column holding the row's ESCO (null: the row belongs to none)
 --   ignored_columns  an UPDATE that changes only these is not audited (e.g. updated_at, leases)
 --   only_rows        a condition on the row, written with {row} (e.g. '{row}.requested_by <> ''scheduler''')
-CREATE FUNCTION flows.audit(relation regclass, esco_column text DEFAULT 'esco',
-                            ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
-RETURNS void
+CREATE PROCEDURE flows.audit(relation regclass, esco_column text DEFAULT 'esco',
+                             ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -128,5 +127,5 @@ BEGIN
                               'WHEN (' || pg_catalog.replace(only_rows, '{row}', 'OLD') || ')', arguments);
 END
 $$;
-COMMENT ON FUNCTION flows.audit(regclass, text, text[], text) IS
+COMMENT ON PROCEDURE flows.audit(regclass, text, text[], text) IS
     'Audits a table: its inserts, updates (ignoring ignored_columns) and deletes go to flows.audit_log.';

@@ -71,7 +71,7 @@ SELECT throws_ok($$ TRUNCATE flows.audit_log $$, '42501', NULL, 'nor truncate th
 RESET ROLE;
 SELECT throws_like($$ DELETE FROM flows.audit_log $$, '%append-only%',
                    'a superuser is refused by the trigger, saying why');
-SELECT throws_like($$ SELECT flows.audit('flows.meter_registry'::regclass) $$, '%audit_insert%already exists%',
+SELECT throws_like($$ CALL flows.audit('flows.meter_registry') $$, '%audit_insert%already exists%',
                    'a table is audited once');
 
 -- The request check -----------------------------------------------------------
