@@ -3,7 +3,8 @@
 Demo Meadows: one site, 20 homes and a community hall, two feeders, a service
 head per property, and 20 emulated Emlite meters (twin-element, single-element
 and three-phase) served by `flows emulator` on 127.0.0.1 and registered here
-with their ports, plus circuits for homes and heat pumps. The workers sync them
+with their ports, plus circuits for homes and heat pumps, three top-ups and the
+next quarter's tariff rolled out to the prepay meters. The workers sync them
 like real meters: within a minute the API shows live balances, reads and health.
 
 Creating it twice changes nothing.
@@ -84,6 +85,26 @@ def create(database_url: str, base_port: int) -> None:
                 conn.execute("INSERT INTO flows.circuit_register (circuit, register, esco, start_time)"
                              " SELECT %s, %s, %s, '2024-01-01' WHERE NOT EXISTS (SELECT FROM flows.circuit_register"
                              " WHERE register = %s)", (circuit, register, esco, register))
+        _money(conn, esco)
+
+
+def _money(conn: psycopg.Connection, esco) -> None:
+    """Some money flow to watch (dashboards, audit): three customers' top-ups, and the next quarter's tariff
+    rolled out to every prepay meter. Each happens once, however often the demo is created."""
+    prepay = [row[0] for row in conn.execute(
+        "SELECT id FROM flows.meter_registry WHERE esco = %s AND prepay_enabled ORDER BY serial", (esco,))]
+    for n, meter_id in enumerate(prepay[:3]):
+        conn.execute("SELECT FROM api.send_token(%s, amount => %s, idempotency_key => %s)",
+                     (meter_id, (10, 20, 15)[n], f"demo-top-up-{n + 1}"))
+    if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
+                        (esco,)).fetchone():
+        tariff = {"standing_charge": "0.6512", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.19",
+                  "prepayment_emergency_credit": "10", "prepayment_ecredit_availability": "5",
+                  "prepayment_debt_recovery_rate": "0.3"}
+        conn.execute("SELECT FROM api.set_future_tariff(%s::jsonb || jsonb_build_object('activation_datetime',"
+                     " (date_trunc('quarter', now() AT TIME ZONE 'Europe/London') + interval '3 months')"
+                     " AT TIME ZONE 'Europe/London'), %s::uuid[])",
+                     (json.dumps(tariff), prepay))
 
 
 def _meter(conn: psycopg.Connection, meter: dict, esco, site, port: int):
