@@ -248,7 +248,7 @@ def nginx_conf(config: StackConfig, folder: Path) -> str:
     temp = folder / "temp"
     return f"""# written by `flows up --topology scaled` (deploy/nginx/flows.conf is the production one, with TLS)
 {user}daemon off;
-worker_processes 2;
+worker_processes 1;
 worker_rlimit_nofile 20000;
 pid {folder / 'nginx.pid'};
 error_log stderr warn;
