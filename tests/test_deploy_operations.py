@@ -81,11 +81,13 @@ def test_nginx_accepts_the_production_config_with_tls_and_rate_limits(tmp_path):
     assert "limit_req zone=flows_money" in flows_conf and "return 301 https://" in flows_conf
     local = (flows_conf.replace("/etc/nginx/tls/", f"{tls}/").replace("/etc/nginx/flows/", f"{DEPLOY}/nginx/")
              .replace("server postgrest", "server 127.0.0.1:3000; #").replace("listen 80;", "listen 127.0.0.1:18080;")
-             .replace("listen 443 ssl", "listen 127.0.0.1:18443 ssl").replace("listen 8443 ssl", "listen 127.0.0.1:18444 ssl"))
+             .replace("listen 443 ssl", "listen 127.0.0.1:18443 ssl")
+             .replace("listen 8443 ssl", "listen 127.0.0.1:18444 ssl"))
     (tmp_path / "flows.conf").write_text(local)
     (tmp_path / "nginx.conf").write_text(
         f"pid {tmp_path}/nginx.pid; error_log stderr; events {{}}\n"
-        f"http {{ client_body_temp_path {tmp_path}/b; proxy_temp_path {tmp_path}/p; include {tmp_path}/flows.conf; }}\n")
+        f"http {{ client_body_temp_path {tmp_path}/b; proxy_temp_path {tmp_path}/p;\n"
+        f"       include {tmp_path}/flows.conf; }}\n")
     result = subprocess.run(["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

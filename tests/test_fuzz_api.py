@@ -14,10 +14,10 @@ import httpx
 import psycopg
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 
 from tests.support.api import start_postgrest
 from tests.support.factory import build_esco

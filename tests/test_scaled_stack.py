@@ -107,11 +107,12 @@ def test_up_prints_and_status_names_where_everything_is(scaled):
         assert httpx.get(f"http://127.0.0.1:{port}/live").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
     # Prometheus scrapes the exporter, the worker, the blackbox probes of the three PostgREST and itself
-    targets = httpx.get(f"{status['prometheus']['url']}/api/v1/targets").json()["data"]["activeTargets"]
-    jobs = {(t["labels"]["job"], t["health"]) for t in targets}
-    assert eventually(lambda: {(t["labels"]["job"], t["health"]) for t in httpx.get(
-        f"{status['prometheus']['url']}/api/v1/targets").json()["data"]["activeTargets"]} == {
-        ("postgres", "up"), ("worker", "up"), ("postgrest", "up"), ("blackbox", "up"), ("prometheus", "up")}), jobs
+    def jobs():
+        targets = httpx.get(f"{status['prometheus']['url']}/api/v1/targets").json()["data"]["activeTargets"]
+        return {(t["labels"]["job"], t["health"]) for t in targets}
+
+    expected = {("postgres", "up"), ("worker", "up"), ("postgrest", "up"), ("blackbox", "up"), ("prometheus", "up")}
+    assert eventually(lambda: jobs() == expected), jobs()
 
 
 def test_every_dashboard_and_alert_metric_is_in_a_real_scrape(scaled):
@@ -157,7 +158,8 @@ def test_reads_go_through_the_replica_and_its_lag_is_a_metric(scaled):
     with scaled.replica_sql() as replica:
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
-            renamed = httpx.patch(f"{scaled.api}/meter_registry?id=eq.{meter['id']}", json={"name": "Renamed on primary"},
+            renamed = httpx.patch(f"{scaled.api}/meter_registry?id=eq.{meter['id']}",
+                                  json={"name": "Renamed on primary"},
                                   headers={**headers, "Prefer": "return=representation"})
             assert renamed.status_code == 200 and renamed.json()[0]["name"] == "Renamed on primary"
             with scaled.primary_sql() as primary:  # enough WAL to see in the lag
@@ -169,7 +171,8 @@ def test_reads_go_through_the_replica_and_its_lag_is_a_metric(scaled):
             def lag():
                 text = httpx.get(scaled.status["exporter"]["url"]).text
                 for line in text.splitlines():
-                    if line.startswith("flows_replication_replay_lag_bytes{") and 'application_name="flows_replica"' in line:
+                    if (line.startswith("flows_replication_replay_lag_bytes{")
+                            and 'application_name="flows_replica"' in line):
                         return float(line.rsplit(" ", 1)[1]) > 0
                 return False
 

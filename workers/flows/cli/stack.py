@@ -23,9 +23,9 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
     config = stack.config
     click.echo("")
     click.echo(f"Flows is up.   data: {config.home}")
+    api = f"http://127.0.0.1:{config.proxy_port}" if config.topology == "scaled" else config.api_url
     if config.topology == "scaled":
-        click.echo(f"  API      http://127.0.0.1:{config.proxy_port}   (nginx: postgrest and postgrest-2, "
-                   "through PgBouncer)")
+        click.echo(f"  API      {api}   (nginx: postgrest and postgrest-2, through PgBouncer)")
         click.echo(f"  Reads    http://127.0.0.1:{config.readonly_proxy_port}   (read-only, on the replica)")
     else:
         click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
@@ -37,8 +37,8 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
     if demo:
         click.echo(f"\nDemo operator token for ESCO {DEMO_ESCO} (valid 7 days):")
         click.echo(f"  export TOKEN={stack.demo_token()}")
-        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_registry?select=id,serial,name"')
-        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_shadows?select=balance,health,'
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{api}/meter_registry?select=id,serial,name"')
+        click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{api}/meter_shadows?select=balance,health,'
                    f'meter_registry(serial)"   # live within a minute')
     click.echo("\nStop with `flows down`; `flows status` shows what runs.")
 

@@ -147,7 +147,9 @@ def _start_pgbouncer(stack, say) -> None:
         if is_root():
             subprocess.run(["chown", "postgres:postgres", str(path)], check=True)
     say(f"starting PgBouncer on port {port} (transaction pooling, {POOL_SIZE} connections to the primary)")
-    process.start(as_server_user([str(PGBOUNCER_BIN), str(ini)]), cwd=folder)
+    # one descriptor per client: raise the soft limit (1024 for the postgres user) to the hard one
+    process.start(as_server_user(["sh", "-c", 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$1"', str(PGBOUNCER_BIN),
+                                  str(ini)]), cwd=folder)
     if not wait_port(port, timeout=15, alive=process.pid):
         raise FlowsError(f"PgBouncer did not start; see {process.logfile}\n{process.tail(5)}")
 
