@@ -44,8 +44,9 @@ READ_SQL = {
     "rls": """SELECT s.balance, s.health, m.serial, m.name FROM api.meter_shadows AS s
               JOIN api.meter_registry AS m ON m.id = s.id ORDER BY m.serial LIMIT 50;""",
     "bare": """SELECT s.balance, s.health, m.serial, m.name FROM flows.meter_shadows AS s
-               JOIN flows.meter_registry AS m ON m.id = s.id
-               WHERE m.esco = (SELECT e.id FROM flows.escos AS e WHERE e.code = 'B' || lpad(:n::text, 3, '0'))
+               JOIN flows.meter_registry AS m ON m.id = s.id,
+               (SELECT e.id FROM flows.escos AS e WHERE e.code = 'B' || lpad(:n::text, 3, '0')) AS e
+               WHERE m.esco = e.id AND s.esco = e.id
                ORDER BY m.serial LIMIT 50;""",
 }
 AS_OPERATOR = """BEGIN;

@@ -19,6 +19,24 @@ DROP PROCEDURE flows.audit(regclass, text, text[], text);
 DROP TABLE flows.audit_log;
 DROP FUNCTION flows.audit_row(), flows.refuse_audit_change();
 DROP TABLE flows.api_keys;
+DROP POLICY meter_shadows_own_esco ON flows.meter_shadows;
+DROP POLICY meter_shadows_customer ON flows.meter_shadows;
+CREATE POLICY meter_shadows_visible_meter ON flows.meter_shadows FOR SELECT
+    TO flows_operator, flows_analyst, flows_customer
+    USING (id IN (SELECT m.id FROM flows.meter_registry AS m));
+CREATE OR REPLACE FUNCTION flows.create_meter_shadow() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    INSERT INTO flows.meter_shadows (id, prepay_enabled) VALUES (NEW.id, NEW.prepay_enabled);
+    RETURN NULL;
+END
+$$;
+DROP INDEX flows.meter_shadows_esco_idx;
+ALTER TABLE flows.meter_shadows DROP CONSTRAINT meter_shadows_meter_esco_fkey;
+ALTER TABLE flows.meter_shadows DROP COLUMN esco;
 RESET ROLE;
 DROP SCHEMA monitoring;
 REVOKE USAGE ON SCHEMA flows FROM flows_anon;

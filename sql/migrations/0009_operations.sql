@@ -18,6 +18,36 @@ COMMENT ON SCHEMA monitoring IS 'Counts for the Prometheus exporter (flows_monit
 -- Everything below is created by, and owned by, flows_owner.
 SET LOCAL ROLE flows_owner;
 
+-- ---- schema/meters.sql: the digital twin carries its meter's ESCO ----
+ALTER TABLE flows.meter_shadows ADD COLUMN esco uuid;
+UPDATE flows.meter_shadows AS s SET esco = m.esco FROM flows.meter_registry AS m WHERE m.id = s.id;
+ALTER TABLE flows.meter_shadows ALTER COLUMN esco SET NOT NULL;
+ALTER TABLE flows.meter_shadows ADD CONSTRAINT meter_shadows_meter_esco_fkey
+    FOREIGN KEY (id, esco) REFERENCES flows.meter_registry (id, esco) ON DELETE CASCADE;
+COMMENT ON COLUMN flows.meter_shadows.esco IS
+    'The meter''s ESCO, so that an operator''s read of the twins is one index scan, not a filter over every ESCO''s.';
+CREATE INDEX meter_shadows_esco_idx ON flows.meter_shadows (esco);
+
+-- SECURITY DEFINER: whoever registers a meter gets its shadow, without
+-- needing write access to meter state themselves.
+CREATE OR REPLACE FUNCTION flows.create_meter_shadow() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    INSERT INTO flows.meter_shadows (id, esco, prepay_enabled) VALUES (NEW.id, NEW.esco, NEW.prepay_enabled);
+    RETURN NULL;
+END
+$$;
+
+-- ---- rls/policies.sql: operators and analysts see their ESCO's twins by its column ----
+DROP POLICY meter_shadows_visible_meter ON flows.meter_shadows;
+CREATE POLICY meter_shadows_own_esco ON flows.meter_shadows FOR SELECT TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY meter_shadows_customer ON flows.meter_shadows FOR SELECT TO flows_customer
+    USING (id IN (SELECT m.id FROM flows.meter_registry AS m));
+
 -- ---- schema/api_keys.sql ----
 -- API keys: long-lived credentials for service integrations (a portal backend,
 -- a billing system). Each is a JWT whose "api_key" claim names a row here; the

@@ -94,12 +94,14 @@ CREATE POLICY meter_registers_customer ON flows.meter_registers FOR SELECT TO fl
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 
--- The digital twin: visible with the meter.
+-- The digital twin: visible with the meter (it carries the meter's ESCO, so an
+-- ESCO's twins are one index scan away).
 ALTER TABLE flows.meter_shadows ENABLE ROW LEVEL SECURITY;
 CREATE POLICY meter_shadows_all ON flows.meter_shadows TO flows_admin, flows_service
     USING (true);
-CREATE POLICY meter_shadows_visible_meter ON flows.meter_shadows FOR SELECT
-    TO flows_operator, flows_analyst, flows_customer
+CREATE POLICY meter_shadows_own_esco ON flows.meter_shadows FOR SELECT TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY meter_shadows_customer ON flows.meter_shadows FOR SELECT TO flows_customer
     USING (id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 -- Sync cadence: shared by every ESCO.

@@ -10,6 +10,7 @@ BEGIN
     PERFORM kind, pending, oldest_due_seconds FROM monitoring.command_queue;
     PERFORM esco, meters, unhealthy, offline FROM monitoring.fleet WHERE false;
     PERFORM flows.check_request();
+    PERFORM esco FROM flows.meter_shadows WHERE false;
     ASSERT (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = 'audit_insert'
             AND tgrelid = 'flows.meter_registry'::regclass) = 1, 'meter_registry is not audited';
     ASSERT NOT pg_catalog.has_table_privilege('flows_owner', 'flows.audit_log', 'UPDATE, DELETE, TRUNCATE'),
