@@ -15,6 +15,7 @@ DROP FUNCTION api.revoke_api_key(uuid), flows.create_api_key(text, text, text, t
 DROP VIEW api.api_keys, api.audit_log;
 DROP FUNCTION flows.check_request();
 DROP VIEW monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts;
+DROP INDEX flows.meter_commands_finished_idx;
 DROP PROCEDURE flows.audit(regclass, text, text[], text);
 DROP TABLE flows.audit_log;
 DROP FUNCTION flows.audit_row(), flows.refuse_audit_change();

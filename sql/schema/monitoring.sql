@@ -34,7 +34,9 @@ LEFT JOIN flows.meter_shadows AS s ON s.id = m.id
 GROUP BY e.code;
 
 -- Commands that ended in the last hour per ESCO and kind: done and failed
--- (the sync success rate is done / (done + failed)), and top-up money.
+-- (the sync success rate is done / (done + failed)), and top-up money. The
+-- index keeps each scrape to the last hour's rows as the table grows.
+CREATE INDEX meter_commands_finished_idx ON flows.meter_commands (finished_at) WHERE finished_at IS NOT NULL;
 CREATE VIEW monitoring.command_outcomes AS
 SELECT e.code AS esco, k.kind,
        count(c.id) FILTER (WHERE c.status = 'done') AS done_last_hour,

@@ -105,6 +105,10 @@ def _money(conn: psycopg.Connection, esco) -> None:
                      " (date_trunc('quarter', now() AT TIME ZONE 'Europe/London') + interval '3 months')"
                      " AT TIME ZONE 'Europe/London'), %s::uuid[])",
                      (json.dumps(tariff), prepay))
+    # after the first syncs: live readings come first, as they would on a real first day
+    conn.execute("UPDATE flows.meter_commands SET run_at = now() + interval '1 minute' WHERE esco = %s"
+                 " AND status = 'pending' AND kind IN ('send_token', 'set_future_tariff')"
+                 " AND requested_by <> 'scheduler'", (esco,))
 
 
 def _meter(conn: psycopg.Connection, meter: dict, esco, site, port: int):
