@@ -57,7 +57,7 @@ class Stack:
         """Every background process of the stack, in start order."""
         names = ["postgrest", "emulator", "worker"]
         if self.config.topology == "scaled":
-            names = ["pgbouncer", *names, *topology.PROCESSES[1:]]
+            names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
         if self.config.monitoring:
             names += monitoring.PROCESSES
         return [self.process(name) for name in names]

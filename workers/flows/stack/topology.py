@@ -40,7 +40,9 @@ COMPONENTS = {
     "nginx": "nginx",
     "worker": "workers",
 }
-PROCESSES = ("pgbouncer", "postgrest-2", "postgrest-readonly", "nginx")
+DATABASE_SIDE = ("pgbouncer",)  # started before the API instances, stopped after them
+API_SIDE = ("postgrest-2", "postgrest-readonly", "nginx")  # started after the first API instance
+PROCESSES = DATABASE_SIDE + API_SIDE
 
 
 def replica_cluster(config: StackConfig) -> Cluster:
