@@ -34,9 +34,13 @@ SET ROLE flows_owner;
 \ir schema/energy_parts.sql
 \ir schema/commands.sql
 \ir schema/scheduling.sql
+\ir schema/api_keys.sql
+\ir schema/audit.sql
+\ir schema/monitoring.sql
 
 -- who is asking
 \ir rls/claims.sql
+\ir rls/request_checks.sql
 
 -- what is offered
 \ir rpc/health.sql
@@ -53,6 +57,11 @@ SET ROLE flows_owner;
 \ir rpc/monitoring.sql
 \ir rpc/aggregates.sql
 \ir rpc/commands.sql
+\ir rpc/api_keys.sql
+\ir rpc/audit_log.sql
+
+-- who changed what (after every table)
+\ir schema/audit_registry.sql
 
 -- who may
 \ir rls/privileges.sql

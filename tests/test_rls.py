@@ -30,6 +30,9 @@ CUSTOMER_RELATIONS = {
     "meter_health_history", "meter_clock_drift", "meter_tariff_history", "meter_event_log",
     "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
 }
+# Who changed what, and integrations' keys: admins (every ESCO) and operators
+# (rows whose esco column is theirs) only.
+OPERATOR_RELATIONS = {"audit_log", "api_keys"}
 
 # role name -> (database role, which ESCO's claims it carries, how it sees)
 ROLES = {
@@ -72,9 +75,13 @@ class World:
         """Rows ``role`` should see in ``relation``; None if it must be refused."""
         if role == "anon" or (role == "customer" and relation not in CUSTOMER_RELATIONS):
             return None
+        if relation in OPERATOR_RELATIONS and role not in ("admin", "operator"):
+            return None
         rows = self.all_rows[relation]
         if role in ("admin", "service"):
             return rows
+        if relation in OPERATOR_RELATIONS:
+            return [row for row in rows if json.loads(row)["esco"] == self.a.esco]
         foreign = self.b.ids() if role in ("operator", "analyst", "grafanareader") else (
             (self.a.ids() | self.b.ids()) - self.a.customer_ids())
         return [row for row in rows if not (ids_in(row) & foreign)]

@@ -94,12 +94,14 @@ CREATE POLICY meter_registers_customer ON flows.meter_registers FOR SELECT TO fl
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 
--- The digital twin: visible with the meter.
+-- The digital twin: visible with the meter (it carries the meter's ESCO, so an
+-- ESCO's twins are one index scan away).
 ALTER TABLE flows.meter_shadows ENABLE ROW LEVEL SECURITY;
 CREATE POLICY meter_shadows_all ON flows.meter_shadows TO flows_admin, flows_service
     USING (true);
-CREATE POLICY meter_shadows_visible_meter ON flows.meter_shadows FOR SELECT
-    TO flows_operator, flows_analyst, flows_customer
+CREATE POLICY meter_shadows_own_esco ON flows.meter_shadows FOR SELECT TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY meter_shadows_customer ON flows.meter_shadows FOR SELECT TO flows_customer
     USING (id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 -- Hardware kinds: reference data shared by every ESCO, changed by migrations only.
@@ -240,3 +242,21 @@ CREATE POLICY meter_metric_runs_all ON flows.meter_metric_runs TO flows_admin, f
 CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SELECT
     TO flows_operator, flows_analyst
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
+
+-- == Operations: audit trail, API keys =====================================
+
+-- The audit trail: admins read every ESCO's, operators their own ESCO's.
+ALTER TABLE flows.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_admin ON flows.audit_log FOR SELECT TO flows_admin
+    USING (true);
+CREATE POLICY audit_log_own_esco ON flows.audit_log FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.api_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY api_keys_admin ON flows.api_keys TO flows_admin
+    USING (true);
+CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));

@@ -204,3 +204,29 @@ GRANT EXECUTE ON FUNCTION
     flows.last_meter_event_time_v1(uuid),
     flows.lock_key(text)
 TO flows_service, flows_admin;
+
+
+-- == Operations: request checks, audit trail, API keys, monitoring =========
+
+-- PostgREST runs the request check (db-pre-request) as the request's role, anonymous included.
+GRANT USAGE ON SCHEMA flows TO flows_anon;
+GRANT EXECUTE ON FUNCTION flows.check_request()
+    TO flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- The audit trail: written only by its trigger (a definer function); read by
+-- admins (every ESCO) and operators (their ESCO). Nobody may change or remove
+-- a row, the owner included.
+GRANT SELECT ON flows.audit_log, api.audit_log TO flows_admin, flows_operator;
+REVOKE UPDATE, DELETE, TRUNCATE ON flows.audit_log FROM flows_owner;
+
+-- API keys: operators list and revoke their ESCO's; `flows api-key create` records them as an admin.
+GRANT SELECT ON flows.api_keys, api.api_keys TO flows_admin, flows_operator;
+GRANT INSERT ON flows.api_keys TO flows_admin;
+GRANT UPDATE (revoked_at, revoked_by) ON flows.api_keys TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION api.revoke_api_key(uuid) TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION flows.create_api_key(text, text, text, timestamptz) TO flows_admin;
+
+-- The exporter's login reads the monitoring views only.
+GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
+GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
+    TO flows_monitor;

@@ -14,6 +14,8 @@
 --   flows_customer       the meters of the customer's own properties, read-only.
 --   grafanareader        SQL login for dashboards: an analyst whose ESCO is
 --                        configured in flows.sql_login_claims.
+--   flows_monitor        the Prometheus exporter's login: pg_monitor and the
+--                        monitoring views (counts per ESCO), nothing else.
 DO $roles$
 DECLARE
     r record;
@@ -30,7 +32,8 @@ BEGIN
             ('flows_service',       'NOLOGIN'),
             ('flows_customer',      'NOLOGIN'),
             ('flows_worker',        'LOGIN'),
-            ('grafanareader',       'LOGIN')
+            ('grafanareader',       'LOGIN'),
+            ('flows_monitor',       'LOGIN')
         ) AS roles (name, options)
     LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r.name) THEN
@@ -47,6 +50,7 @@ GRANT flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flo
     TO flows_authenticator;
 GRANT flows_analyst TO grafanareader;
 GRANT flows_service TO flows_worker;
+GRANT pg_monitor TO flows_monitor;
 
 -- Per-role limits, applied by PostgREST when it switches to the role.
 ALTER ROLE flows_anon     SET statement_timeout = '3s';
@@ -57,3 +61,4 @@ ALTER ROLE flows_analyst  SET statement_timeout = '120s';
 ALTER ROLE flows_service  SET statement_timeout = '60s';
 ALTER ROLE grafanareader  SET statement_timeout = '120s';
 ALTER ROLE flows_worker   SET statement_timeout = '60s';
+ALTER ROLE flows_monitor  SET statement_timeout = '10s';

@@ -12,3 +12,6 @@ COMMENT ON SCHEMA api IS
 
 -- No function is callable by PUBLIC unless granted explicitly (sql/rls/privileges.sql).
 ALTER DEFAULT PRIVILEGES FOR ROLE flows_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+
+CREATE SCHEMA monitoring AUTHORIZATION flows_owner;
+COMMENT ON SCHEMA monitoring IS 'Counts for the Prometheus exporter (flows_monitor): queue, fleet, outcomes.';

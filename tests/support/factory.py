@@ -33,6 +33,7 @@ class SampleEsco:
     circuits: list[str] = field(default_factory=list)
     circuit_registers: list[str] = field(default_factory=list)
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
+    api_key: str = ""  # an integration's key (flows.api_keys)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -129,4 +130,7 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
                 imports.append(Decimal("0.1") + (k % 7) * Decimal("0.05"))
                 exports.append(Decimal("0.01") if meter == twin else Decimal(0))
     f.record_half_hours(conn, ids, times, imports, exports)
+
+    # An integration's API key (the audit trail then has rows of everything above).
+    data.api_key = f.add_api_key(conn, data.code)
     return data

@@ -35,18 +35,20 @@ def database_role(role: str) -> str:
     raise ConfigError(f"unknown role {role!r}", hint=f"one of {', '.join(ROLES)}")
 
 
-def parse_expiry(text: str, now: datetime | None = None) -> datetime | None:
-    """'12h', '30d', an ISO-8601 time, or 'never' -> the expiry time (UTC)."""
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """'12h', '30d' or an ISO-8601 time -> the expiry time (UTC). Every token expires: the API refuses
+    tokens without one; long-lived integrations use revocable API keys instead."""
     now = now or datetime.now(UTC)
     if text == "never":
-        return None
+        raise ConfigError("tokens always expire (the API refuses a token without exp)",
+                          hint="give a lifetime such as 12h; integrations use `flows api-key create`")
     if match := _DURATION.match(text):
         return now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ConfigError(
-            f"cannot read expiry {text!r}", hint="use e.g. 30m, 12h, 7d, 2027-01-01T00:00:00Z or never"
+            f"cannot read expiry {text!r}", hint="use e.g. 30m, 12h, 7d or 2027-01-01T00:00:00Z"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -61,14 +63,17 @@ def mint_token(
     esco: str | None = None,
     expires: datetime | None = None,
     extra_claims: dict | None = None,
+    audience: str | None = None,
 ) -> str:
     db_role = database_role(role)
     if db_role in ROLES_NEEDING_ESCO and not esco:
         raise ConfigError(f"role {role} needs an ESCO", hint="pass --esco CODE")
     if len(secret) < 32:
         raise ConfigError("the JWT secret must be at least 32 characters")
+
     now = datetime.now(UTC)
-    claims = {"role": db_role, "iat": int(now.timestamp()), **(extra_claims or {})}
+    claims = {"role": db_role, "iat": int(now.timestamp()), **({"aud": audience} if audience else {}),
+              **(extra_claims or {})}
     if esco:
         claims["esco"] = esco
     if expires is not None:

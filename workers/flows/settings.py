@@ -5,7 +5,8 @@ command-line option), then the environment, then the embedded stack that
 ``flows up`` made (its ``stack.json`` in the home folder).
 
     FLOWS_DATABASE_URL   the database (else the embedded stack's, over its socket)
-    FLOWS_JWT_SECRET     the secret PostgREST and the gateway verify tokens with
+    FLOWS_JWT_SECRET     the secret PostgREST and the gateway verify tokens with (32+ characters)
+    FLOWS_JWT_AUD        the audience tokens are minted for, when the API requires one
     FLOWS_HOME           the home folder (else the embedded stack's default)
     FLOWS_VENDOR         the vending adapter (default: the test vendor)
 
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from flows.errors import ConfigError
 from flows.stack.config import StackConfig, stack_home
+
+MIN_JWT_SECRET = 32  # characters; a shorter HS256 secret can be brute-forced from one token
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,19 @@ class Settings:
     @property
     def jwt_secret(self) -> str:
         if self.explicit_jwt_secret:
-            return self.explicit_jwt_secret
+            return check_jwt_secret(self.explicit_jwt_secret)
         if self.stack is not None:
-            return self.stack.jwt_secret
+            return check_jwt_secret(self.stack.jwt_secret)
         raise ConfigError("no JWT secret configured", hint="set FLOWS_JWT_SECRET or run `flows up` first")
+
+    @property
+    def jwt_audience(self) -> str | None:
+        return os.environ.get("FLOWS_JWT_AUD") or None
+
+
+def check_jwt_secret(secret: str) -> str:
+    """The secret, if long enough to sign tokens with; else a clear error."""
+    if len(secret) < MIN_JWT_SECRET:
+        raise ConfigError(f"the JWT secret has {len(secret)} characters; at least {MIN_JWT_SECRET} are needed",
+                          hint="generate one: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
+    return secret

@@ -4,6 +4,7 @@ import click
 
 from flows import __version__
 from flows.cli import db, stack, token
+from flows.cli.api_keys import api_key
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.vend import vend
@@ -27,3 +28,4 @@ cli.add_command(token.token)
 cli.add_command(emulator)
 cli.add_command(vend)
 cli.add_command(worker)
+cli.add_command(api_key)

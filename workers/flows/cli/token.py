@@ -9,7 +9,8 @@ from flows.cli.common import settings
 @click.command()
 @click.option("--role", required=True, type=click.Choice(sorted(auth.ROLES)), help="API role.")
 @click.option("--esco", default=None, help="ESCO code the token is limited to (operator, analyst, customer).")
-@click.option("--expires", default="1d", show_default=True, help="Lifetime (30m, 12h, 7d), a time, or never.")
+@click.option("--expires", default="1d", show_default=True,
+              help="Lifetime (30m, 12h, 7d) or a time; every token expires.")
 @click.option(
     "--claim",
     "claims",
@@ -25,4 +26,6 @@ def token(role: str, esco: str | None, expires: str, claims: tuple[str, ...]) ->
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--claim")
         extra[key] = value.split(",") if "," in value else value
-    click.echo(auth.mint_token(settings().jwt_secret, role, esco, auth.parse_expiry(expires), extra))
+    resolved = settings()
+    click.echo(auth.mint_token(resolved.jwt_secret, role, esco, auth.parse_expiry(expires), extra,
+                               audience=resolved.jwt_audience))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flows.paths import ROOT
 from flows.stack.osuser import server_user_can_reach
-from flows.stack.postgres import Cluster, free_port
+from flows.stack.postgres import Cluster, free_port, port_is_free
 
 DATABASE = "flows"
 
@@ -43,6 +43,23 @@ class StackConfig:
     emulator_base_port: int = 0  # first port of the demo fleet (0: not chosen yet)
     metrics_port: int = 0  # the worker's Prometheus endpoint (0: not chosen yet)
     database: str = DATABASE
+    # Monitoring (flows up --monitoring; stack/monitoring.py); 0: not chosen yet.
+    monitoring: bool = False
+    exporter_port: int = 0
+    blackbox_port: int = 0
+    prometheus_port: int = 0
+    monitor_password: str = ""
+    gateway_metrics_port: int = 0  # the gateway's metrics endpoint, scraped when set (flows gateway)
+    # Topology (flows up --topology scaled; stack/topology.py): PgBouncer, a replica, nginx.
+    topology: str = "single"
+    pgbouncer_port: int = 0
+    replica_port: int = 0
+    api2_port: int = 0
+    api2_admin_port: int = 0
+    readonly_api_port: int = 0
+    readonly_admin_port: int = 0
+    proxy_port: int = 0
+    readonly_proxy_port: int = 0
 
     # -- folders and files -------------------------------------------------
     @property
@@ -74,6 +91,16 @@ class StackConfig:
 
     def worker_url(self) -> str:
         return self.cluster().tcp_url(self.database, "flows_worker", self.worker_password)
+
+    def claim_port(self, attr: str, preferred: int, in_use_by_us: bool = False) -> int:
+        """The port remembered in ``attr``, or (not chosen yet, or taken by something else) a free one,
+        remembered."""
+        port = getattr(self, attr)
+        if not port or (not in_use_by_us and not port_is_free(port)):
+            port = free_port(preferred)
+            setattr(self, attr, port)
+            self.save()
+        return port
 
     # -- persistence -------------------------------------------------------
     @staticmethod

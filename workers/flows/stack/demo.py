@@ -3,7 +3,8 @@
 Demo Meadows: one site, 20 homes and a community hall, two feeders, a service
 head per property, and 20 emulated Emlite meters (twin-element, single-element
 and three-phase) served by `flows emulator` on 127.0.0.1 and registered here
-with their ports, plus circuits for homes and heat pumps. The workers sync them
+with their ports, plus circuits for homes and heat pumps, three top-ups and the
+next quarter's tariff rolled out to the prepay meters. The workers sync them
 like real meters: within a minute the API shows live balances, reads and health.
 
 Creating it twice changes nothing.
@@ -12,6 +13,8 @@ Creating it twice changes nothing.
 import json
 from pathlib import Path
 
+import psycopg
+
 from flows import factories as f
 from flows.db.connect import connect
 
@@ -19,6 +22,10 @@ ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
 FIRST_SERIAL = 2400000001
 REGISTERS_FROM = "2024-01-01T00:00:00Z"  # before the emulated meters' history
+
+NEXT_QUARTER_TARIFF = {"standing_charge": "0.6512", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.19",
+                       "prepayment_emergency_credit": "10", "prepayment_ecredit_availability": "5",
+                       "prepayment_debt_recovery_rate": "0.3"}
 
 
 def fleet_plan() -> list[dict]:
@@ -73,3 +80,22 @@ def create(database_url: str, base_port: int) -> None:
             for element, register in meter.registers.items():
                 f.link_circuit_register(conn, circuits["heat" if element == "B" else "power"], register,
                                         REGISTERS_FROM)
+        _money(conn, esco)
+
+
+def _money(conn: psycopg.Connection, esco: str) -> None:
+    """Some money flow to watch (dashboards, audit): three customers' top-ups, and the next quarter's tariff
+    rolled out to every prepay meter. Each happens once, however often the demo is created."""
+    prepay = [row[0] for row in conn.execute(
+        "SELECT id FROM flows.meter_registry WHERE esco = %s AND prepay_enabled ORDER BY serial", (esco,))]
+    for n, meter_id in enumerate(prepay[:3]):
+        f.send_token(conn, meter_id, (10, 20, 15)[n], idempotency_key=f"demo-top-up-{n + 1}")
+    if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
+                        (esco,)).fetchone():
+        activation = conn.execute("SELECT (date_trunc('quarter', now() AT TIME ZONE 'Europe/London')"
+                                  " + interval '3 months') AT TIME ZONE 'Europe/London'").fetchone()[0]
+        f.set_future_tariff(conn, {**NEXT_QUARTER_TARIFF, "activation_datetime": activation.isoformat()}, prepay)
+    # after the first syncs: live readings come first, as they would on a real first day
+    conn.execute("UPDATE flows.meter_commands SET run_at = now() + interval '1 minute' WHERE esco = %s"
+                 " AND status = 'pending' AND kind IN ('send_token', 'set_future_tariff')"
+                 " AND requested_by <> 'scheduler'", (esco,))

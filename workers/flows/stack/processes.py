@@ -40,7 +40,18 @@ class Background:
         except PermissionError:
             pass
         marker = self._marker(pid)
+        if marker == "" and self._renamed_itself(pid):
+            return pid
         return pid if marker is None or marker == self.name else None
+
+    def _renamed_itself(self, pid: int) -> bool:
+        """nginx overwrites its environment with its process title ("nginx: master process ..."), so its
+        marker is gone: recognise it by that title."""
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
+        return title.startswith(f"{self.name}: master process")
 
     @staticmethod
     def _marker(pid: int) -> str | None:
@@ -70,6 +81,10 @@ class Background:
                 start_new_session=True,
             )
         self.pidfile.write_text(f"{process.pid}\n")
+        # Until the child has exec'd, its environment is ours (no marker) and pid() would not know it.
+        deadline = time.monotonic() + 2
+        while self.pid() is None and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return process.pid
 
     def exited_early(self, within: float = 0.3) -> bool:

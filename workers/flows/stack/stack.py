@@ -8,6 +8,7 @@ nothing.
 """
 
 import json
+import socket
 import sys
 import time
 import urllib.error
@@ -20,7 +21,8 @@ from flows import auth
 from flows.db import admin, migrations
 from flows.errors import FlowsError
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT
-from flows.stack import demo
+from flows.settings import check_jwt_secret
+from flows.stack import demo, monitoring, topology
 from flows.stack.config import StackConfig, stack_home
 from flows.stack.postgres import free_port, port_is_free
 from flows.stack.processes import Background
@@ -53,11 +55,21 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        return [self.process(name) for name in ("postgrest", "emulator", "worker")]
+        names = ["postgrest", "emulator", "worker"]
+        if self.config.topology == "scaled":
+            names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
+        if self.config.monitoring:
+            names += monitoring.PROCESSES
+        return [self.process(name) for name in names]
 
     # -- up ----------------------------------------------------------------
-    def up(self, with_demo: bool = True, say: Say = print) -> None:
+    def up(self, with_demo: bool = True, say: Say = print, with_monitoring: bool | None = None,
+           topology_name: str | None = None) -> None:
+        """Start what is missing; ``with_monitoring`` and ``topology_name`` (None: as last time) add the
+        monitoring (stack/monitoring.py) and choose the topology (stack/topology.py)."""
         config = self.config
+        check_jwt_secret(config.jwt_secret)
+        topology.choose(self, topology_name or config.topology, say)
         cluster = config.cluster()
         if not cluster.initialised:
             say(f"creating PostgreSQL cluster in {cluster.datadir}")
@@ -79,8 +91,13 @@ class Stack:
         if with_demo:
             self._start_demo_fleet(say)
         admin.reload_api_schema(self.admin_url)
+        topology.start_database_side(self, say)
         self._start_postgrest(say)
         self._start_worker(say)
+        topology.start_api_side(self, say)
+        topology.reload_schema_caches(self)
+        if with_monitoring or (with_monitoring is None and config.monitoring):
+            monitoring.start(self, say)
 
     def _start_postgrest(self, say: Say) -> None:
         config = self.config
@@ -103,6 +120,7 @@ class Stack:
                 "PGRST_SERVER_PORT": str(config.api_port),
                 "PGRST_ADMIN_SERVER_PORT": str(config.admin_port),
                 "PGRST_OPENAPI_SERVER_PROXY_URI": config.api_url,
+                **topology.postgrest_env(config),
             },
             cwd=ROOT,
         )
@@ -152,6 +170,7 @@ class Stack:
         for process in reversed(self.background()):
             if process.stop():
                 say(f"stopped {process.name}")
+        topology.stop_replica(self.config, say)
         cluster = self.config.cluster()
         if cluster.running():
             cluster.stop()
@@ -182,7 +201,11 @@ class Stack:
                 entry["meters"] = f"127.0.0.1:{config.emulator_base_port}-{config.emulator_base_port + DEMO_METERS - 1}"
             elif process.name == "worker" and config.metrics_port:
                 entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
+            elif process.name in monitoring.PROCESSES:
+                entry["url"] = monitoring.urls(config)[process.name]
             report[process.name] = entry
+        for name, entry in topology.status(self).items():
+            report[name] = entry
         return report
 
     def demo_token(self, expires_in: str = "7d") -> str:
@@ -224,6 +247,19 @@ def _http_ok(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def wait_port(port: int, timeout: float, alive: Callable[[], object] = lambda: True) -> bool:
+    """True once something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        if not alive():
+            return False
+        time.sleep(0.1)
+    return False
 
 
 def wait_ready(url: str, timeout: float, alive: Callable[[], object] = lambda: True) -> bool:

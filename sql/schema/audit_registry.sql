@@ -1,0 +1,27 @@
+-- Which tables are audited: one line per table (flows.audit, schema/audit.sql).
+-- Loaded after every table; a new table of configuration or money adds its
+-- line here (and the same line in its migration).
+
+-- Tenants, configuration and topology.
+CALL flows.audit('flows.escos', esco_column => 'id');
+CALL flows.audit('flows.sites');
+CALL flows.audit('flows.properties');
+CALL flows.audit('flows.feeder_registry');
+CALL flows.audit('flows.service_head_registry');
+CALL flows.audit('flows.properties_service_head');
+CALL flows.audit('flows.service_head_meter');
+CALL flows.audit('flows.circuits');
+CALL flows.audit('flows.circuit_register');
+CALL flows.audit('flows.meter_registry');
+CALL flows.audit('flows.meter_registers');
+CALL flows.audit('flows.meter_metrics', esco_column => NULL);
+
+-- Requested commands: top-ups (money), tariffs, syncs and clock settings people
+-- asked for, and how each went (status changes); the scheduler's own syncs and
+-- lease renewals are not audited.
+CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}',
+                 only_rows => '{row}.requested_by <> ''scheduler''');
+
+-- Logins and credentials.
+CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
+CALL flows.audit('flows.api_keys');

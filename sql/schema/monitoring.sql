@@ -1,0 +1,64 @@
+-- What Prometheus scrapes about the business (deploy/prometheus/
+-- postgres-exporter-queries.yaml reads these views as flows_monitor). Counts
+-- per ESCO code and command kind only, never a customer's data. The views run
+-- with their owner's rights (not security_invoker): the exporter sees every
+-- ESCO, and nothing else but these views.
+
+-- The command queue per kind: how deep, and how long the oldest has waited.
+CREATE VIEW monitoring.command_queue AS
+SELECT k.kind,
+       count(c.id) FILTER (WHERE c.status = 'pending') AS pending,
+       count(c.id) FILTER (WHERE c.status = 'pending' AND c.run_at <= now()) AS due,
+       count(c.id) FILTER (WHERE c.status = 'running') AS running,
+       coalesce(extract(epoch FROM now() - min(c.run_at) FILTER (WHERE c.status = 'pending' AND c.run_at <= now())),
+                0) AS oldest_due_seconds,
+       coalesce(extract(epoch FROM now() - min(c.created_at) FILTER (WHERE c.status = 'pending')), 0)
+           AS oldest_pending_seconds
+FROM (VALUES ('sync'), ('send_token'), ('set_future_tariff'), ('read_profile_log'), ('set_clock')) AS k (kind)
+LEFT JOIN flows.meter_commands AS c ON c.kind = k.kind AND c.status IN ('pending', 'running')
+GROUP BY k.kind;
+
+-- The fleet per ESCO: active meters, unhealthy, offline (no contact for 3
+-- hours), never contacted, low on credit, and the credit they hold.
+CREATE VIEW monitoring.fleet AS
+SELECT e.code AS esco,
+       count(m.id) AS meters,
+       count(m.id) FILTER (WHERE s.health = 'unhealthy') AS unhealthy,
+       count(m.id) FILTER (WHERE s.last_healthy_at < now() - interval '3 hours') AS offline,
+       count(m.id) FILTER (WHERE s.last_healthy_at IS NULL) AS never_contacted,
+       count(m.id) FILTER (WHERE m.prepay_enabled AND s.balance < e.low_balance_threshold) AS low_balance,
+       coalesce(sum(s.balance) FILTER (WHERE m.prepay_enabled), 0) AS balance_gbp
+FROM flows.escos AS e
+LEFT JOIN flows.meter_registry AS m ON m.esco = e.id AND m.mode = 'active'
+LEFT JOIN flows.meter_shadows AS s ON s.id = m.id
+GROUP BY e.code;
+
+-- Commands that ended in the last hour per ESCO and kind: done and failed
+-- (the sync success rate is done / (done + failed)), and top-up money. The
+-- index keeps each scrape to the last hour's rows as the table grows.
+CREATE INDEX meter_commands_finished_idx ON flows.meter_commands (finished_at) WHERE finished_at IS NOT NULL;
+CREATE VIEW monitoring.command_outcomes AS
+SELECT e.code AS esco, k.kind,
+       count(c.id) FILTER (WHERE c.status = 'done') AS done_last_hour,
+       count(c.id) FILTER (WHERE c.status = 'failed') AS failed_last_hour,
+       coalesce(sum((c.parameters ->> 'amount')::numeric) FILTER (WHERE c.status = 'done'), 0)
+           AS credited_gbp_last_hour
+FROM flows.escos AS e
+CROSS JOIN (VALUES ('sync'), ('send_token'), ('set_future_tariff'), ('read_profile_log'), ('set_clock')) AS k (kind)
+LEFT JOIN flows.meter_commands AS c
+       ON c.esco = e.id AND c.kind = k.kind AND c.finished_at > now() - interval '1 hour'
+GROUP BY e.code, k.kind;
+
+-- Tariff rollouts still running or finished in the last day: how far each got.
+CREATE VIEW monitoring.tariff_rollouts AS
+SELECT e.code AS esco, c.batch_id::text AS rollout_id,
+       count(*) AS meters,
+       count(*) FILTER (WHERE c.status = 'done') AS confirmed,
+       count(*) FILTER (WHERE c.status = 'failed') AS failed,
+       count(*) FILTER (WHERE c.status IN ('pending', 'running')) AS in_progress
+FROM flows.meter_commands AS c
+JOIN flows.escos AS e ON e.id = c.esco
+WHERE c.kind = 'set_future_tariff' AND c.batch_id IS NOT NULL
+GROUP BY e.code, c.batch_id
+HAVING count(*) FILTER (WHERE c.status IN ('pending', 'running')) > 0
+    OR max(c.finished_at) > now() - interval '1 day';
