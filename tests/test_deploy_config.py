@@ -46,8 +46,10 @@ def test_postgrest_runs_with_the_compose_settings(pg_server, db_url, tmp_path):
     ports = {"3000": str(api_port), "3001": str(admin_port)}
     settings = {}
     for name, value in SERVICES["postgrest"]["environment"].items():
-        value = re.sub(r"\$\{(\w+)[^}]*\}", lambda m: variables[m.group(1)], str(value))
-        value = value.replace("@db:5432/flows", f"@{pg_server.host}:{pg_server.port}/{dbname}")
+        value = re.sub(r"\$\{(\w+)(?::-([^}]*))?[^}]*\}",  # ${VAR}, ${VAR:?message}, ${VAR:-default}
+                       lambda m: variables[m.group(1)] if m.group(2) is None else variables.get(m.group(1), m.group(2)),
+                       str(value))
+        value = re.sub(r"@(db|pgbouncer):\d+/flows", f"@{pg_server.host}:{pg_server.port}/{dbname}", value)
         settings[name] = ports.get(value, value)
     assert settings["PGRST_DB_URI"] != SERVICES["postgrest"]["environment"]["PGRST_DB_URI"]
     with run_postgrest(settings, admin_port, tmp_path):  # ready on the compose file's admin port setting

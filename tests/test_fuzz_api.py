@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.support.api import start_postgrest
-from tests.support.factory import build_esco
+from tests.support.factory import sample_esco
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 3  # per operation and role, valid and invalid requests: a short run for CI
@@ -37,7 +37,7 @@ def fuzz_world(pg_server, template_db, tmp_path_factory):
     name = f"flows_fuzz_{uuid.uuid4().hex[:8]}"
     with pg_server.janitor(name, template_dbname=template_db):
         with psycopg.connect(pg_server.url(name), autocommit=True) as conn:
-            a, b = build_esco(conn), build_esco(conn)
+            a, b = sample_esco(conn), sample_esco(conn)
         with start_postgrest(pg_server, name, tmp_path_factory.mktemp("fuzz")) as api:
             yield api, a, b
 

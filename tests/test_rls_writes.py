@@ -44,8 +44,9 @@ TELLS = "tells B's rows exist: answered"
 # every natural key of topology rows: a unique key without it was checked before the composite foreign key, so
 # an insert naming B's parent failed as a duplicate where B had such a child and as a missing parent otherwise.
 EXISTENCE_ORACLES: dict[str, str] = {}
-# SQLSTATE classes a refusal may carry: data exception, integrity, authorization, privilege, raised by a function.
-REFUSALS = ("22", "23", "28", "42", "P0")
+# SQLSTATE classes a refusal may carry: data exception, integrity, authorization, privilege, raised by a function,
+# and PostgREST's explicit 4xx statuses (PT404: "no such row", as for an id that exists nowhere).
+REFUSALS = ("22", "23", "28", "42", "P0", "PT4")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ CALLS: dict[str, dict] = {
     "cancel_meter_command": {"id": Ref("commands.token")},
     "register_meter": {"serial": "NEW_SERIAL", "hardware": "B1.w", "esco": Ref("esco"), "site": Ref("site")},
     "get_meters_for_cli": {"esco_filter": Ref("code"), "feeder_filter": None},
+    "revoke_api_key": {"id": Ref("api_key")},
 }
 
 

@@ -163,7 +163,7 @@ def test_reads_go_through_the_replica_and_its_lag_is_a_metric(scaled):
                                   headers={**headers, "Prefer": "return=representation"})
             assert renamed.status_code == 200 and renamed.json()[0]["name"] == "Renamed on primary"
             with scaled.primary_sql() as primary:  # enough WAL to see in the lag
-                primary.execute("SELECT flows.run_scheduler()")
+                primary.execute("SELECT flows.run_scheduler_v1()")
             # the read-only API has not seen it: it reads the paused replica
             seen = httpx.get(f"{scaled.readonly}/meter_registry?id=eq.{meter['id']}&select=name", headers=headers)
             assert seen.json() == [{"name": meter["name"]}]

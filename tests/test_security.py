@@ -19,7 +19,7 @@ import pytest
 
 from flows.paths import POSTGREST_CONF
 from tests.support.api import start_postgrest
-from tests.support.factory import build_esco
+from tests.support.factory import sample_esco
 
 FLOWS = str(Path(sys.executable).parent / "flows")
 
@@ -80,7 +80,7 @@ def flows_cli(api, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 def test_api_keys_are_listed_scoped_and_revoked_at_once(api):
     with api.sql() as conn:
-        a, b = build_esco(conn), build_esco(conn)
+        a, b = sample_esco(conn), sample_esco(conn)
     issued = json.loads(flows_cli(api, "api-key", "create", "--esco", a.code, "--name", "billing-system",
                                   "--expires", "90d", "--json").stdout)
     key = {"Authorization": f"Bearer {issued['token']}"}
@@ -115,7 +115,7 @@ def test_api_keys_are_listed_scoped_and_revoked_at_once(api):
 def test_error_details_name_no_other_tenant(api):
     """Writes that collide with or point at another ESCO's rows fail without showing that ESCO's data."""
     with api.sql() as conn:
-        a, b = build_esco(conn), build_esco(conn)
+        a, b = sample_esco(conn), sample_esco(conn)
         b_meter = conn.execute("SELECT serial, ip_address, name FROM flows.meter_registry WHERE id = %s",
                                (b.meters[0],)).fetchone()
         conn.execute("UPDATE flows.meter_registry SET ip_address = '10.9.8.7', iccid = '8944000000000000001'"
@@ -152,7 +152,7 @@ def test_responses_are_capped_by_db_max_rows(api):
     text = POSTGREST_CONF.read_text()
     assert "db-max-rows = 1000" in text
     with api.sql() as conn:
-        data = build_esco(conn)
+        data = sample_esco(conn)
         register = data.registers[data.meters[1]][0]
         start = datetime(2024, 1, 1, tzinfo=UTC)
         times = [start + timedelta(minutes=30 * k) for k in range(1500)]
@@ -180,7 +180,7 @@ def test_postgrest_applies_the_role_timeout(pg_server, template_db, tmp_path):
     name = f"flows_timeout_{uuid.uuid4().hex[:8]}"
     with pg_server.janitor(name, template_dbname=template_db):
         with psycopg.connect(pg_server.url(name), autocommit=True) as conn:
-            data = build_esco(conn)
+            data = sample_esco(conn)
             register = data.registers[data.meters[0]][0]
             times = [datetime(2023, 1, 1, tzinfo=UTC) + timedelta(minutes=30 * k) for k in range(20000)]
             conn.execute("SELECT flows.record_interval_hh(%s::uuid[], %s::timestamptz[], %s::numeric[],"
@@ -216,7 +216,7 @@ def test_a_short_jwt_secret_is_refused_at_start_up(tmp_path):
 
 def test_the_audit_trail_says_who_changed_what_and_never_holds_the_token(api):
     with api.sql() as conn:
-        data = build_esco(conn)
+        data = sample_esco(conn)
     token = api.token("operator", data.code, sub="alice@esco.example")
     headers = {**bearer(token), "X-Request-Id": "req-7f3a", "Prefer": "return=representation"}
     meter = data.meters[0]

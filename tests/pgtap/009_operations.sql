@@ -45,7 +45,7 @@ VALUES ('00000000-0000-4000-8000-0000000000a2', '00000000-0000-4000-8000-0000000
 DELETE FROM flows.properties_service_head WHERE property = '00000000-0000-4000-8000-0000000000a2';
 SELECT is((SELECT row_key FROM flows.audit_log WHERE relation = 'flows.properties_service_head'
            AND operation = 'DELETE'),
-          '{"property": "00000000-0000-4000-8000-0000000000a2", "service_head": "00000000-0000-4000-8000-0000000000a3"}'::jsonb,
+          '{"esco": "00000000-0000-4000-8000-0000000000a1", "property": "00000000-0000-4000-8000-0000000000a2", "service_head": "00000000-0000-4000-8000-0000000000a3"}'::jsonb,
           'a composite key is recorded whole, and deletes keep the row before');
 
 -- Commands: what people ask for, not the scheduler's own syncs or lease renewals.
@@ -55,10 +55,10 @@ SELECT is((SELECT after -> 'parameters' ->> 'amount' FROM flows.audit_log WHERE 
 SELECT ok((SELECT count(*) FROM flows.schedule_syncs()) >= 0, 'the scheduler runs');
 SELECT is((SELECT count(*)::int FROM flows.audit_log AS a JOIN flows.meter_commands AS c ON c.id::text = a.row_key ->> 'id'
            WHERE c.requested_by = 'scheduler'), 0, 'its syncs are not audited');
-SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands('tap-worker', 10)), 1, 'a worker claims the top-up');
+SELECT is((SELECT count(*)::int FROM flows.claim_meter_commands_v1('tap-worker', 10)), 1, 'a worker claims the top-up');
 SELECT is((SELECT after ->> 'status' FROM flows.audit_log WHERE row_key ->> 'id' = :'t1' AND operation = 'UPDATE'),
           'running', 'the claim (a status change) is audited');
-SELECT is(flows.renew_meter_command_leases('tap-worker', ARRAY[:'t1']::uuid[], ARRAY[1]), '{}'::uuid[], 'renewed');
+SELECT is(flows.renew_meter_command_leases_v1('tap-worker', ARRAY[:'t1']::uuid[], ARRAY[1]), '{}'::uuid[], 'renewed');
 SELECT is((SELECT count(*)::int FROM flows.audit_log WHERE row_key ->> 'id' = :'t1'), 2,
           'a lease renewal is not audited');
 
