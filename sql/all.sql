@@ -26,6 +26,13 @@ SET ROLE flows_owner;
 \ir schema/commands.sql
 \ir schema/scheduling.sql
 
+-- what is stored: money (the billing schema)
+\ir schema/billing/money.sql
+\ir schema/billing/customers.sql
+\ir schema/billing/tariffs.sql
+\ir schema/billing/statements.sql
+\ir schema/billing/billing_run.sql
+
 -- who is asking
 \ir rls/claims.sql
 
@@ -44,6 +51,9 @@ SET ROLE flows_owner;
 \ir rpc/monitoring.sql
 \ir rpc/aggregates.sql
 \ir rpc/commands.sql
+\ir rpc/billing/customers.sql
+\ir rpc/billing/tariffs.sql
+\ir rpc/billing/statements.sql
 
 -- who may
 \ir rls/privileges.sql

@@ -1,0 +1,345 @@
+-- Computing statements, set-based: every account of a run in a handful of
+-- statements, never a loop per account.
+--
+--   billed_periods   who pays each billed account when in the month
+--                    (occupier, else owner), within the account's life
+--   statement_lines  those periods split where the payer's tariff changes and
+--                    where a register starts or ends: energy per register
+--                    (kWh from the half hours) and standing charge per day
+--   compute_statements  rounds per statement (billing/money.sql), writes the
+--                    drafts, and freezes the figures a statement prints
+
+-- Energy a register measured from p_from to p_to: whole UK days from the daily
+-- rollup, the part-days at either edge from the half hours (index range
+-- lookups both), so a month costs ~31 rows, not ~1,488, and a split at any half
+-- hour is exact. Estimated = half hours derived from reads, not the meter's log.
+CREATE FUNCTION billing.energy_between(p_register uuid, p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (import_kwh numeric, half_hours bigint, estimated_half_hours bigint)
+LANGUAGE sql STABLE
+AS $$
+    WITH edges AS (
+        SELECT flows.uk_day_start(first_full) AS full_from, flows.uk_day_start(end_day) AS full_to,
+               first_full, end_day, first_full < end_day AS has_full_days
+        FROM (SELECT CASE WHEN flows.uk_day_start(flows.uk_day(p_from)) = p_from THEN flows.uk_day(p_from)
+                          ELSE flows.uk_day(p_from) + 1 END AS first_full,
+                     flows.uk_day(p_to) AS end_day) AS d
+    )
+    SELECT coalesce(sum(x.kwh), 0), coalesce(sum(x.n), 0)::bigint, coalesce(sum(x.est), 0)::bigint
+    FROM (
+        SELECT d.import_kwh AS kwh, d.intervals AS n, d.estimated AS est
+        FROM edges AS g
+        JOIN flows.register_interval_daily AS d
+          ON d.register_id = p_register AND d.day >= g.first_full AND d.day < g.end_day
+        WHERE g.has_full_days
+        UNION ALL
+        SELECT h.import_kwh, 1, (h.source = 'reads')::integer
+        FROM edges AS g
+        JOIN flows.register_interval_hh AS h
+          ON h.register_id = p_register AND h."timestamp" >= p_from
+         AND h."timestamp" < CASE WHEN g.has_full_days THEN g.full_from ELSE p_to END
+        UNION ALL
+        SELECT h.import_kwh, 1, (h.source = 'reads')::integer
+        FROM edges AS g
+        JOIN flows.register_interval_hh AS h
+          ON h.register_id = p_register AND h."timestamp" >= g.full_to AND h."timestamp" < p_to
+        WHERE g.has_full_days
+    ) AS x
+$$;
+COMMENT ON FUNCTION billing.energy_between(uuid, timestamptz, timestamptz) IS
+    'Import kWh of a register from p_from to p_to, the half hours present and how many were estimated.';
+
+-- The UK calendar month as a time range (Europe/London midnights).
+CREATE FUNCTION billing.month_range(p_period_start date) RETURNS tstzrange
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN tstzrange(flows.uk_day_start(p_period_start), flows.uk_day_start((p_period_start + interval '1 month')::date));
+
+-- Who pays which billed account when in a month: supply and ev accounts that
+-- are not pending, while open.
+CREATE FUNCTION billing.billed_periods(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
+RETURNS TABLE (account_id uuid, meter_id uuid, customer_id uuid, period tstzrange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT a.id, a.meter_id, p.customer_id, x.period
+    FROM billing.accounts AS a
+    JOIN billing.payer_periods AS p ON p.account_id = a.id
+    CROSS JOIN LATERAL (SELECT p.period * billing.month_range(p_period_start)
+                               * tstzrange(a.opened_at, a.closed_at) AS period) AS x
+    WHERE a.esco = p_esco AND a.type IN ('supply', 'ev') AND a.status <> 'pending'
+      AND (p_accounts IS NULL OR a.id = ANY (p_accounts))
+      AND NOT isempty(x.period)
+$$;
+COMMENT ON FUNCTION billing.billed_periods(uuid, date, uuid[]) IS
+    'Per billed account of an ESCO and month: who pays it when (occupier, else owner), while the account is open.';
+
+-- The lines of every statement of an ESCO's month (all accounts, or p_accounts).
+CREATE FUNCTION billing.statement_lines(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
+RETURNS TABLE (
+    account_id uuid, customer_id uuid, kind text, register_id uuid, element text, nature text,
+    customer_tariff_id uuid, period_from timestamptz, period_to timestamptz, quantity numeric, unit text,
+    rate numeric, amount_exact numeric, half_hours integer, expected_half_hours integer,
+    estimated_half_hours integer, meter_rate numeric
+)
+LANGUAGE sql STABLE
+AS $$
+    WITH segments AS (  -- a payer's period split where their tariff changes
+        SELECT b.account_id, b.meter_id, b.customer_id, t.id AS customer_tariff_id, t.unit_rate, t.standing_charge,
+               b.period * tstzrange(t.effective_from, t.effective_to) AS period
+        FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
+        JOIN billing.customer_tariffs AS t
+          ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+    )
+    SELECT s.account_id, s.customer_id, 'energy', r.register_id, r.element, r.nature, s.customer_tariff_id,
+           lower(x.period), upper(x.period), e.import_kwh, 'kWh', s.unit_rate,
+           billing.net_of_vat(e.import_kwh * s.unit_rate),
+           e.half_hours::integer,
+           ceil(extract(epoch FROM upper(x.period) - lower(x.period)) / 1800)::integer,
+           e.estimated_half_hours::integer,
+           (mt.tariff ->> CASE r.element WHEN 'B' THEN 'unit_rate_element_b' ELSE 'unit_rate_element_a' END)::numeric
+    FROM segments AS s
+    JOIN flows.meter_registers AS r
+      ON r.meter_id = s.meter_id AND tstzrange(r.start_time, r.end_time) && s.period
+    CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
+    CROSS JOIN LATERAL billing.energy_between(r.register_id, lower(x.period), upper(x.period)) AS e
+    LEFT JOIN LATERAL (  -- what the meter charged: its active tariff as last read before the period ended
+        SELECT h.tariff FROM flows.meter_tariff_history AS h
+        WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(x.period)
+        ORDER BY h."timestamp" DESC LIMIT 1
+    ) AS mt ON true
+    WHERE r.nature <> 'solar'
+    UNION ALL
+    SELECT s.account_id, s.customer_id, 'standing_charge', NULL, NULL, NULL, s.customer_tariff_id,
+           lower(s.period), upper(s.period), d.days, 'day', s.standing_charge,
+           billing.net_of_vat(d.days * s.standing_charge), NULL, NULL, NULL,
+           (mt.tariff ->> 'standing_charge')::numeric
+    FROM segments AS s
+    CROSS JOIN LATERAL (SELECT billing.uk_days(lower(s.period), upper(s.period)) AS days) AS d
+    LEFT JOIN LATERAL (
+        SELECT h.tariff FROM flows.meter_tariff_history AS h
+        WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(s.period)
+        ORDER BY h."timestamp" DESC LIMIT 1
+    ) AS mt ON true
+$$;
+COMMENT ON FUNCTION billing.statement_lines(uuid, date, uuid[]) IS
+    'Statement lines of an ESCO''s month, unrounded: energy per register and tariff period, standing charge per day.';
+
+-- Billed periods with no customer tariff in force (a statement needs one
+-- for every half hour it bills): what create_billing_run refuses to bill.
+CREATE FUNCTION billing.periods_without_tariff(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
+RETURNS TABLE (account_id uuid, customer_id uuid, uncovered tstzmultirange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT b.account_id, b.customer_id, x.uncovered
+    FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
+    CROSS JOIN LATERAL (
+        SELECT tstzmultirange(b.period)
+               - coalesce(range_agg(tstzrange(t.effective_from, t.effective_to)), '{}'::tstzmultirange) AS uncovered
+        FROM billing.customer_tariffs AS t
+        WHERE t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+    ) AS x
+    WHERE NOT isempty(x.uncovered)
+$$;
+
+
+-- Computes the draft statements of a run (of all its accounts, or
+-- p_accounts), replacing its drafts: the same inputs give identical figures.
+-- Accounts whose statement for the month is final already are left alone.
+CREATE FUNCTION billing.compute_statements(p_run uuid, p_accounts uuid[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    run billing.billing_runs;
+    missing text;
+    made integer;
+BEGIN
+    SELECT * INTO run FROM billing.billing_runs AS r WHERE r.id = p_run FOR UPDATE;
+    IF run.status <> 'draft' THEN
+        RAISE EXCEPTION 'billing run % is final', p_run USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT string_agg(pg_catalog.format('account %s (%s) from %s to %s', a.account_number, c.fullname,
+                                        lower(u.r), upper(u.r)), '; ' ORDER BY a.account_number)
+    INTO missing
+    FROM billing.periods_without_tariff(run.esco, run.period_start, p_accounts) AS g
+    JOIN billing.accounts AS a ON a.id = g.account_id
+    JOIN billing.customers AS c ON c.id = g.customer_id
+    CROSS JOIN LATERAL (SELECT x AS r FROM unnest(g.uncovered) AS x LIMIT 1) AS u;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no tariff in force for %', missing
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give the customers a tariff for the quarter (rpc/generate_customer_tariffs) and run again';
+    END IF;
+
+    DELETE FROM billing.invoices AS i
+    WHERE i.run_id = p_run AND i.status = 'draft' AND (p_accounts IS NULL OR i.account_id = ANY (p_accounts));
+
+    WITH lines AS MATERIALIZED (
+        SELECT l.*, row_number() OVER (PARTITION BY l.account_id, l.customer_id
+                                       ORDER BY l.kind, l.element, l.period_from) AS position
+        FROM billing.statement_lines(run.esco, run.period_start, p_accounts) AS l
+        WHERE NOT EXISTS (SELECT FROM billing.invoices AS f
+                          WHERE f.account_id = l.account_id AND f.customer_id = l.customer_id
+                            AND f.period_start = run.period_start AND f.kind = 'statement' AND f.status = 'final')
+    ),
+    sums AS (
+        SELECT l.account_id, l.customer_id, billing.round_half_up(sum(l.amount_exact), 2) AS net,
+               coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'energy'), 0) AS kwh,
+               coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'standing_charge'), 0) AS days,
+               min(l.period_from) AS period_from, max(l.period_to) AS period_to,
+               sum(floor(l.amount_exact * 100)) AS pennies_floor
+        FROM lines AS l
+        GROUP BY l.account_id, l.customer_id
+    ),
+    totals AS (
+        SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled,
+               (SELECT v.id FROM billing.invoices AS v
+                WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
+                  AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
+                ORDER BY v.issued_at DESC LIMIT 1) AS replaces
+        FROM sums AS s
+        JOIN billing.accounts AS a ON a.id = s.account_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.meter_registry AS m ON m.id = a.meter_id
+    ),
+    made AS (
+        INSERT INTO billing.invoices (esco, run_id, account_id, customer_id, period_start, period_end, period_from,
+                                      period_to, kwh, days, net, vat_rate, vat, total, prepay, corrects)
+        SELECT run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
+               t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
+               t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled, t.replaces
+        FROM totals AS t
+        RETURNING id, account_id, customer_id
+    )
+    -- The rounded net shared out to the lines by largest remainder: each line
+    -- within a penny of its exact amount, and the lines add up to the net.
+    INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description, register_id, element, nature,
+                                       customer_tariff_id, period_from, period_to, quantity, unit, rate, amount_exact,
+                                       amount, half_hours, expected_half_hours, estimated_half_hours, meter_rate)
+    SELECT run.esco, m.id, l.position, l.kind,
+           CASE l.kind WHEN 'energy' THEN
+               CASE l.nature WHEN 'heat' THEN 'Heat' ELSE 'Electricity' END
+               || CASE l.element WHEN 'SINGLE' THEN '' ELSE ' (element ' || l.element || ')' END
+           ELSE 'Standing charge' END,
+           l.register_id, l.element, l.nature, l.customer_tariff_id, l.period_from, l.period_to, l.quantity, l.unit,
+           l.rate, l.amount_exact,
+           (floor(l.amount_exact * 100)
+            + CASE WHEN row_number() OVER (PARTITION BY l.account_id, l.customer_id
+                                           ORDER BY l.amount_exact * 100 - floor(l.amount_exact * 100) DESC,
+                                                    l.position)
+                        <= s.net * 100 - s.pennies_floor THEN 1 ELSE 0 END) / 100,
+           l.half_hours, l.expected_half_hours, l.estimated_half_hours, l.meter_rate
+    FROM lines AS l
+    JOIN sums AS s ON s.account_id = l.account_id AND s.customer_id = l.customer_id
+    JOIN made AS m ON m.account_id = l.account_id AND m.customer_id = l.customer_id;
+
+    PERFORM billing.freeze_statement_facts(p_run);
+    SELECT count(*) INTO made FROM billing.invoices AS i WHERE i.run_id = p_run;
+    UPDATE billing.billing_runs AS r SET statements = made, computed_at = pg_catalog.now() WHERE r.id = p_run;
+    RETURN made;
+END
+$$;
+COMMENT ON FUNCTION billing.compute_statements(uuid, uuid[]) IS
+    'Computes (again) the draft statements of a billing run, set-based; refuses when a tariff is missing.';
+
+
+-- What a statement prints besides its lines, taken from the data as it is now
+-- and frozen with the draft: prepayment balances and top-ups in the period,
+-- names and address, meter and reads, 12 months of kWh, an annual estimate.
+CREATE FUNCTION billing.freeze_statement_facts(p_run uuid) RETURNS void
+LANGUAGE sql
+AS $$
+    UPDATE billing.invoices AS target
+    SET opening_balance = f.opening_balance, closing_balance = f.closing_balance, topups_count = f.topups_count,
+        topups_value = f.topups_value, details = f.details
+    FROM (
+    SELECT i.id,
+           CASE WHEN i.prepay THEN ob.balance END AS opening_balance,
+           CASE WHEN i.prepay THEN cb.balance END AS closing_balance,
+           tu.n AS topups_count,
+           tu.value AS topups_value,
+           pg_catalog.jsonb_build_object(
+            'customer', pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email),
+            'account_number', a.account_number,
+            'account_type', a.type,
+            'supply_address', concat_ws(', ', p.plot, p.address, s.name),
+            'esco', pg_catalog.jsonb_build_object('code', e.code, 'name', coalesce(eb.legal_name, e.name),
+                                                  'address', eb.address, 'email', eb.email, 'phone', eb.phone,
+                                                  'website', eb.website, 'vat_number', eb.vat_number),
+            'meter', pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
+                                                   'prepay', m.prepay_enabled),
+            'readings', rd.readings,
+            'tariffs', tf.tariffs,
+            'usage_12_months', us.months,
+            'kwh_12_months', us.total,
+            'estimated_annual_kwh', us.annual,
+            'estimated_annual_cost', billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2),
+            'estimated_half_hours', coalesce(est.n, 0)) AS details
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        JOIN billing.customers AS c ON c.id = i.customer_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.sites AS s ON s.id = p.site
+        JOIN flows.escos AS e ON e.id = a.esco
+        LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
+        JOIN flows.meter_registry AS m ON m.id = a.meter_id,
+        LATERAL (SELECT sum(l.estimated_half_hours) AS n FROM billing.invoice_lines AS l WHERE l.invoice_id = i.id) AS est,
+        LATERAL (SELECT (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                         WHERE b.meter_id = a.meter_id AND b."timestamp" <= i.period_from
+                         ORDER BY b."timestamp" DESC LIMIT 1) AS balance) AS ob,
+        LATERAL (SELECT (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                         WHERE b.meter_id = a.meter_id AND b."timestamp" <= i.period_to
+                         ORDER BY b."timestamp" DESC LIMIT 1) AS balance) AS cb,
+        -- credit pushed to the meter (the payments issue moves this onto its top-ups)
+        LATERAL (SELECT count(*)::integer AS n,
+                        coalesce(sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric), 0) AS value
+                 FROM flows.meter_commands AS x
+                 WHERE x.meter_id = a.meter_id AND x.kind = 'send_token' AND x.status = 'done'
+                   AND x.finished_at >= i.period_from AND x.finished_at < i.period_to) AS tu,
+        LATERAL (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                            'register_id', r.register_id, 'element', r.element,
+                            'start_read', sr.read, 'start_read_at', sr."timestamp",
+                            'end_read', er.read, 'end_read_at', er."timestamp",
+                            'kwh', ln.kwh, 'half_hours', ln.half_hours, 'expected_half_hours', ln.expected,
+                            'estimated_half_hours', ln.estimated,
+                            'estimated', ln.estimated > 0 OR ln.half_hours < ln.expected)
+                        ORDER BY r.element), '[]') AS readings
+                 FROM flows.meter_registers AS r
+                 JOIN LATERAL (SELECT sum(l.quantity) AS kwh, sum(l.half_hours) AS half_hours,
+                                      sum(l.expected_half_hours) AS expected, sum(l.estimated_half_hours) AS estimated
+                               FROM billing.invoice_lines AS l
+                               WHERE l.invoice_id = i.id AND l.register_id = r.register_id) AS ln ON ln.kwh IS NOT NULL
+                 LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                                    WHERE x.register_id = r.register_id AND x."timestamp" <= i.period_from
+                                    ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
+                 LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                                    WHERE x.register_id = r.register_id AND x."timestamp" <= i.period_to
+                                    ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
+                 WHERE r.meter_id = a.meter_id) AS rd,
+        LATERAL (SELECT pg_catalog.jsonb_agg(DISTINCT pg_catalog.jsonb_build_object(
+                            'customer_tariff_id', t.id, 'effective_from', t.effective_from, 'effective_to', t.effective_to,
+                            'discount', t.discount, 'unit_rate', t.unit_rate, 'standing_charge', t.standing_charge,
+                            'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge,
+                            'region', mg.region)) AS tariffs,
+                        (array_agg(t.unit_rate ORDER BY t.effective_from DESC))[1] AS unit_rate,
+                        (array_agg(t.standing_charge ORDER BY t.effective_from DESC))[1] AS standing_charge
+                 FROM billing.customer_tariffs AS t
+                 JOIN billing.microgrid_tariffs AS mg ON mg.id = t.microgrid_tariff_id
+                 JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
+                 WHERE t.id IN (SELECT l.customer_tariff_id FROM billing.invoice_lines AS l WHERE l.invoice_id = i.id)) AS tf,
+        LATERAL (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', g.month, 'kwh', g.kwh)
+                                             ORDER BY g.month) AS months,
+                        sum(g.kwh) AS total,
+                        -- a year's kWh: the last 12 months, scaled up when fewer months have data
+                        billing.round_half_up(sum(g.kwh) * 12 / greatest(count(*) FILTER (WHERE g.kwh > 0), 1), 0) AS annual
+                 FROM (SELECT mo::date AS month,
+                              coalesce((SELECT sum(x.import_kwh) FROM flows.register_interval_monthly AS x
+                                        JOIN flows.meter_registers AS r ON r.register_id = x.register_id
+                                        WHERE r.meter_id = a.meter_id AND r.nature <> 'solar' AND x.month = mo::date), 0)
+                              AS kwh
+                       FROM generate_series(i.period_start - interval '11 months', i.period_start::timestamp,
+                                            interval '1 month') AS mo) AS g) AS us
+        WHERE i.run_id = p_run AND i.status = 'draft'
+    ) AS f
+    WHERE target.id = f.id
+$$;
+COMMENT ON FUNCTION billing.freeze_statement_facts(uuid) IS
+    'Fills the balance figures and the frozen details of a run''s draft statements.';
