@@ -155,6 +155,11 @@ COMMENT ON TABLE billing.customers IS
     'People who pay. status: pending (invited) -> onboarding -> live -> exiting -> archived.';
 COMMENT ON COLUMN billing.customers.invite_token IS 'Invitation token; valid until invite_expires_at (7 days).';
 
+-- The ESCO code of a customer (for minting a customer's token), null if none.
+CREATE FUNCTION billing.customer_esco_code(p_customer uuid) RETURNS text
+LANGUAGE sql STABLE
+RETURN (SELECT e.code FROM billing.customers AS c JOIN flows.escos AS e ON e.id = c.esco WHERE c.id = p_customer);
+
 CREATE TRIGGER customers_touch BEFORE UPDATE ON billing.customers
     FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
@@ -1257,11 +1262,12 @@ COMMENT ON VIEW api.benchmark_tariffs IS
 
 CREATE VIEW api.microgrid_tariffs WITH (security_invoker = true) AS
 SELECT m.id, m.esco, m.period_start, m.region, m.discount,
-       billing.discounted_rate(b.unit_rate, m.discount) AS unit_rate,
-       billing.discounted_rate(b.standing_charge, m.discount) AS standing_charge,
+       (SELECT billing.discounted_rate(b.unit_rate, m.discount) FROM billing.benchmark_tariffs AS b
+        WHERE b.region = m.region AND b.period_start = m.period_start) AS unit_rate,
+       (SELECT billing.discounted_rate(b.standing_charge, m.discount) FROM billing.benchmark_tariffs AS b
+        WHERE b.region = m.region AND b.period_start = m.period_start) AS standing_charge,
        m.emergency_credit, m.ecredit_availability, m.debt_recovery_rate, m.created_at
-FROM billing.microgrid_tariffs AS m
-JOIN billing.benchmark_tariffs AS b ON b.region = m.region AND b.period_start = m.period_start;
+FROM billing.microgrid_tariffs AS m;
 ALTER VIEW api.microgrid_tariffs ALTER COLUMN esco SET DEFAULT flows.current_esco_id();
 COMMENT ON VIEW api.microgrid_tariffs IS
     'An ESCO''s quarter: its region''s cap, the default discount (percent), the microgrid rates it gives, and '
@@ -1919,6 +1925,7 @@ GRANT INSERT, UPDATE, DELETE ON billing.benchmark_tariffs, api.benchmark_tariffs
 -- Rendered documents: stored once by the renderer (workers or the CLI), never changed.
 GRANT INSERT ON billing.invoice_documents TO flows_admin, flows_service;
 GRANT EXECUTE ON FUNCTION
+    billing.customer_esco_code(uuid),
     billing.store_invoice_document(uuid, bytea, text),
     billing.invoices_to_render(integer),
     api.statement_document(uuid)

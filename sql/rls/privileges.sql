@@ -277,6 +277,7 @@ GRANT INSERT, UPDATE, DELETE ON billing.benchmark_tariffs, api.benchmark_tariffs
 -- Rendered documents: stored once by the renderer (workers or the CLI), never changed.
 GRANT INSERT ON billing.invoice_documents TO flows_admin, flows_service;
 GRANT EXECUTE ON FUNCTION
+    billing.customer_esco_code(uuid),
     billing.store_invoice_document(uuid, bytea, text),
     billing.invoices_to_render(integer),
     api.statement_document(uuid)

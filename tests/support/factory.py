@@ -14,6 +14,9 @@ from decimal import Decimal
 
 import psycopg
 
+from flows.billing.documents import render_invoice
+from tests.support.billing_factory import BillingData, build_billing
+
 
 def new_serial(prefix: str = "EML") -> str:
     digits = str(uuid.uuid4().int)[:10]
@@ -32,11 +35,12 @@ class EscoData:
     registers: dict[str, list[str]] = field(default_factory=dict)  # meter -> register ids
     circuits: list[str] = field(default_factory=list)
     circuit_registers: list[str] = field(default_factory=list)
+    billing: BillingData = field(default_factory=BillingData)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
         found = {self.esco, self.site, self.feeder, *self.properties, *self.heads, *self.meters, *self.circuits,
-                 *self.circuit_registers}
+                 *self.circuit_registers, *self.billing.ids()}
         for registers in self.registers.values():
             found.update(registers)
         return found
@@ -44,10 +48,11 @@ class EscoData:
     def customer_ids(self) -> set[str]:
         """What the customer of the first property may see: its property, the
         head and the meters behind it (twin element and three phase), their
-        registers, and the ESCO and site they point at."""
+        registers, the ESCO and site they point at, and their own billing rows."""
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
-        return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers}
+        return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
+                *self.billing.customer_ids()}
 
 
 def _one(conn: psycopg.Connection, sql: str, params=()) -> str:
@@ -141,4 +146,7 @@ def build_esco(conn: psycopg.Connection, code: str | None = None) -> EscoData:
                 exports.append(Decimal("0.01") if meter == twin else Decimal(0))
     conn.execute("SELECT flows.record_interval_hh(%s::uuid[], %s::timestamptz[], %s::numeric[], %s::numeric[])",
                  (ids, times, imports, exports))
+
+    # Customers, tariffs, last month's final statements and a rendered PDF.
+    data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
     return data

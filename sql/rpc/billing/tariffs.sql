@@ -10,11 +10,12 @@ COMMENT ON VIEW api.benchmark_tariffs IS
 
 CREATE VIEW api.microgrid_tariffs WITH (security_invoker = true) AS
 SELECT m.id, m.esco, m.period_start, m.region, m.discount,
-       billing.discounted_rate(b.unit_rate, m.discount) AS unit_rate,
-       billing.discounted_rate(b.standing_charge, m.discount) AS standing_charge,
+       (SELECT billing.discounted_rate(b.unit_rate, m.discount) FROM billing.benchmark_tariffs AS b
+        WHERE b.region = m.region AND b.period_start = m.period_start) AS unit_rate,
+       (SELECT billing.discounted_rate(b.standing_charge, m.discount) FROM billing.benchmark_tariffs AS b
+        WHERE b.region = m.region AND b.period_start = m.period_start) AS standing_charge,
        m.emergency_credit, m.ecredit_availability, m.debt_recovery_rate, m.created_at
-FROM billing.microgrid_tariffs AS m
-JOIN billing.benchmark_tariffs AS b ON b.region = m.region AND b.period_start = m.period_start;
+FROM billing.microgrid_tariffs AS m;
 ALTER VIEW api.microgrid_tariffs ALTER COLUMN esco SET DEFAULT flows.current_esco_id();
 COMMENT ON VIEW api.microgrid_tariffs IS
     'An ESCO''s quarter: its region''s cap, the default discount (percent), the microgrid rates it gives, and '

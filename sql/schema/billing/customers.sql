@@ -76,6 +76,11 @@ COMMENT ON TABLE billing.customers IS
     'People who pay. status: pending (invited) -> onboarding -> live -> exiting -> archived.';
 COMMENT ON COLUMN billing.customers.invite_token IS 'Invitation token; valid until invite_expires_at (7 days).';
 
+-- The ESCO code of a customer (for minting a customer's token), null if none.
+CREATE FUNCTION billing.customer_esco_code(p_customer uuid) RETURNS text
+LANGUAGE sql STABLE
+RETURN (SELECT e.code FROM billing.customers AS c JOIN flows.escos AS e ON e.id = c.esco WHERE c.id = p_customer);
+
 CREATE TRIGGER customers_touch BEFORE UPDATE ON billing.customers
     FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 

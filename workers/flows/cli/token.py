@@ -3,11 +3,15 @@
 import click
 
 from flows import auth
+from flows.db.connect import connect, database_url
+from flows.errors import ConfigError
 
 
 @click.command()
 @click.option("--role", required=True, type=click.Choice(sorted(auth.ROLES)), help="API role.")
-@click.option("--esco", default=None, help="ESCO code the token is limited to (operator, analyst, customer).")
+@click.option("--esco", default=None,
+              help="ESCO code the token is limited to (operator, analyst; a customer's is looked up if not given).")
+@click.option("--customer", default=None, help="Customer id (role customer): they see their own accounts and statements.")
 @click.option("--expires", default="1d", show_default=True, help="Lifetime (30m, 12h, 7d), a time, or never.")
 @click.option(
     "--claim",
@@ -16,7 +20,7 @@ from flows import auth
     metavar="KEY=VALUE",
     help="Extra claim (repeatable); a value with commas becomes a list, e.g. properties=id1,id2.",
 )
-def token(role: str, esco: str | None, expires: str, claims: tuple[str, ...]) -> None:
+def token(role: str, esco: str | None, customer: str | None, expires: str, claims: tuple[str, ...]) -> None:
     """Print a JWT for ROLE, signed with the configured secret."""
     extra = {}
     for item in claims:
@@ -24,4 +28,16 @@ def token(role: str, esco: str | None, expires: str, claims: tuple[str, ...]) ->
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--claim")
         extra[key] = value.split(",") if "," in value else value
+    if customer:
+        extra["customer"] = customer
+        esco = esco or _customer_esco(customer)
     click.echo(auth.mint_token(auth.jwt_secret(), role, esco, auth.parse_expiry(expires), extra))
+
+
+def _customer_esco(customer: str) -> str:
+    """The ESCO code of a customer, from the database (flows status / FLOWS_DATABASE_URL)."""
+    with connect(database_url(), autocommit=True) as conn:
+        code = conn.execute("SELECT billing.customer_esco_code(%s)", (customer,)).fetchone()[0]
+    if code is None:
+        raise ConfigError(f"no customer {customer}", hint="customer ids are in /customers")
+    return code
