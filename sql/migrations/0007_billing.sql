@@ -1245,7 +1245,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.move_in(uuid, uuid, timestamptz, text) IS
-    'Links a customer to an account from move_in (a half hour) as occupier (default) or owner; refused (409) '
+    'Links a customer to an account from move_in (a half hour) as occupier (default) or owner; refused (23P01) '
     'while someone else holds that role then.';
 
 

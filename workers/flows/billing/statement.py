@@ -8,7 +8,7 @@ Jinja2 fills the template with autoescaping, so a customer's name cannot
 inject markup.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -92,6 +92,9 @@ def meter_notes(doc: dict) -> list[str]:
 
 def html(doc: dict) -> str:
     period_end = datetime.fromisoformat(doc["period_to"]).astimezone(UK)
+    # a period ending at midnight ends with the day before
+    last = (f"{period_end - timedelta(days=1):%d %b %Y}" if (period_end.hour, period_end.minute) == (0, 0)
+            else f"{period_end:%d %b %Y %H:%M}")
     tariffs = sorted(doc["details"].get("tariffs") or [], key=lambda t: t["effective_from"])
     at_cap = sum((_d(line["quantity"]) * _d(next((t["cap_unit_rate"] if line["unit"] == "kWh" else
                                                   t["cap_standing_charge"]) for t in tariffs
@@ -101,7 +104,7 @@ def html(doc: dict) -> str:
         doc=doc,
         title="Credit note" if doc["kind"] == "credit_note" else "Electricity statement",
         issued=when(doc["issued_at"]) if doc.get("issued_at") else "draft",
-        period=f"{when(doc['period_from'])} to {period_end:%d %b %Y %H:%M}",
+        period=f"{when(doc['period_from'])} to {last}",
         tariffs=tariffs,
         at_cap=at_cap.quantize(Decimal("0.01")),
         meter_notes=meter_notes(doc),
