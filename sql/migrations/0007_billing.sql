@@ -1125,7 +1125,7 @@ DECLARE
     account billing.accounts;
     at timestamptz := billing.check_move_time('move_in',
                           coalesce(move_in, date_bin('30 minutes', pg_catalog.now(), 'epoch')));
-    links uuid[] := '{}';
+    links uuid[] := ARRAY[]::uuid[];
 BEGIN
     IF role NOT IN ('owner_occupier', 'occupier', 'owner') THEN
         RAISE EXCEPTION 'role must be owner_occupier, occupier (a tenant) or owner (a landlord), got %', role
