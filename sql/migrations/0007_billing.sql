@@ -18,8 +18,8 @@ SET LOCAL ROLE flows_owner;
 --   Rounding is half-up: a half rounds away from zero, so a credit note is the
 --   exact mirror of the statement it cancels (PostgreSQL's numeric round()).
 --   A statement is rounded once, per invoice (HMRC allows per line or per
---   invoice): its net is the exact sum of quantity x rate net of VAT, rounded to
---   the penny; VAT is the rounded net x the VAT rate, rounded to the penny; the
+--   invoice): its net is the exact sum of quantity x rate (VAT-inclusive
+--   prices), divided by 1.05 once and rounded to the penny; VAT is the rounded net x the VAT rate, rounded to the penny; the
 --   lines show the net shared out to the penny so that they add up to it
 --   exactly (largest remainder). Splitting a period never changes the total.
 -- Every rounding in billing goes through billing.round_half_up.
@@ -791,7 +791,9 @@ BEGIN
                             AND f.period_start = run.period_start AND f.kind = 'statement' AND f.status = 'final')
     ),
     sums AS (
-        SELECT l.account_id, l.customer_id, billing.round_half_up(sum(l.amount_exact), 2) AS net,
+        -- net of VAT from the exact gross sum (quantity x rate is exact; dividing once keeps it so)
+        SELECT l.account_id, l.customer_id,
+               billing.round_half_up(billing.net_of_vat(sum(l.quantity * l.rate)), 2) AS net,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'energy'), 0) AS kwh,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'standing_charge'), 0) AS days,
                min(l.period_from) AS period_from, max(l.period_to) AS period_to,

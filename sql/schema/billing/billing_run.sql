@@ -181,7 +181,9 @@ BEGIN
                             AND f.period_start = run.period_start AND f.kind = 'statement' AND f.status = 'final')
     ),
     sums AS (
-        SELECT l.account_id, l.customer_id, billing.round_half_up(sum(l.amount_exact), 2) AS net,
+        -- net of VAT from the exact gross sum (quantity x rate is exact; dividing once keeps it so)
+        SELECT l.account_id, l.customer_id,
+               billing.round_half_up(billing.net_of_vat(sum(l.quantity * l.rate)), 2) AS net,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'energy'), 0) AS kwh,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'standing_charge'), 0) AS days,
                min(l.period_from) AS period_from, max(l.period_to) AS period_to,

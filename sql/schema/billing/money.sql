@@ -5,8 +5,8 @@
 --   Rounding is half-up: a half rounds away from zero, so a credit note is the
 --   exact mirror of the statement it cancels (PostgreSQL's numeric round()).
 --   A statement is rounded once, per invoice (HMRC allows per line or per
---   invoice): its net is the exact sum of quantity x rate net of VAT, rounded to
---   the penny; VAT is the rounded net x the VAT rate, rounded to the penny; the
+--   invoice): its net is the exact sum of quantity x rate (VAT-inclusive
+--   prices), divided by 1.05 once and rounded to the penny; VAT is the rounded net x the VAT rate, rounded to the penny; the
 --   lines show the net shared out to the penny so that they add up to it
 --   exactly (largest remainder). Splitting a period never changes the total.
 -- Every rounding in billing goes through billing.round_half_up.
