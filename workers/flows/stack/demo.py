@@ -6,6 +6,10 @@ and three-phase) served by `flows emulator` on 127.0.0.1 and registered here
 with their ports, plus circuits for homes and heat pumps. The workers sync them
 like real meters: within a minute the API shows live balances, reads and health.
 
+The money side (demo_billing.py): customers (owner-occupiers, a landlord
+with tenants, the community hall), tariffs for the current and next quarter,
+and last month's statements, issued and rendered.
+
 Creating it twice changes nothing.
 """
 
@@ -32,6 +36,15 @@ def fleet_plan() -> list[dict]:
     return meters
 
 
+def fleet_meters(base_port: int = 0) -> list[dict]:
+    """The demo meters as the emulator's config file describes them."""
+    return [
+        {"serial": m["serial"], "hardware": m["hardware"], "port": base_port + i, "balance": m["balance"],
+         "history_days": 7, **({"solar_kw": 3.0} if i % 5 == 0 and m["hardware"] == "C1.w" else {})}
+        for i, m in enumerate(fleet_plan())
+    ]
+
+
 def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
     """The `flows emulator --config` file for the demo fleet (ports base_port, +1, ...)."""
     config = {
@@ -39,11 +52,7 @@ def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
         "latency_ms": 150,
         "time_factor": 1,
         "state_file": str(state_file),
-        "meters": [
-            {"serial": m["serial"], "hardware": m["hardware"], "port": base_port + i, "balance": m["balance"],
-             "history_days": 7, **({"solar_kw": 3.0} if i % 5 == 0 and m["hardware"] == "C1.w" else {})}
-            for i, m in enumerate(fleet_plan())
-        ],
+        "meters": fleet_meters(base_port),
     }
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -84,6 +93,9 @@ def create(database_url: str, base_port: int) -> None:
                 conn.execute("INSERT INTO flows.circuit_register (circuit, register, esco, start_time)"
                              " SELECT %s, %s, %s, '2024-01-01' WHERE NOT EXISTS (SELECT FROM flows.circuit_register"
                              " WHERE register = %s)", (circuit, register, esco, register))
+    from flows.stack import demo_billing  # the money side builds on the meters above
+
+    demo_billing.create(database_url)
 
 
 def _meter(conn: psycopg.Connection, meter: dict, esco, site, port: int):
