@@ -23,4 +23,5 @@ AS $$
 $$;
 COMMENT ON FUNCTION flows.customer_property_ids() IS 'Property ids in the "properties" claim of a customer token.';
 DROP SCHEMA billing CASCADE;
+DROP INDEX flows.meter_registers_meter_idx;
 DROP FUNCTION flows.current_customer_id();

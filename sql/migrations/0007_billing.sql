@@ -270,6 +270,7 @@ COMMENT ON TABLE billing.customer_accounts IS
 COMMENT ON COLUMN billing.customer_accounts.move_out_reads IS
     'Final reads at move-out: {"A": {"read": kWh, "timestamp": ..., "estimated": bool}, ...}.';
 CREATE INDEX customer_accounts_customer_idx ON billing.customer_accounts (customer_id);
+CREATE INDEX customer_accounts_account_idx ON billing.customer_accounts (account_id, role);
 
 
 CREATE TABLE billing.contracts (
@@ -303,10 +304,11 @@ WHERE ca.role = 'occupier'
 UNION ALL
 SELECT o.esco, o.account_id, o.customer_id, o.role, r.period
 FROM billing.customer_accounts AS o
-CROSS JOIN LATERAL unnest(
-    tstzmultirange(tstzrange(o.start_time, o.end_time))
-    - coalesce((SELECT range_agg(tstzrange(x.start_time, x.end_time)) FROM billing.customer_accounts AS x
-                WHERE x.account_id = o.account_id AND x.role = 'occupier'), '{}'::tstzmultirange)) AS r (period)
+LEFT JOIN (SELECT x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
+           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.account_id) AS oc
+  ON oc.account_id = o.account_id
+CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(o.start_time, o.end_time))
+                          - coalesce(oc.occupied, '{}'::tstzmultirange)) AS r (period)
 WHERE o.role = 'owner';
 COMMENT ON VIEW billing.payer_periods IS 'Who pays each account when: occupiers, and the owner while nobody occupies.';
 
@@ -395,6 +397,7 @@ COMMENT ON TABLE billing.customer_tariffs IS
     'A customer''s rates (GBP incl. VAT) from effective_from to effective_to, within one quarter: '
     'the price cap x (1 - discount/100), half-up to 5 decimals (billing.discounted_rate).';
 CREATE INDEX customer_tariffs_microgrid_idx ON billing.customer_tariffs (microgrid_tariff_id);
+CREATE INDEX customer_tariffs_customer_idx ON billing.customer_tariffs (customer_id, effective_from);
 
 -- Rates are derived, never entered: from the quarter's price cap and the discount.
 CREATE FUNCTION billing.derive_customer_rates() RETURNS trigger
@@ -502,6 +505,8 @@ CREATE UNIQUE INDEX invoices_one_statement ON billing.invoices (account_id, cust
 CREATE UNIQUE INDEX invoices_one_credit_note ON billing.invoices (corrects) WHERE kind = 'credit_note';
 CREATE INDEX invoices_run_idx ON billing.invoices (run_id);
 CREATE INDEX invoices_customer_idx ON billing.invoices (customer_id, period_start);
+CREATE INDEX invoices_account_idx ON billing.invoices (account_id, period_start);
+CREATE INDEX invoices_corrects_idx ON billing.invoices (corrects);
 
 
 CREATE TABLE billing.invoice_lines (
@@ -587,14 +592,33 @@ $$;
 CREATE TRIGGER invoices_frozen BEFORE UPDATE OR DELETE ON billing.invoices
     FOR EACH ROW EXECUTE FUNCTION billing.guard_final_invoice();
 
+-- New lines: checked once per statement (a transition table), so a run
+-- writing thousands of lines pays one check, not one per line.
+CREATE FUNCTION billing.guard_final_invoice_new_lines() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM new_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id
+               WHERE i.status <> 'draft') THEN
+        RAISE EXCEPTION 'the lines of a final statement cannot be changed'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'correct a final statement with a credit note (rpc/credit_invoice)';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER invoice_lines_frozen_insert AFTER INSERT ON billing.invoice_lines
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.guard_final_invoice_new_lines();
+
 CREATE FUNCTION billing.guard_final_invoice_line() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    IF EXISTS (SELECT FROM billing.invoices AS i
-               WHERE i.id = CASE WHEN TG_OP = 'INSERT' THEN NEW.invoice_id ELSE OLD.invoice_id END
-                 AND i.status <> 'draft') THEN
+    IF EXISTS (SELECT FROM billing.invoices AS i WHERE i.id = OLD.invoice_id AND i.status <> 'draft') THEN
         RAISE EXCEPTION 'the lines of a final statement cannot be changed'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'correct a final statement with a credit note (rpc/credit_invoice)';
@@ -603,7 +627,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER invoice_lines_frozen BEFORE INSERT OR UPDATE OR DELETE ON billing.invoice_lines
+CREATE TRIGGER invoice_lines_frozen BEFORE UPDATE OR DELETE ON billing.invoice_lines
     FOR EACH ROW EXECUTE FUNCTION billing.guard_final_invoice_line();
 
 
@@ -618,6 +642,10 @@ CREATE TRIGGER invoice_lines_frozen BEFORE INSERT OR UPDATE OR DELETE ON billing
 --                    (kWh from the half hours) and standing charge per day
 --   compute_statements  rounds per statement (billing/money.sql), writes the
 --                    drafts, and freezes the figures a statement prints
+
+-- Statements look a meter's registers up by meter, whatever their status
+-- (flows only indexes the enabled ones per element).
+CREATE INDEX meter_registers_meter_idx ON flows.meter_registers (meter_id);
 
 -- Energy a register measured from p_from to p_to: whole UK days from the daily
 -- rollup, the part-days at either edge from the half hours (index range
@@ -681,7 +709,11 @@ $$;
 COMMENT ON FUNCTION billing.billed_periods(uuid, date, uuid[]) IS
     'Per billed account of an ESCO and month: who pays it when (occupier, else owner), while the account is open.';
 
--- The lines of every statement of an ESCO's month (all accounts, or p_accounts).
+-- The lines of every statement of an ESCO's month (all accounts, or
+-- p_accounts), unrounded. Energy is what billing.energy_between gives, written
+-- out as joins so that the whole month is a few grouped passes: whole UK days
+-- from the daily rollup, the part-days at the edges of a period from the half
+-- hours (only periods that start or end mid-day have edges).
 CREATE FUNCTION billing.statement_lines(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
 RETURNS TABLE (
     account_id uuid, customer_id uuid, kind text, register_id uuid, element text, nature text,
@@ -691,31 +723,69 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE
 AS $$
-    WITH segments AS (  -- a payer's period split where their tariff changes
+    WITH segments AS MATERIALIZED (  -- a payer's period split where their tariff changes
         SELECT b.account_id, b.meter_id, b.customer_id, t.id AS customer_tariff_id, t.unit_rate, t.standing_charge,
                b.period * tstzrange(t.effective_from, t.effective_to) AS period
         FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
         JOIN billing.customer_tariffs AS t
           ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+    ),
+    register_segments AS MATERIALIZED (  -- ... and where a register starts or ends
+        SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id, r.element,
+               r.nature, lower(x.period) AS from_time, upper(x.period) AS to_time,
+               CASE WHEN flows.uk_day_start(flows.uk_day(lower(x.period))) = lower(x.period)
+                    THEN flows.uk_day(lower(x.period)) ELSE flows.uk_day(lower(x.period)) + 1 END AS first_full,
+               flows.uk_day(upper(x.period)) AS end_day
+        FROM segments AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
+        CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
+        WHERE NOT isempty(x.period)
+    ),
+    whole_days AS (
+        SELECT g.register_id, g.from_time, sum(d.import_kwh) AS kwh, sum(d.intervals) AS half_hours,
+               sum(d.estimated) AS estimated
+        FROM register_segments AS g
+        JOIN flows.register_interval_daily AS d
+          ON d.register_id = g.register_id AND d.day >= g.first_full AND d.day < g.end_day
+        GROUP BY g.register_id, g.from_time
+    ),
+    edge_half_hours AS (
+        SELECT g.register_id, g.from_time, sum(h.import_kwh) AS kwh, count(*) AS half_hours,
+               count(*) FILTER (WHERE h.source = 'reads') AS estimated
+        FROM register_segments AS g
+        CROSS JOIN LATERAL (  -- before the first whole day, and from the end of the last one
+            VALUES (g.from_time, least(g.to_time, flows.uk_day_start(g.first_full))),
+                   (greatest(g.from_time, flows.uk_day_start(g.end_day)), g.to_time)) AS e (from_time, to_time)
+        JOIN flows.register_interval_hh AS h
+          ON h.register_id = g.register_id AND h."timestamp" >= e.from_time AND h."timestamp" < e.to_time
+        WHERE (g.first_full >= g.end_day AND e.from_time = g.from_time)  -- within one day: the first range only
+           OR (g.first_full < g.end_day AND e.from_time < e.to_time)
+        GROUP BY g.register_id, g.from_time
+    ),
+    meter_tariffs AS (  -- what the meter charged: its active tariff as last read before a period ended
+        SELECT s.meter_id, s.period, mt.tariff
+        FROM (SELECT DISTINCT meter_id, period FROM segments) AS s
+        CROSS JOIN LATERAL (
+            SELECT h.tariff FROM flows.meter_tariff_history AS h
+            WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(s.period)
+            ORDER BY h."timestamp" DESC LIMIT 1
+        ) AS mt
     )
-    SELECT s.account_id, s.customer_id, 'energy', r.register_id, r.element, r.nature, s.customer_tariff_id,
-           lower(x.period), upper(x.period), e.import_kwh, 'kWh', s.unit_rate,
-           billing.net_of_vat(e.import_kwh * s.unit_rate),
-           e.half_hours::integer,
-           ceil(extract(epoch FROM upper(x.period) - lower(x.period)) / 1800)::integer,
-           e.estimated_half_hours::integer,
-           (mt.tariff ->> CASE r.element WHEN 'B' THEN 'unit_rate_element_b' ELSE 'unit_rate_element_a' END)::numeric
-    FROM segments AS s
-    JOIN flows.meter_registers AS r
-      ON r.meter_id = s.meter_id AND tstzrange(r.start_time, r.end_time) && s.period
-    CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
-    CROSS JOIN LATERAL billing.energy_between(r.register_id, lower(x.period), upper(x.period)) AS e
-    LEFT JOIN LATERAL (  -- what the meter charged: its active tariff as last read before the period ended
-        SELECT h.tariff FROM flows.meter_tariff_history AS h
-        WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(x.period)
-        ORDER BY h."timestamp" DESC LIMIT 1
-    ) AS mt ON true
-    WHERE r.nature <> 'solar'
+    SELECT g.account_id, g.customer_id, 'energy', g.register_id, g.element, g.nature, g.customer_tariff_id,
+           g.from_time, g.to_time, x.kwh, 'kWh', g.unit_rate,
+           billing.net_of_vat(x.kwh * g.unit_rate),
+           x.half_hours::integer,
+           ceil(extract(epoch FROM g.to_time - g.from_time) / 1800)::integer,
+           x.estimated::integer,
+           (mt.tariff ->> CASE g.element WHEN 'B' THEN 'unit_rate_element_b' ELSE 'unit_rate_element_a' END)::numeric
+    FROM register_segments AS g
+    LEFT JOIN whole_days AS w ON w.register_id = g.register_id AND w.from_time = g.from_time
+    LEFT JOIN edge_half_hours AS e ON e.register_id = g.register_id AND e.from_time = g.from_time
+    CROSS JOIN LATERAL (SELECT coalesce(w.kwh, 0) + coalesce(e.kwh, 0) AS kwh,
+                               coalesce(w.half_hours, 0) + coalesce(e.half_hours, 0) AS half_hours,
+                               coalesce(w.estimated, 0) + coalesce(e.estimated, 0) AS estimated) AS x
+    LEFT JOIN meter_tariffs AS mt
+      ON mt.meter_id = g.meter_id AND mt.period @> g.from_time
     UNION ALL
     SELECT s.account_id, s.customer_id, 'standing_charge', NULL, NULL, NULL, s.customer_tariff_id,
            lower(s.period), upper(s.period), d.days, 'day', s.standing_charge,
@@ -723,11 +793,7 @@ AS $$
            (mt.tariff ->> 'standing_charge')::numeric
     FROM segments AS s
     CROSS JOIN LATERAL (SELECT billing.uk_days(lower(s.period), upper(s.period)) AS days) AS d
-    LEFT JOIN LATERAL (
-        SELECT h.tariff FROM flows.meter_tariff_history AS h
-        WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(s.period)
-        ORDER BY h."timestamp" DESC LIMIT 1
-    ) AS mt ON true
+    LEFT JOIN meter_tariffs AS mt ON mt.meter_id = s.meter_id AND mt.period = s.period
 $$;
 COMMENT ON FUNCTION billing.statement_lines(uuid, date, uuid[]) IS
     'Statement lines of an ESCO''s month, unrounded: energy per register and tariff period, standing charge per day.';
@@ -738,13 +804,16 @@ CREATE FUNCTION billing.periods_without_tariff(p_esco uuid, p_period_start date,
 RETURNS TABLE (account_id uuid, customer_id uuid, uncovered tstzmultirange)
 LANGUAGE sql STABLE
 AS $$
-    SELECT b.account_id, b.customer_id, x.uncovered
-    FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
-    CROSS JOIN LATERAL (
-        SELECT tstzmultirange(b.period)
-               - coalesce(range_agg(tstzrange(t.effective_from, t.effective_to)), '{}'::tstzmultirange) AS uncovered
-        FROM billing.customer_tariffs AS t
-        WHERE t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+    SELECT x.account_id, x.customer_id, x.uncovered
+    FROM (
+        SELECT b.account_id, b.customer_id,
+               tstzmultirange(b.period)
+               - coalesce(range_agg(tstzrange(t.effective_from, t.effective_to)) FILTER (WHERE t.id IS NOT NULL),
+                          '{}'::tstzmultirange) AS uncovered  -- (tstzrange(null, null) would be everything)
+        FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
+        LEFT JOIN billing.customer_tariffs AS t
+          ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+        GROUP BY b.account_id, b.customer_id, b.period
     ) AS x
     WHERE NOT isempty(x.uncovered)
 $$;
@@ -856,19 +925,95 @@ COMMENT ON FUNCTION billing.compute_statements(uuid, uuid[]) IS
 -- What a statement prints besides its lines, taken from the data as it is now
 -- and frozen with the draft: prepayment balances and top-ups in the period,
 -- names and address, meter and reads, 12 months of kWh, an annual estimate.
+-- Set-based like the run: each fact is one grouped pass over the run's
+-- statements (hash joins), not a lookup per statement, except the two
+-- balances and the reads, which are index lookups of one row each.
 CREATE FUNCTION billing.freeze_statement_facts(p_run uuid) RETURNS void
 LANGUAGE sql
 AS $$
-    UPDATE billing.invoices AS target
-    SET opening_balance = f.opening_balance, closing_balance = f.closing_balance, topups_count = f.topups_count,
-        topups_value = f.topups_value, details = f.details
-    FROM (
-    SELECT i.id,
-           CASE WHEN i.prepay THEN ob.balance END AS opening_balance,
-           CASE WHEN i.prepay THEN cb.balance END AS closing_balance,
-           tu.n AS topups_count,
-           tu.value AS topups_value,
-           pg_catalog.jsonb_build_object(
+    WITH inv AS MATERIALIZED (
+        SELECT i.id, i.account_id, i.customer_id, i.prepay, i.period_start, i.period_from, i.period_to, a.meter_id
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        WHERE i.run_id = p_run AND i.status = 'draft'
+    ),
+    per_register AS (  -- the lines per register: kWh and half hours
+        SELECT l.invoice_id, l.register_id, l.element, sum(l.quantity) AS kwh, sum(l.half_hours) AS half_hours,
+               sum(l.expected_half_hours) AS expected, sum(l.estimated_half_hours) AS estimated
+        FROM inv JOIN billing.invoice_lines AS l ON l.invoice_id = inv.id
+        WHERE l.kind = 'energy'
+        GROUP BY l.invoice_id, l.register_id, l.element
+    ),
+    readings AS (
+        SELECT r.invoice_id,
+               sum(r.estimated) AS estimated,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'register_id', r.register_id, 'element', r.element,
+                   'start_read', sr.read, 'start_read_at', sr."timestamp",
+                   'end_read', er.read, 'end_read_at', er."timestamp",
+                   'kwh', r.kwh, 'half_hours', r.half_hours, 'expected_half_hours', r.expected,
+                   'estimated_half_hours', r.estimated,
+                   'estimated', r.estimated > 0 OR r.half_hours < r.expected) ORDER BY r.element) AS readings
+        FROM per_register AS r
+        JOIN inv ON inv.id = r.invoice_id
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= inv.period_from
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= inv.period_to
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
+        GROUP BY r.invoice_id
+    ),
+    tariffs AS (
+        SELECT u.invoice_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'customer_tariff_id', t.id, 'effective_from', t.effective_from, 'effective_to', t.effective_to,
+                   'discount', t.discount, 'unit_rate', t.unit_rate, 'standing_charge', t.standing_charge,
+                   'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge, 'region', mg.region)
+                   ORDER BY t.effective_from) AS tariffs,
+               (array_agg(t.unit_rate ORDER BY t.effective_from DESC))[1] AS unit_rate,
+               (array_agg(t.standing_charge ORDER BY t.effective_from DESC))[1] AS standing_charge
+        FROM (SELECT DISTINCT l.invoice_id, l.customer_tariff_id
+              FROM inv JOIN billing.invoice_lines AS l ON l.invoice_id = inv.id) AS u
+        JOIN billing.customer_tariffs AS t ON t.id = u.customer_tariff_id
+        JOIN billing.microgrid_tariffs AS mg ON mg.id = t.microgrid_tariff_id
+        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
+        GROUP BY u.invoice_id
+    ),
+    months AS (  -- kWh of the meter in each of the 12 months to the statement's (the meter's, whoever paid)
+        SELECT inv.id AS invoice_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
+        FROM inv
+        CROSS JOIN generate_series(inv.period_start - interval '11 months', inv.period_start::timestamp,
+                                   interval '1 month') AS mo
+        LEFT JOIN flows.meter_registers AS r ON r.meter_id = inv.meter_id AND r.nature <> 'solar'
+        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
+        GROUP BY inv.id, mo
+    ),
+    usage AS (
+        SELECT m.invoice_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', m.month, 'kwh', m.kwh) ORDER BY m.month)
+                   AS months,
+               sum(m.kwh) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(sum(m.kwh) * 12 / greatest(count(*) FILTER (WHERE m.kwh > 0), 1), 0) AS annual
+        FROM months AS m
+        GROUP BY m.invoice_id
+    ),
+    topups AS (  -- credit pushed to the meter (the payments issue moves this onto its top-ups)
+        SELECT inv.id AS invoice_id, count(*)::integer AS n,
+               sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric) AS value
+        FROM inv
+        JOIN flows.meter_commands AS x
+          ON x.meter_id = inv.meter_id AND x.kind = 'send_token' AND x.status = 'done'
+         AND x.finished_at >= inv.period_from AND x.finished_at < inv.period_to
+        GROUP BY inv.id
+    )
+    UPDATE billing.invoices AS i
+    SET opening_balance = CASE WHEN i.prepay THEN ob.balance END,
+        closing_balance = CASE WHEN i.prepay THEN cb.balance END,
+        topups_count = coalesce(tu.n, 0),
+        topups_value = coalesce(tu.value, 0),
+        details = pg_catalog.jsonb_build_object(
             'customer', pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email),
             'account_number', a.account_number,
             'account_type', a.type,
@@ -878,80 +1023,32 @@ AS $$
                                                   'website', eb.website, 'vat_number', eb.vat_number),
             'meter', pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
                                                    'prepay', m.prepay_enabled),
-            'readings', rd.readings,
+            'readings', coalesce(rd.readings, '[]'),
             'tariffs', tf.tariffs,
             'usage_12_months', us.months,
             'kwh_12_months', us.total,
             'estimated_annual_kwh', us.annual,
             'estimated_annual_cost', billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2),
-            'estimated_half_hours', coalesce(est.n, 0)) AS details
-        FROM billing.invoices AS i
-        JOIN billing.accounts AS a ON a.id = i.account_id
-        JOIN billing.customers AS c ON c.id = i.customer_id
-        JOIN flows.properties AS p ON p.id = a.property
-        JOIN flows.sites AS s ON s.id = p.site
-        JOIN flows.escos AS e ON e.id = a.esco
-        LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
-        JOIN flows.meter_registry AS m ON m.id = a.meter_id,
-        LATERAL (SELECT sum(l.estimated_half_hours) AS n FROM billing.invoice_lines AS l WHERE l.invoice_id = i.id) AS est,
-        LATERAL (SELECT (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                         WHERE b.meter_id = a.meter_id AND b."timestamp" <= i.period_from
-                         ORDER BY b."timestamp" DESC LIMIT 1) AS balance) AS ob,
-        LATERAL (SELECT (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                         WHERE b.meter_id = a.meter_id AND b."timestamp" <= i.period_to
-                         ORDER BY b."timestamp" DESC LIMIT 1) AS balance) AS cb,
-        -- credit pushed to the meter (the payments issue moves this onto its top-ups)
-        LATERAL (SELECT count(*)::integer AS n,
-                        coalesce(sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric), 0) AS value
-                 FROM flows.meter_commands AS x
-                 WHERE x.meter_id = a.meter_id AND x.kind = 'send_token' AND x.status = 'done'
-                   AND x.finished_at >= i.period_from AND x.finished_at < i.period_to) AS tu,
-        LATERAL (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                            'register_id', r.register_id, 'element', r.element,
-                            'start_read', sr.read, 'start_read_at', sr."timestamp",
-                            'end_read', er.read, 'end_read_at', er."timestamp",
-                            'kwh', ln.kwh, 'half_hours', ln.half_hours, 'expected_half_hours', ln.expected,
-                            'estimated_half_hours', ln.estimated,
-                            'estimated', ln.estimated > 0 OR ln.half_hours < ln.expected)
-                        ORDER BY r.element), '[]') AS readings
-                 FROM flows.meter_registers AS r
-                 JOIN LATERAL (SELECT sum(l.quantity) AS kwh, sum(l.half_hours) AS half_hours,
-                                      sum(l.expected_half_hours) AS expected, sum(l.estimated_half_hours) AS estimated
-                               FROM billing.invoice_lines AS l
-                               WHERE l.invoice_id = i.id AND l.register_id = r.register_id) AS ln ON ln.kwh IS NOT NULL
-                 LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                                    WHERE x.register_id = r.register_id AND x."timestamp" <= i.period_from
-                                    ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
-                 LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                                    WHERE x.register_id = r.register_id AND x."timestamp" <= i.period_to
-                                    ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
-                 WHERE r.meter_id = a.meter_id) AS rd,
-        LATERAL (SELECT pg_catalog.jsonb_agg(DISTINCT pg_catalog.jsonb_build_object(
-                            'customer_tariff_id', t.id, 'effective_from', t.effective_from, 'effective_to', t.effective_to,
-                            'discount', t.discount, 'unit_rate', t.unit_rate, 'standing_charge', t.standing_charge,
-                            'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge,
-                            'region', mg.region)) AS tariffs,
-                        (array_agg(t.unit_rate ORDER BY t.effective_from DESC))[1] AS unit_rate,
-                        (array_agg(t.standing_charge ORDER BY t.effective_from DESC))[1] AS standing_charge
-                 FROM billing.customer_tariffs AS t
-                 JOIN billing.microgrid_tariffs AS mg ON mg.id = t.microgrid_tariff_id
-                 JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
-                 WHERE t.id IN (SELECT l.customer_tariff_id FROM billing.invoice_lines AS l WHERE l.invoice_id = i.id)) AS tf,
-        LATERAL (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', g.month, 'kwh', g.kwh)
-                                             ORDER BY g.month) AS months,
-                        sum(g.kwh) AS total,
-                        -- a year's kWh: the last 12 months, scaled up when fewer months have data
-                        billing.round_half_up(sum(g.kwh) * 12 / greatest(count(*) FILTER (WHERE g.kwh > 0), 1), 0) AS annual
-                 FROM (SELECT mo::date AS month,
-                              coalesce((SELECT sum(x.import_kwh) FROM flows.register_interval_monthly AS x
-                                        JOIN flows.meter_registers AS r ON r.register_id = x.register_id
-                                        WHERE r.meter_id = a.meter_id AND r.nature <> 'solar' AND x.month = mo::date), 0)
-                              AS kwh
-                       FROM generate_series(i.period_start - interval '11 months', i.period_start::timestamp,
-                                            interval '1 month') AS mo) AS g) AS us
-        WHERE i.run_id = p_run AND i.status = 'draft'
-    ) AS f
-    WHERE target.id = f.id
+            'estimated_half_hours', coalesce(rd.estimated, 0))
+    FROM inv
+    JOIN billing.accounts AS a ON a.id = inv.account_id
+    JOIN billing.customers AS c ON c.id = inv.customer_id
+    JOIN flows.properties AS p ON p.id = a.property
+    JOIN flows.sites AS s ON s.id = p.site
+    JOIN flows.escos AS e ON e.id = a.esco
+    LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
+    JOIN flows.meter_registry AS m ON m.id = inv.meter_id
+    LEFT JOIN readings AS rd ON rd.invoice_id = inv.id
+    LEFT JOIN tariffs AS tf ON tf.invoice_id = inv.id
+    LEFT JOIN usage AS us ON us.invoice_id = inv.id
+    LEFT JOIN topups AS tu ON tu.invoice_id = inv.id
+    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                       WHERE b.meter_id = inv.meter_id AND b."timestamp" <= inv.period_from
+                       ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
+    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                       WHERE b.meter_id = inv.meter_id AND b."timestamp" <= inv.period_to
+                       ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
+    WHERE i.id = inv.id
 $$;
 COMMENT ON FUNCTION billing.freeze_statement_facts(uuid) IS
     'Fills the balance figures and the frozen details of a run''s draft statements.';

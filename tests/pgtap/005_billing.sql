@@ -2,7 +2,7 @@
 -- hours, who pays when, the run, numbering, frozen statements, the customer
 -- lifecycle, what a customer sees; and the security rules of the billing schema.
 BEGIN;
-SELECT plan(46);
+SELECT plan(47);
 
 -- The billing schema keeps the rules the flows schema keeps ---------------------------
 SELECT is_empty($$
@@ -30,8 +30,8 @@ $$, 'no SECURITY DEFINER in billing, and every PL/pgSQL function pins its search
 SELECT is_empty($$
     SELECT p.oid::regprocedure, c.message
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-         LEFT JOIN LATERAL (SELECT t.tgrelid FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1) AS t ON true,
-         LATERAL plpgsql_check_function_tb(p.oid, coalesce(t.tgrelid, 0)) c
+         LEFT JOIN LATERAL (SELECT t.tgrelid, t.tgnewtable FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1) AS t ON true,
+         LATERAL plpgsql_check_function_tb(p.oid, coalesce(t.tgrelid, 0), newtable => t.tgnewtable) c
     WHERE p.pronamespace = 'billing'::regnamespace AND l.lanname = 'plpgsql' AND c.level IN ('error', 'warning')
 $$, 'plpgsql_check finds nothing in billing');
 SELECT is_empty($$
@@ -158,6 +158,12 @@ SELECT is((SELECT sum(quantity) FROM billing.invoice_lines l JOIN billing.invoic
            WHERE i.customer_id = :'olive_id' AND l.kind = 'energy'),
           (SELECT sum(import_kwh) FROM flows.register_interval_hh h JOIN flows.meter_registers r USING (register_id)
            WHERE r.meter_id = :'m1'), 'every half hour of the month is billed once');
+SELECT is_empty(format($$
+    SELECT l.id FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
+    CROSS JOIN LATERAL billing.energy_between(l.register_id, l.period_from, l.period_to) AS e
+    WHERE i.run_id = '%s' AND l.kind = 'energy'
+      AND (l.quantity, l.half_hours, l.estimated_half_hours) IS DISTINCT FROM (e.import_kwh, e.half_hours::int, e.estimated_half_hours::int)
+$$, :'run'), 'every energy line is what billing.energy_between says for its register and period');
 SELECT ok(NOT EXISTS (SELECT FROM billing.invoices WHERE run_id = :'run' AND total <> net + vat
                       OR abs(vat - net * 0.05) > 0.005), 'VAT is 5% of the net, to the half penny');
 

@@ -191,6 +191,7 @@ COMMENT ON TABLE billing.customer_accounts IS
 COMMENT ON COLUMN billing.customer_accounts.move_out_reads IS
     'Final reads at move-out: {"A": {"read": kWh, "timestamp": ..., "estimated": bool}, ...}.';
 CREATE INDEX customer_accounts_customer_idx ON billing.customer_accounts (customer_id);
+CREATE INDEX customer_accounts_account_idx ON billing.customer_accounts (account_id, role);
 
 
 CREATE TABLE billing.contracts (
@@ -224,9 +225,10 @@ WHERE ca.role = 'occupier'
 UNION ALL
 SELECT o.esco, o.account_id, o.customer_id, o.role, r.period
 FROM billing.customer_accounts AS o
-CROSS JOIN LATERAL unnest(
-    tstzmultirange(tstzrange(o.start_time, o.end_time))
-    - coalesce((SELECT range_agg(tstzrange(x.start_time, x.end_time)) FROM billing.customer_accounts AS x
-                WHERE x.account_id = o.account_id AND x.role = 'occupier'), '{}'::tstzmultirange)) AS r (period)
+LEFT JOIN (SELECT x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
+           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.account_id) AS oc
+  ON oc.account_id = o.account_id
+CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(o.start_time, o.end_time))
+                          - coalesce(oc.occupied, '{}'::tstzmultirange)) AS r (period)
 WHERE o.role = 'owner';
 COMMENT ON VIEW billing.payer_periods IS 'Who pays each account when: occupiers, and the owner while nobody occupies.';

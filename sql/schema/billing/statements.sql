@@ -80,6 +80,8 @@ CREATE UNIQUE INDEX invoices_one_statement ON billing.invoices (account_id, cust
 CREATE UNIQUE INDEX invoices_one_credit_note ON billing.invoices (corrects) WHERE kind = 'credit_note';
 CREATE INDEX invoices_run_idx ON billing.invoices (run_id);
 CREATE INDEX invoices_customer_idx ON billing.invoices (customer_id, period_start);
+CREATE INDEX invoices_account_idx ON billing.invoices (account_id, period_start);
+CREATE INDEX invoices_corrects_idx ON billing.invoices (corrects);
 
 
 CREATE TABLE billing.invoice_lines (
@@ -165,14 +167,33 @@ $$;
 CREATE TRIGGER invoices_frozen BEFORE UPDATE OR DELETE ON billing.invoices
     FOR EACH ROW EXECUTE FUNCTION billing.guard_final_invoice();
 
+-- New lines: checked once per statement (a transition table), so a run
+-- writing thousands of lines pays one check, not one per line.
+CREATE FUNCTION billing.guard_final_invoice_new_lines() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM new_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id
+               WHERE i.status <> 'draft') THEN
+        RAISE EXCEPTION 'the lines of a final statement cannot be changed'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'correct a final statement with a credit note (rpc/credit_invoice)';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER invoice_lines_frozen_insert AFTER INSERT ON billing.invoice_lines
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.guard_final_invoice_new_lines();
+
 CREATE FUNCTION billing.guard_final_invoice_line() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    IF EXISTS (SELECT FROM billing.invoices AS i
-               WHERE i.id = CASE WHEN TG_OP = 'INSERT' THEN NEW.invoice_id ELSE OLD.invoice_id END
-                 AND i.status <> 'draft') THEN
+    IF EXISTS (SELECT FROM billing.invoices AS i WHERE i.id = OLD.invoice_id AND i.status <> 'draft') THEN
         RAISE EXCEPTION 'the lines of a final statement cannot be changed'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'correct a final statement with a credit note (rpc/credit_invoice)';
@@ -181,5 +202,5 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER invoice_lines_frozen BEFORE INSERT OR UPDATE OR DELETE ON billing.invoice_lines
+CREATE TRIGGER invoice_lines_frozen BEFORE UPDATE OR DELETE ON billing.invoice_lines
     FOR EACH ROW EXECUTE FUNCTION billing.guard_final_invoice_line();

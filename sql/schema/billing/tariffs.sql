@@ -81,6 +81,7 @@ COMMENT ON TABLE billing.customer_tariffs IS
     'A customer''s rates (GBP incl. VAT) from effective_from to effective_to, within one quarter: '
     'the price cap x (1 - discount/100), half-up to 5 decimals (billing.discounted_rate).';
 CREATE INDEX customer_tariffs_microgrid_idx ON billing.customer_tariffs (microgrid_tariff_id);
+CREATE INDEX customer_tariffs_customer_idx ON billing.customer_tariffs (customer_id, effective_from);
 
 -- Rates are derived, never entered: from the quarter's price cap and the discount.
 CREATE FUNCTION billing.derive_customer_rates() RETURNS trigger
