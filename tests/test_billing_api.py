@@ -112,7 +112,8 @@ def community(api):
         for person in people.values():
             ok(op.patch("/customers", params={"id": f"eq.{person['customer']['id']}"}, json={"status": "onboarding"}),
                204)
-        generated = ok(op.post("/rpc/generate_customer_tariffs", json={"esco_code": code, "period_start": str(QUARTER)}))
+        generated = ok(op.post("/rpc/generate_customer_tariffs",
+                               json={"esco_code": code, "period_start": str(QUARTER)}))
         assert generated["customer_tariffs_added"] == 4
         # Pat's discount changes mid-month; Tina moves out mid-month (Larry pays the rest)
         ok(op.post("/rpc/set_customer_discount", json={"customer_id": third["customer"]["id"], "discount": 35,

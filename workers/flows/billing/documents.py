@@ -21,7 +21,7 @@ def render_invoice(conn: psycopg.Connection, invoice_id: str) -> str:
         raise FlowsError(f"no statement {invoice_id}")
     pdf = render_pdf(doc)
     sha = conn.execute("SELECT billing.store_invoice_document(%s, %s, %s)", (invoice_id, pdf, RENDERER)).fetchone()[0]
-    log.info("statement rendered", invoice=invoice_id, reference=doc["reference"], bytes=len(pdf))
+    log.debug("statement rendered", invoice=invoice_id, reference=doc["reference"], bytes=len(pdf))
     return sha
 
 

@@ -67,7 +67,7 @@ def rate(line: dict) -> str:
 
 
 def percent(value) -> str:
-    return f"{_d(value) * 100:g}%"
+    return f"{(_d(value) * 100).normalize():f}%"
 
 
 @cache

@@ -11,7 +11,8 @@ from flows.errors import ConfigError
 @click.option("--role", required=True, type=click.Choice(sorted(auth.ROLES)), help="API role.")
 @click.option("--esco", default=None,
               help="ESCO code the token is limited to (operator, analyst; a customer's is looked up if not given).")
-@click.option("--customer", default=None, help="Customer id (role customer): they see their own accounts and statements.")
+@click.option("--customer", default=None,
+              help="Customer id (role customer): they see their own accounts and statements.")
 @click.option("--expires", default="1d", show_default=True, help="Lifetime (30m, 12h, 7d), a time, or never.")
 @click.option(
     "--claim",

@@ -76,7 +76,7 @@ def create(database_url: str, today: date | None = None) -> None:
                 run = conn.execute("SELECT id FROM api.create_billing_run(%s, %s)", (ESCO_CODE, month)).fetchone()[0]
                 conn.execute("SELECT api.finalise_billing_run(%s)", (run,))
         rendered = render_pending(conn)
-        log.info("demo billing ready", month=str(month), statements_rendered=len(rendered))
+        log.debug("demo billing ready", month=str(month), statements_rendered=len(rendered))
 
 
 def _at(month: date, day: int, hour: int) -> datetime:
