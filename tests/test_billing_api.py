@@ -8,6 +8,7 @@ PDF, what a customer sees, and bad input refused with nothing written.
 
 import json
 import subprocess
+import threading
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -384,9 +385,9 @@ def test_bad_input_is_refused_and_nothing_is_written(api, community):
         assert counts(api, esco) == before
 
 
-def test_a_killed_run_started_again_makes_one_statement_per_account(api):
-    """The run is one transaction: cancelled halfway it leaves nothing; run again, one statement each."""
-    esco_id, code = api.new_esco("Killed Run Energy")
+def simple_community(api, homes: int) -> tuple[str, str]:
+    """An ESCO of single-element homes, each with an owner-occupier and the first quarter's tariff."""
+    esco_id, code = api.new_esco("Simple Energy")
     with api.sql() as conn:
         site = conn.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'K', 'K') RETURNING id",
                             (esco_id,)).fetchone()[0]
@@ -394,7 +395,7 @@ def test_a_killed_run_started_again_makes_one_statement_per_account(api):
                      " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (REGION, QUARTER, CAP_UNIT, CAP_STANDING))
         conn.execute("INSERT INTO billing.microgrid_tariffs (esco, period_start, region) VALUES (%s, %s, %s)",
                      (esco_id, QUARTER, REGION))
-        for i in range(40):
+        for i in range(homes):
             prop = conn.execute("INSERT INTO flows.properties (esco, site, plot) VALUES (%s, %s, %s) RETURNING id",
                                 (esco_id, site, f"K-{i}")).fetchone()[0]
             head = conn.execute("INSERT INTO flows.service_head_registry (esco, name) VALUES (%s, %s) RETURNING id",
@@ -408,6 +409,12 @@ def test_a_killed_run_started_again_makes_one_statement_per_account(api):
                          (prop, f"Customer {i}"))
         conn.execute("UPDATE billing.customers SET status = 'onboarding' WHERE esco = %s", (esco_id,))
         conn.execute("SELECT api.generate_customer_tariffs(%s, %s)", (code, QUARTER))
+    return esco_id, code
+
+
+def test_a_killed_run_started_again_makes_one_statement_per_account(api):
+    """The run is one transaction: cancelled halfway it leaves nothing; run again, one statement each."""
+    esco_id, code = simple_community(api, 40)
     with psycopg.connect(api.db_url) as killed:
         killed.execute("SET statement_timeout = '5ms'")
         with pytest.raises(psycopg.errors.QueryCanceled):
@@ -418,3 +425,27 @@ def test_a_killed_run_started_again_makes_one_statement_per_account(api):
         per_account = conn.execute("SELECT count(*), count(DISTINCT account_id) FROM billing.invoices WHERE esco = %s",
                                    (esco_id,)).fetchone()
     assert per_account == (40, 40)
+
+
+def test_concurrent_finalisations_number_gap_free(api):
+    """Three months of one ESCO finalised at the same moment: numbers 1..n, none twice, none skipped."""
+    esco_id, code = simple_community(api, 15)
+    with api.sql() as conn:
+        runs = [conn.execute("SELECT id FROM api.create_billing_run(%s, %s)", (code, month)).fetchone()[0]
+                for month in ("2026-01-01", "2026-02-01", "2026-03-01")]
+    barrier = threading.Barrier(len(runs))
+
+    def finalise(run_id):
+        with psycopg.connect(api.db_url) as conn:
+            barrier.wait()
+            conn.execute("SELECT api.finalise_billing_run(%s)", (run_id,))
+
+    threads = [threading.Thread(target=finalise, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with api.sql() as conn:
+        numbers = [r[0] for r in conn.execute("SELECT number FROM billing.invoices WHERE esco = %s ORDER BY number",
+                                              (esco_id,))]
+    assert numbers == list(range(1, 46))

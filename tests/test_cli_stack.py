@@ -58,6 +58,13 @@ def test_up_serves_the_documented_json_and_down_stops(stack_env):
                      headers=headers)
     assert rpc.status_code == 200 and rpc.json()[0]["esco"] == "DEMO"
 
+    # the demo's money side at once: last month's statements, issued and rendered
+    issued = httpx.get(f"{api}/invoices?select=number&status=eq.final", headers=headers).json()
+    assert len(issued) >= 20
+    assert len(httpx.get(f"{api}/invoice_documents?select=invoice_id", headers=headers).json()) == len(issued)
+    pdf = httpx.get(f"{api}/rpc/statement_pdf?number=1", headers={**headers, "Accept": "application/pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+
     # the workers sync the emulated meters: live balances within a minute
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
