@@ -640,8 +640,8 @@ CREATE TRIGGER invoice_lines_frozen BEFORE UPDATE OR DELETE ON billing.invoice_l
 --   statement_lines  those periods split where the payer's tariff changes and
 --                    where a register starts or ends: energy per register
 --                    (kWh from the half hours) and standing charge per day
---   compute_statements  rounds per statement (billing/money.sql), writes the
---                    drafts, and freezes the figures a statement prints
+--   compute_statements  rounds per statement (billing/money.sql) and writes the
+--                    drafts with everything a statement prints, frozen
 
 -- Statements look a meter's registers up by meter, whatever their status
 -- (flows only indexes the enabled ones per element).
@@ -822,9 +822,13 @@ $$;
 -- Computes the draft statements of a run (of all its accounts, or
 -- p_accounts), replacing its drafts: the same inputs give identical figures.
 -- Accounts whose statement for the month is final already are left alone.
+-- JIT off: the run's plans are big (and, over rows this transaction wrote,
+-- estimated high), so PostgreSQL would spend seconds compiling them for
+-- queries that run in milliseconds.
 CREATE FUNCTION billing.compute_statements(p_run uuid, p_accounts uuid[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
+SET jit = off
 AS $$
 DECLARE
     run billing.billing_runs;
@@ -871,7 +875,7 @@ BEGIN
         GROUP BY l.account_id, l.customer_id
     ),
     totals AS (
-        SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled,
+        SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled, a.meter_id,
                (SELECT v.id FROM billing.invoices AS v
                 WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
                   AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
@@ -881,13 +885,125 @@ BEGIN
         JOIN flows.properties AS p ON p.id = a.property
         JOIN flows.meter_registry AS m ON m.id = a.meter_id
     ),
+    -- What a statement prints besides its lines, frozen with it: the reads
+    -- at either end, the tariffs and their price cap, 12 months of the
+    -- meter's kWh and an annual estimate, the credit pushed to the meter;
+    -- each one grouped pass over the run.
+    per_register AS (
+        SELECT l.account_id, l.customer_id, l.register_id, l.element, sum(l.quantity) AS kwh,
+               sum(l.half_hours) AS half_hours, sum(l.expected_half_hours) AS expected,
+               sum(l.estimated_half_hours) AS estimated
+        FROM lines AS l
+        WHERE l.kind = 'energy'
+        GROUP BY l.account_id, l.customer_id, l.register_id, l.element
+    ),
+    readings AS (
+        SELECT r.account_id, r.customer_id, sum(r.estimated) AS estimated,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'register_id', r.register_id, 'element', r.element,
+                   'start_read', sr.read, 'start_read_at', sr."timestamp",
+                   'end_read', er.read, 'end_read_at', er."timestamp",
+                   'kwh', r.kwh, 'half_hours', r.half_hours, 'expected_half_hours', r.expected,
+                   'estimated_half_hours', r.estimated,
+                   'estimated', r.estimated > 0 OR r.half_hours < r.expected) ORDER BY r.element) AS readings
+        FROM per_register AS r
+        JOIN totals AS t ON t.account_id = r.account_id AND t.customer_id = r.customer_id
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_from
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_to
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
+        GROUP BY r.account_id, r.customer_id
+    ),
+    tariffs AS (
+        SELECT u.account_id, u.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'customer_tariff_id', ct.id, 'effective_from', ct.effective_from, 'effective_to', ct.effective_to,
+                   'discount', ct.discount, 'unit_rate', ct.unit_rate, 'standing_charge', ct.standing_charge,
+                   'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge, 'region', mg.region)
+                   ORDER BY ct.effective_from) AS tariffs,
+               (array_agg(ct.unit_rate ORDER BY ct.effective_from DESC))[1] AS unit_rate,
+               (array_agg(ct.standing_charge ORDER BY ct.effective_from DESC))[1] AS standing_charge
+        FROM (SELECT DISTINCT l.account_id, l.customer_id, l.customer_tariff_id FROM lines AS l) AS u
+        JOIN billing.customer_tariffs AS ct ON ct.id = u.customer_tariff_id
+        JOIN billing.microgrid_tariffs AS mg ON mg.id = ct.microgrid_tariff_id
+        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
+        GROUP BY u.account_id, u.customer_id
+    ),
+    months AS (  -- the meter's kWh in each of the 12 months to the statement's (whoever paid then)
+        SELECT t.account_id, t.customer_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
+        FROM totals AS t
+        CROSS JOIN generate_series(run.period_start - interval '11 months', run.period_start::timestamp,
+                                   interval '1 month') AS mo
+        LEFT JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
+        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
+        GROUP BY t.account_id, t.customer_id, mo
+    ),
+    usage AS (
+        SELECT u.account_id, u.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', u.month, 'kwh', u.kwh) ORDER BY u.month)
+                   AS months,
+               sum(u.kwh) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(sum(u.kwh) * 12 / greatest(count(*) FILTER (WHERE u.kwh > 0), 1), 0) AS annual
+        FROM months AS u
+        GROUP BY u.account_id, u.customer_id
+    ),
+    topups AS (  -- credit pushed to the meter (the payments issue moves this onto its top-ups)
+        SELECT t.account_id, t.customer_id, count(*)::integer AS n,
+               sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric) AS value
+        FROM totals AS t
+        JOIN flows.meter_commands AS x
+          ON x.meter_id = t.meter_id AND x.kind = 'send_token' AND x.status = 'done'
+         AND x.finished_at >= t.period_from AND x.finished_at < t.period_to
+        GROUP BY t.account_id, t.customer_id
+    ),
     made AS (
         INSERT INTO billing.invoices (esco, run_id, account_id, customer_id, period_start, period_end, period_from,
-                                      period_to, kwh, days, net, vat_rate, vat, total, prepay, corrects)
+                                      period_to, kwh, days, net, vat_rate, vat, total, prepay, opening_balance,
+                                      closing_balance, topups_count, topups_value, corrects, details)
         SELECT run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
                t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
-               t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled, t.replaces
+               t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled,
+               CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
+               coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces,
+               pg_catalog.jsonb_build_object(
+                   'customer', pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email),
+                   'account_number', a.account_number,
+                   'account_type', a.type,
+                   'supply_address', concat_ws(', ', p.plot, p.address, si.name),
+                   'esco', pg_catalog.jsonb_build_object('code', e.code, 'name', coalesce(eb.legal_name, e.name),
+                                                         'address', eb.address, 'email', eb.email, 'phone', eb.phone,
+                                                         'website', eb.website, 'vat_number', eb.vat_number),
+                   'meter', pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
+                                                          'prepay', m.prepay_enabled),
+                   'readings', coalesce(rd.readings, '[]'),
+                   'tariffs', tf.tariffs,
+                   'usage_12_months', us.months,
+                   'kwh_12_months', us.total,
+                   'estimated_annual_kwh', us.annual,
+                   'estimated_annual_cost',
+                       billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2),
+                   'estimated_half_hours', coalesce(rd.estimated, 0))
         FROM totals AS t
+        JOIN billing.accounts AS a ON a.id = t.account_id
+        JOIN billing.customers AS c ON c.id = t.customer_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.sites AS si ON si.id = p.site
+        JOIN flows.escos AS e ON e.id = a.esco
+        LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
+        JOIN flows.meter_registry AS m ON m.id = t.meter_id
+        LEFT JOIN readings AS rd ON rd.account_id = t.account_id AND rd.customer_id = t.customer_id
+        LEFT JOIN tariffs AS tf ON tf.account_id = t.account_id AND tf.customer_id = t.customer_id
+        LEFT JOIN usage AS us ON us.account_id = t.account_id AND us.customer_id = t.customer_id
+        LEFT JOIN topups AS tu ON tu.account_id = t.account_id AND tu.customer_id = t.customer_id
+        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_from
+                           ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
+        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
+                           ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
         RETURNING id, account_id, customer_id
     )
     -- The rounded net shared out to the lines by largest remainder: each line
@@ -912,7 +1028,6 @@ BEGIN
     JOIN sums AS s ON s.account_id = l.account_id AND s.customer_id = l.customer_id
     JOIN made AS m ON m.account_id = l.account_id AND m.customer_id = l.customer_id;
 
-    PERFORM billing.freeze_statement_facts(p_run);
     SELECT count(*) INTO made FROM billing.invoices AS i WHERE i.run_id = p_run;
     UPDATE billing.billing_runs AS r SET statements = made, computed_at = pg_catalog.now() WHERE r.id = p_run;
     RETURN made;
@@ -920,138 +1035,6 @@ END
 $$;
 COMMENT ON FUNCTION billing.compute_statements(uuid, uuid[]) IS
     'Computes (again) the draft statements of a billing run, set-based; refuses when a tariff is missing.';
-
-
--- What a statement prints besides its lines, taken from the data as it is now
--- and frozen with the draft: prepayment balances and top-ups in the period,
--- names and address, meter and reads, 12 months of kWh, an annual estimate.
--- Set-based like the run: each fact is one grouped pass over the run's
--- statements (hash joins), not a lookup per statement, except the two
--- balances and the reads, which are index lookups of one row each.
-CREATE FUNCTION billing.freeze_statement_facts(p_run uuid) RETURNS void
-LANGUAGE sql
-AS $$
-    WITH inv AS MATERIALIZED (
-        SELECT i.id, i.account_id, i.customer_id, i.prepay, i.period_start, i.period_from, i.period_to, a.meter_id
-        FROM billing.invoices AS i
-        JOIN billing.accounts AS a ON a.id = i.account_id
-        WHERE i.run_id = p_run AND i.status = 'draft'
-    ),
-    per_register AS (  -- the lines per register: kWh and half hours
-        SELECT l.invoice_id, l.register_id, l.element, sum(l.quantity) AS kwh, sum(l.half_hours) AS half_hours,
-               sum(l.expected_half_hours) AS expected, sum(l.estimated_half_hours) AS estimated
-        FROM inv JOIN billing.invoice_lines AS l ON l.invoice_id = inv.id
-        WHERE l.kind = 'energy'
-        GROUP BY l.invoice_id, l.register_id, l.element
-    ),
-    readings AS (
-        SELECT r.invoice_id,
-               sum(r.estimated) AS estimated,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                   'register_id', r.register_id, 'element', r.element,
-                   'start_read', sr.read, 'start_read_at', sr."timestamp",
-                   'end_read', er.read, 'end_read_at', er."timestamp",
-                   'kwh', r.kwh, 'half_hours', r.half_hours, 'expected_half_hours', r.expected,
-                   'estimated_half_hours', r.estimated,
-                   'estimated', r.estimated > 0 OR r.half_hours < r.expected) ORDER BY r.element) AS readings
-        FROM per_register AS r
-        JOIN inv ON inv.id = r.invoice_id
-        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                           WHERE x.register_id = r.register_id AND x."timestamp" <= inv.period_from
-                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
-        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                           WHERE x.register_id = r.register_id AND x."timestamp" <= inv.period_to
-                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
-        GROUP BY r.invoice_id
-    ),
-    tariffs AS (
-        SELECT u.invoice_id,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                   'customer_tariff_id', t.id, 'effective_from', t.effective_from, 'effective_to', t.effective_to,
-                   'discount', t.discount, 'unit_rate', t.unit_rate, 'standing_charge', t.standing_charge,
-                   'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge, 'region', mg.region)
-                   ORDER BY t.effective_from) AS tariffs,
-               (array_agg(t.unit_rate ORDER BY t.effective_from DESC))[1] AS unit_rate,
-               (array_agg(t.standing_charge ORDER BY t.effective_from DESC))[1] AS standing_charge
-        FROM (SELECT DISTINCT l.invoice_id, l.customer_tariff_id
-              FROM inv JOIN billing.invoice_lines AS l ON l.invoice_id = inv.id) AS u
-        JOIN billing.customer_tariffs AS t ON t.id = u.customer_tariff_id
-        JOIN billing.microgrid_tariffs AS mg ON mg.id = t.microgrid_tariff_id
-        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
-        GROUP BY u.invoice_id
-    ),
-    months AS (  -- kWh of the meter in each of the 12 months to the statement's (the meter's, whoever paid)
-        SELECT inv.id AS invoice_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
-        FROM inv
-        CROSS JOIN generate_series(inv.period_start - interval '11 months', inv.period_start::timestamp,
-                                   interval '1 month') AS mo
-        LEFT JOIN flows.meter_registers AS r ON r.meter_id = inv.meter_id AND r.nature <> 'solar'
-        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
-        GROUP BY inv.id, mo
-    ),
-    usage AS (
-        SELECT m.invoice_id,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', m.month, 'kwh', m.kwh) ORDER BY m.month)
-                   AS months,
-               sum(m.kwh) AS total,
-               -- a year's kWh: the last 12 months, scaled up when fewer months have data
-               billing.round_half_up(sum(m.kwh) * 12 / greatest(count(*) FILTER (WHERE m.kwh > 0), 1), 0) AS annual
-        FROM months AS m
-        GROUP BY m.invoice_id
-    ),
-    topups AS (  -- credit pushed to the meter (the payments issue moves this onto its top-ups)
-        SELECT inv.id AS invoice_id, count(*)::integer AS n,
-               sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric) AS value
-        FROM inv
-        JOIN flows.meter_commands AS x
-          ON x.meter_id = inv.meter_id AND x.kind = 'send_token' AND x.status = 'done'
-         AND x.finished_at >= inv.period_from AND x.finished_at < inv.period_to
-        GROUP BY inv.id
-    )
-    UPDATE billing.invoices AS i
-    SET opening_balance = CASE WHEN i.prepay THEN ob.balance END,
-        closing_balance = CASE WHEN i.prepay THEN cb.balance END,
-        topups_count = coalesce(tu.n, 0),
-        topups_value = coalesce(tu.value, 0),
-        details = pg_catalog.jsonb_build_object(
-            'customer', pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email),
-            'account_number', a.account_number,
-            'account_type', a.type,
-            'supply_address', concat_ws(', ', p.plot, p.address, s.name),
-            'esco', pg_catalog.jsonb_build_object('code', e.code, 'name', coalesce(eb.legal_name, e.name),
-                                                  'address', eb.address, 'email', eb.email, 'phone', eb.phone,
-                                                  'website', eb.website, 'vat_number', eb.vat_number),
-            'meter', pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
-                                                   'prepay', m.prepay_enabled),
-            'readings', coalesce(rd.readings, '[]'),
-            'tariffs', tf.tariffs,
-            'usage_12_months', us.months,
-            'kwh_12_months', us.total,
-            'estimated_annual_kwh', us.annual,
-            'estimated_annual_cost', billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2),
-            'estimated_half_hours', coalesce(rd.estimated, 0))
-    FROM inv
-    JOIN billing.accounts AS a ON a.id = inv.account_id
-    JOIN billing.customers AS c ON c.id = inv.customer_id
-    JOIN flows.properties AS p ON p.id = a.property
-    JOIN flows.sites AS s ON s.id = p.site
-    JOIN flows.escos AS e ON e.id = a.esco
-    LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
-    JOIN flows.meter_registry AS m ON m.id = inv.meter_id
-    LEFT JOIN readings AS rd ON rd.invoice_id = inv.id
-    LEFT JOIN tariffs AS tf ON tf.invoice_id = inv.id
-    LEFT JOIN usage AS us ON us.invoice_id = inv.id
-    LEFT JOIN topups AS tu ON tu.invoice_id = inv.id
-    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                       WHERE b.meter_id = inv.meter_id AND b."timestamp" <= inv.period_from
-                       ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
-    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                       WHERE b.meter_id = inv.meter_id AND b."timestamp" <= inv.period_to
-                       ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
-    WHERE i.id = inv.id
-$$;
-COMMENT ON FUNCTION billing.freeze_statement_facts(uuid) IS
-    'Fills the balance figures and the frozen details of a run''s draft statements.';
 
 
 -- ---- rls/claims.sql (customers: the "customer" claim) ----
@@ -2049,7 +2032,6 @@ GRANT EXECUTE ON FUNCTION
     billing.statement_lines(uuid, date, uuid[]),
     billing.periods_without_tariff(uuid, date, uuid[]),
     billing.compute_statements(uuid, uuid[]),
-    billing.freeze_statement_facts(uuid),
     billing.issue_invoices(uuid, uuid[]),
     api.onboard_customer(uuid, text, text, text, text, timestamptz, uuid),
     api.move_out(uuid, timestamptz, jsonb),

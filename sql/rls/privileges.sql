@@ -302,7 +302,6 @@ GRANT EXECUTE ON FUNCTION
     billing.statement_lines(uuid, date, uuid[]),
     billing.periods_without_tariff(uuid, date, uuid[]),
     billing.compute_statements(uuid, uuid[]),
-    billing.freeze_statement_facts(uuid),
     billing.issue_invoices(uuid, uuid[]),
     api.onboard_customer(uuid, text, text, text, text, timestamptz, uuid),
     api.move_out(uuid, timestamptz, jsonb),
