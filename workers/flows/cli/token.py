@@ -1,5 +1,7 @@
 """`flows token`: mint a JWT for the API."""
 
+import uuid
+
 import click
 
 from flows import auth
@@ -11,7 +13,7 @@ from flows.errors import ConfigError
 @click.option("--role", required=True, type=click.Choice(sorted(auth.ROLES)), help="API role.")
 @click.option("--esco", default=None,
               help="ESCO code the token is limited to (operator, analyst; a customer's is looked up if not given).")
-@click.option("--customer", default=None,
+@click.option("--customer", default=None, type=click.UUID,
               help="Customer id (role customer): they see their own accounts and statements.")
 @click.option("--expires", default="1d", show_default=True, help="Lifetime (30m, 12h, 7d), a time, or never.")
 @click.option(
@@ -21,7 +23,7 @@ from flows.errors import ConfigError
     metavar="KEY=VALUE",
     help="Extra claim (repeatable); a value with commas becomes a list, e.g. properties=id1,id2.",
 )
-def token(role: str, esco: str | None, customer: str | None, expires: str, claims: tuple[str, ...]) -> None:
+def token(role: str, esco: str | None, customer: uuid.UUID | None, expires: str, claims: tuple[str, ...]) -> None:
     """Print a JWT for ROLE, signed with the configured secret."""
     extra = {}
     for item in claims:
@@ -30,8 +32,8 @@ def token(role: str, esco: str | None, customer: str | None, expires: str, claim
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--claim")
         extra[key] = value.split(",") if "," in value else value
     if customer:
-        extra["customer"] = customer
-        esco = esco or _customer_esco(customer)
+        extra["customer"] = str(customer)
+        esco = esco or _customer_esco(str(customer))
     click.echo(auth.mint_token(auth.jwt_secret(), role, esco, auth.parse_expiry(expires), extra))
 
 
