@@ -7,8 +7,9 @@ with their ports, plus circuits for homes and heat pumps. The workers sync them
 like real meters: within a minute the API shows live balances, reads and health.
 
 The money side (demo_billing.py): customers (owner-occupiers, a landlord
-with tenants, the community hall), tariffs for the current and next quarter,
-and last month's statements, issued and rendered.
+with tenants, the community hall), tariffs for the current and next quarter
+(not yet rolled out to the meters), and last month's statements, issued and
+rendered.
 
 Creating it twice changes nothing.
 """

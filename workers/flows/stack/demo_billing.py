@@ -70,7 +70,6 @@ def create(database_url: str, today: date | None = None) -> None:
                                        (esco, OWNERS[2])).fetchone()[0]
                 conn.execute("SELECT api.set_customer_discount(%s, 30, %s)",
                              (changed, _at(month, 10, 7)))
-                conn.execute("SELECT api.roll_out_customer_tariffs(%s, %s)", (ESCO_CODE, quarter_start(today)))
             if not conn.execute("SELECT EXISTS (SELECT FROM billing.billing_runs WHERE esco = %s AND period_start = %s"
                                 " AND status = 'final')", (esco, month)).fetchone()[0]:
                 run = conn.execute("SELECT id FROM api.create_billing_run(%s, %s)", (ESCO_CODE, month)).fetchone()[0]
