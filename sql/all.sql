@@ -38,6 +38,13 @@ SET ROLE flows_owner;
 \ir schema/audit.sql
 \ir schema/monitoring.sql
 
+-- what is stored: money (the billing schema)
+\ir schema/billing/money.sql
+\ir schema/billing/customers.sql
+\ir schema/billing/tariffs.sql
+\ir schema/billing/statements.sql
+\ir schema/billing/billing_run.sql
+
 -- who is asking
 \ir rls/claims.sql
 \ir rls/request_checks.sql
@@ -59,6 +66,9 @@ SET ROLE flows_owner;
 \ir rpc/commands.sql
 \ir rpc/api_keys.sql
 \ir rpc/audit_log.sql
+\ir rpc/billing/customers.sql
+\ir rpc/billing/tariffs.sql
+\ir rpc/billing/statements.sql
 
 -- who changed what (after every table)
 \ir schema/audit_registry.sql

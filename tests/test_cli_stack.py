@@ -58,6 +58,13 @@ def test_up_serves_the_documented_json_and_down_stops(stack_env):
                      headers=headers)
     assert rpc.status_code == 200 and rpc.json()[0]["esco"] == "DEMO"
 
+    # the demo's money side at once: last month's statements, issued and rendered
+    issued = httpx.get(f"{api}/invoices?select=number&status=eq.final", headers=headers).json()
+    assert len(issued) >= 20
+    assert len(httpx.get(f"{api}/invoice_documents?select=invoice_id", headers=headers).json()) == len(issued)
+    pdf = httpx.get(f"{api}/rpc/statement_pdf?number=1", headers={**headers, "Accept": "application/pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+
     # the workers sync the emulated meters: live balances within a minute
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -100,8 +107,13 @@ def test_token_claims_and_validation():
     assert claims["role"] == "flows_operator" and claims["esco"] == "WLCE"
     assert 7100 < claims["exp"] - claims["iat"] <= 7200
 
-    customer = run("token", "--role", "customer", "--esco", "WLCE", "--claim", "properties=a,b", env=env)
-    assert jwt.decode(customer.stdout.strip(), "s" * 40, algorithms=["HS256"])["properties"] == ["a", "b"]
+    customer_id = "2f2eeba2-bfb4-4388-bfad-8e0ab57f3036"
+    customer = run("token", "--role", "customer", "--esco", "WLCE", "--customer", customer_id, "--claim", "x=a,b",
+                   env=env)
+    customer_claims = jwt.decode(customer.stdout.strip(), "s" * 40, algorithms=["HS256"])
+    assert customer_claims["customer"] == customer_id and customer_claims["x"] == ["a", "b"]
+    no_customer = run("token", "--role", "customer", "--esco", "WLCE", env=env, check=False)
+    assert no_customer.returncode == 2 and "--customer" in no_customer.stderr
 
     missing_esco = run("token", "--role", "operator", env=env, check=False)
     assert missing_esco.returncode == 2 and "needs an ESCO" in missing_esco.stderr

@@ -27,7 +27,7 @@ EXAMPLES = 3  # per operation and role, valid and invalid requests: a short run 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ROLES = {  # role -> claims besides the role (A's ESCO for the ESCO-bound ones)
     "admin": {}, "service": {}, "anon": None, "operator": {"esco": "A"}, "analyst": {"esco": "A"},
-    "customer": {"esco": "A", "properties": "A"},
+    "customer": {"esco": "A", "customer": "A"},
 }
 READ_METHODS = {"GET", "HEAD"}
 
@@ -46,7 +46,7 @@ def headers_for(api, role: str, a) -> dict:
     claims = ROLES[role]
     if claims is None:
         return {}
-    extra = {"properties": [a.properties[0]]} if role == "customer" else {}
+    extra = {"customer": a.billing.customer} if role == "customer" else {}
     return {"Authorization": f"Bearer {api.token(role, a.code if 'esco' in claims else None, **extra)}"}
 
 

@@ -21,7 +21,7 @@ from tests.support.factory import SampleEsco
 from tests.support.tenancy import canonical, ids_in, two_escos
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
-GLOBAL = {"meter_metrics", "meter_event_log_type"}
+GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs"}
 # What a customer may read; everything else must be refused to them.
 CUSTOMER_RELATIONS = {
     "escos", "properties", "meter_registry", "meter_registers", "meter_shadows", "meter_shadows_tariffs",
@@ -29,6 +29,8 @@ CUSTOMER_RELATIONS = {
     "register_interval_monthly", "meter_prepay_balance", "meter_csq", "meter_voltage", "meter_3p_voltage",
     "meter_health_history", "meter_clock_drift", "meter_tariff_history", "meter_event_log",
     "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
+    "customers", "accounts", "customer_accounts", "contracts", "benchmark_tariffs", "customer_tariffs", "invoices",
+    "invoice_lines", "invoice_documents", "monthly_usage", "monthly_costs",
 }
 # Who changed what, and integrations' keys: admins (every ESCO) and operators
 # (rows whose esco column is theirs) only.
@@ -68,7 +70,7 @@ class World:
         if esco:
             claims["esco"] = self.a.code
         if role == "customer":
-            claims["properties"] = [self.a.properties[0]]
+            claims["customer"] = self.a.billing.customer
         return claims
 
     def expected(self, role: str, relation: str) -> list[str] | None:

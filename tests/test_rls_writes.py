@@ -21,6 +21,7 @@ rows, fails too. test_the_matrix_notices_a_broken_policy proves the matrix
 fails when a policy is dropped or widened.
 """
 
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ import pytest
 
 from flows.db.admin import set_role_password
 from flows.factories import new_esco_code, new_serial
+from tests.support.billing_factory import last_month_start, quarter_start
 from tests.support.factory import TARIFF, SampleEsco, sample_esco
 from tests.support.tenancy import UUID, canonical, ids_in, two_escos, values_in
 
@@ -55,7 +57,14 @@ class Ref:
     label: str
 
 
+@dataclass(frozen=True)
+class Own:
+    """A value of the caller's own sample ESCO that is not an id (never pointed at B): "billing.invoice_number"."""
+    path: str
+
+
 NOW = datetime.now(UTC).replace(microsecond=0)
+HALF_HOUR = NOW.replace(minute=NOW.minute // 30 * 30, second=0)  # moves happen at half hours
 # How to call each api function an operator may call that takes a row id: arguments that succeed on the
 # caller's own rows, with Ref for every id. Attacks point one Ref at a time (then all) at ESCO B.
 CALLS: dict[str, dict] = {
@@ -70,6 +79,21 @@ CALLS: dict[str, dict] = {
     "register_meter": {"serial": "NEW_SERIAL", "hardware": "B1.w", "esco": Ref("esco"), "site": Ref("site")},
     "get_meters_for_cli": {"esco_filter": Ref("code"), "feeder_filter": None},
     "revoke_api_key": {"id": Ref("api_key")},
+    # money: customers, tariffs, statements (tests/support/billing_factory.py)
+    "onboard_customer": {"property": Ref("properties.2"), "fullname": "Nia Newcomer", "role": "occupier",
+                         "customer_id": Ref("billing.customer")},
+    "move_in": {"account_id": Ref("billing.others.spare.account"), "customer_id": Ref("billing.customer"),
+                "move_in": HALF_HOUR.isoformat()},
+    "move_out": {"account_id": Ref("billing.account"), "move_out": HALF_HOUR.isoformat()},
+    "set_customer_discount": {"customer_id": Ref("billing.customer"), "discount": 30,
+                              "effective_from": (HALF_HOUR + timedelta(days=1)).isoformat()},
+    "generate_customer_tariffs": {"esco_code": Ref("code"), "period_start": quarter_start(NOW.date()).isoformat()},
+    "roll_out_customer_tariffs": {"esco_code": Ref("code"), "period_start": quarter_start(NOW.date()).isoformat()},
+    "create_billing_run": {"esco_code": Ref("code"), "period_start": last_month_start(NOW.date()).isoformat()},
+    "finalise_billing_run": {"run_id": Ref("billing.run")},
+    "credit_invoice": {"invoice_id": Ref("billing.invoice"), "reason": "meter read wrongly"},
+    "statement_document": {"invoice_id": Ref("billing.invoice")},
+    "statement_pdf": {"number": Own("billing.invoice_number"), "esco_code": Ref("code")},
 }
 
 
@@ -120,6 +144,8 @@ def resolve(value, esco: SampleEsco, only: str | None = None, other: SampleEsco 
     def walk(v, use):
         if isinstance(v, Ref):
             return use.labelled()[v.label]
+        if isinstance(v, Own):
+            return functools.reduce(getattr, v.path.split("."), esco)
         if isinstance(v, list):
             return [walk(x, use) for x in v]
         if v == "NEW_SERIAL":
@@ -141,7 +167,8 @@ class Matrix:
         self.to_b = {v: b.labelled()[k] for k, v in a.labelled().items()}
         with psycopg.connect(superuser_url) as conn:
             self.tables = [r[0] for r in conn.execute(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'flows'::regnamespace AND relkind IN ('r', 'p')"
+                "SELECT format('%I.%I', relnamespace::regnamespace, relname) FROM pg_class"
+                " WHERE relnamespace IN ('flows'::regnamespace, 'billing'::regnamespace) AND relkind IN ('r', 'p')"
                 " AND NOT relispartition ORDER BY 1")]
             self.writable = {r[0]: {"INSERT": r[1], "UPDATE": r[2], "DELETE": r[3]} for r in conn.execute(
                 "SELECT c.relname, has_table_privilege(%(role)s, c.oid, 'INSERT'),"
@@ -170,7 +197,7 @@ class Matrix:
             self.rows = {rel: [json.loads(r[0]) for r in conn.execute(
                 f'SELECT to_jsonb(v)::text FROM api."{rel}" AS v ORDER BY 1')] for rel in self.writable}
             everything = [r[0] for t in self.tables
-                          for r in conn.execute(f'SELECT to_jsonb(t)::text FROM flows."{t}" AS t')]
+                          for r in conn.execute(f'SELECT to_jsonb(t)::text FROM {t} AS t')]
         # What belongs to B alone: every string in B's rows that no other row carries.
         b_rows = [json.loads(r) for r in everything if ids_in(r) & b.ids() and not ids_in(r) & a.ids()]
         others = set().union(*(values_in(json.loads(r)) for r in everything if not ids_in(r) & b.ids()))
@@ -223,7 +250,7 @@ class Matrix:
     def snapshot(self) -> dict[str, tuple]:
         with psycopg.connect(self.superuser_url) as conn:
             return {t: conn.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
-                                    f' FROM flows."{t}" AS x').fetchone() for t in self.tables}
+                                    f' FROM {t} AS x').fetchone() for t in self.tables}
 
     def run(self, call: Callable[[Call, bool], Outcome]) -> list[str]:
         """Every case through ``call(request, rolled_back)``; what was wrong, by case."""

@@ -188,7 +188,7 @@ def test_postgrest_applies_the_role_timeout(pg_server, template_db, tmp_path):
             conn.execute("ALTER ROLE flows_customer SET statement_timeout = '1ms'")
             try:
                 with start_postgrest(pg_server, name, tmp_path) as api:
-                    with api.client("customer", data.code, properties=[data.properties[0]]) as http:
+                    with api.client("customer", data.code, customer=data.billing.customer) as http:
                         cut = http.get("/register_interval_hh?order=import_kwh.desc&limit=1")
                     with api.client("operator", data.code) as http:
                         fine = http.get("/register_interval_hh?order=import_kwh.desc&limit=1")

@@ -54,17 +54,43 @@ END
 $$;
 COMMENT ON FUNCTION flows.current_esco_id() IS 'ESCO id named by the "esco" claim, or null without one.';
 
--- Property ids of a customer, from the "properties" claim (a JSON array).
+-- The customer a customer token is for: the "customer" claim (a customer
+-- id, billing.customers). Null without one; an error when it is not an id.
+CREATE FUNCTION flows.current_customer_id() RETURNS uuid
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    claimed text := flows.jwt_claims() ->> 'customer';
+BEGIN
+    IF claimed IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF claimed !~ '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' THEN
+        RAISE EXCEPTION 'the customer claim must be a customer id (uuid), got %', pg_catalog.quote_literal(claimed)
+            USING ERRCODE = 'invalid_authorization_specification',
+                  HINT = 'mint a token with flows token --role customer --customer ID';
+    END IF;
+    RETURN claimed::uuid;
+END
+$$;
+COMMENT ON FUNCTION flows.current_customer_id() IS 'Customer id named by the "customer" claim, or null without one.';
+
+-- Properties a customer sees: those of the accounts they are linked to now
+-- (owner or occupier; a tenant who moved out no longer sees the home).
 CREATE FUNCTION flows.customer_property_ids() RETURNS uuid[]
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT coalesce(array_agg(p.value::uuid), '{}')
-    FROM pg_catalog.jsonb_array_elements_text(
-        CASE WHEN pg_catalog.jsonb_typeof(flows.jwt_claims() -> 'properties') = 'array'
-             THEN flows.jwt_claims() -> 'properties' ELSE '[]' END) AS p (value)
+    SELECT coalesce(array_agg(DISTINCT a.property), '{}')
+    FROM billing.customer_accounts AS ca
+    JOIN billing.accounts AS a ON a.id = ca.account_id
+    WHERE ca.customer_id = flows.current_customer_id()
+      AND ca.start_time <= pg_catalog.now() AND (ca.end_time IS NULL OR ca.end_time > pg_catalog.now())
 $$;
-COMMENT ON FUNCTION flows.customer_property_ids() IS 'Property ids in the "properties" claim of a customer token.';
+COMMENT ON FUNCTION flows.customer_property_ids() IS
+    'Properties of the accounts the customer of a customer token is linked to now.';
+
 
 -- Who is asking, as a name to record (meter_commands.requested_by, a
 -- cancellation's reason): the token's subject, else its email, else the login.

@@ -260,3 +260,101 @@ CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
     USING (esco = (SELECT flows.current_esco_id()));
 CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
     USING (esco = (SELECT flows.current_esco_id()));
+-- == Billing: customers, accounts, tariffs, statements ======================
+-- Tenant = ESCO, as above; a customer (claim "customer") sees their own
+-- customer row, the accounts they are or were linked to, their links,
+-- contracts, tariffs and issued statements.
+
+ALTER TABLE billing.esco_billing ENABLE ROW LEVEL SECURITY;
+CREATE POLICY esco_billing_all ON billing.esco_billing TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY esco_billing_own_esco ON billing.esco_billing TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.customers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY customers_all ON billing.customers TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY customers_own_esco ON billing.customers TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY customers_self ON billing.customers FOR SELECT TO flows_customer
+    USING (id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.customer_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY customer_accounts_all ON billing.customer_accounts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY customer_accounts_own_esco ON billing.customer_accounts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY customer_accounts_self ON billing.customer_accounts FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY accounts_all ON billing.accounts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY accounts_own_esco ON billing.accounts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY accounts_customer ON billing.accounts FOR SELECT TO flows_customer
+    USING (id IN (SELECT ca.account_id FROM billing.customer_accounts AS ca));
+
+ALTER TABLE billing.contracts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY contracts_all ON billing.contracts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY contracts_own_esco ON billing.contracts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY contracts_self ON billing.contracts FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+-- The price cap: public reference data, entered by admins.
+ALTER TABLE billing.benchmark_tariffs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY benchmark_tariffs_read ON billing.benchmark_tariffs FOR SELECT
+    TO flows_operator, flows_analyst, flows_service, flows_customer
+    USING (true);
+CREATE POLICY benchmark_tariffs_admin ON billing.benchmark_tariffs TO flows_admin
+    USING (true);
+
+ALTER TABLE billing.microgrid_tariffs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY microgrid_tariffs_all ON billing.microgrid_tariffs TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY microgrid_tariffs_own_esco ON billing.microgrid_tariffs TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+-- (customers read the quarters behind their own tariffs, for monthly_costs)
+CREATE POLICY microgrid_tariffs_customer ON billing.microgrid_tariffs FOR SELECT TO flows_customer
+    USING (id IN (SELECT t.microgrid_tariff_id FROM billing.customer_tariffs AS t));
+
+ALTER TABLE billing.customer_tariffs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY customer_tariffs_all ON billing.customer_tariffs TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY customer_tariffs_own_esco ON billing.customer_tariffs TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY customer_tariffs_self ON billing.customer_tariffs FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.billing_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY billing_runs_all ON billing.billing_runs TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY billing_runs_own_esco ON billing.billing_runs TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.invoices ENABLE ROW LEVEL SECURITY;
+CREATE POLICY invoices_all ON billing.invoices TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY invoices_own_esco ON billing.invoices TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY invoices_self ON billing.invoices FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id())
+           AND status <> 'draft');
+
+ALTER TABLE billing.invoice_lines ENABLE ROW LEVEL SECURITY;
+CREATE POLICY invoice_lines_all ON billing.invoice_lines TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY invoice_lines_own_esco ON billing.invoice_lines TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY invoice_lines_customer ON billing.invoice_lines FOR SELECT TO flows_customer
+    USING (invoice_id IN (SELECT i.id FROM billing.invoices AS i));
+
+ALTER TABLE billing.invoice_documents ENABLE ROW LEVEL SECURITY;
+CREATE POLICY invoice_documents_all ON billing.invoice_documents TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY invoice_documents_own_esco ON billing.invoice_documents FOR SELECT TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY invoice_documents_customer ON billing.invoice_documents FOR SELECT TO flows_customer
+    USING (invoice_id IN (SELECT i.id FROM billing.invoices AS i));

@@ -230,3 +230,124 @@ GRANT EXECUTE ON FUNCTION flows.create_api_key(text, text, text, timestamptz) TO
 GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
 GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
     TO flows_monitor;
+-- == Billing: customers, accounts, tariffs, statements ======================
+-- Operators run their ESCO's billing through the api RPCs (invoker rights,
+-- so they need the table privileges the RPCs use); nobody writes statements,
+-- runs or documents through the views. Customers read their own.
+
+GRANT USAGE ON SCHEMA billing
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+GRANT EXECUTE ON FUNCTION
+    flows.current_customer_id(),
+    billing.round_half_up(numeric, integer),
+    billing.included_vat_rate(),
+    billing.net_of_vat(numeric),
+    billing.discounted_rate(numeric, numeric),
+    billing.vat_rate(text, numeric, numeric),
+    billing.uk_day_fraction(timestamptz),
+    billing.uk_days(timestamptz, timestamptz),
+    billing.quarter_start(date),
+    billing.month_range(date)
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- Reading: operators and analysts their ESCO, admins and workers all (rows: policies.sql).
+GRANT SELECT ON
+    billing.esco_billing, api.esco_billing,
+    billing.customers, api.customers,
+    billing.accounts, api.accounts,
+    billing.customer_accounts, api.customer_accounts,
+    billing.contracts, api.contracts,
+    billing.payer_periods,
+    billing.benchmark_tariffs, api.benchmark_tariffs,
+    billing.microgrid_tariffs, api.microgrid_tariffs,
+    billing.customer_tariffs, api.customer_tariffs,
+    api.meters_with_incorrect_tariffs,
+    billing.billing_runs, api.billing_runs,
+    billing.invoices, api.invoices,
+    billing.invoice_lines, api.invoice_lines,
+    billing.invoice_documents, api.invoice_documents,
+    api.monthly_usage, api.monthly_costs
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+-- Customers: their own customer row, accounts, links, contracts, tariffs,
+-- statements, usage and costs; the price cap is public.
+GRANT SELECT ON
+    billing.customers, api.customers,
+    billing.accounts, api.accounts,
+    billing.customer_accounts, api.customer_accounts,
+    billing.contracts, api.contracts,
+    billing.benchmark_tariffs, api.benchmark_tariffs,
+    billing.microgrid_tariffs,
+    billing.customer_tariffs, api.customer_tariffs,
+    billing.invoices, api.invoices,
+    billing.invoice_lines, api.invoice_lines,
+    billing.invoice_documents, api.invoice_documents,
+    api.monthly_usage, api.monthly_costs
+TO flows_customer;
+
+-- Writing: operators (and admins) manage customers, contracts and their
+-- ESCO's contact details directly; the rest goes through the RPCs.
+GRANT INSERT, UPDATE ON billing.customers, billing.contracts TO flows_admin, flows_operator;
+GRANT INSERT (esco, fullname, email, phone, status, details_confirmed_at, payment_method),
+      UPDATE (fullname, email, phone, status, details_confirmed_at, payment_method)
+    ON api.customers TO flows_admin, flows_operator;
+GRANT INSERT, UPDATE ON api.contracts TO flows_admin, flows_operator;
+GRANT INSERT, UPDATE ON billing.esco_billing TO flows_admin, flows_operator;
+GRANT UPDATE (legal_name, address, email, phone, website, vat_number) ON api.esco_billing
+    TO flows_admin, flows_operator;
+GRANT INSERT, UPDATE ON billing.accounts, billing.customer_accounts, billing.microgrid_tariffs,
+                        billing.customer_tariffs
+    TO flows_admin, flows_operator;
+GRANT INSERT (esco, period_start, region, discount, emergency_credit, ecredit_availability, debt_recovery_rate),
+      UPDATE (discount, emergency_credit, ecredit_availability, debt_recovery_rate)
+    ON api.microgrid_tariffs TO flows_admin, flows_operator;
+GRANT INSERT, UPDATE, DELETE ON billing.billing_runs, billing.invoices, billing.invoice_lines
+    TO flows_admin, flows_operator;
+-- The price cap is the regulator's: admins enter it.
+GRANT INSERT, UPDATE, DELETE ON billing.benchmark_tariffs, api.benchmark_tariffs TO flows_admin;
+-- Rendered documents: stored once by the renderer (workers or the CLI), never changed.
+GRANT INSERT ON billing.invoice_documents TO flows_admin, flows_service;
+GRANT EXECUTE ON FUNCTION
+    billing.customer_esco_code(uuid),
+    billing.store_invoice_document(uuid, bytea, text),
+    billing.invoices_to_render(integer),
+    api.statement_document(uuid)
+TO flows_admin, flows_service;
+GRANT EXECUTE ON FUNCTION api.statement_document(uuid) TO flows_operator;
+GRANT EXECUTE ON FUNCTION api.statement_pdf(integer, text)
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT USAGE ON DOMAIN api."application/pdf"
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- The operator workflows.
+GRANT EXECUTE ON FUNCTION
+    billing.take_numbers(uuid, text, integer),
+    billing.reads_at(uuid, timestamptz),
+    billing.check_move_time(text, timestamptz),
+    billing.link_customer(uuid, uuid, text, timestamptz),
+    billing.esco_by_code(text),
+    billing.check_quarter_start(date),
+    billing.meter_tariff(billing.customer_tariffs, billing.microgrid_tariffs, timestamptz),
+    billing.energy_between(uuid, timestamptz, timestamptz),
+    billing.billed_periods(uuid, date, uuid[]),
+    billing.statement_lines(uuid, date, uuid[]),
+    billing.periods_without_tariff(uuid, date, uuid[]),
+    billing.compute_statements(uuid, uuid[]),
+    billing.issue_invoices(uuid, uuid[]),
+    api.onboard_customer(uuid, text, text, text, text, timestamptz, uuid),
+    api.move_out(uuid, timestamptz, jsonb),
+    api.move_in(uuid, uuid, timestamptz, text),
+    api.generate_customer_tariffs(text, date, numeric),
+    api.set_customer_discount(uuid, numeric, timestamptz),
+    api.roll_out_customer_tariffs(text, date),
+    api.create_billing_run(text, date),
+    api.finalise_billing_run(uuid),
+    api.credit_invoice(uuid, text)
+TO flows_admin, flows_operator;
+-- Analysts may compute what a statement would say, without writing.
+GRANT EXECUTE ON FUNCTION
+    billing.energy_between(uuid, timestamptz, timestamptz),
+    billing.billed_periods(uuid, date, uuid[]),
+    billing.statement_lines(uuid, date, uuid[]),
+    billing.periods_without_tariff(uuid, date, uuid[])
+TO flows_analyst, flows_service;

@@ -16,6 +16,16 @@ CALL flows.audit('flows.meter_registry');
 CALL flows.audit('flows.meter_registers');
 CALL flows.audit('flows.meter_metrics', esco_column => NULL);
 
+-- Customers and what they pay (the invitation token is a credential: never copied).
+CALL flows.audit('billing.esco_billing', ignored_columns => '{last_account_number,last_invoice_number}');
+CALL flows.audit('billing.customers', ignored_columns => '{updated_at,invite_token}');
+CALL flows.audit('billing.accounts');
+CALL flows.audit('billing.customer_accounts');
+CALL flows.audit('billing.contracts');
+CALL flows.audit('billing.benchmark_tariffs', esco_column => NULL);
+CALL flows.audit('billing.microgrid_tariffs');
+CALL flows.audit('billing.customer_tariffs');
+
 -- Requested commands: top-ups (money), tariffs, syncs and clock settings people
 -- asked for, and how each went (status changes); the scheduler's own syncs and
 -- lease renewals are not audited.

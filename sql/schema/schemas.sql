@@ -1,9 +1,13 @@
--- Two schemas owned by flows_owner: `flows` holds the data, `api` is what
+-- Schemas owned by flows_owner: `flows` holds the meter data, `billing` the
+-- money side (customers, accounts, tariffs, statements), `api` is what
 -- PostgREST exposes (views and functions only, never tables).
 CREATE EXTENSION IF NOT EXISTS btree_gist;  -- uuid equality in exclusion constraints
 
 CREATE SCHEMA flows AUTHORIZATION flows_owner;
 COMMENT ON SCHEMA flows IS 'Flows data: meters, topology, readings. Not exposed over HTTP.';
+
+CREATE SCHEMA billing AUTHORIZATION flows_owner;
+COMMENT ON SCHEMA billing IS 'Flows money: customers, accounts, tariffs, statements. Not exposed over HTTP.';
 
 CREATE SCHEMA api AUTHORIZATION flows_owner;
 COMMENT ON SCHEMA api IS

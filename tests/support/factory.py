@@ -14,6 +14,8 @@ from decimal import Decimal
 import psycopg
 
 from flows import factories as f
+from flows.billing.documents import render_invoice
+from tests.support.billing_factory import BillingData, build_billing
 
 TARIFF = {"standing_charge": "0.6975", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.12",
           "prepayment_ecredit_availability": "5", "prepayment_debt_recovery_rate": "0.5",
@@ -34,6 +36,7 @@ class SampleEsco:
     circuit_registers: list[str] = field(default_factory=list)
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
     api_key: str = ""  # an integration's key (flows.api_keys)
+    billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -49,6 +52,8 @@ class SampleEsco:
                 found[spec.name] = value
             elif isinstance(value, list):
                 found.update({f"{spec.name}.{i}": v for i, v in enumerate(value)})
+            elif isinstance(value, BillingData):
+                found.update({f"billing.{k}": v for k, v in _labelled(value).items()})
             elif spec.name == "registers":
                 found.update({f"registers.{self.meters.index(m)}.{i}": r
                               for m, rs in value.items() for i, r in enumerate(rs)})
@@ -59,10 +64,11 @@ class SampleEsco:
     def customer_ids(self) -> set[str]:
         """What the customer of the first property may see: its property, the
         head and the meters behind it (twin element and three phase), their
-        registers, and the ESCO and site they point at."""
+        registers, the ESCO and site they point at, and their own billing rows."""
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
-        return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers}
+        return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
+                *self.billing.customer_ids()}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -92,6 +98,12 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
         f.link_head_meter(conn, data.heads[head], meter.id)
 
     twin, single, three_phase = data.meters
+    # A third home, nobody living there yet (its landlord owns it: billing_factory): H3 feeds it from the
+    # three-phase meter.
+    data.properties.append(f.add_property(conn, data.site, "P-03", address="Street"))
+    data.heads.append(f.add_service_head(conn, esco.id, "H3", phase=3, fuse_rating=100))
+    f.link_property_head(conn, data.properties[2], data.heads[2])
+    f.link_head_meter(conn, data.heads[2], three_phase)
     data.circuits = [f.add_circuit(conn, data.site, name, kind) for kind, name in (("power", "Homes"),
                                                                                   ("heat", "Heat pumps"))]
     data.circuit_registers = [f.link_circuit_register(conn, data.circuits[0], data.registers[twin][0], since),
@@ -133,4 +145,23 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
 
     # An integration's API key (the audit trail then has rows of everything above).
     data.api_key = f.add_api_key(conn, data.code)
+
+    # Customers, tariffs, last month's final statements and a rendered PDF.
+    data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
     return data
+
+
+def _labelled(data) -> dict[str, str]:
+    """The ids of a dataclass of ids (str, list or dict fields) by field name and position or key."""
+    found = {}
+    for spec in fields(data):
+        value = getattr(data, spec.name)
+        if isinstance(value, int):
+            continue  # a number, not an id
+        if isinstance(value, str):
+            found[spec.name] = value
+        elif isinstance(value, list):
+            found.update({f"{spec.name}.{i}": v for i, v in enumerate(value)})
+        else:
+            found.update({f"{spec.name}.{k}": v for k, v in value.items()})
+    return found

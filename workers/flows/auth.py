@@ -2,7 +2,8 @@
 
 PostgREST verifies the token (HS256, shared secret) and switches to the
 database role in the "role" claim; row-level security reads the other claims
-(``esco``: an ESCO code; ``properties``: property ids of a customer).
+(``esco``: an ESCO code; ``customer``: the customer id of a customer token,
+whose accounts decide what it sees).
 """
 
 import re
@@ -68,6 +69,8 @@ def mint_token(
     db_role = database_role(role)
     if db_role in ROLES_NEEDING_ESCO and not esco:
         raise ConfigError(f"role {role} needs an ESCO", hint="pass --esco CODE")
+    if db_role == "flows_customer" and not (extra_claims or {}).get("customer"):
+        raise ConfigError("a customer token needs the customer's id", hint="pass --customer ID")
     if len(secret) < 32:
         raise ConfigError("the JWT secret must be at least 32 characters")
 

@@ -7,6 +7,7 @@ from flows.cli import db, stack, token
 from flows.cli.api_keys import api_key
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
+from flows.cli.statement import statement
 from flows.cli.vend import vend
 from flows.cli.worker import worker
 from flows.log import configure as configure_logging
@@ -29,3 +30,4 @@ cli.add_command(emulator)
 cli.add_command(vend)
 cli.add_command(worker)
 cli.add_command(api_key)
+cli.add_command(statement)

@@ -3,9 +3,14 @@
 Demo Meadows: one site, 20 homes and a community hall, two feeders, a service
 head per property, and 20 emulated Emlite meters (twin-element, single-element
 and three-phase) served by `flows emulator` on 127.0.0.1 and registered here
-with their ports, plus circuits for homes and heat pumps, three top-ups and the
-next quarter's tariff rolled out to the prepay meters. The workers sync them
+with their ports, plus circuits for homes and heat pumps. The workers sync them
 like real meters: within a minute the API shows live balances, reads and health.
+
+The money side (demo_billing.py): customers (owner-occupiers, a landlord
+with tenants, the community hall), tariffs for the current and next quarter,
+and last month's statements, issued and rendered. Then, a minute behind the
+first syncs, three top-ups and next quarter's customer tariffs rolled out to
+the prepay meters.
 
 Creating it twice changes nothing.
 """
@@ -17,16 +22,12 @@ import psycopg
 
 from flows import factories as f
 from flows.db.connect import connect
+from flows.stack import demo_billing
 
 ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
 FIRST_SERIAL = 2400000001
 REGISTERS_FROM = "2024-01-01T00:00:00Z"  # before the emulated meters' history
-
-NEXT_QUARTER_TARIFF = {"standing_charge": "0.6512", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.19",
-                       "prepayment_emergency_credit": "10", "prepayment_ecredit_availability": "5",
-                       "prepayment_debt_recovery_rate": "0.3"}
-
 
 def fleet_plan() -> list[dict]:
     """The 20 demo meters: serial, hardware, plot, and a starting balance."""
@@ -39,6 +40,15 @@ def fleet_plan() -> list[dict]:
     return meters
 
 
+def fleet_meters(base_port: int = 0) -> list[dict]:
+    """The demo meters as the emulator's config file describes them."""
+    return [
+        {"serial": m["serial"], "hardware": m["hardware"], "port": base_port + i, "balance": m["balance"],
+         "history_days": 7, **({"solar_kw": 3.0} if i % 5 == 0 and m["hardware"] == "C1.w" else {})}
+        for i, m in enumerate(fleet_plan())
+    ]
+
+
 def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
     """The `flows emulator --config` file for the demo fleet (ports base_port, +1, ...)."""
     config = {
@@ -46,11 +56,7 @@ def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
         "latency_ms": 150,
         "time_factor": 1,
         "state_file": str(state_file),
-        "meters": [
-            {"serial": m["serial"], "hardware": m["hardware"], "port": base_port + i, "balance": m["balance"],
-             "history_days": 7, **({"solar_kw": 3.0} if i % 5 == 0 and m["hardware"] == "C1.w" else {})}
-            for i, m in enumerate(fleet_plan())
-        ],
+        "meters": fleet_meters(base_port),
     }
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
@@ -80,22 +86,23 @@ def create(database_url: str, base_port: int) -> None:
             for element, register in meter.registers.items():
                 f.link_circuit_register(conn, circuits["heat" if element == "B" else "power"], register,
                                         REGISTERS_FROM)
-        _money(conn, esco)
+    demo_billing.create(database_url)  # the money side builds on the meters above
+    with connect(database_url) as conn, conn.transaction():
+        _money_on_meters(conn, esco)
 
 
-def _money(conn: psycopg.Connection, esco: str) -> None:
-    """Some money flow to watch (dashboards, audit): three customers' top-ups, and the next quarter's tariff
-    rolled out to every prepay meter. Each happens once, however often the demo is created."""
+def _money_on_meters(conn: psycopg.Connection, esco: str) -> None:
+    """Money flow to watch on the meters (dashboards, audit): three top-ups, and next quarter's customer
+    tariffs rolled out to the prepay meters. Each happens once, however often the demo is created; both wait a
+    minute behind the first syncs, so live readings come first, as they would on a real first day."""
     prepay = [row[0] for row in conn.execute(
         "SELECT id FROM flows.meter_registry WHERE esco = %s AND prepay_enabled ORDER BY serial", (esco,))]
     for n, meter_id in enumerate(prepay[:3]):
         f.send_token(conn, meter_id, (10, 20, 15)[n], idempotency_key=f"demo-top-up-{n + 1}")
     if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
                         (esco,)).fetchone():
-        activation = conn.execute("SELECT (date_trunc('quarter', now() AT TIME ZONE 'Europe/London')"
-                                  " + interval '3 months') AT TIME ZONE 'Europe/London'").fetchone()[0]
-        f.set_future_tariff(conn, {**NEXT_QUARTER_TARIFF, "activation_datetime": activation.isoformat()}, prepay)
-    # after the first syncs: live readings come first, as they would on a real first day
+        conn.execute("SELECT api.roll_out_customer_tariffs(%s, (date_trunc('quarter', now() AT TIME ZONE"
+                     " 'Europe/London') + interval '3 months')::date)", (ESCO[0],))
     conn.execute("UPDATE flows.meter_commands SET run_at = now() + interval '1 minute' WHERE esco = %s"
                  " AND status = 'pending' AND kind IN ('send_token', 'set_future_tariff')"
                  " AND requested_by <> 'scheduler'", (esco,))
