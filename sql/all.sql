@@ -25,6 +25,8 @@ SET ROLE flows_owner;
 \ir schema/energy_parts.sql
 \ir schema/commands.sql
 \ir schema/scheduling.sql
+\ir schema/realtime.sql
+\ir schema/realtime_relations.sql
 
 -- who is asking
 \ir rls/claims.sql

@@ -234,3 +234,18 @@ CREATE POLICY meter_metric_runs_all ON flows.meter_metric_runs TO flows_admin, f
 CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SELECT
     TO flows_operator, flows_analyst
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
+
+-- == Realtime ===============================================================
+
+-- The registry of followed relations: the gateway reads it.
+ALTER TABLE flows.realtime_relations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY realtime_relations_gateway ON flows.realtime_relations FOR SELECT TO flows_authenticator
+    USING (true);
+
+-- The change log and its sources: no policy, only the SECURITY DEFINER
+-- capture and reading functions (owned by flows_owner) touch them.
+ALTER TABLE flows.realtime_sources ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_commits ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_state ENABLE ROW LEVEL SECURITY;
