@@ -6,6 +6,7 @@ from flows import __version__
 from flows.cli import db, stack, token
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
+from flows.cli.gateway import gateway
 from flows.cli.vend import vend
 from flows.cli.worker import worker
 from flows.log import configure as configure_logging
@@ -27,3 +28,4 @@ cli.add_command(token.token)
 cli.add_command(emulator)
 cli.add_command(vend)
 cli.add_command(worker)
+cli.add_command(gateway)
