@@ -19,8 +19,8 @@ DROP FUNCTION flows.prune_realtime_events(interval), flows.realtime_visible_esco
               flows.realtime_snapshot(text, jsonb, jsonb, integer), flows.realtime_visible(text, text[], jsonb, boolean),
               flows.realtime_filter_sql(text, jsonb), flows.realtime_column_type(text, text),
               flows.realtime_changes(bigint, bigint),
-              flows.realtime_pruned_through(), flows.realtime_head(),
-              flows.follow_realtime(text, regclass, text, text, text), flows.capture_realtime(regclass);
+              flows.realtime_pruned_through(), flows.realtime_head();
+DROP PROCEDURE flows.follow_realtime(text, regclass, text, text, text), flows.capture_realtime(regclass);
 DROP TABLE flows.realtime_state, flows.realtime_commits, flows.realtime_events, flows.realtime_sources,
            flows.realtime_relations;
 DROP FUNCTION flows.number_realtime_commit(), flows.capture_realtime_changes();

@@ -157,7 +157,7 @@ CREATE CONSTRAINT TRIGGER realtime_commits_number AFTER INSERT ON flows.realtime
 
 -- Puts the three capture triggers (insert, update, delete: a trigger with
 -- transition tables has one event) on a table, once.
-CREATE FUNCTION flows.capture_realtime(p_source regclass) RETURNS void
+CREATE PROCEDURE flows.capture_realtime(p_source regclass)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -179,13 +179,12 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION flows.capture_realtime(regclass) IS 'Adds the realtime capture triggers to a table (idempotent).';
+COMMENT ON PROCEDURE flows.capture_realtime(regclass) IS 'Adds the realtime capture triggers to a table (idempotent).';
 
 -- The one line per relation: follow api.<relation>, a view of table p_source
 -- keyed by p_key_column, with its ESCO in p_esco_column (null: none).
-CREATE FUNCTION flows.follow_realtime(p_relation text, p_source regclass, p_key_column text,
-                                      p_esco_column text DEFAULT 'esco', p_notes text DEFAULT NULL)
-RETURNS void
+CREATE PROCEDURE flows.follow_realtime(p_relation text, p_source regclass, p_key_column text,
+                                       p_esco_column text DEFAULT 'esco', p_notes text DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -197,10 +196,10 @@ BEGIN
     SELECT p_relation, p_source, o.operation,
            pg_catalog.format('SELECT %I, %s FROM %s', p_key_column, esco_expression, o.transition)
     FROM (VALUES ('INSERT', 'new_rows'), ('UPDATE', 'new_rows'), ('DELETE', 'old_rows')) AS o (operation, transition);
-    PERFORM flows.capture_realtime(p_source);
+    CALL flows.capture_realtime(p_source);
 END
 $$;
-COMMENT ON FUNCTION flows.follow_realtime(text, regclass, text, text, text) IS
+COMMENT ON PROCEDURE flows.follow_realtime(text, regclass, text, text, text) IS
     'Registers api.<relation> (rows of one table, by key, with an esco column) for realtime; adds the triggers.';
 
 
@@ -320,7 +319,7 @@ COMMENT ON FUNCTION flows.realtime_filter_sql(text, jsonb) IS
 -- passes. The function's SET clause restores the role when it returns.
 -- p_rows false: keys and matches only (the "was it visible before" question).
 CREATE FUNCTION flows.realtime_visible(p_relation text, p_keys text[], p_audiences jsonb, p_rows boolean DEFAULT true)
-RETURNS TABLE (audience integer, key text, row_data jsonb, matches boolean[])
+RETURNS TABLE (audience integer, key text, row_data json, matches boolean[])
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -340,7 +339,7 @@ BEGIN
     FOR member IN SELECT x FROM pg_catalog.jsonb_array_elements(p_audiences) AS x LOOP
         query := pg_catalog.format(
             'SELECT %s, v.%I::text, %s, ARRAY[%s]::boolean[] FROM api.%I AS v WHERE v.%I = ANY ($1::%s[])',
-            audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_jsonb(v)' ELSE 'NULL::jsonb' END,
+            audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_json(v)' ELSE 'NULL::json' END,
             (SELECT coalesce(string_agg(flows.realtime_filter_sql(p_relation, f.value), ', ' ORDER BY f.ordinality), '')
              FROM pg_catalog.jsonb_array_elements(member -> 'filters') WITH ORDINALITY AS f),
             p_relation, key_column, key_type);
@@ -359,13 +358,13 @@ COMMENT ON FUNCTION flows.realtime_visible(text, text[], jsonb, boolean) IS
 -- The rows of api.<relation> passing a filter as one audience reads them (a
 -- subscription's first state), at most p_limit + 1 so the caller can refuse more.
 CREATE FUNCTION flows.realtime_snapshot(p_relation text, p_audience jsonb, p_filter jsonb, p_limit integer)
-RETURNS TABLE (key text, row_data jsonb)
+RETURNS TABLE (key text, row_data json)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
     query text := pg_catalog.format(
-        'SELECT v.%I::text, pg_catalog.to_jsonb(v) FROM api.%I AS v WHERE %s ORDER BY 1 LIMIT %s',
+        'SELECT v.%I::text, pg_catalog.to_json(v) FROM api.%I AS v WHERE %s ORDER BY 1 LIMIT %s',
         (SELECT r.key_column FROM flows.realtime_relations AS r WHERE r.relation = p_relation), p_relation,
         flows.realtime_filter_sql(p_relation, p_filter), p_limit + 1);
 BEGIN
@@ -440,15 +439,15 @@ COMMENT ON FUNCTION flows.prune_realtime_events(interval) IS
 -- ---- schema/realtime_relations.sql ----
 -- The api relations that can be followed live (flows gateway), one line each.
 -- A relation that is one table's rows with an esco column is one line:
---     SELECT flows.follow_realtime('payments', 'billing.payments', 'id');
+--     CALL flows.follow_realtime('payments', 'billing.payments', 'id');
 -- A relation derived from other tables, or whose visibility depends on other
 -- tables, adds rows to flows.realtime_sources (see meter_shadows below).
 
-SELECT flows.follow_realtime('meter_commands', 'flows.meter_commands', 'id',
-                             p_notes => 'Commands and their progress: status, result, last_error.');
+CALL flows.follow_realtime('meter_commands', 'flows.meter_commands', 'id',
+                           p_notes => 'Commands and their progress: status, result, last_error.');
 
-SELECT flows.follow_realtime('meter_registry', 'flows.meter_registry', 'id',
-                             p_notes => 'Meter configuration (serial, name, mode).');
+CALL flows.follow_realtime('meter_registry', 'flows.meter_registry', 'id',
+                           p_notes => 'Meter configuration (serial, name, mode).');
 
 -- Tariff rollouts: one row per batch of set_future_tariff commands.
 INSERT INTO flows.realtime_relations (relation, key_column, notes)
@@ -496,9 +495,9 @@ INSERT INTO flows.realtime_sources (relation, source, operation, changes, scope)
     ('meter_registry', 'flows.properties_service_head', 'DELETE',
      'SELECT m.meter, m.esco FROM old_rows AS p JOIN flows.service_head_meter AS m USING (service_head)', true);
 
-SELECT flows.capture_realtime('flows.meter_shadows');
-SELECT flows.capture_realtime('flows.service_head_meter');
-SELECT flows.capture_realtime('flows.properties_service_head');
+CALL flows.capture_realtime('flows.meter_shadows');
+CALL flows.capture_realtime('flows.service_head_meter');
+CALL flows.capture_realtime('flows.properties_service_head');
 
 
 -- ---- rls/privileges.sql ----

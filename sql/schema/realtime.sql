@@ -150,7 +150,7 @@ CREATE CONSTRAINT TRIGGER realtime_commits_number AFTER INSERT ON flows.realtime
 
 -- Puts the three capture triggers (insert, update, delete: a trigger with
 -- transition tables has one event) on a table, once.
-CREATE FUNCTION flows.capture_realtime(p_source regclass) RETURNS void
+CREATE PROCEDURE flows.capture_realtime(p_source regclass)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -172,13 +172,12 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON FUNCTION flows.capture_realtime(regclass) IS 'Adds the realtime capture triggers to a table (idempotent).';
+COMMENT ON PROCEDURE flows.capture_realtime(regclass) IS 'Adds the realtime capture triggers to a table (idempotent).';
 
 -- The one line per relation: follow api.<relation>, a view of table p_source
 -- keyed by p_key_column, with its ESCO in p_esco_column (null: none).
-CREATE FUNCTION flows.follow_realtime(p_relation text, p_source regclass, p_key_column text,
-                                      p_esco_column text DEFAULT 'esco', p_notes text DEFAULT NULL)
-RETURNS void
+CREATE PROCEDURE flows.follow_realtime(p_relation text, p_source regclass, p_key_column text,
+                                       p_esco_column text DEFAULT 'esco', p_notes text DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -190,10 +189,10 @@ BEGIN
     SELECT p_relation, p_source, o.operation,
            pg_catalog.format('SELECT %I, %s FROM %s', p_key_column, esco_expression, o.transition)
     FROM (VALUES ('INSERT', 'new_rows'), ('UPDATE', 'new_rows'), ('DELETE', 'old_rows')) AS o (operation, transition);
-    PERFORM flows.capture_realtime(p_source);
+    CALL flows.capture_realtime(p_source);
 END
 $$;
-COMMENT ON FUNCTION flows.follow_realtime(text, regclass, text, text, text) IS
+COMMENT ON PROCEDURE flows.follow_realtime(text, regclass, text, text, text) IS
     'Registers api.<relation> (rows of one table, by key, with an esco column) for realtime; adds the triggers.';
 
 
@@ -313,7 +312,7 @@ COMMENT ON FUNCTION flows.realtime_filter_sql(text, jsonb) IS
 -- passes. The function's SET clause restores the role when it returns.
 -- p_rows false: keys and matches only (the "was it visible before" question).
 CREATE FUNCTION flows.realtime_visible(p_relation text, p_keys text[], p_audiences jsonb, p_rows boolean DEFAULT true)
-RETURNS TABLE (audience integer, key text, row_data jsonb, matches boolean[])
+RETURNS TABLE (audience integer, key text, row_data json, matches boolean[])
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -333,7 +332,7 @@ BEGIN
     FOR member IN SELECT x FROM pg_catalog.jsonb_array_elements(p_audiences) AS x LOOP
         query := pg_catalog.format(
             'SELECT %s, v.%I::text, %s, ARRAY[%s]::boolean[] FROM api.%I AS v WHERE v.%I = ANY ($1::%s[])',
-            audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_jsonb(v)' ELSE 'NULL::jsonb' END,
+            audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_json(v)' ELSE 'NULL::json' END,
             (SELECT coalesce(string_agg(flows.realtime_filter_sql(p_relation, f.value), ', ' ORDER BY f.ordinality), '')
              FROM pg_catalog.jsonb_array_elements(member -> 'filters') WITH ORDINALITY AS f),
             p_relation, key_column, key_type);
@@ -352,13 +351,13 @@ COMMENT ON FUNCTION flows.realtime_visible(text, text[], jsonb, boolean) IS
 -- The rows of api.<relation> passing a filter as one audience reads them (a
 -- subscription's first state), at most p_limit + 1 so the caller can refuse more.
 CREATE FUNCTION flows.realtime_snapshot(p_relation text, p_audience jsonb, p_filter jsonb, p_limit integer)
-RETURNS TABLE (key text, row_data jsonb)
+RETURNS TABLE (key text, row_data json)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
     query text := pg_catalog.format(
-        'SELECT v.%I::text, pg_catalog.to_jsonb(v) FROM api.%I AS v WHERE %s ORDER BY 1 LIMIT %s',
+        'SELECT v.%I::text, pg_catalog.to_json(v) FROM api.%I AS v WHERE %s ORDER BY 1 LIMIT %s',
         (SELECT r.key_column FROM flows.realtime_relations AS r WHERE r.relation = p_relation), p_relation,
         flows.realtime_filter_sql(p_relation, p_filter), p_limit + 1);
 BEGIN

@@ -1,14 +1,14 @@
 -- The api relations that can be followed live (flows gateway), one line each.
 -- A relation that is one table's rows with an esco column is one line:
---     SELECT flows.follow_realtime('payments', 'billing.payments', 'id');
+--     CALL flows.follow_realtime('payments', 'billing.payments', 'id');
 -- A relation derived from other tables, or whose visibility depends on other
 -- tables, adds rows to flows.realtime_sources (see meter_shadows below).
 
-SELECT flows.follow_realtime('meter_commands', 'flows.meter_commands', 'id',
-                             p_notes => 'Commands and their progress: status, result, last_error.');
+CALL flows.follow_realtime('meter_commands', 'flows.meter_commands', 'id',
+                           p_notes => 'Commands and their progress: status, result, last_error.');
 
-SELECT flows.follow_realtime('meter_registry', 'flows.meter_registry', 'id',
-                             p_notes => 'Meter configuration (serial, name, mode).');
+CALL flows.follow_realtime('meter_registry', 'flows.meter_registry', 'id',
+                           p_notes => 'Meter configuration (serial, name, mode).');
 
 -- Tariff rollouts: one row per batch of set_future_tariff commands.
 INSERT INTO flows.realtime_relations (relation, key_column, notes)
@@ -56,6 +56,6 @@ INSERT INTO flows.realtime_sources (relation, source, operation, changes, scope)
     ('meter_registry', 'flows.properties_service_head', 'DELETE',
      'SELECT m.meter, m.esco FROM old_rows AS p JOIN flows.service_head_meter AS m USING (service_head)', true);
 
-SELECT flows.capture_realtime('flows.meter_shadows');
-SELECT flows.capture_realtime('flows.service_head_meter');
-SELECT flows.capture_realtime('flows.properties_service_head');
+CALL flows.capture_realtime('flows.meter_shadows');
+CALL flows.capture_realtime('flows.service_head_meter');
+CALL flows.capture_realtime('flows.properties_service_head');

@@ -19,12 +19,16 @@ def up(demo: bool) -> None:
     click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
     click.echo(f"  Database {stack.admin_url}")
     click.echo(f"  Metrics  http://127.0.0.1:{config.metrics_port}/metrics   (the worker)")
+    click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics)")
     if demo:
         click.echo(f"\nDemo operator token for ESCO {DEMO_ESCO} (valid 7 days):")
         click.echo(f"  export TOKEN={stack.demo_token()}")
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_registry?select=id,serial,name"')
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{config.api_url}/meter_shadows?select=balance,health,'
                    f'meter_registry(serial)"   # live within a minute')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" '
+                   f'"{config.gateway_url}/events/stream?relation=meter_shadows"   # changes as they commit')
+        click.echo(f"  Live page: {config.gateway_url}/live#token=$TOKEN")
     click.echo("\nStop with `flows down`; `flows status` shows what runs.")
 
 

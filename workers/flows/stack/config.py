@@ -42,6 +42,7 @@ class StackConfig:
     worker_password: str = ""
     emulator_base_port: int = 0  # first port of the demo fleet (0: not chosen yet)
     metrics_port: int = 0  # the worker's Prometheus endpoint (0: not chosen yet)
+    gateway_port: int = 0  # flows gateway: WebSocket, SSE, live page (0: not chosen yet)
     database: str = DATABASE
 
     # -- folders and files -------------------------------------------------
@@ -68,6 +69,10 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     def authenticator_url(self) -> str:
         return self.cluster().tcp_url(self.database, "flows_authenticator", self.authenticator_password)

@@ -53,7 +53,7 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        return [self.process(name) for name in ("postgrest", "emulator", "worker")]
+        return [self.process(name) for name in ("postgrest", "emulator", "worker", "gateway")]
 
     # -- up ----------------------------------------------------------------
     def up(self, with_demo: bool = True, say: Say = print) -> None:
@@ -81,6 +81,7 @@ class Stack:
         admin.reload_api_schema(self.admin_url)
         self._start_postgrest(say)
         self._start_worker(say)
+        self._start_gateway(say)
 
     def _start_postgrest(self, say: Say) -> None:
         config = self.config
@@ -143,6 +144,25 @@ class Stack:
         if process.exited_early(0.5):
             raise FlowsError(f"the worker did not start; see {process.logfile}\n{process.tail(5)}")
 
+    def _start_gateway(self, say: Say) -> None:
+        """flows gateway, logged in as flows_authenticator with PostgREST's JWT secret."""
+        config = self.config
+        process = self.process("gateway")
+        if process.pid() is not None:
+            return
+        if not config.gateway_port or not port_is_free(config.gateway_port):
+            config.gateway_port = free_port(8090)
+            config.save()
+        say(f"starting the gateway on port {config.gateway_port} (live page {config.gateway_url}/live)")
+        process.start([FLOWS, "gateway", "--port", str(config.gateway_port)],
+                      env={**self._env(), "FLOWS_DATABASE_URL": config.authenticator_url(),
+                           "FLOWS_JWT_SECRET": config.jwt_secret, "FLOWS_LOG_FORMAT": "json"},
+                      cwd=ROOT)
+        if not wait_ready(f"{config.gateway_url}/health", timeout=20, alive=process.pid):
+            detail = process.tail(5)
+            process.stop()
+            raise FlowsError(f"the gateway did not become ready; see {process.logfile}\n{detail}")
+
     def _env(self) -> dict[str, str]:
         """The home folder (for the test vendor's secret and sequences, shared by the emulator and workers)."""
         return {"FLOWS_HOME": self.config.home}
@@ -182,6 +202,10 @@ class Stack:
                 entry["meters"] = f"127.0.0.1:{config.emulator_base_port}-{config.emulator_base_port + DEMO_METERS - 1}"
             elif process.name == "worker" and config.metrics_port:
                 entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
+            elif process.name == "gateway" and config.gateway_port:
+                entry["url"] = config.gateway_url
+                entry["live_page"] = f"{config.gateway_url}/live"
+                entry["metrics"] = f"{config.gateway_url}/metrics"
             report[process.name] = entry
         return report
 
