@@ -224,7 +224,7 @@ $$;
 
 -- Changes of the commits after p_after up to p_through, in commit order, one
 -- row per (commit, relation, key): may_leave when a statement deleted the row
--- or changed who may see it; inserted when every statement inserted it.
+-- or changed who may see it; inserted when the commit created the row.
 CREATE FUNCTION flows.realtime_changes(p_after bigint, p_through bigint)
 RETURNS TABLE (commit_position bigint, committed_at timestamptz, relation text, key text, esco uuid,
                may_leave boolean, inserted boolean)
@@ -233,7 +233,7 @@ SECURITY DEFINER
 SET search_path = ''
 AS $$
     SELECT c.position, c.committed_at, e.relation, e.key, max(e.esco::text)::uuid,
-           bool_or(e.op IN ('d', 's')), bool_and(e.op = 'i')
+           bool_or(e.op IN ('d', 's')), bool_or(e.op = 'i')
     FROM flows.realtime_commits AS c
     JOIN flows.realtime_events AS e ON e.xid = c.xid
     WHERE c.position > p_after AND c.position <= p_through

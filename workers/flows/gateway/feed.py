@@ -313,13 +313,13 @@ class Feed:
         before: dict[tuple[str, str], Seen] = {}
         if boundary is not None and self._held is not None:
             live = [c for c in changes if c.position > boundary]
-            inserted_only = {c.key for c in live if c.inserted} - {c.key for c in live if not c.inserted}
+            created = {c.key for c in live if c.inserted}  # did not exist in S_prev
             may_leave = {c.key for c in live if c.may_leave}
             ask: dict[str, set[str]] = {}
             for audience, keys in wanted.items():
                 for key in {c.key for c in live} & keys:
                     seen = now.get((audience, key))
-                    if key in inserted_only or (seen is not None and all(seen.matches)):
+                    if key in created or (seen is not None and all(seen.matches)):
                         continue
                     if key in may_leave or seen is not None:
                         ask.setdefault(audience, set()).add(key)
@@ -342,19 +342,25 @@ class Feed:
             keys = wanted.get(audience)
             if not keys:
                 continue
+            mine = [c for c in changes if c.key in keys]
             for filter_index, filter_key in enumerate(audiences[audience]):
-                group = [s for s in subs if s.filter_key == filter_key]
-                if not group:
-                    continue
-                entries = self._entries(audience, filter_index, [c for c in changes if c.key in keys], now, before,
-                                        escos_seen[audience], boundary, key_column)
-                for subscription in group:
-                    self._send(subscription, entries, committed_at)
+                by_cursor: dict[int, list[Subscription]] = defaultdict(list)
+                for subscription in subs:
+                    if subscription.filter_key == filter_key:
+                        by_cursor[subscription.cursor].append(subscription)
+                for cursor, group in by_cursor.items():
+                    entries = self._entries(audience, filter_index, cursor, mine, now, before, escos_seen[audience],
+                                            boundary, key_column)
+                    for subscription in group:
+                        self._send(subscription, entries, committed_at)
 
     @staticmethod
-    def _entries(audience, index, changes, now, before, escos_seen, boundary, key_column):
-        """Per commit: the changes this audience-and-filter gets, or None when it cannot be told (resync)."""
+    def _entries(audience, index, cursor, changes, now, before, escos_seen, boundary, key_column):
+        """Per commit after ``cursor``: the changes this audience-and-filter gets, or None when no one can tell
+        whether the client saw a row that is gone from its view (resync)."""
         entries: dict[int, list[str] | None] = {}
+        changes = [c for c in changes if c.position > cursor]
+        created = {c.key for c in changes if c.inserted}  # rows the client cannot have had at its position
         for change in changes:
             if entries.get(change.position, []) is None:
                 continue
@@ -364,6 +370,8 @@ class Feed:
             elif boundary is not None and change.position > boundary:
                 was = before.get((audience, change.key))
                 entry = _remove(key_column, change.key) if was is not None and was.matches[index] else None
+            elif change.key in created:
+                entry = None
             elif seen is not None:  # readable now, outside the filter: a removal reveals nothing
                 entry = _remove(key_column, change.key)
             elif change.may_leave and (change.esco is None or change.esco in escos_seen):
