@@ -49,16 +49,16 @@ COMMENT ON TABLE flows.realtime_sources IS
 
 -- == The change log =========================================================
 
--- One row per touched key per statement (the reader folds repeats per commit).
+-- One row per touched key and kind of change per transaction (the reader folds them per commit).
 CREATE TABLE flows.realtime_events (
     xid      xid8   NOT NULL,
     relation text   NOT NULL,
     key      text   NOT NULL,
-    esco     uuid,
     op       "char" NOT NULL,
+    esco     uuid,
+    PRIMARY KEY (xid, relation, key, op),
     CONSTRAINT realtime_events_op_valid CHECK (op IN ('i', 'u', 'd', 's'))
 );
-CREATE INDEX realtime_events_xid_idx ON flows.realtime_events (xid);
 COMMENT ON TABLE flows.realtime_events IS
     'Keys touched per transaction: op i(nsert), u(pdate), d(elete), s(cope: who may see the row changed).';
 
@@ -105,9 +105,9 @@ BEGIN
         WHERE s.source = TG_RELID AND s.operation = TG_OP
     LOOP
         EXECUTE pg_catalog.format(
-            'INSERT INTO flows.realtime_events (xid, relation, key, esco, op)'
-            ' SELECT pg_catalog.pg_current_xact_id(), %L, c.key::text, c.esco, %L'
-            ' FROM (%s) AS c (key, esco) WHERE c.key IS NOT NULL',
+            'INSERT INTO flows.realtime_events (xid, relation, key, op, esco)'
+            ' SELECT pg_catalog.pg_current_xact_id(), %L, c.key::text, %L, c.esco'
+            ' FROM (%s) AS c (key, esco) WHERE c.key IS NOT NULL ON CONFLICT DO NOTHING',
             src.relation,
             CASE WHEN src.scope THEN 's' ELSE pg_catalog.lower(pg_catalog.left(TG_OP, 1)) END,
             src.changes);
@@ -259,7 +259,7 @@ DECLARE
     condition jsonb;
     column_type text;
     expression text;
-    parts text[] := '{}';
+    parts text[] := '{}'::text[];
     operator text;
 BEGIN
     IF NOT EXISTS (SELECT FROM flows.realtime_relations AS r WHERE r.relation = p_relation) THEN
@@ -268,7 +268,7 @@ BEGIN
                   HINT = (SELECT 'one of: ' || string_agg(r.relation, ', ' ORDER BY r.relation)
                           FROM flows.realtime_relations AS r);
     END IF;
-    FOR condition IN SELECT x FROM pg_catalog.jsonb_array_elements(coalesce(p_filter, '[]')) AS x LOOP
+    FOR condition IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(p_filter, '[]')) AS e LOOP
         column_type := flows.realtime_column_type(p_relation, condition ->> 'column');
         IF column_type IS NULL THEN
             RAISE EXCEPTION 'filter column % is not a column of %', pg_catalog.quote_literal(condition ->> 'column'),
@@ -329,7 +329,7 @@ BEGIN
         PERFORM flows.realtime_filter_sql(p_relation, '[]');  -- raises the clear error
         RAISE EXCEPTION 'api.% has no key column %', p_relation, key_column USING ERRCODE = 'undefined_column';
     END IF;
-    FOR member IN SELECT x FROM pg_catalog.jsonb_array_elements(p_audiences) AS x LOOP
+    FOR member IN SELECT e.value FROM pg_catalog.jsonb_array_elements(p_audiences) AS e LOOP
         query := pg_catalog.format(
             'SELECT %s, v.%I::text, %s, ARRAY[%s]::boolean[] FROM api.%I AS v WHERE v.%I = ANY ($1::%s[])',
             audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_json(v)' ELSE 'NULL::json' END,
@@ -380,7 +380,7 @@ DECLARE
     audience_number integer := 0;
     member jsonb;
 BEGIN
-    FOR member IN SELECT x FROM pg_catalog.jsonb_array_elements(p_audiences) AS x LOOP
+    FOR member IN SELECT e.value FROM pg_catalog.jsonb_array_elements(p_audiences) AS e LOOP
         PERFORM pg_catalog.set_config('role', member ->> 'role', true);
         PERFORM pg_catalog.set_config('request.jwt.claims', (member -> 'claims')::text, true);
         RETURN QUERY EXECUTE 'SELECT $1, e.id FROM api.escos AS e WHERE e.id = ANY ($2)' USING audience_number, p_escos;

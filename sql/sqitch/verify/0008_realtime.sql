@@ -2,7 +2,7 @@
 BEGIN;
 DO $$
 BEGIN
-    PERFORM xid, relation, key, esco, op FROM flows.realtime_events WHERE false;
+    PERFORM xid, relation, key, op, esco FROM flows.realtime_events WHERE false;
     PERFORM xid, position, committed_at FROM flows.realtime_commits WHERE false;
     PERFORM pruned_through FROM flows.realtime_state WHERE false;
     ASSERT (SELECT count(*) FROM flows.realtime_relations
