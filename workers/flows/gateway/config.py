@@ -15,6 +15,6 @@ class GatewayConfig:
     retention_seconds: float = 3600.0  # changes kept for resuming clients
     prune_interval: float = 300.0  # seconds between prunes (0: never; pg_cron may do it instead)
     poll_interval: float = 1.0  # seconds between feed steps without a doorbell (keeps the held snapshot fresh)
-    batch_window: float = 0.005  # seconds a doorbell waits for others to batch them into one step
+    batch_window: float = 0.02  # seconds a doorbell waits for others, to batch them into one step
     heartbeat_interval: float = 15.0  # seconds between keepalives on idle streams
     auth_timeout: float = 10.0  # seconds a WebSocket has to send its token
