@@ -16,8 +16,8 @@ DROP TRIGGER properties_service_head_realtime_insert ON flows.properties_service
 DROP TRIGGER properties_service_head_realtime_update ON flows.properties_service_head;
 DROP TRIGGER properties_service_head_realtime_delete ON flows.properties_service_head;
 DROP FUNCTION flows.prune_realtime_events(interval), flows.realtime_visible_escos(jsonb, uuid[]),
-              flows.realtime_snapshot(text, jsonb, jsonb, integer), flows.realtime_visible(text, text[], jsonb, boolean),
-              flows.realtime_filter_sql(text, jsonb), flows.realtime_column_type(text, text),
+              flows.realtime_snapshot(text, jsonb, jsonb, integer), flows.realtime_query(text, jsonb, boolean),
+              flows.realtime_condition(text, jsonb, text[]), flows.realtime_column_type(text, text),
               flows.realtime_changes(bigint, bigint),
               flows.realtime_pruned_through(), flows.realtime_head();
 DROP PROCEDURE flows.follow_realtime(text, regclass, text, text, text), flows.capture_realtime(regclass);

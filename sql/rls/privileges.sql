@@ -202,8 +202,9 @@ TO flows_service, flows_admin;
 -- == Realtime ===============================================================
 
 -- The gateway logs in as flows_authenticator, like PostgREST, and switches to
--- each subscriber's role to read rows (flows.realtime_visible): it reads the
--- change log (ids only) through these functions and nothing else itself.
+-- each subscriber's role and claims to read rows (the statements of
+-- flows.realtime_query): it reads the change log (ids only) through these
+-- functions and nothing else itself.
 -- Writers need nothing: the capture triggers are SECURITY DEFINER.
 GRANT USAGE ON SCHEMA flows TO flows_authenticator;
 GRANT SELECT ON flows.realtime_relations TO flows_authenticator;
@@ -212,8 +213,8 @@ GRANT EXECUTE ON FUNCTION
     flows.realtime_pruned_through(),
     flows.realtime_changes(bigint, bigint),
     flows.realtime_column_type(text, text),
-    flows.realtime_filter_sql(text, jsonb),
-    flows.realtime_visible(text, text[], jsonb, boolean),
+    flows.realtime_condition(text, jsonb, text[]),
+    flows.realtime_query(text, jsonb, boolean),
     flows.realtime_snapshot(text, jsonb, jsonb, integer),
     flows.realtime_visible_escos(jsonb, uuid[]),
     flows.prune_realtime_events(interval)

@@ -10,8 +10,8 @@
 -- whoever sees position N also sees every position below N. The gateway reads
 -- commits in position order and never skips one that committed late. Rows
 -- carry ids only: the gateway reads each row through the api view as the
--- subscriber (flows.realtime_visible), so row-level security decides who sees
--- what. docs/realtime.md has the whole design and its measured cost.
+-- subscriber (the statements of flows.realtime_query), so row-level security
+-- decides who sees what. docs/realtime.md has the whole design and its measured cost.
 
 -- == The registry ===========================================================
 
@@ -248,15 +248,18 @@ AS $$
 $$;
 
 -- A subscription filter (PostgREST syntax, parsed by the gateway into
--- [{"column", "op", "value", "negate"}]) as a boolean SQL expression over the
--- view's row `v`, every column checked against the view and every value a
--- literal of the column's type. Errors name the column or operator.
-CREATE FUNCTION flows.realtime_filter_sql(p_relation text, p_filter jsonb) RETURNS text
+-- [{"column", "op", "value", "negate"}]) as a boolean SQL condition over the
+-- view's row `v`: every column checked against the view, every value not in
+-- the text but appended to p_values and referenced as $2[n] (cast to the
+-- column's type), so filters of one shape share one prepared statement.
+-- Errors name the column or operator.
+CREATE FUNCTION flows.realtime_condition(p_relation text, p_filter jsonb, INOUT p_values text[],
+                                         OUT condition text)
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
-    condition jsonb;
+    item jsonb;
     column_type text;
     expression text;
     parts text[] := '{}'::text[];
@@ -268,85 +271,82 @@ BEGIN
                   HINT = (SELECT 'one of: ' || string_agg(r.relation, ', ' ORDER BY r.relation)
                           FROM flows.realtime_relations AS r);
     END IF;
-    FOR condition IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(p_filter, '[]')) AS e LOOP
-        column_type := flows.realtime_column_type(p_relation, condition ->> 'column');
+    FOR item IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(p_filter, '[]')) AS e LOOP
+        column_type := flows.realtime_column_type(p_relation, item ->> 'column');
         IF column_type IS NULL THEN
-            RAISE EXCEPTION 'filter column % is not a column of %', pg_catalog.quote_literal(condition ->> 'column'),
+            RAISE EXCEPTION 'filter column % is not a column of %', pg_catalog.quote_literal(item ->> 'column'),
                 p_relation USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        operator := condition ->> 'op';
+        operator := item ->> 'op';
         expression := CASE
             WHEN operator IN ('eq', 'neq', 'lt', 'lte', 'gt', 'gte') THEN
-                pg_catalog.format('v.%I %s %L::%s', condition ->> 'column',
+                pg_catalog.format('v.%I %s (($2::text[])[%s])::%s', item ->> 'column',
                     CASE operator WHEN 'eq' THEN '=' WHEN 'neq' THEN '<>' WHEN 'lt' THEN '<' WHEN 'lte' THEN '<='
                                   WHEN 'gt' THEN '>' ELSE '>=' END,
-                    condition ->> 'value', column_type)
-            WHEN operator = 'in' AND pg_catalog.jsonb_typeof(condition -> 'value') = 'array' THEN
-                pg_catalog.format('v.%I = ANY (%L::%s[])', condition ->> 'column',
-                    (SELECT coalesce(array_agg(x), '{}') FROM pg_catalog.jsonb_array_elements_text(condition -> 'value') AS x),
-                    column_type)
-            WHEN operator = 'is' AND condition ->> 'value' IN ('null', 'true', 'false', 'unknown') THEN
-                pg_catalog.format('v.%I IS %s', condition ->> 'column', pg_catalog.upper(condition ->> 'value'))
+                    coalesce(pg_catalog.cardinality(p_values), 0) + 1, column_type)
+            WHEN operator = 'in' AND pg_catalog.jsonb_typeof(item -> 'value') = 'array' THEN
+                pg_catalog.format('v.%I = ANY ((($2::text[])[%s])::%s[])', item ->> 'column',
+                    coalesce(pg_catalog.cardinality(p_values), 0) + 1, column_type)
+            WHEN operator = 'is' AND item ->> 'value' IN ('null', 'true', 'false', 'unknown') THEN
+                pg_catalog.format('v.%I IS %s', item ->> 'column', pg_catalog.upper(item ->> 'value'))
         END;
         IF expression IS NULL THEN
             RAISE EXCEPTION 'filter operator % on % is not supported', pg_catalog.quote_literal(operator),
-                condition ->> 'column' USING ERRCODE = 'invalid_parameter_value',
+                item ->> 'column' USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'eq, neq, lt, lte, gt, gte, in.(a,b), is.null|true|false|unknown, each optionally not.';
         END IF;
-        IF (condition ->> 'negate')::boolean THEN
+        IF operator = 'in' THEN
+            p_values := p_values || (SELECT coalesce(array_agg(x), '{}'::text[])
+                                     FROM pg_catalog.jsonb_array_elements_text(item -> 'value') AS x)::text;
+        ELSIF operator <> 'is' THEN
+            p_values := p_values || (item ->> 'value');
+        END IF;
+        IF (item ->> 'negate')::boolean THEN
             expression := 'NOT (' || expression || ')';
         END IF;
         parts := parts || expression;
     END LOOP;
-    RETURN coalesce(NULLIF(array_to_string(parts, ' AND '), ''), 'true');
+    condition := coalesce(NULLIF(array_to_string(parts, ' AND '), ''), 'true');
 END
 $$;
-COMMENT ON FUNCTION flows.realtime_filter_sql(text, jsonb) IS
-    'A parsed PostgREST-style filter as a checked SQL condition over the view row v (errors name the column).';
+COMMENT ON FUNCTION flows.realtime_condition(text, jsonb, text[]) IS
+    'A parsed PostgREST-style filter as a checked SQL condition over the view row v, its values as $2[n].';
 
--- The rows of api.<relation> with the given keys as each audience reads them:
--- for each audience {"role", "claims", "filters": [filter, ...]}, SET ROLE to
--- its role and request.jwt.claims to its claims (the caller's session user is
--- flows_authenticator, as for PostgREST), then read the view, so row-level
--- security decides. `matches` says which of the audience's filters each row
--- passes. The function's SET clause restores the role when it returns.
+-- The statement that reads api.<relation>'s rows with the keys $1 (text[])
+-- and says which of p_filters (a JSON array of filters) each passes, with the
+-- filters' values for $2. The gateway prepares it once per shape and runs it
+-- after setting the role and request.jwt.claims of the audience it reads for
+-- (as PostgREST does), so row-level security decides which rows come back.
 -- p_rows false: keys and matches only (the "was it visible before" question).
-CREATE FUNCTION flows.realtime_visible(p_relation text, p_keys text[], p_audiences jsonb, p_rows boolean DEFAULT true)
-RETURNS TABLE (audience integer, key text, row_data json, matches boolean[])
-LANGUAGE plpgsql
+CREATE FUNCTION flows.realtime_query(p_relation text, p_filters jsonb, p_rows boolean DEFAULT true,
+                                     OUT query text, OUT "values" text[])
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
-    key_column text;
-    key_type text;
-    audience_number integer := 0;
-    member jsonb;
-    query text;
+    key_column text := (SELECT r.key_column FROM flows.realtime_relations AS r WHERE r.relation = p_relation);
+    conditions text[] := '{}'::text[];
+    filter jsonb;
+    condition text;
 BEGIN
-    SELECT r.key_column INTO key_column FROM flows.realtime_relations AS r WHERE r.relation = p_relation;
-    key_type := flows.realtime_column_type(p_relation, key_column);
-    IF key_type IS NULL THEN
-        PERFORM flows.realtime_filter_sql(p_relation, '[]');  -- raises the clear error
-        RAISE EXCEPTION 'api.% has no key column %', p_relation, key_column USING ERRCODE = 'undefined_column';
-    END IF;
-    FOR member IN SELECT e.value FROM pg_catalog.jsonb_array_elements(p_audiences) AS e LOOP
-        query := pg_catalog.format(
-            'SELECT %s, v.%I::text, %s, ARRAY[%s]::boolean[] FROM api.%I AS v WHERE v.%I = ANY ($1::%s[])',
-            audience_number, key_column, CASE WHEN p_rows THEN 'pg_catalog.to_json(v)' ELSE 'NULL::json' END,
-            (SELECT coalesce(string_agg(flows.realtime_filter_sql(p_relation, f.value), ', ' ORDER BY f.ordinality), '')
-             FROM pg_catalog.jsonb_array_elements(member -> 'filters') WITH ORDINALITY AS f),
-            p_relation, key_column, key_type);
-        PERFORM pg_catalog.set_config('role', member ->> 'role', true);
-        PERFORM pg_catalog.set_config('request.jwt.claims', (member -> 'claims')::text, true);
-        RETURN QUERY EXECUTE query USING p_keys;
-        PERFORM pg_catalog.set_config('role', 'none', true);
-        audience_number := audience_number + 1;
+    "values" := '{}'::text[];
+    FOR filter IN SELECT e.value FROM pg_catalog.jsonb_array_elements(coalesce(p_filters, '[]')) AS e LOOP
+        SELECT c."p_values", c.condition INTO "values", condition
+        FROM flows.realtime_condition(p_relation, filter, "values") AS c;
+        conditions := conditions || condition;
     END LOOP;
-    PERFORM pg_catalog.set_config('request.jwt.claims', '', true);
+    IF key_column IS NULL THEN
+        PERFORM flows.realtime_condition(p_relation, '[]', '{}');  -- raises the clear error
+    END IF;
+    query := pg_catalog.format(
+        'SELECT v.%I::text, %s, ARRAY[%s]::boolean[] FROM api.%I AS v WHERE v.%I = ANY (($1::text[])::%s[])',
+        key_column, CASE WHEN p_rows THEN 'pg_catalog.to_json(v)' ELSE 'NULL::json' END,
+        array_to_string(conditions, ', '), p_relation, key_column,
+        flows.realtime_column_type(p_relation, key_column));
 END
 $$;
-COMMENT ON FUNCTION flows.realtime_visible(text, text[], jsonb, boolean) IS
-    'Rows of api.<relation> with these keys as each audience (role + claims) reads them, and which filters they pass.';
+COMMENT ON FUNCTION flows.realtime_query(text, jsonb, boolean) IS
+    'The statement reading api.<relation> rows by key and which filters they pass (run as the subscriber).';
 
 -- The rows of api.<relation> passing a filter as one audience reads them (a
 -- subscription's first state), at most p_limit + 1 so the caller can refuse more.
@@ -356,18 +356,21 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
+    filter record := flows.realtime_condition(p_relation, p_filter, '{}');
     query text := pg_catalog.format(
         'SELECT v.%I::text, pg_catalog.to_json(v) FROM api.%I AS v WHERE %s ORDER BY 1 LIMIT %s',
         (SELECT r.key_column FROM flows.realtime_relations AS r WHERE r.relation = p_relation), p_relation,
-        flows.realtime_filter_sql(p_relation, p_filter), p_limit + 1);
+        filter.condition, p_limit + 1);
 BEGIN
     PERFORM pg_catalog.set_config('role', p_audience ->> 'role', true);
     PERFORM pg_catalog.set_config('request.jwt.claims', (p_audience -> 'claims')::text, true);
-    RETURN QUERY EXECUTE query;
+    RETURN QUERY EXECUTE query USING NULL::text[], filter.p_values;
     PERFORM pg_catalog.set_config('role', 'none', true);
     PERFORM pg_catalog.set_config('request.jwt.claims', '', true);
 END
 $$;
+COMMENT ON FUNCTION flows.realtime_snapshot(text, jsonb, jsonb, integer) IS
+    'A subscription''s first state: rows of api.<relation> passing its filter, read as its role and claims.';
 
 -- Which of these ESCOs each audience sees (api.escos as that role): a change
 -- of an ESCO the audience cannot see was never visible to it.

@@ -14,7 +14,7 @@ BEGIN
     ASSERT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgname = 'realtime_commits_number' AND tgdeferrable),
         'commits are not numbered at commit time';
     ASSERT pg_catalog.has_function_privilege('flows_authenticator',
-        'flows.realtime_visible(text, text[], jsonb, boolean)', 'EXECUTE'), 'the gateway cannot read rows';
+        'flows.realtime_query(text, jsonb, boolean)', 'EXECUTE'), 'the gateway cannot read rows';
     PERFORM flows.realtime_head();
 END
 $$;

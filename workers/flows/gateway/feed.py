@@ -7,9 +7,11 @@ One step (woken by the ``flows_realtime`` doorbell, or every poll interval):
    position: every commit up to it is visible, none after it (positions are
    handed out in commit order, sql/schema/realtime.sql).
 2. Read the changes after the lowest subscriber cursor up to the head.
-3. Per relation, group subscriptions by audience (role + claims): one call of
-   ``flows.realtime_visible`` reads the touched rows as every audience, and
-   says which of each audience's filters they pass.
+3. Per relation, group subscriptions by audience (role + claims): for each
+   audience, set the role and request.jwt.claims as PostgREST does, and run
+   the prepared statement of ``flows.realtime_query`` (one per relation and
+   filter shape, its plan reused across audiences of a role): the touched
+   rows as that audience reads them, and which of its filters they pass.
 4. A key an audience no longer matches gets a key-only removal only if it
    matched before: that is asked in the previous step's snapshot (S_prev),
    which this gateway keeps open until the step is done. So a removal never
@@ -73,6 +75,7 @@ class Feed:
         self._connections: list[asyncpg.Connection] = []
         self._held: tuple[asyncpg.Connection, object] | None = None  # (connection, transaction) of S_prev
         self._pool: asyncpg.Pool | None = None
+        self._statements: dict[tuple, tuple[str, list[str]]] = {}
 
     # -- subscriptions ---------------------------------------------------------
     async def check(self, subscription: Subscription) -> None:
@@ -422,15 +425,35 @@ class Feed:
         return seen
 
     async def _visible(self, conn, relation, keys, group, audiences, filters, rows):
-        payload = []
-        for audience in group:
-            member = json.loads(audience)
-            member["filters"] = [filters[f] for f in audiences[audience]]
-            payload.append(member)
+        statements = [await self._statement(conn, relation, [filters[f] for f in audiences[audience]], rows)
+                      for audience in group]  # built as the gateway, before switching roles
+        order = sorted(range(len(group)), key=lambda i: self._audience(group[i])[0])  # reuse plans per role
         metrics.AUDIENCE_READS.labels("rows" if rows else "before").inc(len(group))
+        result = []
         async with conn.transaction():
-            result = await conn.fetch(queries.VISIBLE, relation, keys, json.dumps(payload), rows)
-        return [(group[index], key, row, matches) for index, key, row, matches in result]
+            for index in order:
+                role, claims = self._audience(group[index])
+                query, values = statements[index]
+                await conn.execute(queries.AS_AUDIENCE, role, claims)
+                found = await (conn.fetch(query, keys, values) if values else conn.fetch(query, keys))
+                result += [(group[index], key, row, matches) for key, row, matches in found]
+            await conn.execute(queries.AS_GATEWAY)
+        return result
+
+    async def _statement(self, conn, relation: str, filter_list: list, rows: bool) -> tuple[str, list[str]]:
+        """The statement (and filter values) reading ``relation`` with these filters, from flows.realtime_query."""
+        cache_key = (relation, json.dumps(filter_list, sort_keys=True), rows)
+        if cache_key not in self._statements:
+            if len(self._statements) > 10_000:
+                self._statements.clear()
+            query, values = await conn.fetchrow(queries.STATEMENT, relation, cache_key[1], rows)
+            self._statements[cache_key] = (query, list(values))
+        return self._statements[cache_key]
+
+    @staticmethod
+    def _audience(audience: str) -> tuple[str, str]:
+        parsed = json.loads(audience)
+        return parsed["role"], json.dumps(parsed["claims"])
 
 
 def _by_key_set(wanted: dict[str, set[str]]) -> list[list[str]]:
