@@ -320,6 +320,7 @@ def run_phase(mode, base, clients, admin_url, meters, rate, duration, postmaster
         time.sleep(0.2)
     time.sleep(2.0)  # settle (connections established, first polls done)
     write_log = str(workdir / f"writes-{mode}-{len(clients)}.json")
+    gauges = gateway_metrics(base) if mode == "realtime" else {}
     cpu_db, cpu_server, started = cluster_cpu(postmaster), process_cpu(server_pid) if server_pid else 0, time.time()
     w = spawn.Process(target=writer, args=(admin_url, meters, rate, duration, write_log, len(clients) + 7))
     w.start()
@@ -327,6 +328,8 @@ def run_phase(mode, base, clients, admin_url, meters, rate, duration, postmaster
     cpu_db = cluster_cpu(postmaster) - cpu_db
     cpu_server = (process_cpu(server_pid) - cpu_server) if server_pid else 0
     elapsed = time.time() - started
+    if mode == "realtime":
+        gauges = {k: v - gauges.get(k, 0) for k, v in gateway_metrics(base).items()}
     for out in outs:
         Path(out + ".stop").write_text("1")
     for p in procs:
@@ -341,7 +344,22 @@ def run_phase(mode, base, clients, admin_url, meters, rate, duration, postmaster
     latencies.sort()
     return {"mode": mode, "clients": len(clients), "writes": len(commits), "elapsed": elapsed, "cpu_db": cpu_db,
             "cpu_server": cpu_server, "delivered": len(latencies),
-            "p50": _pct(latencies, 50), "p99": _pct(latencies, 99)}
+            "p50": _pct(latencies, 50), "p99": _pct(latencies, 99), "gateway": gauges}
+
+
+def gateway_metrics(base: str) -> dict[str, float]:
+    """Counters of the gateway's feed: steps, their seconds, reads as an audience."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
+    wanted = ("flows_gateway_step_seconds_count", "flows_gateway_step_seconds_sum", "flows_gateway_commits_total",
+              "flows_gateway_audience_reads_total")
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in wanted:
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -439,6 +457,12 @@ def main() -> None:
             f"{(p['cpu_db'] / p['elapsed']) * 100:.0f} % of a core ({per_change(p) * 1e6:.0f} us per delivered change "
             f"over the writes), {'gateway' if key[0] == 'realtime' else 'PostgREST'} CPU "
             f"{p['cpu_server'] / p['elapsed'] * 100:.0f} %")
+        if g := p.get("gateway"):
+            steps = max(1.0, g.get("flows_gateway_step_seconds_count", 0))
+            step_ms = g.get("flows_gateway_step_seconds_sum", 0) / steps * 1000
+            lines.append(f"{'':15}gateway: {steps / p['elapsed']:.0f} steps/s of {step_ms:.1f} ms, "
+                         f"{g.get('flows_gateway_commits_total', 0) / steps:.1f} commits and "
+                         f"{g.get('flows_gateway_audience_reads_total', 0) / steps:.1f} audience reads per step")
     lines.append("capture cost on writes (record_meter_states, transactions/s): "
                  + ", ".join(f"{w} connection{'s' if w > 1 else ''}: {costs[(True, w)]:.0f} with capture vs "
                              f"{costs[(False, w)]:.0f} without ({(1 - costs[(True, w)] / costs[(False, w)]) * 100:.0f}"

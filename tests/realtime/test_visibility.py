@@ -54,9 +54,11 @@ async def test_removals_only_reach_those_who_saw_the_row(stack, gateway):
     await step("SELECT flows.record_meter_states(%s::jsonb)", state(m0, "3"))     # m0 under 10
     await step("SELECT flows.record_meter_states(%s::jsonb)", state(m0, "20"))    # m0 leaves the filter
     await step("DELETE FROM flows.service_head_meter WHERE meter = %s", m0)       # m0 leaves customer 1
-    with api.sql() as conn:  # a new meter behind customer 2's head, then deleted
-        mx = conn.execute("SELECT api.register_meter(serial => 'EML3999000001', esco => %s) ->> 'id'",
-                          (a.esco,)).fetchone()[0]
+    # A new meter, then behind customer 2's head, then deleted (each step delivered before the next, since
+    # every event carries its row as it is when delivered).
+    await step("SELECT api.register_meter(serial => 'EML3999000001', esco => %s)", a.esco)
+    with api.sql() as conn:
+        mx = str(conn.execute("SELECT id FROM flows.meter_registry WHERE serial = 'EML3999000001'").fetchone()[0])
     await step("INSERT INTO flows.service_head_meter (service_head, meter, esco) VALUES (%s, %s, %s)",
                a.heads[1], mx, a.esco)
     await step("DELETE FROM flows.meter_registry WHERE id = %s", mx)

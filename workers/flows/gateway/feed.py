@@ -32,9 +32,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
+import psycopg
 
 from flows.gateway import metrics, queries
 from flows.gateway.config import GatewayConfig
+from flows.gateway.snapshots import SnapshotConnection
 from flows.gateway.subscriptions import Message, Subscription
 from flows.log import get_logger
 
@@ -72,8 +74,8 @@ class Feed:
         self._wake = asyncio.Event()
         self._stopping = False
         self._listener: asyncpg.Connection | None = None
-        self._connections: list[asyncpg.Connection] = []
-        self._held: tuple[asyncpg.Connection, object] | None = None  # (connection, transaction) of S_prev
+        self._connections: list[SnapshotConnection] = []
+        self._held: SnapshotConnection | None = None  # the connection whose open snapshot is S_prev
         self._pool: asyncpg.Pool | None = None
         self._statements: dict[tuple, tuple[str, list[str]]] = {}
 
@@ -135,8 +137,7 @@ class Feed:
         settings = {"application_name": "flows-gateway", "jit": "off"}
         self._listener = await asyncpg.connect(self.config.database_url, server_settings=settings)
         await self._listener.add_listener(queries.LISTEN_CHANNEL, lambda *_: self._wake.set())
-        self._connections = [await asyncpg.connect(self.config.database_url, server_settings=settings)
-                             for _ in range(2)]
+        self._connections = [await SnapshotConnection.connect(self.config.database_url) for _ in range(2)]
         self._pool = await asyncpg.create_pool(self.config.database_url, min_size=1, max_size=4,
                                                server_settings=settings)
         self.key_columns = dict(await self._listener.fetch(queries.RELATIONS))
@@ -149,9 +150,10 @@ class Feed:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.terminate()
-        for conn in [self._listener, *self._connections]:
-            if conn is not None and not conn.is_closed():
-                conn.terminate()
+        if self._listener is not None and not self._listener.is_closed():
+            self._listener.terminate()
+        for conn in self._connections:
+            await conn.close()
         self._listener, self._connections = None, []
 
     async def _loop(self) -> None:
@@ -182,10 +184,8 @@ class Feed:
     # -- one step ----------------------------------------------------------------
     async def step(self) -> None:
         started = time.perf_counter()
-        held_conn = self._held[0] if self._held else None
-        conn = next(c for c in self._connections if c is not held_conn)
-        transaction = conn.transaction(isolation="repeatable_read", readonly=True)
-        await transaction.start()
+        conn = next(c for c in self._connections if c is not self._held)
+        await conn.begin_snapshot()
         try:
             head = await conn.fetchval(queries.HEAD)
             if self.position is None:
@@ -203,16 +203,16 @@ class Feed:
                     subscription.cursor = head
             self._settle(head)
         except BaseException:
-            await _quietly(transaction.rollback())
+            await _quietly(conn.end_snapshot())
             raise
         if self._held:
-            await self._held[1].rollback()
-        self._held = (conn, transaction)
+            await self._held.end_snapshot()
+        self._held = conn
         self.position = head
         metrics.POSITION.set(head)
         metrics.STEP.observe(time.perf_counter() - started)
 
-    async def _join(self, conn: asyncpg.Connection, head: int) -> None:
+    async def _join(self, conn: SnapshotConnection, head: int) -> None:
         pruned = None
         for subscription in [s for s in self.subscriptions if not s.joined]:
             subscription.joined = True
@@ -231,13 +231,15 @@ class Feed:
                 else:
                     subscription.cursor = subscription.since
 
-    async def _snapshot(self, conn: asyncpg.Connection, subscription: Subscription, head: int) -> None:
+    async def _snapshot(self, conn: SnapshotConnection, subscription: Subscription, head: int) -> None:
         limit = self.config.snapshot_limit
         try:
-            async with conn.transaction():
+            async with conn.savepoint():
                 rows = await conn.fetch(queries.SNAPSHOT, subscription.relation, subscription.principal.audience,
                                         json.dumps(subscription.filter), limit)
-        except asyncpg.PostgresError as error:
+        except psycopg.errors.Error as error:
+            if _lost_connection(error):
+                raise
             self._refuse(subscription, error)
             return
         if len(rows) > limit:
@@ -252,7 +254,7 @@ class Feed:
             changes=len(rows)))
 
     def _refuse(self, subscription: Subscription, error) -> None:
-        text = error if isinstance(error, str) else (error.args[0] if error.args else str(error))
+        text = error if isinstance(error, str) else _message(error)
         subscription.outbox.put_control(Message("error", subscription, 0, f'{subscription.envelope()},'
                                                 f'"message":{json.dumps(text)}'))
         self.remove(subscription)
@@ -327,7 +329,7 @@ class Feed:
                     if key in may_leave or seen is not None:
                         ask.setdefault(audience, set()).add(key)
             if ask:
-                before = await self._read(self._held[0], relation, ask, audiences, filters, rows=False)
+                before = await self._read(self._held, relation, ask, audiences, filters, rows=False)
 
         # Catch-up changes: which ESCOs of invisible, deleted or re-scoped rows each audience sees.
         escos_seen: dict[str, set[str]] = defaultdict(set)
@@ -336,8 +338,8 @@ class Feed:
         if doubtful:
             payload = [json.loads(a) for a in wanted]
             metrics.AUDIENCE_READS.labels("escos").inc(len(payload))
-            async with conn.transaction():
-                for index, esco in await conn.fetch(queries.VISIBLE_ESCOS, json.dumps(payload), list(doubtful)):
+            async with conn.savepoint():
+                for index, esco in await conn.fetch(queries.VISIBLE_ESCOS, json.dumps(payload), sorted(doubtful)):
                     escos_seen[list(wanted)[index]].add(str(esco))
 
         key_column = self.key_columns[relation]
@@ -408,14 +410,14 @@ class Feed:
             keys = sorted(set().union(*(wanted[a] for a in group)))
             try:
                 result = await self._visible(conn, relation, keys, group, audiences, filters, rows)
-            except asyncpg.PostgresError as error:
+            except psycopg.errors.Error as error:
                 if _lost_connection(error):
                     raise
                 result = []
                 for audience in group:  # find the audience PostgreSQL refuses, and end its subscriptions
                     try:
                         result += await self._visible(conn, relation, keys, [audience], audiences, filters, rows)
-                    except asyncpg.PostgresError as refused:
+                    except psycopg.errors.Error as refused:
                         if _lost_connection(refused):
                             raise
                         for subscription in [s for s in self.subscriptions if s.principal.audience == audience]:
@@ -429,16 +431,16 @@ class Feed:
                       for audience in group]  # built as the gateway, before switching roles
         order = sorted(range(len(group)), key=lambda i: self._audience(group[i])[0])  # reuse plans per role
         metrics.AUDIENCE_READS.labels("rows" if rows else "before").inc(len(group))
-        result = []
-        async with conn.transaction():
-            for index in order:
-                role, claims = self._audience(group[index])
-                query, values = statements[index]
-                await conn.execute(queries.AS_AUDIENCE, role, claims)
-                found = await (conn.fetch(query, keys, values) if values else conn.fetch(query, keys))
-                result += [(group[index], key, row, matches) for key, row, matches in found]
-            await conn.execute(queries.AS_GATEWAY)
-        return result
+        pipeline = []
+        for index in order:
+            query, values = statements[index]
+            pipeline.append((queries.AS_AUDIENCE, self._audience(group[index]), False))
+            pipeline.append((query, (keys, values) if values else (keys,), True))
+        pipeline.append((queries.AS_GATEWAY, (), False))
+        found = await conn.pipeline(pipeline)
+        return [(group[index], key, row, matches)
+                for index, rows in zip(order, [r for r in found if r is not None], strict=True)
+                for key, row, matches in rows]
 
     async def _statement(self, conn, relation: str, filter_list: list, rows: bool) -> tuple[str, list[str]]:
         """The statement (and filter values) reading ``relation`` with these filters, from flows.realtime_query."""
@@ -481,8 +483,17 @@ def _reason(text: str) -> str:
     return "other"
 
 
-def _lost_connection(error: asyncpg.PostgresError) -> bool:
+def _lost_connection(error: Exception) -> bool:
+    if isinstance(error, psycopg.OperationalError | psycopg.InterfaceError) and not getattr(error, "sqlstate", None):
+        return True
     return (getattr(error, "sqlstate", "") or "")[:2] in CONNECTION_SQLSTATES
+
+
+def _message(error: Exception) -> str:
+    diag = getattr(error, "diag", None)
+    if diag is not None and diag.message_primary:
+        return diag.message_primary
+    return error.args[0] if error.args else str(error)
 
 
 async def _quietly(awaitable) -> None:
