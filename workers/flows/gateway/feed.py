@@ -427,8 +427,8 @@ class Feed:
         return seen
 
     async def _visible(self, conn, relation, keys, group, audiences, filters, rows):
-        statements = [await self._statement(conn, relation, [filters[f] for f in audiences[audience]], rows)
-                      for audience in group]  # built as the gateway, before switching roles
+        statements = await self._statements_for(  # built as the gateway, before switching roles
+            conn, relation, [[filters[f] for f in audiences[audience]] for audience in group], rows)
         order = sorted(range(len(group)), key=lambda i: self._audience(group[i])[0])  # reuse plans per role
         metrics.AUDIENCE_READS.labels("rows" if rows else "before").inc(len(group))
         pipeline = []
@@ -442,15 +442,19 @@ class Feed:
                 for index, rows in zip(order, [r for r in found if r is not None], strict=True)
                 for key, row, matches in rows]
 
-    async def _statement(self, conn, relation: str, filter_list: list, rows: bool) -> tuple[str, list[str]]:
-        """The statement (and filter values) reading ``relation`` with these filters, from flows.realtime_query."""
-        cache_key = (relation, json.dumps(filter_list, sort_keys=True), rows)
-        if cache_key not in self._statements:
-            if len(self._statements) > 10_000:
+    async def _statements_for(self, conn, relation: str, filter_lists: list[list], rows: bool):
+        """The statement (and filter values) reading ``relation`` with each filter list, from flows.realtime_query
+        (those not seen before fetched in one pipeline)."""
+        keys = [(relation, json.dumps(filter_list, sort_keys=True), rows) for filter_list in filter_lists]
+        missing = sorted({key for key in keys if key not in self._statements})
+        if missing:
+            if len(self._statements) + len(missing) > 20_000:
                 self._statements.clear()
-            query, values = await conn.fetchrow(queries.STATEMENT, relation, cache_key[1], rows)
-            self._statements[cache_key] = (query, list(values))
-        return self._statements[cache_key]
+            found = await conn.pipeline([(queries.STATEMENT, key, True) for key in missing])
+            for key, result in zip(missing, found, strict=True):
+                query, values = result[0]
+                self._statements[key] = (query, list(values))
+        return [self._statements[key] for key in keys]
 
     @staticmethod
     def _audience(audience: str) -> tuple[str, str]:
