@@ -294,7 +294,7 @@ def start_gateway(url_for, secret: str, workdir: Path) -> tuple[subprocess.Popen
     port = free_port()
     process = subprocess.Popen([FLOWS, "gateway", "--port", str(port), "--queue-limit", "5000"], env={
         **os.environ, "FLOWS_DATABASE_URL": url_for("flows_authenticator"), "FLOWS_JWT_SECRET": secret,
-        "FLOWS_LOG_LEVEL": "WARNING", "FLOWS_LOG_FORMAT": "json"},
+        "FLOWS_LOG_LEVEL": "INFO", "FLOWS_LOG_FORMAT": "json"},
         stdout=open(workdir / "gateway.log", "ab"), stderr=subprocess.STDOUT)
     if not wait_ready(f"http://127.0.0.1:{port}/health", 30, alive=lambda: process.poll() is None):
         raise RuntimeError("the gateway did not start")
@@ -403,7 +403,8 @@ def main() -> None:
     args = parser.parse_args()
     secret = secrets.token_urlsafe(40)
     with database() as admin_url, tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
+        workdir = Path(os.environ.get("FLOWS_BENCH_WORKDIR") or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         with psycopg.connect(admin_url, autocommit=True) as conn:
             password = secrets.token_urlsafe(12)
             conn.execute(f"ALTER ROLE flows_authenticator PASSWORD '{password}'")

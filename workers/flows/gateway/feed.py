@@ -78,6 +78,7 @@ class Feed:
         self._held: SnapshotConnection | None = None  # the connection whose open snapshot is S_prev
         self._pool: asyncpg.Pool | None = None
         self._statements: dict[tuple, tuple[str, list[str]]] = {}
+        self._reading = 0.0  # seconds of the current step spent waiting for rows (reported on slow steps)
 
     # -- subscriptions ---------------------------------------------------------
     async def check(self, subscription: Subscription) -> None:
@@ -196,9 +197,14 @@ class Feed:
                     subscription.resync_due = "the gateway was away longer than the retention"
             await self._join(conn, head)
             active = [s for s in self.subscriptions if s.joined and s.cursor < head and not s.resync_due]
+            timings = {"head": time.perf_counter() - started}
+            self._reading = 0.0
             if active:
                 rows = await conn.fetch(queries.CHANGES, min(s.cursor for s in active), head)
+                timings["changes"] = time.perf_counter() - started
                 await self._deliver(conn, rows, active, boundary)
+                timings["delivered"] = time.perf_counter() - started
+                timings["reading_rows"] = self._reading
                 for subscription in active:
                     subscription.cursor = head
             self._settle(head)
@@ -210,7 +216,11 @@ class Feed:
         self._held = conn
         self.position = head
         metrics.POSITION.set(head)
-        metrics.STEP.observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.STEP.observe(seconds)
+        if seconds > 0.25:
+            self.log.info("slow step", seconds=round(seconds, 3), position=head,
+                          **{k: round(v, 3) for k, v in timings.items()})
 
     async def _join(self, conn: SnapshotConnection, head: int) -> None:
         pruned = None
@@ -312,7 +322,9 @@ class Feed:
                 wanted[audience] = keys
         if not wanted:
             return
+        read_started = time.perf_counter()
         now = await self._read(conn, relation, wanted, audiences, filters, rows=True)
+        self._reading += time.perf_counter() - read_started
 
         # Live changes (after the held snapshot): ask S_prev whether keys no longer matching matched before.
         before: dict[tuple[str, str], Seen] = {}
