@@ -91,8 +91,11 @@ class Received:
         ids = [m["id"] for m in self.events + self.snapshots + self.resyncs]
         return max(ids) if ids else None
 
-    def by_position(self, key_column: str = "id") -> dict[int, set[str]]:
-        return {m["id"]: {c["key"][key_column] for c in m["changes"]} for m in self.events}
+    def by_position(self, key_column: str = "id", op: str | None = None) -> dict[int, set[str]]:
+        """Position -> keys changed there (only upserts or removals with ``op``)."""
+        found = {m["id"]: {c["key"][key_column] for c in m["changes"] if op is None or c["op"] == op}
+                 for m in self.events}
+        return {position: keys for position, keys in found.items() if keys}
 
     def ids(self) -> list[int]:
         return [m["id"] for m in self.events]
@@ -112,6 +115,7 @@ class SseClient:
         self.base_url, self.token, self.relation, self.filters = base_url, token, relation, filters
         self.received = Received()
         self.since = since
+        self.last_event_id: str | None = None  # as EventSource keeps it: from any event with an id
         self.connects = 0
         self.closed_reason: str | None = None
         self._task: asyncio.Task | None = None
@@ -129,7 +133,7 @@ class SseClient:
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
             while True:
-                last = self.received.last_id or self.since
+                last = self.last_event_id or self.since
                 headers = {"Authorization": f"Bearer {self.token}"}
                 if last is not None:
                     headers["Last-Event-ID"] = str(last)
@@ -158,6 +162,8 @@ class SseClient:
     def _dispatch(self, event: dict) -> bool:
         """Handle one SSE event; True when the stream is over for good."""
         kind, data = event.get("event"), event.get("data")
+        if event.get("id"):
+            self.last_event_id = event["id"]
         if not data:
             return False
         message = json.loads(data)

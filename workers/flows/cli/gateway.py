@@ -36,4 +36,4 @@ def gateway(database_url: str | None, host: str, port: int, queue_limit: int, re
                            poll_interval=poll, batch_window=batch_window)
     click.echo(f"gateway on http://{host}:{port} (live page /live, metrics /metrics)", err=True)
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="warning",
-                ws_ping_interval=20, ws_ping_timeout=20, timeout_graceful_shutdown=5)
+                ws_ping_interval=20, ws_ping_timeout=20, timeout_graceful_shutdown=1)

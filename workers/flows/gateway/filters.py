@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 
 OPERATORS = ("eq", "neq", "lt", "lte", "gt", "gte", "in", "is")
+UNSUPPORTED = ("select", "order", "limit", "offset", "and", "or")
 
 
 class FilterError(ValueError):
@@ -17,6 +18,9 @@ def parse(params: Iterable[tuple[str, str]]) -> list[dict]:
     """[(column, "op.value"), ...] -> [{"column", "op", "value", "negate"}, ...]."""
     conditions = []
     for column, expression in params:
+        if column in UNSUPPORTED:
+            raise FilterError(f"{column} is not supported on a stream: changes carry whole rows, in commit order "
+                              "(read pages and chosen columns over the API)")
         negate = expression.startswith("not.")
         if negate:
             expression = expression[4:]
