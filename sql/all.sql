@@ -44,6 +44,8 @@ SET ROLE flows_owner;
 \ir schema/billing/tariffs.sql
 \ir schema/billing/statements.sql
 \ir schema/billing/billing_run.sql
+\ir schema/realtime.sql
+\ir schema/realtime_relations.sql
 
 -- who is asking
 \ir rls/claims.sql

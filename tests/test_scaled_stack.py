@@ -98,7 +98,7 @@ def test_up_prints_and_status_names_where_everything_is(scaled):
     status = scaled.status
     assert f"API      {scaled.api}" in scaled.up_output and f"Reads    {scaled.readonly}" in scaled.up_output
     for name in ("postgresql", "replica", "pgbouncer", "postgrest", "postgrest-2", "postgrest-readonly", "nginx",
-                 "worker", "emulator", "exporter", "blackbox", "prometheus"):
+                 "worker", "emulator", "gateway", "exporter", "blackbox", "prometheus"):
         assert status[name]["running"], f"{name} is not running: {status[name]}"
     assert status["postgrest"]["ready"] and status["postgrest-2"]["ready"] and status["postgrest-readonly"]["ready"]
     assert httpx.get(status["exporter"]["url"]).status_code == 200
@@ -106,12 +106,13 @@ def test_up_prints_and_status_names_where_everything_is(scaled):
     for port in (scaled.config["admin_port"], scaled.config["api2_admin_port"], scaled.config["readonly_admin_port"]):
         assert httpx.get(f"http://127.0.0.1:{port}/live").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200
-    # Prometheus scrapes the exporter, the worker, the blackbox probes of the three PostgREST and itself
+    # Prometheus scrapes the exporter, the worker, the gateway, the blackbox probes of the three PostgREST and itself
     def jobs():
         targets = httpx.get(f"{status['prometheus']['url']}/api/v1/targets").json()["data"]["activeTargets"]
         return {(t["labels"]["job"], t["health"]) for t in targets}
 
-    expected = {("postgres", "up"), ("worker", "up"), ("postgrest", "up"), ("blackbox", "up"), ("prometheus", "up")}
+    expected = {("postgres", "up"), ("worker", "up"), ("gateway", "up"), ("postgrest", "up"), ("blackbox", "up"),
+                ("prometheus", "up")}
     assert eventually(lambda: jobs() == expected), jobs()
 
 

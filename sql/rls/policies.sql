@@ -244,22 +244,6 @@ CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SEL
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
 
--- == Operations: audit trail, API keys =====================================
-
--- The audit trail: admins read every ESCO's, operators their own ESCO's.
-ALTER TABLE flows.audit_log ENABLE ROW LEVEL SECURITY;
-CREATE POLICY audit_log_admin ON flows.audit_log FOR SELECT TO flows_admin
-    USING (true);
-CREATE POLICY audit_log_own_esco ON flows.audit_log FOR SELECT TO flows_operator
-    USING (esco = (SELECT flows.current_esco_id()));
-
-ALTER TABLE flows.api_keys ENABLE ROW LEVEL SECURITY;
-CREATE POLICY api_keys_admin ON flows.api_keys TO flows_admin
-    USING (true);
-CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
-    USING (esco = (SELECT flows.current_esco_id()));
-CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
-    USING (esco = (SELECT flows.current_esco_id()));
 -- == Billing: customers, accounts, tariffs, statements ======================
 -- Tenant = ESCO, as above; a customer (claim "customer") sees their own
 -- customer row, the accounts they are or were linked to, their links,
@@ -358,3 +342,36 @@ CREATE POLICY invoice_documents_own_esco ON billing.invoice_documents FOR SELECT
     USING (esco = (SELECT flows.current_esco_id()));
 CREATE POLICY invoice_documents_customer ON billing.invoice_documents FOR SELECT TO flows_customer
     USING (invoice_id IN (SELECT i.id FROM billing.invoices AS i));
+
+
+-- == Realtime ===============================================================
+
+-- The registry of followed relations: the gateway reads it.
+ALTER TABLE flows.realtime_relations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY realtime_relations_gateway ON flows.realtime_relations FOR SELECT TO flows_authenticator
+    USING (true);
+
+-- The change log and its sources: no policy, only the SECURITY DEFINER
+-- capture and reading functions (owned by flows_owner) touch them.
+ALTER TABLE flows.realtime_sources ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_commits ENABLE ROW LEVEL SECURITY;
+ALTER TABLE flows.realtime_state ENABLE ROW LEVEL SECURITY;
+
+
+-- == Operations: audit trail, API keys =====================================
+
+-- The audit trail: admins read every ESCO's, operators their own ESCO's.
+ALTER TABLE flows.audit_log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audit_log_admin ON flows.audit_log FOR SELECT TO flows_admin
+    USING (true);
+CREATE POLICY audit_log_own_esco ON flows.audit_log FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.api_keys ENABLE ROW LEVEL SECURITY;
+CREATE POLICY api_keys_admin ON flows.api_keys TO flows_admin
+    USING (true);
+CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));

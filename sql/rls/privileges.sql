@@ -206,30 +206,6 @@ GRANT EXECUTE ON FUNCTION
 TO flows_service, flows_admin;
 
 
--- == Operations: request checks, audit trail, API keys, monitoring =========
-
--- PostgREST runs the request check (db-pre-request) as the request's role, anonymous included.
-GRANT USAGE ON SCHEMA flows TO flows_anon;
-GRANT EXECUTE ON FUNCTION flows.check_request()
-    TO flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
-
--- The audit trail: written only by its trigger (a definer function); read by
--- admins (every ESCO) and operators (their ESCO). Nobody may change or remove
--- a row, the owner included.
-GRANT SELECT ON flows.audit_log, api.audit_log TO flows_admin, flows_operator;
-REVOKE UPDATE, DELETE, TRUNCATE ON flows.audit_log FROM flows_owner;
-
--- API keys: operators list and revoke their ESCO's; `flows api-key create` records them as an admin.
-GRANT SELECT ON flows.api_keys, api.api_keys TO flows_admin, flows_operator;
-GRANT INSERT ON flows.api_keys TO flows_admin;
-GRANT UPDATE (revoked_at, revoked_by) ON flows.api_keys TO flows_admin, flows_operator;
-GRANT EXECUTE ON FUNCTION api.revoke_api_key(uuid) TO flows_admin, flows_operator;
-GRANT EXECUTE ON FUNCTION flows.create_api_key(text, text, text, timestamptz) TO flows_admin;
-
--- The exporter's login reads the monitoring views only.
-GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
-GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
-    TO flows_monitor;
 -- == Billing: customers, accounts, tariffs, statements ======================
 -- Operators run their ESCO's billing through the api RPCs (invoker rights,
 -- so they need the table privileges the RPCs use); nobody writes statements,
@@ -351,3 +327,52 @@ GRANT EXECUTE ON FUNCTION
     billing.statement_lines(uuid, date, uuid[]),
     billing.periods_without_tariff(uuid, date, uuid[])
 TO flows_analyst, flows_service;
+
+
+-- == Realtime ===============================================================
+
+-- The gateway logs in as flows_authenticator, like PostgREST, and switches to
+-- each subscriber's role and claims to read rows (the statements of
+-- flows.realtime_query): it reads the change log (ids only) through these
+-- functions and nothing else itself.
+-- Writers need nothing: the capture triggers are SECURITY DEFINER.
+GRANT USAGE ON SCHEMA flows TO flows_authenticator;
+GRANT SELECT ON flows.realtime_relations TO flows_authenticator;
+GRANT EXECUTE ON FUNCTION
+    flows.realtime_head(),
+    flows.realtime_pruned_through(),
+    flows.realtime_changes(bigint, bigint),
+    flows.realtime_column_type(text, text),
+    flows.realtime_condition(text, jsonb, text[]),
+    flows.realtime_query(text, jsonb, boolean),
+    flows.realtime_snapshot(text, jsonb, jsonb, integer),
+    flows.realtime_visible_escos(jsonb, uuid[]),
+    flows.prune_realtime_events(interval)
+TO flows_authenticator;
+GRANT EXECUTE ON FUNCTION flows.prune_realtime_events(interval) TO flows_service, flows_admin;
+
+
+-- == Operations: request checks, audit trail, API keys, monitoring =========
+
+-- PostgREST runs the request check (db-pre-request) as the request's role, anonymous included.
+GRANT USAGE ON SCHEMA flows TO flows_anon;
+GRANT EXECUTE ON FUNCTION flows.check_request()
+    TO flows_anon, flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- The audit trail: written only by its trigger (a definer function); read by
+-- admins (every ESCO) and operators (their ESCO). Nobody may change or remove
+-- a row, the owner included.
+GRANT SELECT ON flows.audit_log, api.audit_log TO flows_admin, flows_operator;
+REVOKE UPDATE, DELETE, TRUNCATE ON flows.audit_log FROM flows_owner;
+
+-- API keys: operators list and revoke their ESCO's; `flows api-key create` records them as an admin.
+GRANT SELECT ON flows.api_keys, api.api_keys TO flows_admin, flows_operator;
+GRANT INSERT ON flows.api_keys TO flows_admin;
+GRANT UPDATE (revoked_at, revoked_by) ON flows.api_keys TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION api.revoke_api_key(uuid) TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION flows.create_api_key(text, text, text, timestamptz) TO flows_admin;
+
+-- The exporter's login reads the monitoring views only.
+GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
+GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
+    TO flows_monitor;

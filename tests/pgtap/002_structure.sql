@@ -11,7 +11,8 @@ SELECT tables_are('flows', ARRAY[
     'register_import', 'register_export', 'register_interval_hh', 'register_interval_daily', 'register_interval_monthly',
     'meter_prepay_balance', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
     'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log',
-    'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds', 'audit_log', 'api_keys'
+    'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds', 'audit_log', 'api_keys',
+    'realtime_relations', 'realtime_sources', 'realtime_events', 'realtime_commits', 'realtime_state'
 ] || ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'flows'::regnamespace
                   AND c.relispartition AND c.relkind = 'r'),
    'flows holds the documented tables (and their partitions)');
@@ -73,8 +74,10 @@ SELECT is_empty($$
 $$, 'every PL/pgSQL function pins its search_path');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
            WHERE p.pronamespace IN ('flows'::regnamespace, 'api'::regnamespace) AND p.prosecdef),
-          ARRAY['audit_row', 'check_request', 'create_meter_shadow', 'ensure_partitions', 'estimate_interval_hh',
-                'jwt_claims', 'record_interval_hh', 'record_register_reads'],
+          ARRAY['audit_row', 'capture_realtime_changes', 'check_request', 'create_meter_shadow', 'ensure_partitions',
+                'estimate_interval_hh', 'jwt_claims', 'number_realtime_commit', 'prune_realtime_events',
+                'realtime_changes', 'realtime_head', 'realtime_pruned_through', 'record_interval_hh',
+                'record_register_reads'],
           'the SECURITY DEFINER functions are the reviewed ones');
 SELECT is_empty($$
     SELECT p.oid::regprocedure, c.message
@@ -105,7 +108,8 @@ SELECT is_empty($$
     WHERE c.relnamespace = 'flows'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND c.relrowsecurity
       AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid)
-      AND c.relname NOT IN ('sql_login_claims', 'reads_to_estimate')  -- internal: only definer functions use them
+      AND c.relname NOT IN ('sql_login_claims', 'reads_to_estimate',  -- internal: only definer functions use them
+                            'realtime_sources', 'realtime_events', 'realtime_commits', 'realtime_state')
 $$, 'every table with row-level security has policies');
 SELECT is_empty($$
     SELECT c.relname FROM pg_class c

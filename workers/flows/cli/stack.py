@@ -31,6 +31,7 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
         click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
     click.echo(f"  Database {stack.admin_url}")
     click.echo(f"  Metrics  http://127.0.0.1:{config.metrics_port}/metrics   (the worker)")
+    click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics)")
     if config.monitoring:
         click.echo(f"  Prometheus http://127.0.0.1:{config.prometheus_port}   "
                    f"(exporter http://127.0.0.1:{config.exporter_port}/metrics)")
@@ -40,6 +41,9 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{api}/meter_registry?select=id,serial,name"')
         click.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{api}/meter_shadows?select=balance,health,'
                    f'meter_registry(serial)"   # live within a minute')
+        click.echo(f'  curl -N -H "Authorization: Bearer $TOKEN" '
+                   f'"{config.gateway_url}/events/stream?relation=meter_shadows"   # changes as they commit')
+        click.echo(f"  Live page: {config.gateway_url}/live#token=$TOKEN")
     click.echo("\nStop with `flows down`; `flows status` shows what runs.")
 
 

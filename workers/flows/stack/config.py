@@ -42,6 +42,7 @@ class StackConfig:
     worker_password: str = ""
     emulator_base_port: int = 0  # first port of the demo fleet (0: not chosen yet)
     metrics_port: int = 0  # the worker's Prometheus endpoint (0: not chosen yet)
+    gateway_port: int = 0  # flows gateway: WebSocket, SSE, live page (0: not chosen yet)
     database: str = DATABASE
     # Monitoring (flows up --monitoring; stack/monitoring.py); 0: not chosen yet.
     monitoring: bool = False
@@ -49,7 +50,6 @@ class StackConfig:
     blackbox_port: int = 0
     prometheus_port: int = 0
     monitor_password: str = ""
-    gateway_metrics_port: int = 0  # the gateway's metrics endpoint, scraped when set (flows gateway)
     # Topology (flows up --topology scaled; stack/topology.py): PgBouncer, a replica, nginx.
     topology: str = "single"
     pgbouncer_port: int = 0
@@ -85,6 +85,10 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     def authenticator_url(self) -> str:
         return self.cluster().tcp_url(self.database, "flows_authenticator", self.authenticator_password)

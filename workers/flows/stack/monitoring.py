@@ -44,8 +44,8 @@ def scrape_jobs(config: StackConfig) -> dict[str, list[str]]:
         "blackbox": [local(config.blackbox_port)],
         "prometheus": [local(config.prometheus_port)],
     }
-    if config.gateway_metrics_port:  # set where the gateway starts (flows gateway --metrics-port)
-        jobs["gateway"] = [local(config.gateway_metrics_port)]
+    if config.gateway_port:  # the gateway serves /metrics on its own port
+        jobs["gateway"] = [local(config.gateway_port)]
     return {job: targets for job, targets in jobs.items() if targets}
 
 

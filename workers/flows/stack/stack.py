@@ -55,7 +55,7 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        names = ["postgrest", "emulator", "worker"]
+        names = ["postgrest", "emulator", "worker", "gateway"]
         if self.config.topology == "scaled":
             names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
         if self.config.monitoring:
@@ -94,6 +94,7 @@ class Stack:
         topology.start_database_side(self, say)
         self._start_postgrest(say)
         self._start_worker(say)
+        self._start_gateway(say)
         topology.start_api_side(self, say)
         topology.reload_schema_caches(self)
         if with_monitoring or (with_monitoring is None and config.monitoring):
@@ -161,6 +162,25 @@ class Stack:
         if process.exited_early(0.5):
             raise FlowsError(f"the worker did not start; see {process.logfile}\n{process.tail(5)}")
 
+    def _start_gateway(self, say: Say) -> None:
+        """flows gateway, logged in as flows_authenticator with PostgREST's JWT secret."""
+        config = self.config
+        process = self.process("gateway")
+        if process.pid() is not None:
+            return
+        if not config.gateway_port or not port_is_free(config.gateway_port):
+            config.gateway_port = free_port(8090)
+            config.save()
+        say(f"starting the gateway on port {config.gateway_port} (live page {config.gateway_url}/live)")
+        process.start([FLOWS, "gateway", "--port", str(config.gateway_port)],
+                      env={**self._env(), "FLOWS_DATABASE_URL": config.authenticator_url(),
+                           "FLOWS_JWT_SECRET": config.jwt_secret, "FLOWS_LOG_FORMAT": "json"},
+                      cwd=ROOT)
+        if not wait_ready(f"{config.gateway_url}/health", timeout=20, alive=process.pid):
+            detail = process.tail(5)
+            process.stop()
+            raise FlowsError(f"the gateway did not become ready; see {process.logfile}\n{detail}")
+
     def _env(self) -> dict[str, str]:
         """The home folder (for the test vendor's secret and sequences, shared by the emulator and workers)."""
         return {"FLOWS_HOME": self.config.home}
@@ -203,6 +223,10 @@ class Stack:
                 entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
             elif process.name in monitoring.PROCESSES:
                 entry["url"] = monitoring.urls(config)[process.name]
+            elif process.name == "gateway" and config.gateway_port:
+                entry["url"] = config.gateway_url
+                entry["live_page"] = f"{config.gateway_url}/live"
+                entry["metrics"] = f"{config.gateway_url}/metrics"
             report[process.name] = entry
         for name, entry in topology.status(self).items():
             report[name] = entry

@@ -1,0 +1,1 @@
+"""Gateway endpoints, one module per concern; each has ``routes(gateway)`` (see flows.gateway.app)."""
