@@ -88,9 +88,9 @@ async def running_worker():
 
     workers = []
 
-    async def start(database_url: str, **overrides) -> Worker:
+    async def start(database_url: str, jobs=(), **overrides) -> Worker:
         worker = Worker(worker_config(database_url, **overrides),
-                        vendor=EmulatedVendor(VENDOR_SECRET, MemorySequenceStore()))
+                        vendor=EmulatedVendor(VENDOR_SECRET, MemorySequenceStore()), jobs=jobs)
         task = asyncio.create_task(worker.run())
         workers.append((worker, task))
         return worker

@@ -10,6 +10,7 @@ from flows.cli.common import database_url_option, settings
 from flows.vending import get_vendor
 from flows.worker import metrics
 from flows.worker.daemon import Worker, WorkerConfig
+from flows.worker.jobs import JobContext, build_jobs
 
 
 @click.command()
@@ -33,6 +34,8 @@ from flows.worker.daemon import Worker, WorkerConfig
               help="Serve Prometheus metrics on this port.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for the metrics endpoint.")
 @click.option("--name", default=None, help="Worker name in leases and logs (default host:pid:random).")
+@click.option("--jobs", default=None,
+              help="Outbound jobs to run beside meter commands, comma-separated (default: all; 'none': none).")
 def worker(**options) -> None:
     """Claim meter commands and run them over EMOP until SIGTERM."""
     resolved = settings(options["database_url"])
@@ -54,7 +57,9 @@ def worker(**options) -> None:
         config.name = options["name"]
     if options["metrics_port"]:
         metrics.serve(options["metrics_port"], options["metrics_host"])
-    asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home))))
+    names = None if options["jobs"] is None else [n for n in options["jobs"].split(",") if n and n != "none"]
+    jobs = build_jobs(JobContext(config.database_url, config.name, resolved), names)
+    asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home), jobs=jobs)))
 
 
 async def _run(daemon: Worker) -> None:

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -31,6 +32,7 @@ from flows.errors import Refused
 from flows.log import get_logger
 from flows.vending import VendingAdapter
 from flows.worker import metrics
+from flows.worker.jobs import OutboundJob, supervise
 from flows.worker.queries import CHANNEL, Command, Fenced, Queries, QueryFailed, listening
 from flows.worker.workflows import WORKFLOWS, Context
 
@@ -59,9 +61,11 @@ class WorkerConfig:
 
 
 class Worker:
-    def __init__(self, config: WorkerConfig, vendor: VendingAdapter, emop: EmopClient | None = None):
+    def __init__(self, config: WorkerConfig, vendor: VendingAdapter, emop: EmopClient | None = None,
+                 jobs: Sequence[OutboundJob] = ()):
         self.config = config
         self.vendor = vendor
+        self.jobs = list(jobs)  # outbound jobs run beside the meter commands (flows.worker.jobs)
         self.emop = emop or EmopClient(pacing=config.pacing, timeout=config.emop_timeout,
                                        attempts=config.emop_attempts, proxy=config.proxy)
         self.queries: Queries | None = None
@@ -78,6 +82,7 @@ class Worker:
             ("listen", self._listen()),
             ("heartbeat", self._heartbeat()),
             ("scheduler", self._schedule()),
+            *((f"job:{job.name}", supervise(job, self.stopping)) for job in self.jobs),
         )]
         try:
             await self._claim_loop()
