@@ -2869,6 +2869,10 @@ GRANT INSERT, UPDATE ON billing.payments, billing.refunds, billing.topups, billi
 GRANT INSERT, UPDATE ON billing.processor_events TO flows_admin, flows_service;
 GRANT INSERT ON billing.journals, billing.journal_entries TO flows_admin, flows_operator, flows_service;
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.journals, billing.journal_entries FROM flows_owner;
+-- (PostgreSQL checks a foreign key by locking the row it points at, FOR KEY SHARE, as the owner of its
+-- table, which needs an UPDATE privilege: entries and reversals point at journals, so the owner keeps it
+-- on journals.id alone; the append-only trigger refuses any UPDATE all the same.)
+GRANT UPDATE (id) ON billing.journals TO flows_owner;
 -- Payment methods and solar installations: operators write the views directly.
 GRANT INSERT, UPDATE ON billing.payment_methods, billing.solar_rates, billing.solar_installations,
                         billing.solar_allocations

@@ -19,7 +19,8 @@ BEGIN
     PERFORM esco, ledger_account, balance FROM api.esco_books WHERE false;
     ASSERT (SELECT count(*) FROM billing.ledger_accounts) = 9, 'the chart of accounts is incomplete';
     ASSERT flows.lock_key('money_pass') = 2054, 'the money pass lock is not registered';
-    ASSERT NOT pg_catalog.has_table_privilege('flows_owner', 'billing.journals', 'UPDATE, DELETE, TRUNCATE'),
+    ASSERT NOT pg_catalog.has_table_privilege('flows_owner', 'billing.journal_entries', 'UPDATE, DELETE, TRUNCATE')
+           AND NOT pg_catalog.has_table_privilege('flows_owner', 'billing.journals', 'DELETE, TRUNCATE'),
         'the ledger can be changed by its owner';
     ASSERT NOT pg_catalog.has_table_privilege('flows_operator', 'billing.journal_entries', 'UPDATE, DELETE'),
         'operators can change ledger entries';
