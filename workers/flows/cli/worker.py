@@ -7,6 +7,7 @@ from datetime import timedelta
 import click
 
 from flows.cli.common import database_url_option, settings
+from flows.payments import job as payments_job  # noqa: F401 (registers the payments job)
 from flows.vending import get_vendor
 from flows.worker import metrics
 from flows.worker.daemon import Worker, WorkerConfig
