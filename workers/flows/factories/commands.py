@@ -32,5 +32,17 @@ def request_sync(conn: psycopg.Connection, meter_ids: Sequence[str] | None = Non
                               None if metrics is None else list(metrics))))
 
 
+def fail_command(conn: psycopg.Connection, command: str, error: str, *, worker: str = "factory") -> str:
+    """A pending command tried and failed for good as a worker records it (claimed by ``worker``, then
+    flows.fail_meter_command_v1, not retryable); ``error`` as the worker says it ("ErrorClass: message").
+    Returns the command's status."""
+    attempt = conn.execute("UPDATE flows.meter_commands SET status = 'running', attempts = attempts + 1,"
+                           " lease_owner = %s, lease_expires_at = now() + interval '1 minute',"
+                           " started_at = coalesce(started_at, now()) WHERE id = %s AND status = 'pending'"
+                           " RETURNING attempts", (worker, command)).fetchone()[0]
+    return conn.execute("SELECT flows.fail_meter_command_v1(%s, %s, %s, %s, false)",
+                        (command, worker, attempt, error)).fetchone()[0]
+
+
 def _ids(cursor: psycopg.Cursor) -> list[str]:
     return [str(row[0]) for row in cursor.fetchall()]

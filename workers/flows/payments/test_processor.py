@@ -83,6 +83,26 @@ def truthy(value) -> bool:
     return str(value).lower() in ("true", "1")
 
 
+def intent_object(amount_pence: int, metadata: dict, *, status: str = "requires_confirmation",
+                  customer: str | None = None, payment_method: str | None = None, description: str | None = None,
+                  intent_id: str | None = None, created: float | None = None) -> dict:
+    """A PaymentIntent as Stripe shapes it."""
+    return {
+        "id": intent_id or new_id("pi"), "object": "payment_intent", "amount": amount_pence,
+        "amount_received": amount_pence if status == "succeeded" else 0, "currency": "gbp", "customer": customer,
+        "payment_method": payment_method, "description": description, "metadata": metadata, "status": status,
+        "created": int(created or time.time()), "latest_charge": None, "last_payment_error": None, "livemode": False,
+        "confirmation_method": "automatic", "capture_method": "automatic",
+    }
+
+
+def event_object(kind: str, obj: dict, created: float | None = None) -> dict:
+    """An event as Stripe sends it to a webhook endpoint: ``data.object`` is the object as it stood."""
+    return {"id": new_id("evt"), "object": "event", "api_version": API_VERSION, "created": int(created or time.time()),
+            "type": kind, "livemode": False, "pending_webhooks": 1, "data": {"object": copy.deepcopy(obj)},
+            "request": {"id": new_id("req"), "idempotency_key": None}}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, kind: str, message: str, code: str | None = None, **extra):
         super().__init__(message)
@@ -239,14 +259,10 @@ class TestProcessor:
             raise ApiError(400, "invalid_request_error", "Missing required param: amount.", param="amount") from None
         if amount < 1 or params.get("currency", "").lower() != "gbp":
             raise ApiError(400, "invalid_request_error", "amount must be positive and currency gbp", param="amount")
-        intent = {
-            "id": new_id("pi"), "object": "payment_intent", "amount": amount, "amount_received": 0,
-            "currency": "gbp", "customer": params.get("customer"), "payment_method": params.get("payment_method"),
-            "description": params.get("description"), "metadata": params.get("metadata", {}),
-            "status": "requires_confirmation" if params.get("payment_method") else "requires_payment_method",
-            "created": int(self.now()), "latest_charge": None, "last_payment_error": None, "livemode": False,
-            "confirmation_method": "automatic", "capture_method": "automatic",
-        }
+        intent = intent_object(
+            amount, params.get("metadata", {}), customer=params.get("customer"),
+            payment_method=params.get("payment_method"), description=params.get("description"), created=self.now(),
+            status="requires_confirmation" if params.get("payment_method") else "requires_payment_method")
         self.intents[intent["id"]] = intent
         self.created_per_payment[intent["metadata"].get("payment_id", "")] += 1
         self._emit("payment_intent.created", intent)
@@ -324,9 +340,7 @@ class TestProcessor:
 
     # -- events and their delivery ------------------------------------------------------
     def _emit(self, kind: str, obj: dict) -> dict:
-        event = {"id": new_id("evt"), "object": "event", "api_version": API_VERSION, "created": int(self.now()),
-                 "type": kind, "livemode": False, "pending_webhooks": 1 if self.webhook_url else 0,
-                 "data": {"object": copy.deepcopy(obj)}, "request": {"id": new_id("req"), "idempotency_key": None}}
+        event = event_object(kind, obj, self.now())
         self.events.append(event)
         if self.webhook_url and self._queue is not None:
             self.deliveries[event["id"]] = Delivery(event)
