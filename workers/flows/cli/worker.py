@@ -59,7 +59,8 @@ def worker(**options) -> None:
     if options["metrics_port"]:
         metrics.serve(options["metrics_port"], options["metrics_host"])
     names = None if options["jobs"] is None else [n for n in options["jobs"].split(",") if n and n != "none"]
-    jobs = build_jobs(JobContext(config.database_url, config.name, resolved), names)
+    jobs = build_jobs(JobContext(config.database_url, config.name, resolved, lease=config.lease,
+                                 poll_interval=config.poll_interval, retry_backoff=config.retry_backoff), names)
     asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home), jobs=jobs)))
 
 

@@ -44,10 +44,12 @@ PASS_SECONDS = Histogram("flows_payments_money_pass_seconds", "Time a money pass
 
 @dataclass(frozen=True)
 class PaymentsJobConfig:
+    """flows worker's --poll, --lease and --retry-backoff set the first three."""
+
     poll_interval: float = 2.0  # seconds between passes when nothing wakes the job
-    lease: timedelta = timedelta(minutes=1)  # a claimed payment is held this long (a call never takes longer)
+    lease: timedelta = timedelta(minutes=2)  # a claimed payment is held this long (longer than any call)
+    retry_base: timedelta = timedelta(seconds=10)  # backoff of processor retries and of top-up rounds
     stale: timedelta = timedelta(hours=1)  # a payment processing this long without news is looked up
-    retry_base: timedelta = timedelta(seconds=30)  # backoff of processor retries and of top-up rounds
     horizon: timedelta = timedelta(days=7)  # regular payments are created this far ahead
     batch: int = 50  # payments (and refunds) claimed at once
     concurrency: int = 20  # processor calls in flight
@@ -70,7 +72,9 @@ class PaymentsJob:
             from flows.payments.stripe_processor import StripeProcessor
 
             processor = StripeProcessor(settings.stripe_api_key, settings.stripe_api_base)
-        return cls(context.database_url, context.worker_name, processor)
+        config = PaymentsJobConfig(poll_interval=context.poll_interval, lease=context.lease,
+                                   retry_base=context.retry_backoff)
+        return cls(context.database_url, context.worker_name, processor, config)
 
     async def run(self, stopping: asyncio.Event) -> None:
         if self.processor is None:

@@ -22,7 +22,7 @@ Payment methods behave as their names say (Stripe's test names where it has them
     pm_card_visa (any pm_card_...)     succeeds at once: payment_intent.succeeded, charge.succeeded
     pm_card_chargeDeclined             declined (402 card_error): payment_intent.payment_failed
     pm_bacs_debit (any ...bacs...)     a Direct Debit: processing, then succeeded after ``settle_after`` seconds
-    pm_bacs_debit_fail                 processing, then payment_failed
+    pm_bacs_debit_fail (any ...fail)   processing, then payment_failed
 For tests (not Stripe): GET /_test/summary (what was created and charged, per payment), POST
 /_test/clock?advance=SECONDS (idempotency keys expire), POST /_test/webhooks?paused=true|false, GET /_test/events.
 
@@ -290,7 +290,7 @@ class TestProcessor:
         if "bacs" in method:  # a Direct Debit takes days: processing, then settled (or failed)
             intent.update(status="processing", last_payment_error=None)
             self._emit("payment_intent.processing", intent)
-            succeeds = not method.endswith("fail")
+            succeeds = "fail" not in method
             asyncio.get_running_loop().call_later(self.settle_after, self.settle, intent_id, succeeds)
         else:
             self._succeed(intent)

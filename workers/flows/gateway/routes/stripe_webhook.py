@@ -72,19 +72,19 @@ def routes(gateway) -> list:
         except asyncpg.PostgresError as error:
             if error.sqlstate == "22023":  # signed, but not an event: delivering it again changes nothing
                 return _answer("refused", started, 400, error=str(error))
-            log.error("webhook not applied", event=event.get("id"), error=str(error))
+            log.error("webhook not applied", event_id=event.get("id"), error=str(error))
             return _answer("failed", started, 500, error="not applied; deliver it again")
         except (OSError, asyncpg.InterfaceError) as error:
-            log.error("webhook not applied: no database", event=event.get("id"), error=str(error))
+            log.error("webhook not applied: no database", event_id=event.get("id"), error=str(error))
             return _answer("failed", started, 503, error="not applied; deliver it again")
-        log.info("webhook", event=event.get("id"), type=event.get("type"), outcome=row["outcome"],
+        log.info("webhook", event_id=event.get("id"), type=event.get("type"), outcome=row["outcome"],
                  payment_id=str(row["payment_id"]) if row["payment_id"] else None)
         return _answer(row["outcome"], started, 200, received=True, outcome=row["outcome"], detail=row["detail"])
 
     return [Route("/webhooks/stripe", stripe_webhook, methods=["POST"])]
 
 
-def _answer(outcome: str, started: float, status: int, **body) -> JSONResponse:
-    metrics.WEBHOOKS.labels(outcome).inc()
+def _answer(counted_as: str, started: float, status: int, **body) -> JSONResponse:
+    metrics.WEBHOOKS.labels(counted_as).inc()
     metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
     return JSONResponse(body, status)
