@@ -30,6 +30,7 @@ from flows.factories.customers import (
     move_in,
     move_out,
     onboard_customer,
+    onboard_customers,
     set_customer_status,
 )
 from flows.factories.meters import Meter, MeterSpec, add_emulated_meters, add_meter, add_meters, new_serial
@@ -84,7 +85,8 @@ __all__ = [
     "add_solar_rate", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run", "create_gift",
     "credit_invoice", "fail_command", "finalise_billing_run", "generate_customer_tariffs", "generate_solar_credits",
     "link_circuit_register", "link_head_meter", "link_property_head", "move_in", "move_out", "new_esco_code",
-    "new_serial", "onboard_customer", "record_events", "record_half_hours", "record_payment", "record_states",
-    "refund_payment", "request_sync", "roll_out_customer_tariffs", "run_money_pass", "schedule_payment", "send_token",
-    "set_customer_discount", "set_customer_status", "set_esco_billing", "set_future_tariff", "set_wallet",
+    "new_serial", "onboard_customer", "onboard_customers", "record_events", "record_half_hours", "record_payment",
+    "record_states", "refund_payment", "request_sync", "roll_out_customer_tariffs", "run_money_pass",
+    "schedule_payment", "send_token", "set_customer_discount", "set_customer_status", "set_esco_billing",
+    "set_future_tariff", "set_wallet",
 ]

@@ -2,6 +2,7 @@
 onboarded, moved in and out through the operator RPCs (api.onboard_customer,
 api.move_out, api.move_in), contracts signed, customers made live."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -37,6 +38,19 @@ def onboard_customer(conn: psycopg.Connection, property: str, fullname: str, ema
                      [link["id"] for link in made["customer_accounts"]], made.get("invite_token"))
 
 
+def onboard_customers(conn: psycopg.Connection, people: Sequence[tuple[str, str, str | None]], *,
+                      role: str = "owner_occupier", move_in: datetime | str | None = None) -> list[Onboarded]:
+    """api.onboard_customer for many homes at once, in one statement (benchmarks onboard thousands):
+    ``people`` is (property, fullname, email) per home; new customers only. In the order given."""
+    made = conn.execute(
+        "SELECT o FROM unnest(%s::uuid[], %s::text[], %s::text[]) WITH ORDINALITY AS x (property, fullname, email, n)"
+        " CROSS JOIN LATERAL api.onboard_customer(x.property, x.fullname, x.email, role => %s, move_in => %s) AS o"
+        " ORDER BY x.n", ([p for p, _, _ in people], [n for _, n, _ in people], [e for _, _, e in people], role,
+                          move_in)).fetchall()
+    return [Onboarded(o["customer"]["id"], o["accounts"][0]["id"], [link["id"] for link in o["customer_accounts"]],
+                      o.get("invite_token")) for (o,) in made]
+
+
 def add_contract(conn: psycopg.Connection, customer: str, *, type: str = "supply", terms_version: str = "v1",
                  signed_at: datetime | str | None = None, effective_date: date | str | None = None,
                  end_date: date | str | None = None, account: str | None = None) -> str:
@@ -54,14 +68,16 @@ def add_contract(conn: psycopg.Connection, customer: str, *, type: str = "supply
         (account, type, terms_version, signed_at, effective_date, end_date, customer)).fetchone()[0])
 
 
-def set_customer_status(conn: psycopg.Connection, customer: str, status: str, *,
+def set_customer_status(conn: psycopg.Connection, customers: str | Sequence[str], status: str, *,
                         details_confirmed_at: datetime | str | None = None, payment_method: str | None = None) -> None:
-    """Moves a customer along onboarding (pending -> onboarding -> live ...); live needs confirmed details, a
-    payment method and a signed contract in force (add_contract)."""
+    """Moves customers (one id, or many) along onboarding (pending -> onboarding -> live ...); live needs
+    confirmed details, a payment method and a signed contract in force (add_contract)."""
+    ids = [customers] if isinstance(customers, str) else list(customers)
     conn.execute("UPDATE billing.customers SET details_confirmed_at = coalesce(%s, details_confirmed_at),"
-                 " payment_method = coalesce(%s, payment_method) WHERE id = %s",
-                 (details_confirmed_at, payment_method, customer))
-    conn.execute("UPDATE billing.customers SET status = %s WHERE id = %s AND status <> %s", (status, customer, status))
+                 " payment_method = coalesce(%s, payment_method) WHERE id = ANY (%s::uuid[])",
+                 (details_confirmed_at, payment_method, ids))
+    conn.execute("UPDATE billing.customers SET status = %s WHERE id = ANY (%s::uuid[]) AND status <> %s",
+                 (status, ids, status))
 
 
 def move_out(conn: psycopg.Connection, account: str, at: datetime | str, final_reads: dict | None = None) -> None:
