@@ -23,7 +23,7 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
 """
 
 from flows.factories.access import add_api_key
-from flows.factories.commands import fail_command, request_sync, send_token, set_future_tariff
+from flows.factories.commands import fail_command, finish_command, request_sync, send_token, set_future_tariff
 from flows.factories.customers import (
     Onboarded,
     add_contract,
@@ -83,10 +83,10 @@ __all__ = [
     "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
     "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site", "add_solar_installation",
     "add_solar_rate", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run", "create_gift",
-    "credit_invoice", "fail_command", "finalise_billing_run", "generate_customer_tariffs", "generate_solar_credits",
-    "link_circuit_register", "link_head_meter", "link_property_head", "move_in", "move_out", "new_esco_code",
-    "new_serial", "onboard_customer", "onboard_customers", "record_events", "record_half_hours", "record_payment",
-    "record_states", "refund_payment", "request_sync", "roll_out_customer_tariffs", "run_money_pass",
-    "schedule_payment", "send_token", "set_customer_discount", "set_customer_status", "set_esco_billing",
-    "set_future_tariff", "set_wallet",
+    "credit_invoice", "fail_command", "finalise_billing_run", "finish_command", "generate_customer_tariffs",
+    "generate_solar_credits", "link_circuit_register", "link_head_meter", "link_property_head", "move_in",
+    "move_out", "new_esco_code", "new_serial", "onboard_customer", "onboard_customers", "record_events",
+    "record_half_hours", "record_payment", "record_states", "refund_payment", "request_sync",
+    "roll_out_customer_tariffs", "run_money_pass", "schedule_payment", "send_token", "set_customer_discount",
+    "set_customer_status", "set_esco_billing", "set_future_tariff", "set_wallet",
 ]
