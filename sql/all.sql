@@ -36,7 +36,6 @@ SET ROLE flows_owner;
 \ir schema/scheduling.sql
 \ir schema/api_keys.sql
 \ir schema/audit.sql
-\ir schema/monitoring.sql
 
 -- what is stored: money (the billing schema)
 \ir schema/billing/money.sql
@@ -52,6 +51,8 @@ SET ROLE flows_owner;
 \ir schema/billing/topups.sql
 \ir schema/billing/ledger.sql
 \ir schema/billing/money_pass.sql
+-- what the Prometheus exporter reads (counts, after every table it counts)
+\ir schema/monitoring.sql
 \ir schema/realtime.sql
 \ir schema/realtime_relations.sql
 

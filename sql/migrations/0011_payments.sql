@@ -1959,6 +1959,46 @@ COMMENT ON FUNCTION billing.run_money_pass_v1(interval, interval) IS
     'One money pass: due gifts, waiting top-ups resumed, regular payments created ahead, auto top-ups. '
     'Returns what it did.';
 
+-- ---- schema/monitoring.sql: money in for the exporter ----
+-- Money in per ESCO: payments received (how many, GBP) and failed in the last
+-- hour; how long the oldest processor payment has been due without reaching
+-- the processor (the payments job is not running, or has no key); top-ups
+-- waiting (all, and those waiting for their meter to answer), failed, and how
+-- long the oldest has waited.
+CREATE VIEW monitoring.money_in AS
+SELECT e.code AS esco,
+       count(p.id) FILTER (WHERE p.received_at > now() - interval '1 hour') AS received_last_hour,
+       coalesce(sum(p.amount) FILTER (WHERE p.received_at > now() - interval '1 hour'), 0) AS received_gbp_last_hour,
+       count(p.id) FILTER (WHERE p.status = 'failed' AND p.updated_at > now() - interval '1 hour') AS failed_last_hour,
+       coalesce(extract(epoch FROM now() - min(p.scheduled_at) FILTER (
+           WHERE p.provider = 'stripe' AND p.status IN ('pending', 'created') AND p.scheduled_at <= now())), 0)
+           AS oldest_due_seconds,
+       coalesce(t.waiting, 0) AS topups_waiting,
+       coalesce(t.waiting_for_meter, 0) AS topups_waiting_for_meter,
+       coalesce(t.failed, 0) AS topups_failed,
+       coalesce(t.oldest_waiting_seconds, 0) AS oldest_topup_waiting_seconds
+FROM flows.escos AS e
+LEFT JOIN billing.payments AS p
+       ON p.esco = e.id AND (p.received_at > now() - interval '1 hour' OR p.updated_at > now() - interval '1 hour'
+                             OR p.status IN ('pending', 'created'))
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE x.status IN ('wait_token_fetch', 'wait_token_push')) AS waiting,
+           count(*) FILTER (WHERE x.waiting_for = 'meter') AS waiting_for_meter,
+           count(*) FILTER (WHERE x.status IN ('failed_token_fetch', 'failed_token_push')) AS failed,
+           extract(epoch FROM now() - min(x.created_at) FILTER (
+               WHERE x.status IN ('wait_token_fetch', 'wait_token_push'))) AS oldest_waiting_seconds
+    FROM billing.topups AS x
+    WHERE x.esco = e.id AND x.status NOT IN ('completed', 'cancelled')
+) AS t ON true
+GROUP BY e.code, t.waiting, t.waiting_for_meter, t.failed, t.oldest_waiting_seconds;
+
+-- Processor webhook events of the last day by outcome (unmatched and conflict need a person).
+CREATE VIEW monitoring.processor_events AS
+SELECT o.outcome, count(x.event_id) AS last_day
+FROM (VALUES ('applied'), ('stale'), ('ignored'), ('unmatched'), ('conflict')) AS o (outcome)
+LEFT JOIN billing.processor_events AS x ON x.outcome = o.outcome AND x.received_at > now() - interval '1 day'
+GROUP BY o.outcome;
+
 -- ---- schema/billing/billing_run.sql: a statement counts the completed top-ups of its period ----
 CREATE OR REPLACE FUNCTION billing.compute_statements(p_run uuid, p_accounts uuid[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
@@ -2869,6 +2909,8 @@ GRANT INSERT, UPDATE ON billing.payments, billing.refunds, billing.topups, billi
 GRANT INSERT, UPDATE ON billing.processor_events TO flows_admin, flows_service;
 GRANT INSERT ON billing.journals, billing.journal_entries TO flows_admin, flows_operator, flows_service;
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.journals, billing.journal_entries FROM flows_owner;
+-- The exporter's counts of money in (sql/schema/monitoring.sql).
+GRANT SELECT ON monitoring.money_in, monitoring.processor_events TO flows_monitor;
 -- (PostgreSQL checks a foreign key by locking the row it points at, FOR KEY SHARE, as the owner of its
 -- table, which needs an UPDATE privilege: entries and reversals point at journals, so the owner keeps it
 -- on journals.id alone; the append-only trigger refuses any UPDATE all the same.)
