@@ -29,6 +29,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import database, report  # noqa: E402
+from flows import factories  # noqa: E402
 
 MONTH = date(2026, 10, 1)  # a 25-hour day in it (the clocks go back on the 25th)
 QUARTER = date(2026, 10, 1)
@@ -80,24 +81,6 @@ SELECT d.register_id, flows.uk_month(d.day), sum(d.import_kwh), sum(d.intervals)
 FROM flows.register_interval_daily AS d JOIN flows.meter_registers AS r USING (register_id)
 WHERE r.esco = %(esco)s GROUP BY 1, 2;
 """
-CUSTOMERS = """
-INSERT INTO billing.benchmark_tariffs (region, period_start, unit_rate, standing_charge)
-VALUES ('eastern', %(quarter)s, 0.25730, 0.55380) ON CONFLICT DO NOTHING;
-INSERT INTO billing.microgrid_tariffs (esco, period_start, region, discount)
-VALUES (%(esco)s, %(quarter)s, 'eastern', 25);
-INSERT INTO billing.customers (id, esco, fullname, status)
-SELECT md5(%(code)s || 'c' || g)::uuid, %(esco)s, 'Customer ' || g, 'onboarding'
-FROM generate_series(1, %(n)s::integer) AS g;
-INSERT INTO billing.accounts (id, esco, account_number, property, meter_id, opened_at)
-SELECT md5(%(code)s || 'a' || g)::uuid, %(esco)s, (100000 + g)::text, md5(%(code)s || 'p' || g)::uuid,
-       md5(%(code)s || 'm' || g)::uuid, '2026-01-01'
-FROM generate_series(1, %(n)s::integer) AS g;
-INSERT INTO billing.customer_accounts (esco, customer_id, account_id, role, start_time)
-SELECT %(esco)s, md5(%(code)s || 'c' || g)::uuid, md5(%(code)s || 'a' || g)::uuid, role, '2026-01-01'
-FROM generate_series(1, %(n)s::integer) AS g, unnest(ARRAY['owner', 'occupier']) AS role;
-"""
-
-
 def script(conn, sql: str, args: dict) -> None:
     """Statements separated by ';' at line ends, each with the same parameters."""
     for statement in sql.split(";\n"):
@@ -117,8 +100,14 @@ def build(conn, code: str, n: int, serial_base: int) -> str:
     for first in range(1, n + 1, 1000):
         conn.execute(HALF_HOURS, {**args, "first": first, "last": min(first + 999, n)})
     script(conn, ROLLUPS, args)
-    script(conn, CUSTOMERS, args)
-    conn.execute("SELECT api.generate_customer_tariffs(%s, %s)", (code, QUARTER))
+    # customers, their accounts and tariffs, as operators make them (the product's factories)
+    factories.add_price_cap(conn, "eastern", QUARTER, "0.25730", "0.55380")
+    factories.add_microgrid_tariff(conn, esco, QUARTER, "eastern", 25)
+    homes = [str(p) for (p,) in conn.execute("SELECT id FROM flows.properties WHERE esco = %s ORDER BY plot", (esco,))]
+    onboarded = factories.onboard_customers(conn, [(home, f"Customer {n}", None) for n, home in enumerate(homes, 1)],
+                                            move_in="2026-01-01T00:00:00Z")
+    factories.set_customer_status(conn, [o.customer for o in onboarded], "onboarding")
+    factories.generate_customer_tariffs(conn, code, QUARTER)
     conn.execute("VACUUM ANALYZE")
     return esco
 
@@ -163,9 +152,8 @@ def loop(conn, esco: str) -> tuple[float, dict]:
                                    ).fetchone()
             closing = conn.execute("SELECT balance FROM flows.meter_prepay_balance WHERE meter_id = %s"
                                    " AND timestamp <= %s ORDER BY timestamp DESC LIMIT 1", (meter, month_to)).fetchone()
-            topups = conn.execute("SELECT count(*), coalesce(sum((parameters ->> 'amount')::numeric), 0)"
-                                  " FROM flows.meter_commands WHERE meter_id = %s AND kind = 'send_token'"
-                                  " AND status = 'done' AND finished_at >= %s AND finished_at < %s",
+            topups = conn.execute("SELECT count(*), coalesce(sum(amount), 0) FROM billing.topups"
+                                  " WHERE meter_id = %s AND status = 'completed' AND used_at >= %s AND used_at < %s",
                                   (meter, month_from, month_to)).fetchone()
             year = conn.execute("SELECT coalesce(sum(import_kwh), 0) FROM flows.register_interval_monthly"
                                 " WHERE register_id = %s AND month > %s::date - 365 AND month <= %s",

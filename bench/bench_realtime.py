@@ -45,6 +45,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import database, report  # noqa: E402
+from flows import factories  # noqa: E402
 from flows.auth import mint_token  # noqa: E402
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT  # noqa: E402
 from flows.stack.postgres import free_port  # noqa: E402
@@ -82,11 +83,11 @@ def build_world(conn) -> list[dict]:
             conn.execute("INSERT INTO flows.service_head_meter (service_head, meter, esco) VALUES (%s, %s, %s)",
                          (head, meter, esco))
         # a customer living in each home (api.onboard_customer, as operators do), who watches its own meter
-        customers = dict(conn.execute(
-            "SELECT p, api.onboard_customer(p, 'Customer', move_in => date_bin('30 minutes', now() - interval"
-            " '1 day', 'epoch')) -> 'customer' ->> 'id' FROM unnest(%s::uuid[]) AS p",
-            ([prop for _, prop, _ in rows],)).fetchall())
-        meters += [{"id": str(meter), "customer": customers[prop], "esco": code} for meter, prop, _ in rows]
+        moved_in = conn.execute("SELECT date_bin('30 minutes', now() - interval '1 day', 'epoch')").fetchone()[0]
+        onboarded = factories.onboard_customers(conn, [(prop, "Customer", None) for _, prop, _ in rows],
+                                                move_in=moved_in)
+        meters += [{"id": str(meter), "customer": made.customer, "esco": code}
+                   for (meter, _, _), made in zip(rows, onboarded, strict=True)]
     return meters
 
 

@@ -36,7 +36,6 @@ SET ROLE flows_owner;
 \ir schema/scheduling.sql
 \ir schema/api_keys.sql
 \ir schema/audit.sql
-\ir schema/monitoring.sql
 
 -- what is stored: money (the billing schema)
 \ir schema/billing/money.sql
@@ -44,6 +43,16 @@ SET ROLE flows_owner;
 \ir schema/billing/tariffs.sql
 \ir schema/billing/statements.sql
 \ir schema/billing/billing_run.sql
+-- money in: payments, top-ups, gifts, solar credit, wallets, the ledger
+\ir schema/billing/wallets.sql
+\ir schema/billing/payments.sql
+\ir schema/billing/gifts.sql
+\ir schema/billing/solar.sql
+\ir schema/billing/topups.sql
+\ir schema/billing/ledger.sql
+\ir schema/billing/money_pass.sql
+-- what the Prometheus exporter reads (counts, after every table it counts)
+\ir schema/monitoring.sql
 \ir schema/realtime.sql
 \ir schema/realtime_relations.sql
 
@@ -71,6 +80,11 @@ SET ROLE flows_owner;
 \ir rpc/billing/customers.sql
 \ir rpc/billing/tariffs.sql
 \ir rpc/billing/statements.sql
+\ir rpc/billing/payments.sql
+\ir rpc/billing/topups.sql
+\ir rpc/billing/solar.sql
+\ir rpc/billing/wallets.sql
+\ir rpc/billing/ledger.sql
 
 -- who changed what (after every table)
 \ir schema/audit_registry.sql

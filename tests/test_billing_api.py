@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from PIL import Image
 
+from flows import factories as f
 from flows.billing.documents import render_pending
-from flows.factories import new_serial
 
 UK = ZoneInfo("Europe/London")
 MONTH = date(2026, 3, 1)  # the clocks go forward on 29 March: a 23-hour day in the month
@@ -54,28 +54,20 @@ def community(api):
     """An ESCO with three homes and meters, a month of half hours, and its customers onboarded over HTTP."""
     esco_id, code = api.new_esco("Billing Test Energy")
     with api.sql() as conn:
-        conn.execute("INSERT INTO billing.benchmark_tariffs (region, period_start, unit_rate, standing_charge)"
-                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (REGION, QUARTER, CAP_UNIT, CAP_STANDING))
-        site = conn.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'BT', 'Billing Test Site')"
-                            " RETURNING id", (esco_id,)).fetchone()[0]
+        f.add_price_cap(conn, REGION, QUARTER, CAP_UNIT, CAP_STANDING)
+        site = f.add_site(conn, esco_id, "BT", "Billing Test Site")
         homes, meters, registers = [], [], {}
         for i, hardware in enumerate(("C1.w", "B1.w", "C1.w")):
-            prop = conn.execute("INSERT INTO flows.properties (esco, site, plot, address) VALUES (%s, %s, %s, %s)"
-                                " RETURNING id", (esco_id, site, f"BT-0{i + 1}", f"{i + 1} Meadow Lane")).fetchone()[0]
-            head = conn.execute("INSERT INTO flows.service_head_registry (esco, name) VALUES (%s, %s) RETURNING id",
-                                (esco_id, f"BT-H{i}")).fetchone()[0]
-            conn.execute("INSERT INTO flows.properties_service_head VALUES (%s, %s, %s)", (prop, head, esco_id))
-            elements = ["A", "B"] if hardware == "C1.w" else ["SINGLE"]
-            meter = conn.execute(
-                "SELECT (api.register_meter(serial => %s, hardware => %s, esco => %s, site => %s,"
-                " registers => %s::jsonb)) ->> 'id'",
-                (new_serial(), hardware, esco_id, site,
-                 json.dumps([{"element": e, "start_time": "2026-01-01T00:00:00Z"} for e in elements]))).fetchone()[0]
-            conn.execute("INSERT INTO flows.service_head_meter VALUES (%s, %s, %s)", (head, meter, esco_id))
-            homes.append(str(prop))
-            meters.append(meter)
-            registers[meter] = {r[1]: str(r[0]) for r in conn.execute(
-                "SELECT register_id, element FROM flows.meter_registers WHERE meter_id = %s", (meter,))}
+            prop = f.add_property(conn, site, f"BT-0{i + 1}", address=f"{i + 1} Meadow Lane")
+            head = f.add_service_head(conn, esco_id, f"BT-H{i}")
+            f.link_property_head(conn, prop, head)
+            meter = f.add_meter(conn, esco_id, hardware=hardware, site=site,
+                                elements=["A", "B"] if hardware == "C1.w" else ["SINGLE"],
+                                registers_from="2026-01-01T00:00:00Z")
+            f.link_head_meter(conn, head, meter.id)
+            homes.append(prop)
+            meters.append(meter.id)
+            registers[meter.id] = meter.registers
         # a month of half hours (and a day either side), some estimated from reads, a few missing
         ids, times, kwh, sources = [], [], [], []
         t, k = MONTH_FROM - timedelta(days=1), 0
@@ -389,26 +381,20 @@ def simple_community(api, homes: int) -> tuple[str, str]:
     """An ESCO of single-element homes, each with an owner-occupier and the first quarter's tariff."""
     esco_id, code = api.new_esco("Simple Energy")
     with api.sql() as conn:
-        site = conn.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'K', 'K') RETURNING id",
-                            (esco_id,)).fetchone()[0]
-        conn.execute("INSERT INTO billing.benchmark_tariffs (region, period_start, unit_rate, standing_charge)"
-                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (REGION, QUARTER, CAP_UNIT, CAP_STANDING))
-        conn.execute("INSERT INTO billing.microgrid_tariffs (esco, period_start, region) VALUES (%s, %s, %s)",
-                     (esco_id, QUARTER, REGION))
+        site = f.add_site(conn, esco_id, "K", "K")
+        f.add_price_cap(conn, REGION, QUARTER, CAP_UNIT, CAP_STANDING)
+        f.add_microgrid_tariff(conn, esco_id, QUARTER, REGION)
+        customers = []
         for i in range(homes):
-            prop = conn.execute("INSERT INTO flows.properties (esco, site, plot) VALUES (%s, %s, %s) RETURNING id",
-                                (esco_id, site, f"K-{i}")).fetchone()[0]
-            head = conn.execute("INSERT INTO flows.service_head_registry (esco, name) VALUES (%s, %s) RETURNING id",
-                                (esco_id, f"KH{i}")).fetchone()[0]
-            conn.execute("INSERT INTO flows.properties_service_head VALUES (%s, %s, %s)", (prop, head, esco_id))
-            meter = conn.execute("SELECT (api.register_meter(serial => %s, hardware => 'B1.w', esco => %s,"
-                                 " registers => '[{\"element\": \"SINGLE\", \"start_time\": \"2026-01-01T00:00:00Z\"}]'"
-                                 "::jsonb)) ->> 'id'", (new_serial(), esco_id)).fetchone()[0]
-            conn.execute("INSERT INTO flows.service_head_meter VALUES (%s, %s, %s)", (head, meter, esco_id))
-            conn.execute("SELECT api.onboard_customer(%s, %s, move_in => '2026-01-01T00:00:00Z')",
-                         (prop, f"Customer {i}"))
-        conn.execute("UPDATE billing.customers SET status = 'onboarding' WHERE esco = %s", (esco_id,))
-        conn.execute("SELECT api.generate_customer_tariffs(%s, %s)", (code, QUARTER))
+            prop = f.add_property(conn, site, f"K-{i}")
+            head = f.add_service_head(conn, esco_id, f"KH{i}")
+            f.link_property_head(conn, prop, head)
+            meter = f.add_meter(conn, esco_id, hardware="B1.w", elements=["SINGLE"],
+                                registers_from="2026-01-01T00:00:00Z")
+            f.link_head_meter(conn, head, meter.id)
+            customers.append(f.onboard_customer(conn, prop, f"Customer {i}", move_in="2026-01-01T00:00:00Z").customer)
+        f.set_customer_status(conn, customers, "onboarding")
+        f.generate_customer_tariffs(conn, code, QUARTER)
     return esco_id, code
 
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.factories import new_serial
+from flows import factories as f
 
 MONTH = "2025-10-01"  # the clocks go back on 26 October: a 25-hour day
 MONTH_FROM = datetime(2025, 10, 1, tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
@@ -33,8 +33,7 @@ def conn(pg_server, template_db):
     name = f"flows_props_{uuid.uuid4().hex[:8]}"
     with pg_server.janitor(name, template_dbname=template_db):
         with psycopg.connect(pg_server.url(name), autocommit=True) as connection:
-            connection.execute("INSERT INTO billing.benchmark_tariffs VALUES ('london', '2025-10-01', 0.24862, "
-                               "0.60992)")
+            f.add_price_cap(connection, "london", "2025-10-01", "0.24862", "0.60992")
             yield connection
 
 
@@ -58,20 +57,16 @@ def test_rates_are_the_cap_less_the_discount_half_up(conn, cap, discount):
 
 def _community(conn, kwh: list[Decimal], discount: Decimal, elements: list[str]) -> tuple[str, str]:
     """A new ESCO with one home, its meter's month of half hours, and its owner-occupier; returns (code, customer)."""
-    code = "P" + uuid.uuid4().hex[:8].upper()
-    esco = conn.execute("INSERT INTO flows.escos (code, name) VALUES (%s, 'Props') RETURNING id", (code,)).fetchone()[0]
-    site = conn.execute("INSERT INTO flows.sites (esco, code, name) VALUES (%s, 'S', 'S') RETURNING id",
-                        (esco,)).fetchone()[0]
-    prop = conn.execute("INSERT INTO flows.properties (esco, site, plot) VALUES (%s, %s, 'P') RETURNING id",
-                        (esco, site)).fetchone()[0]
-    head = conn.execute("INSERT INTO flows.service_head_registry (esco, name) VALUES (%s, 'H') RETURNING id",
-                        (esco,)).fetchone()[0]
-    conn.execute("INSERT INTO flows.properties_service_head VALUES (%s, %s, %s)", (prop, head, esco))
-    registers = ", ".join(f'{{"element": "{e}", "start_time": "2025-09-01T00:00:00Z"}}' for e in elements)
-    meter = conn.execute("SELECT (api.register_meter(serial => %s, hardware => %s, esco => %s,"
-                         " registers => %s::jsonb)) ->> 'id'",
-                         (new_serial(), "C1.w" if len(elements) == 2 else "B1.w", esco, f"[{registers}]")).fetchone()[0]
-    conn.execute("INSERT INTO flows.service_head_meter VALUES (%s, %s, %s)", (head, meter, esco))
+    esco = f.add_esco(conn, f.new_esco_code("P"), "Props")
+    code = esco.code
+    site = f.add_site(conn, esco.id)
+    prop = f.add_property(conn, site, "P")
+    head = f.add_service_head(conn, esco.id, "H")
+    f.link_property_head(conn, prop, head)
+    meter = f.add_meter(conn, esco.id, hardware="C1.w" if len(elements) == 2 else "B1.w", elements=elements,
+                        registers_from="2025-09-01T00:00:00Z")
+    f.link_head_meter(conn, head, meter.id)
+    meter = meter.id
     ids, times, values = [], [], []
     for register, in conn.execute("SELECT register_id FROM flows.meter_registers WHERE meter_id = %s ORDER BY element",
                                   (meter,)).fetchall():
@@ -81,12 +76,10 @@ def _community(conn, kwh: list[Decimal], discount: Decimal, elements: list[str])
             values.append(kwh[k % len(kwh)])
     conn.execute("SELECT flows.record_interval_hh(%s::uuid[], %s::timestamptz[], %s::numeric[], NULL, 'profile_log')",
                  (ids, times, values))
-    conn.execute("INSERT INTO billing.microgrid_tariffs (esco, period_start, region, discount)"
-                 " VALUES (%s, '2025-10-01', 'london', %s)", (esco, discount))
-    customer = conn.execute("SELECT api.onboard_customer(%s, 'Prop Erty', move_in => '2025-09-01T00:00:00Z')"
-                            " -> 'customer' ->> 'id'", (prop,)).fetchone()[0]
-    conn.execute("UPDATE billing.customers SET status = 'onboarding' WHERE id = %s", (customer,))
-    conn.execute("SELECT api.generate_customer_tariffs(%s, '2025-10-01')", (code,))
+    f.add_microgrid_tariff(conn, esco.id, "2025-10-01", "london", discount)
+    customer = f.onboard_customer(conn, prop, "Prop Erty", move_in="2025-09-01T00:00:00Z").customer
+    f.set_customer_status(conn, customer, "onboarding")
+    f.generate_customer_tariffs(conn, code, "2025-10-01")
     return code, customer
 
 
@@ -122,7 +115,7 @@ def test_a_statement_adds_up_reruns_identically_and_splits_exactly(conn, kwh, di
 
     # split the month at a random half hour: the same discount from then on
     at = MONTH_FROM + timedelta(minutes=30 * split)
-    conn.execute("SELECT api.set_customer_discount(%s, %s, %s)", (customer, discount, at))
+    f.set_customer_discount(conn, customer, discount, at)
     split_invoice, split_lines = _run(conn, code)
     assert len(split_lines) == 2 * len(lines)
     assert Decimal(str(split_invoice["kwh"])) == d["kwh"]

@@ -94,6 +94,21 @@ CALLS: dict[str, dict] = {
     "credit_invoice": {"invoice_id": Ref("billing.invoice"), "reason": "meter read wrongly"},
     "statement_document": {"invoice_id": Ref("billing.invoice")},
     "statement_pdf": {"number": Own("billing.invoice_number"), "esco_code": Ref("code")},
+    # money in: payments, top-ups, gifts, solar credit, wallets (tests/support/money_factory.py)
+    "record_payment": {"account_id": Ref("billing.account"), "amount": 12.5, "provider": "cash"},
+    "schedule_payment": {"account_id": Ref("billing.account"), "amount": 20,
+                         "payment_method_id": Ref("money.payment_method")},
+    "cancel_payment": {"payment_id": Ref("money.payments.scheduled"), "reason": "asked twice"},
+    "refund_payment": {"payment_id": Ref("money.payments.cash"), "reason": "overpaid", "amount": 1},
+    "retry_topup": {"topup_id": Ref("money.topups.card")},
+    "cancel_topup": {"topup_id": Ref("money.topups.cash"), "reason": "paid twice"},
+    "create_adjustment_topup": {"account_id": Ref("billing.account"), "amount": 2, "reason": "goodwill"},
+    "create_gift": {"account_id": Ref("billing.account"), "amount": 5, "reason": "welcome",
+                    "scheduled_at": (NOW + timedelta(days=2)).isoformat()},
+    "cancel_gift": {"gift_id": Ref("money.gifts.scheduled"), "reason": "sent by mistake"},
+    "generate_solar_credits": {"esco_code": Ref("code"), "month": last_month_start(NOW.date()).isoformat()},
+    "set_wallet": {"account_id": Ref("billing.account"), "target_balance": 50,
+                   "payment_method_id": Ref("money.payment_method")},
 }
 
 

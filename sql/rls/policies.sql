@@ -375,3 +375,103 @@ CREATE POLICY api_keys_own_esco ON flows.api_keys FOR SELECT TO flows_operator
     USING (esco = (SELECT flows.current_esco_id()));
 CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_operator
     USING (esco = (SELECT flows.current_esco_id()));
+
+
+-- == Money in: payments, top-ups, gifts, solar credit, wallets, the ledger ==
+-- Tenant = ESCO as above. A customer sees the payments they made and the
+-- top-ups made for them, and the wallet of the home they occupy now (which
+-- they may change: api.set_wallet); nothing else of the money side.
+
+ALTER TABLE billing.payment_methods ENABLE ROW LEVEL SECURITY;
+CREATE POLICY payment_methods_all ON billing.payment_methods TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY payment_methods_own_esco ON billing.payment_methods TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.wallets ENABLE ROW LEVEL SECURITY;
+CREATE POLICY wallets_all ON billing.wallets TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY wallets_own_esco ON billing.wallets TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY wallets_occupier ON billing.wallets TO flows_customer
+    USING (esco = (SELECT flows.current_esco_id())
+           AND account_id IN (SELECT ca.account_id FROM billing.customer_accounts AS ca
+                              WHERE ca.role = 'occupier' AND ca.start_time <= now()
+                                AND (ca.end_time IS NULL OR ca.end_time > now())));
+
+ALTER TABLE billing.payments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY payments_all ON billing.payments TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY payments_own_esco ON billing.payments TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY payments_payer ON billing.payments FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.refunds ENABLE ROW LEVEL SECURITY;
+CREATE POLICY refunds_all ON billing.refunds TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY refunds_own_esco ON billing.refunds TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+-- Processor events: the webhook (flows_service) writes them; operators read their ESCO's once matched.
+ALTER TABLE billing.processor_events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY processor_events_all ON billing.processor_events TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY processor_events_own_esco ON billing.processor_events FOR SELECT TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.gifts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY gifts_all ON billing.gifts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY gifts_own_esco ON billing.gifts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.topups ENABLE ROW LEVEL SECURITY;
+CREATE POLICY topups_all ON billing.topups TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY topups_own_esco ON billing.topups TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY topups_customer ON billing.topups FOR SELECT TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.solar_rates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY solar_rates_all ON billing.solar_rates TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY solar_rates_own_esco ON billing.solar_rates TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.solar_installations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY solar_installations_all ON billing.solar_installations TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY solar_installations_own_esco ON billing.solar_installations TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.solar_allocations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY solar_allocations_all ON billing.solar_allocations TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY solar_allocations_own_esco ON billing.solar_allocations TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.solar_credits ENABLE ROW LEVEL SECURITY;
+CREATE POLICY solar_credits_all ON billing.solar_credits TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY solar_credits_own_esco ON billing.solar_credits TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+-- The chart of accounts: reference data, read by all but customers.
+ALTER TABLE billing.ledger_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ledger_accounts_read ON billing.ledger_accounts FOR SELECT
+    TO flows_admin, flows_operator, flows_analyst, flows_service
+    USING (true);
+
+ALTER TABLE billing.journals ENABLE ROW LEVEL SECURITY;
+CREATE POLICY journals_all ON billing.journals TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY journals_own_esco ON billing.journals TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.journal_entries ENABLE ROW LEVEL SECURITY;
+CREATE POLICY journal_entries_all ON billing.journal_entries TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY journal_entries_own_esco ON billing.journal_entries TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));

@@ -376,3 +376,131 @@ GRANT EXECUTE ON FUNCTION flows.create_api_key(text, text, text, timestamptz) TO
 GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
 GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
     TO flows_monitor;
+
+
+-- == Money in: payments, top-ups, gifts, solar credit, wallets, the ledger ==
+-- Operators act through the api RPCs (invoker rights: they hold the table
+-- privileges the RPCs use, within their ESCO by policies.sql), the workers
+-- (payments job, meter commands) and the gateway (processor webhooks, as
+-- flows_service) likewise. The ledger is insert-only for everyone, the owner
+-- included. Customers read their payments, top-ups and wallet, and change their
+-- wallet (its preference columns only).
+
+GRANT SELECT ON
+    billing.payment_methods, api.payment_methods,
+    billing.wallets, api.wallets,
+    billing.payments, api.payments,
+    billing.refunds, api.refunds,
+    billing.processor_events, api.processor_events,
+    billing.gifts, api.gifts,
+    billing.topups, api.topups,
+    billing.solar_rates, api.solar_rates,
+    billing.solar_installations, api.solar_installations,
+    billing.solar_allocations, api.solar_allocations,
+    billing.solar_credits, api.solar_credits,
+    billing.ledger_accounts, api.ledger_accounts,
+    billing.journals, api.journals,
+    billing.journal_entries, api.journal_entries,
+    api.account_balances, api.esco_books
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT SELECT ON billing.payments, api.payments, billing.topups, api.topups, billing.wallets, api.wallets
+    TO flows_customer;
+
+-- Writing money rows: operators and admins (RPCs, and the views below), the workers and the gateway.
+GRANT INSERT, UPDATE ON billing.payments, billing.refunds, billing.topups, billing.gifts, billing.wallets,
+                        billing.solar_credits
+    TO flows_admin, flows_operator, flows_service;
+GRANT INSERT, UPDATE ON billing.processor_events TO flows_admin, flows_service;
+GRANT INSERT ON billing.journals, billing.journal_entries TO flows_admin, flows_operator, flows_service;
+REVOKE UPDATE, DELETE, TRUNCATE ON billing.journals, billing.journal_entries FROM flows_owner;
+-- The exporter's counts of money in (sql/schema/monitoring.sql).
+GRANT SELECT ON monitoring.money_in, monitoring.processor_events TO flows_monitor;
+-- (PostgreSQL checks a foreign key by locking the row it points at, FOR KEY SHARE, as the owner of its
+-- table, which needs an UPDATE privilege: entries and reversals point at journals, so the owner keeps it
+-- on journals.id alone; the append-only trigger refuses any UPDATE all the same.)
+GRANT UPDATE (id) ON billing.journals TO flows_owner;
+-- Payment methods and solar installations: operators write the views directly.
+GRANT INSERT, UPDATE ON billing.payment_methods, billing.solar_rates, billing.solar_installations,
+                        billing.solar_allocations
+    TO flows_admin, flows_operator;
+GRANT DELETE ON billing.solar_allocations, api.solar_allocations TO flows_admin, flows_operator;
+GRANT INSERT (esco, customer_id, provider, kind, processor_customer, processor_method, label),
+      UPDATE (label, status)
+    ON api.payment_methods TO flows_admin, flows_operator;
+GRANT INSERT (esco, effective_from, pence_per_kwp_year), UPDATE (pence_per_kwp_year)
+    ON api.solar_rates TO flows_admin, flows_operator;
+GRANT INSERT (esco, property, mcs_certificate, declared_net_capacity_kwp, commissioned_on, decommissioned_on),
+      UPDATE (declared_net_capacity_kwp, commissioned_on, decommissioned_on)
+    ON api.solar_installations TO flows_admin, flows_operator;
+GRANT INSERT (esco, installation_id, property, ratio), UPDATE (ratio)
+    ON api.solar_allocations TO flows_admin, flows_operator;
+-- A customer's wallet: its preferences (api.set_wallet).
+GRANT INSERT (esco, account_id, meter_id, target_balance, minimum_balance, auto_top_up, payment_timing,
+              regular_amount, payment_day),
+      UPDATE (target_balance, minimum_balance, auto_top_up, payment_timing, regular_amount, payment_day)
+    ON billing.wallets TO flows_customer;
+
+-- What money events run (RPCs, the command mirror, statement postings), whoever causes them.
+GRANT EXECUTE ON FUNCTION
+    flows.requester(),
+    billing.payer_at(uuid, timestamptz),
+    billing.default_payment_method(uuid),
+    billing.check_amount(text, numeric, numeric, numeric),
+    billing.payment_status_rank(text),
+    billing.stripe_payment_status(text, jsonb),
+    billing.payment_received(billing.payments),
+    billing.apply_payment_intent(uuid, jsonb, text),
+    billing.refund_succeeded(uuid),
+    billing.apply_refund_object(uuid, jsonb),
+    billing.give_gift(uuid),
+    billing.generate_solar_credits(uuid, date),
+    billing.topup_problem(billing.accounts, boolean),
+    billing.token_failure_kind(text),
+    billing.create_topup(uuid, uuid, uuid, numeric, text, uuid, uuid, uuid, uuid, text, text),
+    billing.topup_for_payment(billing.payments),
+    billing.start_topup_round(uuid, boolean),
+    billing.mirror_topup_command(flows.meter_commands),
+    billing.cancel_topup(uuid, text),
+    billing.post_journal(uuid, text, text, jsonb, uuid, uuid, uuid, uuid, uuid, uuid),
+    billing.reverse_journal(uuid, text),
+    billing.post_statement_charges(uuid[]),
+    billing.check_journal_balanced(uuid),
+    billing.regular_payment_times(billing.wallets, timestamptz, timestamptz),
+    billing.wallet_payer(billing.wallets)
+TO flows_admin, flows_operator, flows_service;
+GRANT EXECUTE ON FUNCTION
+    billing.payable_account(uuid),
+    billing.topup_for_update(uuid),
+    billing.topup_account(uuid),
+    api.record_payment(uuid, numeric, text, text, timestamptz, text),
+    api.schedule_payment(uuid, numeric, timestamptz, text, uuid),
+    api.cancel_payment(uuid, text),
+    api.refund_payment(uuid, text, numeric),
+    api.retry_topup(uuid),
+    api.cancel_topup(uuid, text),
+    api.create_adjustment_topup(uuid, numeric, text),
+    api.create_gift(uuid, numeric, text, timestamptz),
+    api.cancel_gift(uuid, text),
+    api.generate_solar_credits(text, date),
+    api.set_wallet(uuid, numeric, numeric, boolean, text, numeric, integer, uuid)
+TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION
+    api.set_wallet(uuid, numeric, numeric, boolean, text, numeric, integer, uuid),
+    billing.topup_problem(billing.accounts, boolean),
+    billing.check_amount(text, numeric, numeric, numeric)
+TO flows_customer;
+-- The payments job (workers) and the webhook (the gateway, as flows_service).
+GRANT EXECUTE ON FUNCTION
+    billing.apply_intent_event(text, jsonb),
+    billing.apply_refund_event(jsonb),
+    billing.apply_processor_event_v1(text, jsonb),
+    billing.claim_payment_work_v1(text, integer, interval, interval),
+    billing.fence_payment(uuid, text),
+    billing.record_payment_intent_v1(uuid, text, jsonb, boolean),
+    billing.fail_payment_work_v1(uuid, text, text, boolean, interval),
+    billing.claim_refund_work_v1(text, integer, interval),
+    billing.fence_refund(uuid, text),
+    billing.record_refund_v1(uuid, text, jsonb),
+    billing.fail_refund_work_v1(uuid, text, text, boolean, interval),
+    billing.run_money_pass_v1(interval, interval)
+TO flows_admin, flows_service;

@@ -9,6 +9,8 @@
 --   command_claims   2052  0                       flows.claim_meter_commands_v1 claims are serialised: per-meter,
 --                                                                                per-ESCO and global limits are exact
 --   scheduler        2053  0 (try: never waits)    flows.run_scheduler_v1        one scheduler pass at a time
+--   money_pass       2054  0 (try: never waits)    billing.run_money_pass_v1     one money pass at a time (gifts,
+--                                                                                top-ups resumed, payments created)
 --
 -- The one-key (bigint) form is left to table oids: flows.ensure_partitions
 -- locks the table it adds a partition to.
@@ -26,6 +28,7 @@ DECLARE
         WHEN 'register_writes' THEN 2051
         WHEN 'command_claims' THEN 2052
         WHEN 'scheduler' THEN 2053
+        WHEN 'money_pass' THEN 2054
     END;
 BEGIN
     IF key IS NULL THEN

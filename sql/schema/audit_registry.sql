@@ -26,6 +26,20 @@ CALL flows.audit('billing.benchmark_tariffs', esco_column => NULL);
 CALL flows.audit('billing.microgrid_tariffs');
 CALL flows.audit('billing.customer_tariffs');
 
+-- Money in: payments and refunds (the job's leases are not audited), top-ups
+-- (their status as they go), gifts, wallets, payment methods, solar credit.
+-- The ledger and the processor's events are records themselves, never changed.
+CALL flows.audit('billing.payment_methods');
+CALL flows.audit('billing.wallets');
+CALL flows.audit('billing.payments', ignored_columns => '{updated_at,lease_owner,lease_expires_at}');
+CALL flows.audit('billing.refunds', ignored_columns => '{updated_at,lease_owner,lease_expires_at}');
+CALL flows.audit('billing.gifts');
+CALL flows.audit('billing.topups');
+CALL flows.audit('billing.solar_rates');
+CALL flows.audit('billing.solar_installations');
+CALL flows.audit('billing.solar_allocations');
+CALL flows.audit('billing.solar_credits');
+
 -- Requested commands: top-ups (money), tariffs, syncs and clock settings people
 -- asked for, and how each went (status changes); the scheduler's own syncs and
 -- lease renewals are not audited.

@@ -59,9 +59,13 @@ CREATE TABLE flows.meter_commands (
 );
 COMMENT ON TABLE flows.meter_commands IS 'Operations on meters, executed by the workers (the outbox).';
 
--- A token is pushed to a meter by one command only, ever.
+-- A token is pushed to a meter by one command at a time, and never again once
+-- one has credited it: only a failed command's token may be sent again by a
+-- later command (a top-up's next round, billing/topups.sql, which carries the
+-- failed command's progress so a credit it made is recognised; the meter
+-- itself refuses a token it has taken).
 CREATE UNIQUE INDEX meter_commands_token_once ON flows.meter_commands (meter_id, (parameters ->> 'token'))
-    WHERE kind = 'send_token' AND parameters ? 'token';
+    WHERE kind = 'send_token' AND parameters ? 'token' AND status <> 'failed';
 -- Claiming looks at what is due or whose lease ran out.
 CREATE INDEX meter_commands_due_idx ON flows.meter_commands (run_at) WHERE status = 'pending';
 CREATE INDEX meter_commands_running_idx ON flows.meter_commands (meter_id, lease_expires_at) WHERE status = 'running';

@@ -62,3 +62,42 @@ WHERE c.kind = 'set_future_tariff' AND c.batch_id IS NOT NULL
 GROUP BY e.code, c.batch_id
 HAVING count(*) FILTER (WHERE c.status IN ('pending', 'running')) > 0
     OR max(c.finished_at) > now() - interval '1 day';
+
+-- Money in per ESCO: payments received (how many, GBP) and failed in the last
+-- hour; how long the oldest processor payment has been due without reaching
+-- the processor (the payments job is not running, or has no key); top-ups
+-- waiting (all, and those waiting for their meter to answer), failed, and how
+-- long the oldest has waited.
+CREATE VIEW monitoring.money_in AS
+SELECT e.code AS esco,
+       count(p.id) FILTER (WHERE p.received_at > now() - interval '1 hour') AS received_last_hour,
+       coalesce(sum(p.amount) FILTER (WHERE p.received_at > now() - interval '1 hour'), 0) AS received_gbp_last_hour,
+       count(p.id) FILTER (WHERE p.status = 'failed' AND p.updated_at > now() - interval '1 hour') AS failed_last_hour,
+       coalesce(extract(epoch FROM now() - min(p.scheduled_at) FILTER (
+           WHERE p.provider = 'stripe' AND p.status IN ('pending', 'created') AND p.scheduled_at <= now())), 0)
+           AS oldest_due_seconds,
+       coalesce(t.waiting, 0) AS topups_waiting,
+       coalesce(t.waiting_for_meter, 0) AS topups_waiting_for_meter,
+       coalesce(t.failed, 0) AS topups_failed,
+       coalesce(t.oldest_waiting_seconds, 0) AS oldest_topup_waiting_seconds
+FROM flows.escos AS e
+LEFT JOIN billing.payments AS p
+       ON p.esco = e.id AND (p.received_at > now() - interval '1 hour' OR p.updated_at > now() - interval '1 hour'
+                             OR p.status IN ('pending', 'created'))
+LEFT JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE x.status IN ('wait_token_fetch', 'wait_token_push')) AS waiting,
+           count(*) FILTER (WHERE x.waiting_for = 'meter') AS waiting_for_meter,
+           count(*) FILTER (WHERE x.status IN ('failed_token_fetch', 'failed_token_push')) AS failed,
+           extract(epoch FROM now() - min(x.created_at) FILTER (
+               WHERE x.status IN ('wait_token_fetch', 'wait_token_push'))) AS oldest_waiting_seconds
+    FROM billing.topups AS x
+    WHERE x.esco = e.id AND x.status NOT IN ('completed', 'cancelled')
+) AS t ON true
+GROUP BY e.code, t.waiting, t.waiting_for_meter, t.failed, t.oldest_waiting_seconds;
+
+-- Processor webhook events of the last day by outcome (unmatched and conflict need a person).
+CREATE VIEW monitoring.processor_events AS
+SELECT o.outcome, count(x.event_id) AS last_day
+FROM (VALUES ('applied'), ('stale'), ('ignored'), ('unmatched'), ('conflict')) AS o (outcome)
+LEFT JOIN billing.processor_events AS x ON x.outcome = o.outcome AND x.received_at > now() - interval '1 day'
+GROUP BY o.outcome;

@@ -10,6 +10,14 @@ CALL flows.follow_realtime('meter_commands', 'flows.meter_commands', 'id',
 CALL flows.follow_realtime('meter_registry', 'flows.meter_registry', 'id',
                            p_notes => 'Meter configuration (serial, name, mode).');
 
+-- Money in (customers follow their own: the gateway reads rows as each subscriber).
+CALL flows.follow_realtime('payments', 'billing.payments', 'id',
+                           p_notes => 'Payments: status, received_at, refunds.');
+CALL flows.follow_realtime('topups', 'billing.topups', 'id',
+                           p_notes => 'Top-ups: status, why one waits, when it was credited on the meter.');
+CALL flows.follow_realtime('wallets', 'billing.wallets', 'id',
+                           p_notes => 'Wallet preferences: target and minimum balance, auto top-up, regular payments.');
+
 -- Tariff rollouts: one row per batch of set_future_tariff commands.
 INSERT INTO flows.realtime_relations (relation, key_column, notes)
 VALUES ('tariff_rollouts', 'rollout_id', 'How far each tariff rollout got (confirmed, failed, summary).'),

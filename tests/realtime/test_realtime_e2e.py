@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from flows import factories
 from flows.emulator import MeterConfig
 from tests.support.realtime import SseClient, WsClient, expected_changes, head, until
 from tests.worker.conftest import new_esco, register, serials, wait_for
@@ -31,9 +32,8 @@ def connect_customer(stack, esco: str, meter: str) -> str:
                      (prop, head_id, esco))
         conn.execute("INSERT INTO flows.service_head_meter (service_head, meter, esco) VALUES (%s, %s, %s)",
                      (head_id, meter, esco))
-        onboarded = conn.execute("SELECT api.onboard_customer(%s, 'Cara Customer', move_in => date_bin("
-                                 "'30 minutes', now() - interval '1 day', 'epoch'))", (prop,)).fetchone()[0]
-    return onboarded["customer"]["id"]
+        moved_in = conn.execute("SELECT date_bin('30 minutes', now() - interval '1 day', 'epoch')").fetchone()[0]
+        return factories.onboard_customer(conn, prop, "Cara Customer", move_in=moved_in).customer
 
 
 async def all_done(stack, escos: list[str]) -> None:

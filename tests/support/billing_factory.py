@@ -1,16 +1,18 @@
 """Billing test data for one ESCO built by tests/support/factory.py: customers
 (an owner-occupier, a tenant and their landlord), accounts, contracts, the price
 cap, customer tariffs, last month's final statements and a rendered PDF, all
-made through the product's own RPCs (api.onboard_customer,
-api.generate_customer_tariffs, api.create_billing_run, ...).
+made by the product's factories (flows.factories: onboard_customer,
+generate_customer_tariffs, bill_month ...).
 
-Kept apart from the meter-side factory so that it can be composed with it.
+Kept apart from the meter-side composition so that it can be composed with it.
 """
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import psycopg
+
+from flows import factories as f
 
 REGION = "south_west"
 
@@ -50,8 +52,7 @@ def last_month_start(today: date) -> date:
 def add_price_caps(conn: psycopg.Connection, *quarters: date) -> None:
     """The price cap for the quarters (shared reference data: once for all ESCOs)."""
     for quarter in quarters:
-        conn.execute("INSERT INTO billing.benchmark_tariffs (region, period_start, unit_rate, standing_charge)"
-                     " VALUES (%s, %s, 0.24500, 0.60970) ON CONFLICT DO NOTHING", (REGION, quarter))
+        f.add_price_cap(conn, REGION, quarter, "0.24500", "0.60970")
 
 
 def build_billing(conn: psycopg.Connection, esco: str, code: str, properties: list[str],
@@ -65,37 +66,30 @@ def build_billing(conn: psycopg.Connection, esco: str, code: str, properties: li
     month = last_month_start(today)
     moved_in = datetime(month.year, month.month, 1, tzinfo=UTC)
     add_price_caps(conn, quarter_start(month), quarter_start(today))
-    data.microgrid_tariffs.append(str(conn.execute(
-        "INSERT INTO billing.microgrid_tariffs (esco, period_start, region, discount) VALUES (%s, %s, %s, 25)"
-        " RETURNING id", (esco, quarter_start(month), REGION)).fetchone()[0]))
+    f.add_microgrid_tariff(conn, esco, quarter_start(month), REGION, 25)
 
-    onboarded = conn.execute("SELECT api.onboard_customer(%s, 'Olive Owner', %s, move_in => %s)",
-                             (properties[0], f"olive@{code.lower()}.example", moved_in)).fetchone()[0]
-    data.customer = onboarded["customer"]["id"]
-    data.account = onboarded["accounts"][0]["id"]
-    data.links = [link["id"] for link in onboarded["customer_accounts"]]
-    data.contract = str(conn.execute(
-        "INSERT INTO billing.contracts (esco, customer_id, account_id, terms_version, signed_at, effective_date)"
-        " VALUES (%s, %s, %s, 'v1', %s, %s) RETURNING id", (esco, data.customer, data.account, moved_in, month)
-    ).fetchone()[0])
+    olive = f.onboard_customer(conn, properties[0], "Olive Owner", f"olive@{code.lower()}.example", move_in=moved_in)
+    data.customer, data.account, data.links = olive.customer, olive.account, olive.links
+    data.contract = f.add_contract(conn, data.customer, account=data.account, signed_at=moved_in, effective_date=month)
 
     # A let property: the landlord owns it, a tenant occupies it.
-    landlord = conn.execute("SELECT api.onboard_customer(%s, 'Larry Landlord', %s, role => 'owner', move_in => %s)",
-                            (properties[1], f"larry@{code.lower()}.example", moved_in)).fetchone()[0]
-    tenant = conn.execute("SELECT api.onboard_customer(%s, 'Tina Tenant', %s, role => 'occupier', move_in => %s)",
-                          (properties[1], f"tina@{code.lower()}.example", moved_in)).fetchone()[0]
+    landlord = f.onboard_customer(conn, properties[1], "Larry Landlord", f"larry@{code.lower()}.example",
+                                  role="owner", move_in=moved_in)
+    tenant = f.onboard_customer(conn, properties[1], "Tina Tenant", f"tina@{code.lower()}.example",
+                                role="occupier", move_in=moved_in)
     # The landlord's second home (the third property), empty: nobody occupies it yet.
-    spare = conn.execute("SELECT api.onboard_customer(%s, 'Larry Landlord', role => 'owner', move_in => %s,"
-                         " customer_id => %s)", (properties[2], moved_in, landlord["customer"]["id"])).fetchone()[0]
-    data.others["spare.account"] = spare["accounts"][0]["id"]
-    data.others.update({f"spare.link.{i}": link["id"] for i, link in enumerate(spare["customer_accounts"])})
+    spare = f.onboard_customer(conn, properties[2], "Larry Landlord", role="owner", move_in=moved_in,
+                               customer_id=landlord.customer)
+    data.others["spare.account"] = spare.account
+    data.others.update({f"spare.link.{i}": link for i, link in enumerate(spare.links)})
     for who, made in (("landlord", landlord), ("tenant", tenant)):
-        data.others.update({f"{who}.customer": made["customer"]["id"], f"{who}.account": made["accounts"][0]["id"],
-                            **{f"{who}.link.{i}": link["id"] for i, link in enumerate(made["customer_accounts"])}})
-    conn.execute("UPDATE billing.customers SET status = 'onboarding' WHERE esco = %s", (esco,))
+        data.others.update({f"{who}.customer": made.customer, f"{who}.account": made.account,
+                            **{f"{who}.link.{i}": link for i, link in enumerate(made.links)}})
+    for customer in (data.customer, landlord.customer, tenant.customer):
+        f.set_customer_status(conn, customer, "onboarding")
 
     for quarter in sorted({quarter_start(month), quarter_start(today)}):
-        conn.execute("SELECT api.generate_customer_tariffs(%s, %s)", (code, quarter))
+        f.generate_customer_tariffs(conn, code, quarter)
     for n, (tariff_id, customer) in enumerate(conn.execute(
             "SELECT t.id, t.customer_id FROM billing.customer_tariffs AS t JOIN billing.customers AS c"
             " ON c.id = t.customer_id WHERE t.esco = %s ORDER BY c.fullname, t.effective_from", (esco,))):
@@ -106,8 +100,7 @@ def build_billing(conn: psycopg.Connection, esco: str, code: str, properties: li
     data.microgrid_tariffs = [str(r[0]) for r in conn.execute(
         "SELECT id FROM billing.microgrid_tariffs WHERE esco = %s", (esco,))]
 
-    data.run = str(conn.execute("SELECT id FROM api.create_billing_run(%s, %s)", (code, month)).fetchone()[0])
-    conn.execute("SELECT api.finalise_billing_run(%s)", (data.run,))
+    data.run = f.bill_month(conn, code, month)
     for n, (invoice, customer) in enumerate(conn.execute(
             "SELECT i.id, i.customer_id FROM billing.invoices AS i JOIN billing.customers AS c ON c.id = i.customer_id"
             " WHERE i.run_id = %s ORDER BY c.fullname, i.period_start", (data.run,)).fetchall()):

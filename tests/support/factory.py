@@ -7,7 +7,7 @@ that each role sees and changes exactly its share. A new table or view needs
 rows here (a factory call below), or those tests fail for lack of data.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,6 +16,7 @@ import psycopg
 from flows import factories as f
 from flows.billing.documents import render_invoice
 from tests.support.billing_factory import BillingData, build_billing
+from tests.support.money_factory import MoneyData, build_money
 
 TARIFF = {"standing_charge": "0.6975", "unit_rate_element_a": "0.24567", "unit_rate_element_b": "0.12",
           "prepayment_ecredit_availability": "5", "prepayment_debt_recovery_rate": "0.5",
@@ -37,6 +38,7 @@ class SampleEsco:
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
+    money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -52,8 +54,8 @@ class SampleEsco:
                 found[spec.name] = value
             elif isinstance(value, list):
                 found.update({f"{spec.name}.{i}": v for i, v in enumerate(value)})
-            elif isinstance(value, BillingData):
-                found.update({f"billing.{k}": v for k, v in _labelled(value).items()})
+            elif is_dataclass(value):
+                found.update({f"{spec.name}.{k}": v for k, v in _labelled(value).items()})
             elif spec.name == "registers":
                 found.update({f"registers.{self.meters.index(m)}.{i}": r
                               for m, rs in value.items() for i, r in enumerate(rs)})
@@ -68,7 +70,7 @@ class SampleEsco:
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
         return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
-                *self.billing.customer_ids()}
+                *self.billing.customer_ids(), *self.money.customer_ids()}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -148,6 +150,8 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
 
     # Customers, tariffs, last month's final statements and a rendered PDF.
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
+    # Payments, top-ups, gifts, solar credit and a wallet on those customers.
+    data.money = build_money(conn, data.esco, data.code, data.properties, data.billing)
     return data
 
 

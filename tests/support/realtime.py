@@ -25,8 +25,8 @@ FLOWS = str(Path(sys.executable).parent / "flows")
 class GatewayProcess:
     """`flows gateway` logged in as flows_authenticator with the API's JWT secret."""
 
-    def __init__(self, api, workdir: Path, *extra: str):
-        self.api, self.workdir, self.extra = api, workdir, extra
+    def __init__(self, api, workdir: Path, *extra: str, env: dict[str, str] | None = None):
+        self.api, self.workdir, self.extra, self.env = api, workdir, extra, env or {}
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,7 +42,7 @@ class GatewayProcess:
         self.process = subprocess.Popen(
             [FLOWS, "gateway", "--port", str(self.port), "--poll", "0.5", *self.extra],
             env={**os.environ, "FLOWS_DATABASE_URL": self.database_url(), "FLOWS_JWT_SECRET": self.api.jwt_secret,
-                 "FLOWS_LOG_FORMAT": "json"},
+                 "FLOWS_LOG_FORMAT": "json", **self.env},
             stdout=log, stderr=subprocess.STDOUT)
         if not wait_ready(f"{self.url}/health", 30, alive=lambda: self.process.poll() is None):
             raise RuntimeError(f"gateway did not start: {self.log()[-3000:]}")

@@ -83,3 +83,30 @@ async def test_the_query_boundary_lets_out_one_error(db, db_url):
         assert await worker.queue_depth() == {"pending": 0, "running": 0}
     finally:
         await worker.close()
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {cls} | {c for sub in cls.__subclasses__() for c in _subclasses(sub)}
+
+
+def test_top_ups_read_the_workers_failures_by_their_class(db):
+    """billing.token_failure_kind reads a failed round's last error ("ErrorClass: message", daemon.describe):
+    every kind of meter that does not answer is 'unreachable' (the top-up waits for the meter), a token the
+    meter refused is 'refused' (a new token next round), anything else 'other' (tried again)."""
+    from flows.emop.errors import MeterUnreachable, Nak
+    from flows.worker.daemon import describe
+    from flows.worker.workflows import TokenRefused, WorkflowRefused
+
+    def kind(error: BaseException) -> str:
+        return db.execute("SELECT billing.token_failure_kind(%s)", (describe(error),)).fetchone()[0]
+
+    unreachable = _subclasses(MeterUnreachable)
+    assert len(unreachable) >= 5
+    assert {c.__name__: kind(c("no answer")) for c in unreachable} == {c.__name__: "unreachable" for c in unreachable}
+    body = db.execute("SELECT pg_get_functiondef('billing.token_failure_kind(text)'::regprocedure)").fetchone()[0]
+    named = set(re.search(r"\^\(([\w|]+)\): ", body).group(1).split("|"))
+    assert named == {c.__name__ for c in unreachable}, "a new kind of unreachable meter is not known to top-ups"
+    assert kind(TokenRefused("the meter rejected the token (NAK 6)")) == "refused"
+    for other in (WorkflowRefused("gave up after 5 attempts"), Nak(6), QueryFailed(OSError("down")),
+                  RuntimeError("abandoned: the worker's lease ran out")):
+        assert kind(other) == "other", other

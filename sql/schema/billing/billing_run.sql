@@ -316,13 +316,12 @@ BEGIN
         FROM months AS u
         GROUP BY u.account_id, u.customer_id
     ),
-    topups AS (  -- credit pushed to the meter (the payments issue moves this onto its top-ups)
-        SELECT t.account_id, t.customer_id, count(*)::integer AS n,
-               sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric) AS value
+    topups AS (  -- credit put on the meter in the period: its completed top-ups (billing/topups.sql)
+        SELECT t.account_id, t.customer_id, count(*)::integer AS n, sum(x.amount) AS value
         FROM totals AS t
-        JOIN flows.meter_commands AS x
-          ON x.meter_id = t.meter_id AND x.kind = 'send_token' AND x.status = 'done'
-         AND x.finished_at >= t.period_from AND x.finished_at < t.period_to
+        JOIN billing.topups AS x
+          ON x.meter_id = t.meter_id AND x.status = 'completed'
+         AND x.used_at >= t.period_from AND x.used_at < t.period_to
         GROUP BY t.account_id, t.customer_id
     ),
     made AS (

@@ -1,4 +1,4 @@
-"""`flows gateway`: the ASGI service for WebSocket and SSE (and, later, webhooks)."""
+"""`flows gateway`: the ASGI service for WebSocket and SSE, and the payment processor's webhooks."""
 
 import click
 
@@ -20,10 +20,11 @@ from flows.cli.common import database_url_option, settings
               help="Seconds a doorbell waits for more commits, so they are read and fanned out in one step.")
 def gateway(database_url: str | None, host: str, port: int, queue_limit: int, retention: float,
             prune_interval: float, poll: float, batch_window: float) -> None:
-    """Serve /realtime (WebSocket), /events/stream (SSE), /live and /metrics.
+    """Serve /realtime (WebSocket), /events/stream (SSE), /live, /metrics and POST /webhooks/stripe.
 
     Log in as flows_authenticator (FLOWS_DATABASE_URL), like PostgREST, with the
-    same JWT secret (FLOWS_JWT_SECRET).
+    same JWT secret (FLOWS_JWT_SECRET); processor webhooks are verified with
+    FLOWS_STRIPE_WEBHOOK_SECRET.
     """
     import uvicorn
 
@@ -33,7 +34,8 @@ def gateway(database_url: str | None, host: str, port: int, queue_limit: int, re
     resolved = settings(database_url)
     config = GatewayConfig(database_url=resolved.database_url, jwt_secret=resolved.jwt_secret, host=host, port=port,
                            queue_limit=queue_limit, retention_seconds=retention, prune_interval=prune_interval,
-                           poll_interval=poll, batch_window=batch_window)
+                           poll_interval=poll, batch_window=batch_window,
+                           stripe_webhook_secret=resolved.stripe_webhook_secret)
     click.echo(f"gateway on http://{host}:{port} (live page /live, metrics /metrics)", err=True)
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="warning",
                 ws_ping_interval=20, ws_ping_timeout=20, timeout_graceful_shutdown=1)

@@ -9,6 +9,7 @@ from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.gateway import gateway
 from flows.cli.statement import statement
+from flows.cli.test_processor import test_processor
 from flows.cli.vend import vend
 from flows.cli.worker import worker
 from flows.log import configure as configure_logging
@@ -33,3 +34,4 @@ cli.add_command(worker)
 cli.add_command(api_key)
 cli.add_command(statement)
 cli.add_command(gateway)
+cli.add_command(test_processor)

@@ -31,7 +31,9 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
         click.echo(f"  API      {config.api_url}   (OpenAPI at /)")
     click.echo(f"  Database {stack.admin_url}")
     click.echo(f"  Metrics  http://127.0.0.1:{config.metrics_port}/metrics   (the worker)")
-    click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics)")
+    click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics,"
+               f" POST /webhooks/stripe)")
+    click.echo(f"  Payments {config.processor_url}   (the test processor, a stand-in for Stripe: moves no money)")
     if config.monitoring:
         click.echo(f"  Prometheus http://127.0.0.1:{config.prometheus_port}   "
                    f"(exporter http://127.0.0.1:{config.exporter_port}/metrics)")

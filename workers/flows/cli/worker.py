@@ -7,6 +7,7 @@ from datetime import timedelta
 import click
 
 from flows.cli.common import database_url_option, settings
+from flows.payments import job as payments_job  # noqa: F401 (registers the payments job)
 from flows.vending import get_vendor
 from flows.worker import metrics
 from flows.worker.daemon import Worker, WorkerConfig
@@ -58,7 +59,8 @@ def worker(**options) -> None:
     if options["metrics_port"]:
         metrics.serve(options["metrics_port"], options["metrics_host"])
     names = None if options["jobs"] is None else [n for n in options["jobs"].split(",") if n and n != "none"]
-    jobs = build_jobs(JobContext(config.database_url, config.name, resolved), names)
+    jobs = build_jobs(JobContext(config.database_url, config.name, resolved, lease=config.lease,
+                                 poll_interval=config.poll_interval, retry_backoff=config.retry_backoff), names)
     asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home), jobs=jobs)))
 
 

@@ -17,15 +17,53 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
   again with the same key they change nothing, so the demo can be created
   twice. Keys default to fresh unique values (new_esco_code, new_serial), so
   tests never collide.
-- One module per concern; a new concern (customers, accounts, tariffs,
-  payments ...) is a new module with add_<thing> / record_<thing> functions,
-  exported here. docs/database.md ("Test data") says how to add one.
+- One module per concern (topology, meters, readings, commands, access,
+  customers, tariffs, statements, payments), with add_<thing> / record_<thing>
+  functions, exported here. docs/database.md ("Test data") says how to add one.
 """
 
 from flows.factories.access import add_api_key
-from flows.factories.commands import request_sync, send_token, set_future_tariff
+from flows.factories.commands import fail_command, finish_command, request_sync, send_token, set_future_tariff
+from flows.factories.customers import (
+    Onboarded,
+    add_contract,
+    move_in,
+    move_out,
+    onboard_customer,
+    onboard_customers,
+    set_customer_status,
+)
 from flows.factories.meters import Meter, MeterSpec, add_emulated_meters, add_meter, add_meters, new_serial
+from flows.factories.payments import (
+    add_adjustment,
+    add_payment_method,
+    add_solar_installation,
+    add_solar_rate,
+    allocate_solar,
+    apply_processor_event,
+    create_gift,
+    generate_solar_credits,
+    record_payment,
+    refund_payment,
+    run_money_pass,
+    schedule_payment,
+    set_wallet,
+)
 from flows.factories.readings import record_events, record_half_hours, record_states
+from flows.factories.statements import (
+    bill_month,
+    create_billing_run,
+    credit_invoice,
+    finalise_billing_run,
+    set_esco_billing,
+)
+from flows.factories.tariffs import (
+    add_microgrid_tariff,
+    add_price_cap,
+    generate_customer_tariffs,
+    roll_out_customer_tariffs,
+    set_customer_discount,
+)
 from flows.factories.topology import (
     Esco,
     add_circuit,
@@ -41,8 +79,14 @@ from flows.factories.topology import (
 )
 
 __all__ = [
-    "Esco", "Meter", "MeterSpec", "add_api_key", "add_circuit", "add_emulated_meters", "add_esco", "add_feeder",
-    "add_meter", "add_meters", "add_property", "add_service_head", "add_site", "link_circuit_register",
-    "link_head_meter", "link_property_head", "new_esco_code", "new_serial", "record_events", "record_half_hours",
-    "record_states", "request_sync", "send_token", "set_future_tariff",
+    "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_circuit", "add_contract",
+    "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
+    "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site", "add_solar_installation",
+    "add_solar_rate", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run", "create_gift",
+    "credit_invoice", "fail_command", "finalise_billing_run", "finish_command", "generate_customer_tariffs",
+    "generate_solar_credits", "link_circuit_register", "link_head_meter", "link_property_head", "move_in",
+    "move_out", "new_esco_code", "new_serial", "onboard_customer", "onboard_customers", "record_events",
+    "record_half_hours", "record_payment", "record_states", "refund_payment", "request_sync",
+    "roll_out_customer_tariffs", "run_money_pass", "schedule_payment", "send_token", "set_customer_discount",
+    "set_customer_status", "set_esco_billing", "set_future_tariff", "set_wallet",
 ]

@@ -32,5 +32,34 @@ def request_sync(conn: psycopg.Connection, meter_ids: Sequence[str] | None = Non
                               None if metrics is None else list(metrics))))
 
 
+def fail_command(conn: psycopg.Connection, command: str, error: str, *, worker: str = "factory") -> str:
+    """A pending command tried and failed for good as a worker records it (held by ``worker``, then
+    flows.fail_meter_command_v1, not retryable); ``error`` as the worker says it ("ErrorClass: message").
+    Returns the command's status."""
+    return conn.execute("SELECT flows.fail_meter_command_v1(%s, %s, %s, %s, false)",
+                        (command, worker, _hold(conn, command, worker), error)).fetchone()[0]
+
+
+def finish_command(conn: psycopg.Connection, command: str, result: dict, progress: dict | None = None, *,
+                   worker: str = "factory") -> None:
+    """A pending command done as a worker records it: held by ``worker``, its ``progress`` noted (e.g. a send_token's
+    token), then flows.finish_meter_command_v1 with ``result`` (e.g. a credit's transactions_after)."""
+    attempt = _hold(conn, command, worker)
+    if progress:
+        conn.execute("SELECT flows.note_meter_command_progress_v1(%s, %s, %s, %s::jsonb)",
+                     (command, worker, attempt, json.dumps(progress, default=str)))
+    conn.execute("SELECT flows.finish_meter_command_v1(%s, %s, %s, %s::jsonb)",
+                 (command, worker, attempt, json.dumps({"result": result}, default=str)))
+
+
+def _hold(conn: psycopg.Connection, command: str, worker: str) -> int:
+    """Claims one pending command for ``worker`` as flows.claim_meter_commands_v1 would (that one, whatever else
+    is due); its attempt."""
+    return conn.execute("UPDATE flows.meter_commands SET status = 'running', attempts = attempts + 1,"
+                        " lease_owner = %s, lease_expires_at = now() + interval '1 minute',"
+                        " started_at = coalesce(started_at, now()) WHERE id = %s AND status = 'pending'"
+                        " RETURNING attempts", (worker, command)).fetchone()[0]
+
+
 def _ids(cursor: psycopg.Cursor) -> list[str]:
     return [str(row[0]) for row in cursor.fetchall()]

@@ -3,7 +3,9 @@ the feed started and stopped with the application.
 
 To add endpoints (e.g. processor webhooks), write a module in
 ``flows.gateway.routes`` with ``routes(gateway) -> list[BaseRoute]`` and add
-it to ``ROUTE_MODULES``; ``gateway`` gives it the configuration and the feed.
+it to ``ROUTE_MODULES``; ``gateway`` gives it the configuration and the feed,
+and closes what a module appends to ``gateway.resources`` (objects with an
+async ``close()``) when the application stops.
 """
 
 import asyncio
@@ -15,16 +17,17 @@ from starlette.applications import Starlette
 
 from flows.gateway.config import GatewayConfig
 from flows.gateway.feed import Feed
-from flows.gateway.routes import event_stream, live_page, prometheus, realtime_socket
+from flows.gateway.routes import event_stream, live_page, prometheus, realtime_socket, stripe_webhook
 from flows.log import get_logger
 
-ROUTE_MODULES = (realtime_socket, event_stream, live_page, prometheus)
+ROUTE_MODULES = (realtime_socket, event_stream, live_page, prometheus, stripe_webhook)
 
 
 @dataclass
 class Gateway:
     config: GatewayConfig
     feed: Feed = field(init=False)
+    resources: list = field(default_factory=list)  # closed when the application stops
 
     def __post_init__(self):
         self.feed = Feed(self.config)
@@ -43,6 +46,9 @@ def create_app(config: GatewayConfig) -> Starlette:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+            for resource in gateway.resources:
+                with contextlib.suppress(Exception):
+                    await resource.close()
 
     app = Starlette(routes=[route for module in ROUTE_MODULES for route in module.routes(gateway)],
                     lifespan=lifespan)

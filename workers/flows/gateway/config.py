@@ -18,3 +18,5 @@ class GatewayConfig:
     batch_window: float = 0.02  # seconds a doorbell waits for others, to batch them into one step
     heartbeat_interval: float = 15.0  # seconds between keepalives on idle streams
     auth_timeout: float = 10.0  # seconds a WebSocket has to send its token
+    stripe_webhook_secret: str | None = None  # POST /webhooks/stripe checks signatures with it (None: 503)
+    webhook_tolerance: int = 300  # seconds a webhook's signed timestamp may be off (Stripe's default)

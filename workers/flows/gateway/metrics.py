@@ -23,3 +23,8 @@ AUDIENCE_READS = Counter("flows_gateway_audience_reads_total", "Row reads as one
 FEED_RECONNECTS = Counter("flows_gateway_feed_reconnects_total", "Database reconnections of the feed.",
                           registry=REGISTRY)
 POSITION = Gauge("flows_gateway_position", "Last change-log position the feed delivered.", registry=REGISTRY)
+WEBHOOKS = Counter("flows_gateway_webhooks_total", "Processor webhook deliveries, by outcome (applied, duplicate, "
+                   "stale, ignored, unmatched, conflict; bad_signature, refused, failed).", ["outcome"],
+                   registry=REGISTRY)
+WEBHOOK_SECONDS = Histogram("flows_gateway_webhook_seconds", "A webhook delivery, from its body read to the answer.",
+                            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2), registry=REGISTRY)

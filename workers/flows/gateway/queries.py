@@ -14,3 +14,6 @@ SNAPSHOT = "SELECT key, row_data FROM flows.realtime_snapshot($1, $2::jsonb, $3:
 VISIBLE_ESCOS = "SELECT audience, esco FROM flows.realtime_visible_escos($1::jsonb, $2::uuid[])"
 PRUNE = "SELECT flows.prune_realtime_events(make_interval(secs => $1))"
 LISTEN_CHANNEL = "flows_realtime"
+# Processor webhooks are applied as the workers' role, whoever logged in (a processor has no JWT).
+AS_PROCESSOR = "SELECT set_config('role', 'flows_service', true), set_config('request.jwt.claims', $1, true)"
+APPLY_PROCESSOR_EVENT = "SELECT outcome, detail, payment_id FROM billing.apply_processor_event_v1($1, $2::jsonb)"

@@ -21,6 +21,11 @@ from flows.stack.postgres import Cluster, free_port, port_is_free
 DATABASE = "flows"
 
 
+def new_webhook_secret() -> str:
+    """A webhook signing secret shaped like Stripe's."""
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
 def stack_home() -> Path:
     if os.environ.get("FLOWS_HOME"):
         return Path(os.environ["FLOWS_HOME"]).resolve()
@@ -60,6 +65,9 @@ class StackConfig:
     readonly_admin_port: int = 0
     proxy_port: int = 0
     readonly_proxy_port: int = 0
+    # Payments: the secret processor webhooks are signed with, and the local test processor (0: not chosen yet).
+    stripe_webhook_secret: str = ""
+    processor_port: int = 0
 
     # -- folders and files -------------------------------------------------
     @property
@@ -89,6 +97,14 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def processor_url(self) -> str:
+        """The test processor (flows test-processor), a stand-in for Stripe's API."""
+        return f"http://127.0.0.1:{self.processor_port}"
+
+    # The test processor takes any key of the right shape; this one says where it comes from.
+    processor_api_key = "sk_test_flows_embedded_stack"
 
     def authenticator_url(self) -> str:
         return self.cluster().tcp_url(self.database, "flows_authenticator", self.authenticator_password)
@@ -120,6 +136,9 @@ class StackConfig:
         if not config.worker_password:  # a stack created before the workers existed
             config.worker_password = secrets.token_urlsafe(24)
             config.save()
+        if not config.stripe_webhook_secret:  # a stack created before payments
+            config.stripe_webhook_secret = new_webhook_secret()
+            config.save()
         return config
 
     @classmethod
@@ -136,6 +155,7 @@ class StackConfig:
             jwt_secret=secrets.token_urlsafe(48),
             authenticator_password=secrets.token_urlsafe(24),
             worker_password=secrets.token_urlsafe(24),
+            stripe_webhook_secret=new_webhook_secret(),
         )
         config.save()
         return config

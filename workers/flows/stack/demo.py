@@ -8,21 +8,24 @@ like real meters: within a minute the API shows live balances, reads and health.
 
 The money side (demo_billing.py): customers (owner-occupiers, a landlord
 with tenants, the community hall), tariffs for the current and next quarter,
-and last month's statements, issued and rendered. Then, a minute behind the
-first syncs, three top-ups and next quarter's customer tariffs rolled out to
-the prepay meters.
+and last month's statements, issued and rendered; then (demo_payments.py)
+payment methods, wallets, a card payment, a Direct Debit, a cash payment, a
+gift and last month's solar credit, their top-ups reaching the meters a minute
+behind the first syncs, and next quarter's customer tariffs rolled out to the
+prepay meters.
 
 Creating it twice changes nothing.
 """
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 from flows import factories as f
 from flows.db.connect import connect
-from flows.stack import demo_billing
+from flows.stack import demo_billing, demo_payments
 
 ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
@@ -92,13 +95,12 @@ def create(database_url: str, base_port: int) -> None:
 
 
 def _money_on_meters(conn: psycopg.Connection, esco: str) -> None:
-    """Money flow to watch on the meters (dashboards, audit): three top-ups, and next quarter's customer
-    tariffs rolled out to the prepay meters. Each happens once, however often the demo is created; both wait a
-    minute behind the first syncs, so live readings come first, as they would on a real first day."""
-    prepay = [row[0] for row in conn.execute(
-        "SELECT id FROM flows.meter_registry WHERE esco = %s AND prepay_enabled ORDER BY serial", (esco,))]
-    for n, meter_id in enumerate(prepay[:3]):
-        f.send_token(conn, meter_id, (10, 20, 15)[n], idempotency_key=f"demo-top-up-{n + 1}")
+    """Money flow to watch on the meters (dashboards, audit, the ledger): payments, wallets, a gift and solar
+    credit made through the platform (demo_payments.py), their top-ups on the meters; and next quarter's customer
+    tariffs rolled out to the prepay meters. Each happens once, however often the demo is created; the meter
+    commands wait a minute behind the first syncs, so live readings come first, as they would on a real first
+    day."""
+    demo_payments.create(conn, esco, ESCO[0], demo_billing.last_month(datetime.now(UTC).date()))
     if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
                         (esco,)).fetchone():
         conn.execute("SELECT api.roll_out_customer_tariffs(%s, (date_trunc('quarter', now() AT TIME ZONE"

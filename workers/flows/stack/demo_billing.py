@@ -23,6 +23,7 @@ from decimal import Decimal
 import psycopg
 import structlog
 
+from flows import factories as f
 from flows.billing.documents import render_pending
 from flows.db.connect import connect
 from flows.emop.units import EPOCH_2000_UNIX
@@ -65,15 +66,11 @@ def create(database_url: str, today: date | None = None) -> None:
                 _customers(conn, month)
                 _record_last_month(conn, esco, month)
                 for quarter in sorted({quarter_start(month), quarter_start(today), quarter_start(today, 1)}):
-                    conn.execute("SELECT api.generate_customer_tariffs(%s, %s)", (ESCO_CODE, quarter))
+                    f.generate_customer_tariffs(conn, ESCO_CODE, quarter)
                 changed = conn.execute("SELECT c.id FROM billing.customers c WHERE c.esco = %s AND c.fullname = %s",
                                        (esco, OWNERS[2])).fetchone()[0]
-                conn.execute("SELECT api.set_customer_discount(%s, 30, %s)",
-                             (changed, _at(month, 10, 7)))
-            if not conn.execute("SELECT EXISTS (SELECT FROM billing.billing_runs WHERE esco = %s AND period_start = %s"
-                                " AND status = 'final')", (esco, month)).fetchone()[0]:
-                run = conn.execute("SELECT id FROM api.create_billing_run(%s, %s)", (ESCO_CODE, month)).fetchone()[0]
-                conn.execute("SELECT api.finalise_billing_run(%s)", (run,))
+                f.set_customer_discount(conn, changed, 30, _at(month, 10, 7))
+            f.bill_month(conn, ESCO_CODE, month)
         rendered = render_pending(conn)
         log.debug("demo billing ready", month=str(month), statements_rendered=len(rendered))
 
@@ -84,53 +81,44 @@ def _at(month: date, day: int, hour: int) -> datetime:
 
 def _tariffs(conn: psycopg.Connection, esco, today: date, month: date) -> None:
     for offset, (unit, standing) in CAPS.items():
-        conn.execute("INSERT INTO billing.benchmark_tariffs (region, period_start, unit_rate, standing_charge)"
-                     " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                     (REGION, quarter_start(today, offset), unit, standing))
-    conn.execute("INSERT INTO billing.microgrid_tariffs (esco, period_start, region, discount) VALUES (%s, %s, %s, 25)"
-                 " ON CONFLICT (esco, period_start) DO NOTHING", (esco, quarter_start(month), REGION))
-    conn.execute("INSERT INTO billing.esco_billing (esco, legal_name, address, email, phone, website, vat_number)"
-                 " VALUES (%s, 'Demo Community Energy CIC', 'The Hall, Demo Meadows, Somerset TA1 1AA',"
-                 " 'billing@demo-energy.example', '01823 000000', 'demo-energy.example', 'GB123456789')"
-                 " ON CONFLICT (esco) DO UPDATE SET legal_name = excluded.legal_name, address = excluded.address,"
-                 " email = excluded.email, phone = excluded.phone, website = excluded.website,"
-                 " vat_number = excluded.vat_number", (esco,))
+        f.add_price_cap(conn, REGION, quarter_start(today, offset), unit, standing)
+    f.add_microgrid_tariff(conn, esco, quarter_start(month), REGION, 25)
+    f.set_esco_billing(conn, esco, legal_name="Demo Community Energy CIC",
+                       address="The Hall, Demo Meadows, Somerset TA1 1AA", email="billing@demo-energy.example",
+                       phone="01823 000000", website="demo-energy.example", vat_number="GB123456789")
 
 
 def _customers(conn: psycopg.Connection, month: date) -> None:
-    """Everyone moved in before last month; the DM-06 tenant changes mid-month."""
+    """Everyone moved in before last month; the DM-06 tenant changes mid-month. Onboarded, they confirm their
+    details, pay by Direct Debit and sign their contracts: live."""
     moved_in = datetime.combine(month - timedelta(days=31), datetime.min.time(), tzinfo=UTC)
     homes = dict(conn.execute("SELECT p.plot, p.id FROM flows.properties p JOIN flows.escos e ON e.id = p.esco"
                               " WHERE e.code = %s", (ESCO_CODE,)).fetchall())
+    customers: set[str] = set()
     landlord = None
     for i, owner in enumerate(OWNERS):
         plot = f"DM-{i + 1:02d}"
         if owner:
-            _onboard(conn, homes[plot], owner, "owner_occupier", moved_in)
+            customers.add(_onboard(conn, homes[plot], owner, "owner_occupier", moved_in))
             continue
         landlord = _onboard(conn, homes[plot], LANDLORD, "owner", moved_in, customer=landlord)
-        _onboard(conn, homes[plot], TENANTS[plot], "occupier", moved_in)
+        customers |= {landlord, _onboard(conn, homes[plot], TENANTS[plot], "occupier", moved_in)}
         if plot == "DM-06":
             account = conn.execute("SELECT id FROM billing.accounts WHERE property = %s", (homes[plot],)).fetchone()[0]
-            conn.execute("SELECT api.move_out(%s, %s)", (account, _at(month, 14, 10)))
-            _onboard(conn, homes[plot], NEXT_TENANT, "occupier", _at(month, 20, 0))
-    _onboard(conn, homes["Hall"], HALL, "owner_occupier", moved_in)
-    # onboarded: details confirmed, paying by Direct Debit, contract signed -> live
-    conn.execute("UPDATE billing.customers c SET status = 'onboarding', details_confirmed_at = %s,"
-                 " payment_method = 'direct_debit' FROM flows.escos e WHERE e.id = c.esco AND e.code = %s",
-                 (moved_in, ESCO_CODE))
-    conn.execute("INSERT INTO billing.contracts (esco, customer_id, type, terms_version, signed_at, effective_date)"
-                 " SELECT c.esco, c.id, 'supply', '2026.1', %s, %s FROM billing.customers c JOIN flows.escos e"
-                 " ON e.id = c.esco WHERE e.code = %s", (moved_in, moved_in.date(), ESCO_CODE))
-    conn.execute("UPDATE billing.customers c SET status = 'live' FROM flows.escos e WHERE e.id = c.esco"
-                 " AND e.code = %s", (ESCO_CODE,))
+            f.move_out(conn, account, _at(month, 14, 10))
+            customers.add(_onboard(conn, homes[plot], NEXT_TENANT, "occupier", _at(month, 20, 0)))
+    customers.add(_onboard(conn, homes["Hall"], HALL, "owner_occupier", moved_in))
+    for customer in customers:
+        f.set_customer_status(conn, customer, "onboarding", details_confirmed_at=moved_in,
+                              payment_method="direct_debit")
+        f.add_contract(conn, customer, terms_version="2026.1", signed_at=moved_in, effective_date=moved_in.date())
+        f.set_customer_status(conn, customer, "live")
 
 
 def _onboard(conn, prop, name: str, role: str, at: datetime, customer: str | None = None) -> str:
     email = name.lower().replace(" ", ".").replace(".ltd", "") + "@mail.example"
-    made = conn.execute("SELECT api.onboard_customer(%s, %s, %s, role => %s, move_in => %s, customer_id => %s)",
-                        (prop, name, None if customer else email, role, at, customer)).fetchone()[0]
-    return made["customer"]["id"]
+    return f.onboard_customer(conn, prop, name, None if customer else email, role=role, move_in=at,
+                              customer_id=customer).customer
 
 
 def _record_last_month(conn: psycopg.Connection, esco, month: date) -> None:

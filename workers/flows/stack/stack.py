@@ -55,7 +55,7 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        names = ["postgrest", "emulator", "worker", "gateway"]
+        names = ["postgrest", "emulator", "worker", "gateway", "processor"]
         if self.config.topology == "scaled":
             names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
         if self.config.monitoring:
@@ -93,8 +93,10 @@ class Stack:
         admin.reload_api_schema(self.admin_url)
         topology.start_database_side(self, say)
         self._start_postgrest(say)
+        self.config.claim_port("processor_port", 8091, in_use_by_us=self.process("processor").pid() is not None)
         self._start_worker(say)
         self._start_gateway(say)
+        self._start_processor(say)
         topology.start_api_side(self, say)
         topology.reload_schema_caches(self)
         if with_monitoring or (with_monitoring is None and config.monitoring):
@@ -181,6 +183,22 @@ class Stack:
             process.stop()
             raise FlowsError(f"the gateway did not become ready; see {process.logfile}\n{detail}")
 
+    def _start_processor(self, say: Say) -> None:
+        """The test processor (NOT Stripe: docs/payments.md), delivering its events to the gateway's webhook."""
+        config = self.config
+        process = self.process("processor")
+        if process.pid() is not None:
+            return
+        say(f"starting the test payment processor on port {config.processor_port} (NOT Stripe: moves no money)")
+        process.start([FLOWS, "test-processor", "--port", str(config.processor_port),
+                       "--webhook-url", f"{config.gateway_url}/webhooks/stripe",
+                       "--state", str(config.home_dir / "test-processor.json")],
+                      env={**self._env(), "FLOWS_LOG_FORMAT": "json"}, cwd=ROOT)
+        if not wait_port(config.processor_port, timeout=20, alive=process.pid):
+            detail = process.tail(5)
+            process.stop()
+            raise FlowsError(f"the test processor did not start; see {process.logfile}\n{detail}")
+
     def _env(self) -> dict[str, str]:
         """The home folder (for the test vendor's secret and sequences, shared by the emulator and workers)."""
         return {"FLOWS_HOME": self.config.home}
@@ -227,6 +245,10 @@ class Stack:
                 entry["url"] = config.gateway_url
                 entry["live_page"] = f"{config.gateway_url}/live"
                 entry["metrics"] = f"{config.gateway_url}/metrics"
+                entry["stripe_webhook"] = f"{config.gateway_url}/webhooks/stripe"
+            elif process.name == "processor" and config.processor_port:
+                entry["url"] = config.processor_url
+                entry["note"] = "the test processor, a stand-in for Stripe's API: moves no money"
             report[process.name] = entry
         for name, entry in topology.status(self).items():
             report[name] = entry

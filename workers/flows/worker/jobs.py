@@ -12,6 +12,7 @@ meters. A job module registers a factory with ``register_job``; ``flows worker
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol
 
 from flows.errors import ConfigError
@@ -23,11 +24,15 @@ log = get_logger("flows.worker.jobs")
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job is built from: where the database is, who the worker is, the settings."""
+    """What a job is built from: where the database is, who the worker is, the settings, and the worker's
+    lease, poll and retry backoff (a job holds its own work the same way)."""
 
     database_url: str
     worker_name: str
     settings: Settings
+    lease: timedelta = timedelta(minutes=2)
+    poll_interval: float = 2.0
+    retry_backoff: timedelta = timedelta(seconds=10)
 
 
 class OutboundJob(Protocol):

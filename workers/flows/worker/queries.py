@@ -83,8 +83,9 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def listening(database_url: str, on_notify: Callable[[], None]) -> AsyncIterator[asyncio.Event]:
-    """A connection LISTENing on CHANNEL, calling ``on_notify`` for each notification; yields an event
+async def listening(database_url: str, on_notify: Callable[[], None],
+                    channel: str = CHANNEL) -> AsyncIterator[asyncio.Event]:
+    """A connection LISTENing on ``channel``, calling ``on_notify`` for each notification; yields an event
     that is set when the connection is lost."""
     lost = asyncio.Event()
     with _driver_errors():
@@ -92,7 +93,7 @@ async def listening(database_url: str, on_notify: Callable[[], None]) -> AsyncIt
     try:
         with _driver_errors():
             conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(CHANNEL, lambda *_: on_notify())
+            await conn.add_listener(channel, lambda *_: on_notify())
         yield lost
     finally:
         with _driver_errors():

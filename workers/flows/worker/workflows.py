@@ -30,6 +30,11 @@ class WorkflowRefused(Refused):
     """A final failure decided by the workflow (e.g. a token the meter did not credit)."""
 
 
+class TokenRefused(WorkflowRefused):
+    """The meter refused the token itself (a NAK to the push, or it took it and credited nothing): a top-up's
+    next round vends a new one (billing.token_failure_kind tells this from a meter that did not answer)."""
+
+
 class TariffReadBackDiffers(FlowsError):
     """The meter took the tariff writes but reads back something else. Retried (the writes are repeated) until
     the command's attempts are used up; then the command fails with the differences named."""
@@ -205,11 +210,11 @@ async def send_token(ctx: Context) -> Outcome:
     try:
         await meter.prepay_send_token(token)
     except Nak as nak:
-        raise WorkflowRefused(f"the meter rejected the token ({nak})") from None
+        raise TokenRefused(f"the meter rejected the token ({nak})") from None
     count_after = await meter.monetary_info_transaction_count()
     balance_after = await meter.prepay_balance()
     if count_after <= count and balance_after <= balance:
-        raise WorkflowRefused(f"the meter took the token but credited nothing (balance {balance} -> "
+        raise TokenRefused(f"the meter took the token but credited nothing (balance {balance} -> "
                               f"{balance_after} GBP)")
     return _credited(command, token, balance, balance_after, count, count_after, reconciled=False)
 

@@ -1,0 +1,277 @@
+-- Rollback of 0011_payments.
+SET LOCAL ROLE flows_owner;
+DELETE FROM flows.realtime_relations WHERE relation IN ('payments', 'topups', 'wallets');
+DROP TRIGGER meter_commands_topups ON flows.meter_commands;
+DROP VIEW monitoring.money_in, monitoring.processor_events;
+DROP TRIGGER invoices_post_charges ON billing.invoices;
+DROP FUNCTION api.record_payment(uuid, numeric, text, text, timestamptz, text),
+              api.schedule_payment(uuid, numeric, timestamptz, text, uuid), api.cancel_payment(uuid, text),
+              api.refund_payment(uuid, text, numeric), api.retry_topup(uuid), api.cancel_topup(uuid, text),
+              api.create_adjustment_topup(uuid, numeric, text), api.create_gift(uuid, numeric, text, timestamptz),
+              api.cancel_gift(uuid, text), api.generate_solar_credits(text, date),
+              api.set_wallet(uuid, numeric, numeric, boolean, text, numeric, integer, uuid);
+DROP VIEW api.esco_books, api.account_balances, api.journal_entries, api.journals, api.ledger_accounts, api.wallets,
+          api.solar_credits, api.solar_allocations, api.solar_installations, api.solar_rates, api.gifts, api.topups,
+          api.processor_events, api.refunds, api.payments, api.payment_methods;
+DROP FUNCTION billing.payable_account(uuid), billing.topup_for_update(uuid), billing.topup_account(uuid),
+              billing.run_money_pass_v1(interval, interval), billing.wallet_payer(billing.wallets),
+              billing.regular_payment_times(billing.wallets, timestamptz, timestamptz),
+              billing.payment_received(billing.payments), billing.topup_for_payment(billing.payments),
+              billing.fence_payment(uuid, text), billing.fence_refund(uuid, text),
+              billing.mirror_topup_command(flows.meter_commands);
+DROP TABLE billing.journal_entries, billing.journals, billing.ledger_accounts, billing.topups, billing.solar_credits,
+           billing.solar_allocations, billing.solar_installations, billing.solar_rates, billing.gifts,
+           billing.processor_events, billing.refunds, billing.payments, billing.wallets, billing.payment_methods;
+DROP FUNCTION billing.invoices_issued(), billing.post_statement_charges(uuid[]), billing.reverse_journal(uuid, text),
+              billing.post_journal(uuid, text, text, jsonb, uuid, uuid, uuid, uuid, uuid, uuid),
+              billing.journal_entry_posted(), billing.journal_posted(), billing.check_journal_balanced(uuid),
+              billing.refuse_ledger_change(), billing.topup_command_changed(), billing.cancel_topup(uuid, text),
+              billing.start_topup_round(uuid, boolean),
+              billing.create_topup(uuid, uuid, uuid, numeric, text, uuid, uuid, uuid, uuid, text, text),
+              billing.check_solar_allocations(), billing.generate_solar_credits(uuid, date), billing.give_gift(uuid),
+              billing.token_failure_kind(text), billing.topup_problem(billing.accounts, boolean),
+              billing.check_amount(text, numeric, numeric, numeric), billing.notify_processor_work(),
+              billing.payment_status_rank(text), billing.stripe_payment_status(text, jsonb),
+              billing.apply_intent_event(text, jsonb), billing.apply_refund_event(jsonb),
+              billing.apply_refund_object(uuid, jsonb), billing.apply_payment_intent(uuid, jsonb, text),
+              billing.refund_succeeded(uuid), billing.apply_processor_event_v1(text, jsonb),
+              billing.claim_payment_work_v1(text, integer, interval, interval),
+              billing.record_payment_intent_v1(uuid, text, jsonb, boolean),
+              billing.fail_payment_work_v1(uuid, text, text, boolean, interval),
+              billing.claim_refund_work_v1(text, integer, interval), billing.record_refund_v1(uuid, text, jsonb),
+              billing.fail_refund_work_v1(uuid, text, text, boolean, interval),
+              billing.default_payment_method(uuid), billing.payer_at(uuid, timestamptz);
+CREATE OR REPLACE FUNCTION billing.compute_statements(p_run uuid, p_accounts uuid[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+SET jit = off
+AS $$
+DECLARE
+    run billing.billing_runs;
+    missing text;
+    made integer;
+BEGIN
+    SELECT * INTO run FROM billing.billing_runs AS r WHERE r.id = p_run FOR UPDATE;
+    IF run.status <> 'draft' THEN
+        RAISE EXCEPTION 'billing run % is final', p_run USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT string_agg(pg_catalog.format('account %s (%s) from %s to %s', a.account_number, c.fullname,
+                                        lower(u.r), upper(u.r)), '; ' ORDER BY a.account_number)
+    INTO missing
+    FROM billing.periods_without_tariff(run.esco, run.period_start, p_accounts) AS g
+    JOIN billing.accounts AS a ON a.id = g.account_id
+    JOIN billing.customers AS c ON c.id = g.customer_id
+    CROSS JOIN LATERAL (SELECT x AS r FROM unnest(g.uncovered) AS x LIMIT 1) AS u;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no tariff in force for %', missing
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give the customers a tariff for the quarter (rpc/generate_customer_tariffs) and run again';
+    END IF;
+
+    DELETE FROM billing.invoices AS i
+    WHERE i.run_id = p_run AND i.status = 'draft' AND (p_accounts IS NULL OR i.account_id = ANY (p_accounts));
+
+    WITH lines AS MATERIALIZED (
+        SELECT l.*, row_number() OVER (PARTITION BY l.account_id, l.customer_id
+                                       ORDER BY l.kind, l.element, l.period_from) AS position
+        FROM billing.statement_lines(run.esco, run.period_start, p_accounts) AS l
+        WHERE NOT EXISTS (SELECT FROM billing.invoices AS f
+                          WHERE f.account_id = l.account_id AND f.customer_id = l.customer_id
+                            AND f.period_start = run.period_start AND f.kind = 'statement' AND f.status = 'final')
+    ),
+    sums AS (
+        -- net of VAT from the exact gross sum (quantity x rate is exact; dividing once keeps it so)
+        SELECT l.account_id, l.customer_id,
+               billing.round_half_up(billing.net_of_vat(sum(l.quantity * l.rate)), 2) AS net,
+               coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'energy'), 0) AS kwh,
+               coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'standing_charge'), 0) AS days,
+               min(l.period_from) AS period_from, max(l.period_to) AS period_to,
+               sum(floor(l.amount_exact * 100)) AS pennies_floor
+        FROM lines AS l
+        GROUP BY l.account_id, l.customer_id
+    ),
+    totals AS (
+        SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled, a.meter_id,
+               (SELECT v.id FROM billing.invoices AS v
+                WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
+                  AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
+                ORDER BY v.issued_at DESC LIMIT 1) AS replaces
+        FROM sums AS s
+        JOIN billing.accounts AS a ON a.id = s.account_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.meter_registry AS m ON m.id = a.meter_id
+    ),
+    -- What a statement prints besides its lines, frozen with it: the reads
+    -- at either end, the tariffs and their price cap, 12 months of the
+    -- meter's kWh and an annual estimate, the credit pushed to the meter;
+    -- each one grouped pass over the run.
+    per_register AS (
+        SELECT l.account_id, l.customer_id, l.register_id, l.element, sum(l.quantity) AS kwh,
+               sum(l.half_hours) AS half_hours, sum(l.expected_half_hours) AS expected,
+               sum(l.estimated_half_hours) AS estimated
+        FROM lines AS l
+        WHERE l.kind = 'energy'
+        GROUP BY l.account_id, l.customer_id, l.register_id, l.element
+    ),
+    readings AS (
+        SELECT r.account_id, r.customer_id, sum(r.estimated) AS estimated,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'register_id', r.register_id, 'element', r.element,
+                   'start_read', sr.read, 'start_read_at', sr."timestamp",
+                   'end_read', er.read, 'end_read_at', er."timestamp",
+                   'kwh', r.kwh, 'half_hours', r.half_hours, 'expected_half_hours', r.expected,
+                   'estimated_half_hours', r.estimated,
+                   'estimated', r.estimated > 0 OR r.half_hours < r.expected) ORDER BY r.element) AS readings
+        FROM per_register AS r
+        JOIN totals AS t ON t.account_id = r.account_id AND t.customer_id = r.customer_id
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_from
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_to
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
+        GROUP BY r.account_id, r.customer_id
+    ),
+    tariffs AS (
+        SELECT u.account_id, u.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                   'customer_tariff_id', ct.id, 'effective_from', ct.effective_from, 'effective_to', ct.effective_to,
+                   'discount', ct.discount, 'unit_rate', ct.unit_rate, 'standing_charge', ct.standing_charge,
+                   'cap_unit_rate', bt.unit_rate, 'cap_standing_charge', bt.standing_charge, 'region', mg.region)
+                   ORDER BY ct.effective_from) AS tariffs,
+               (array_agg(ct.unit_rate ORDER BY ct.effective_from DESC))[1] AS unit_rate,
+               (array_agg(ct.standing_charge ORDER BY ct.effective_from DESC))[1] AS standing_charge
+        FROM (SELECT DISTINCT l.account_id, l.customer_id, l.customer_tariff_id FROM lines AS l) AS u
+        JOIN billing.customer_tariffs AS ct ON ct.id = u.customer_tariff_id
+        JOIN billing.microgrid_tariffs AS mg ON mg.id = ct.microgrid_tariff_id
+        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
+        GROUP BY u.account_id, u.customer_id
+    ),
+    months AS (  -- the meter's kWh in each of the 12 months to the statement's (whoever paid then)
+        SELECT t.account_id, t.customer_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
+        FROM totals AS t
+        CROSS JOIN generate_series(run.period_start - interval '11 months', run.period_start::timestamp,
+                                   interval '1 month') AS mo
+        LEFT JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
+        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
+        GROUP BY t.account_id, t.customer_id, mo
+    ),
+    usage AS (
+        SELECT u.account_id, u.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', u.month, 'kwh', u.kwh) ORDER BY u.month)
+                   AS months,
+               sum(u.kwh) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(sum(u.kwh) * 12 / greatest(count(*) FILTER (WHERE u.kwh > 0), 1), 0) AS annual
+        FROM months AS u
+        GROUP BY u.account_id, u.customer_id
+    ),
+    topups AS (  -- credit pushed to the meter (the payments issue moves this onto its top-ups)
+        SELECT t.account_id, t.customer_id, count(*)::integer AS n,
+               sum(coalesce(x.result ->> 'amount', x.parameters ->> 'amount')::numeric) AS value
+        FROM totals AS t
+        JOIN flows.meter_commands AS x
+          ON x.meter_id = t.meter_id AND x.kind = 'send_token' AND x.status = 'done'
+         AND x.finished_at >= t.period_from AND x.finished_at < t.period_to
+        GROUP BY t.account_id, t.customer_id
+    ),
+    made AS (
+        INSERT INTO billing.invoices (esco, run_id, account_id, customer_id, period_start, period_end, period_from,
+                                      period_to, kwh, days, net, vat_rate, vat, total, prepay, opening_balance,
+                                      closing_balance, topups_count, topups_value, corrects, details)
+        SELECT run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
+               t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
+               t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled,
+               CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
+               coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces,
+               pg_catalog.jsonb_build_object(
+                   'customer', pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email),
+                   'account_number', a.account_number,
+                   'account_type', a.type,
+                   'supply_address', concat_ws(', ', p.plot, p.address, si.name),
+                   'esco', pg_catalog.jsonb_build_object('code', e.code, 'name', coalesce(eb.legal_name, e.name),
+                                                         'address', eb.address, 'email', eb.email, 'phone', eb.phone,
+                                                         'website', eb.website, 'vat_number', eb.vat_number),
+                   'meter', pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
+                                                          'prepay', m.prepay_enabled),
+                   'readings', coalesce(rd.readings, '[]'),
+                   'tariffs', tf.tariffs,
+                   'usage_12_months', us.months,
+                   'kwh_12_months', us.total,
+                   'estimated_annual_kwh', us.annual,
+                   'estimated_annual_cost',
+                       billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2),
+                   'estimated_half_hours', coalesce(rd.estimated, 0))
+        FROM totals AS t
+        JOIN billing.accounts AS a ON a.id = t.account_id
+        JOIN billing.customers AS c ON c.id = t.customer_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.sites AS si ON si.id = p.site
+        JOIN flows.escos AS e ON e.id = a.esco
+        LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
+        JOIN flows.meter_registry AS m ON m.id = t.meter_id
+        LEFT JOIN readings AS rd ON rd.account_id = t.account_id AND rd.customer_id = t.customer_id
+        LEFT JOIN tariffs AS tf ON tf.account_id = t.account_id AND tf.customer_id = t.customer_id
+        LEFT JOIN usage AS us ON us.account_id = t.account_id AND us.customer_id = t.customer_id
+        LEFT JOIN topups AS tu ON tu.account_id = t.account_id AND tu.customer_id = t.customer_id
+        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_from
+                           ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
+        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
+                           ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
+        RETURNING id, account_id, customer_id
+    )
+    -- The rounded net shared out to the lines by largest remainder: each line
+    -- within a penny of its exact amount, and the lines add up to the net.
+    INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description, register_id, element, nature,
+                                       customer_tariff_id, period_from, period_to, quantity, unit, rate, amount_exact,
+                                       amount, half_hours, expected_half_hours, estimated_half_hours, meter_rate)
+    SELECT run.esco, m.id, l.position, l.kind,
+           CASE l.kind WHEN 'energy' THEN
+               CASE l.nature WHEN 'heat' THEN 'Heat' ELSE 'Electricity' END
+               || CASE l.element WHEN 'SINGLE' THEN '' ELSE ' (element ' || l.element || ')' END
+           ELSE 'Standing charge' END,
+           l.register_id, l.element, l.nature, l.customer_tariff_id, l.period_from, l.period_to, l.quantity, l.unit,
+           l.rate, l.amount_exact,
+           (floor(l.amount_exact * 100)
+            + CASE WHEN row_number() OVER (PARTITION BY l.account_id, l.customer_id
+                                           ORDER BY l.amount_exact * 100 - floor(l.amount_exact * 100) DESC,
+                                                    l.position)
+                        <= s.net * 100 - s.pennies_floor THEN 1 ELSE 0 END) / 100,
+           l.half_hours, l.expected_half_hours, l.estimated_half_hours, l.meter_rate
+    FROM lines AS l
+    JOIN sums AS s ON s.account_id = l.account_id AND s.customer_id = l.customer_id
+    JOIN made AS m ON m.account_id = l.account_id AND m.customer_id = l.customer_id;
+
+    SELECT count(*) INTO made FROM billing.invoices AS i WHERE i.run_id = p_run;
+    UPDATE billing.billing_runs AS r SET statements = made, computed_at = pg_catalog.now() WHERE r.id = p_run;
+    RETURN made;
+END
+$$;
+
+DROP INDEX flows.meter_commands_token_once;
+CREATE UNIQUE INDEX meter_commands_token_once ON flows.meter_commands (meter_id, (parameters ->> 'token'))
+    WHERE kind = 'send_token' AND parameters ? 'token';
+
+CREATE OR REPLACE FUNCTION flows.lock_key(p_name text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+DECLARE
+    key integer := CASE p_name
+        WHEN 'register_writes' THEN 2051
+        WHEN 'command_claims' THEN 2052
+        WHEN 'scheduler' THEN 2053
+    END;
+BEGIN
+    IF key IS NULL THEN
+        RAISE EXCEPTION 'no advisory lock named %', coalesce(pg_catalog.quote_literal(p_name), 'null')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'add it to sql/schema/advisory_locks.sql';
+    END IF;
+    RETURN key;
+END
+$$;
+
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION flows.requester() FROM flows_service;
