@@ -240,3 +240,8 @@ CREATE POLICY meter_metric_runs_all ON flows.meter_metric_runs TO flows_admin, f
 CREATE POLICY meter_metric_runs_visible_meter ON flows.meter_metric_runs FOR SELECT
     TO flows_operator, flows_analyst
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
+-- Workers: platform processes, seen by administrators and written by the workers themselves.
+ALTER TABLE flows.workers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workers_all ON flows.workers TO flows_admin, flows_service
+    USING (true);

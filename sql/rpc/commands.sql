@@ -9,7 +9,8 @@ FROM flows.meter_commands;
 COMMENT ON VIEW api.meter_commands IS
     'Operations on meters and how they went: pending, running, done (result), failed (last_error), cancelled. '
     'Embed the meter: ?select=*,meter_registry(serial).';
-COMMENT ON COLUMN api.meter_commands.kind IS 'sync, send_token, set_future_tariff, read_profile_log or set_clock.';
+COMMENT ON COLUMN api.meter_commands.kind IS
+    'sync, send_token, set_future_tariff, read_profile_log, set_clock, or emop_session (an operator''s emop CLI).';
 COMMENT ON COLUMN api.meter_commands.progress IS 'How far a running command got (e.g. token vended, balance before).';
 COMMENT ON COLUMN api.meter_commands.batch_id IS 'Commands requested together (e.g. one tariff rollout).';
 

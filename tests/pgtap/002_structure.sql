@@ -11,7 +11,7 @@ SELECT tables_are('flows', ARRAY[
     'register_import', 'register_export', 'register_interval_hh', 'register_interval_daily', 'register_interval_monthly',
     'meter_prepay_balance', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
     'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log',
-    'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds'
+    'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds', 'workers'
 ] || ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'flows'::regnamespace
                   AND c.relispartition AND c.relkind = 'r'),
    'flows holds the documented tables (and their partitions)');
