@@ -15,7 +15,6 @@ usage: python bench/bench_fleet.py [--meters 2000] [--latency-ms 300] [--threads
 """
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -26,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from flows import event_loop
 from flows.emop.client import EmopClient
 from flows.emulator.fleet import raise_open_file_limit
 
@@ -115,7 +115,7 @@ def main() -> None:
     process, described = start_emulator(args.meters, args.latency_ms)
     try:
         meters = described["meters"]
-        ours, ours_ok = asyncio.run(read_all(meters))
+        ours, ours_ok = event_loop.run(read_all(meters))
         print(f"ours      {ours:8.2f} s  {args.meters / ours:8.1f} meters/s  ({ours_ok}/{len(meters)} read)")
         baseline = run_baseline("bench_fleet", described, args.threads)
         print(

@@ -8,7 +8,6 @@ Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 meter
 unreachable (after retries), 4 meter refused (NAK).
 """
 
-import asyncio
 import functools
 import json
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from flows import event_loop
 from flows.cli.common import FlowsGroup, emit, json_option, settings
 from flows.db.meters import address_from_database
 from flows.emop.client import EmopClient, MeterClient
@@ -116,7 +116,7 @@ def meter_command(name: str, label: str | None = None, human=None):
         def command(emop: EmopOptions, serial, serial_opt, host, port, as_json, **options):
             target = _target(emop, serial, serial_opt, host, port)
             meter = emop.client().meter(target.serial, host=target.host, port=target.port)
-            result = asyncio.run(fn(meter, **options))
+            result = event_loop.run(fn(meter, **options))
             key = label or name
             document = {"serial": target.serial, key: to_jsonable(result)}
             emit(document, as_json or emop.as_json, lambda doc: (human or _show)(doc[key]))
@@ -572,7 +572,7 @@ def read_many(emop: EmopOptions, meters_file: Path, operations, concurrency: int
         with _Bar("meters", len(meters)) as bar:
             return await client.for_each(meters, operate, concurrency, bar.advance)
 
-    results = asyncio.run(run())
+    results = event_loop.run(run())
     rows = []
     for target, result in zip(targets, results, strict=True):
         row = {"serial": target.serial, "host": target.host, "port": target.port}

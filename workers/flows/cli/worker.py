@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import click
 
+from flows import event_loop
 from flows.cli.common import database_url_option, settings
 from flows.vending import get_vendor
 from flows.worker import metrics
@@ -54,7 +55,7 @@ def worker(**options) -> None:
         config.name = options["name"]
     if options["metrics_port"]:
         metrics.serve(options["metrics_port"], options["metrics_host"])
-    asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home))))
+    event_loop.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home))))
 
 
 async def _run(daemon: Worker) -> None:

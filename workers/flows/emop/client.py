@@ -16,25 +16,21 @@ keyed by host and port, not in the client object):
 
 Each exchange opens a connection, sends one frame, reads one whole frame and
 closes, as simt-emlite does. Transport failures and damaged frames are retried
-(``attempts`` in all, exponential backoff with jitter); a NAK is not.
+(``attempts`` in all, exponential backoff with jitter); a NAK is not. Each
+meter's slot also keeps how long an exchange takes (a moving average, pacing
+included), which sizes the steps of long work (``MeterClient.exchange_seconds``),
+and a meter handle may carry an ``after_exchange`` hook the worker uses to end
+a step.
 """
 
 import asyncio
 import contextlib
+import random
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_none,
-    wait_random,
-)
 
 from flows.emop import messages
 from flows.emop.directory import DEFAULT_PORT
@@ -73,12 +69,17 @@ class TokenNotCredited(Refused):
 class _Slot:
     """What every caller in the process shares about one meter."""
 
-    __slots__ = ("lock", "owner", "last_end")
+    __slots__ = ("lock", "owner", "last_end", "exchange_seconds")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.owner: asyncio.Task | None = None
         self.last_end = float("-inf")
+        self.exchange_seconds: float | None = None  # moving average, pacing and retries included
+
+    def measured(self, seconds: float) -> None:
+        previous = self.exchange_seconds
+        self.exchange_seconds = seconds if previous is None else previous + (seconds - previous) / 4
 
 
 _SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], _Slot]]" = (
@@ -152,11 +153,12 @@ class EmopClient:
     def meter(self, serial: str | None = None, *, host: str, port: int = DEFAULT_PORT) -> "MeterClient":
         return MeterClient(self, serial, host, port)
 
-    def _wait(self):
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: backoff, 2 x backoff, 4 x ... up to backoff_max, plus up to
+        one backoff of jitter."""
         if self.backoff <= 0:
-            return wait_none()
-        # backoff, 2 x backoff, 4 x ... up to backoff_max, plus up to one backoff of jitter
-        return wait_exponential(multiplier=self.backoff, max=self.backoff_max) + wait_random(0, self.backoff)
+            return 0.0
+        return min(self.backoff * 2 ** (attempt - 1), self.backoff_max) + random.uniform(0, self.backoff)
 
     async def for_each(
         self,
@@ -187,6 +189,32 @@ class _Echo:
     object_id: int | None
 
 
+class _Session:
+    """``MeterClient.session()``: the meter's lock, taken unless the task holds it already. A plain class
+    rather than a generator-based context manager: every exchange enters one."""
+
+    __slots__ = ("meter", "slot", "owned")
+
+    def __init__(self, meter: "MeterClient"):
+        self.meter = meter
+        self.slot = _slot(meter.host, meter.port)
+        self.owned = False
+
+    async def __aenter__(self) -> "MeterClient":
+        slot = self.slot
+        task = asyncio.current_task()
+        if slot.owner is not task:
+            await slot.lock.acquire()
+            slot.owner = task
+            self.owned = True
+        return self.meter
+
+    async def __aexit__(self, *exc) -> None:
+        if self.owned:
+            self.slot.owner = None
+            self.slot.lock.release()
+
+
 class MeterClient:
     """One meter: its exchanges and operations. Obtain it from ``EmopClient.meter``."""
 
@@ -197,31 +225,32 @@ class MeterClient:
         self.port = port
         self.log = get_logger("flows.emop", serial=serial, host=host, port=port)
         self._hardware: str | None = None
+        self.exchanges = 0  # answered exchanges this handle made
+        # called after each answered exchange (the worker ends a step there); may raise to stop the operation
+        self.after_exchange: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def exchange_seconds(self) -> float | None:
+        """How long an exchange with this meter takes, pacing included (a moving average; None: none yet)."""
+        return _slot(self.host, self.port).exchange_seconds
 
     def __repr__(self) -> str:
         return f"MeterClient({self.serial!r}, {self.host}:{self.port})"
 
     # -- sessions and exchanges ------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def session(self):
-        """Hold this meter for the caller's task: no other session to it until the block ends."""
-        slot = _slot(self.host, self.port)
-        task = asyncio.current_task()
-        if slot.owner is task:
-            yield self
-            return
-        async with slot.lock:
-            slot.owner = task
-            try:
-                yield self
-            finally:
-                slot.owner = None
+    def session(self) -> "_Session":
+        """Hold this meter for the caller's task: no other session to it until the block ends
+        (``async with meter.session(): ...``; re-entrant for the task holding it)."""
+        return _Session(self)
 
     async def exchange(self, data: bytes, object_id: int | None = None) -> Frame:
         """Send one data field, return the reply frame (NAK raised as ``Nak``), with retries."""
         async with self.session():
-            return await self._exchange(data, object_id)
+            frame = await self._exchange(data, object_id)
+        if self.after_exchange is not None:
+            await self.after_exchange()
+        return frame
 
     async def _exchange(self, data: bytes, object_id: int | None) -> Frame:
         client = self.client
@@ -229,37 +258,42 @@ class MeterClient:
         loop = asyncio.get_running_loop()
         request = build_frame(data, source_address=client.source_address, control=client.sequence)
         echo = _Echo(data[0], object_id)
+        started = loop.time()
         attempt = 0
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(client.attempts),
-            wait=client._wait(),
-            retry=retry_if_exception_type(RETRYABLE),
-            reraise=True,
-            before_sleep=lambda state: self._log_retry(state, object_id),
-        )
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    attempt = attempt_state.retry_state.attempt_number
-                    wait = slot.last_end + client.pacing - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    if client.trace:
-                        client.trace("request", self.serial, request)
-                    try:
-                        raw = await exchange_once(self.host, self.port, request, client.timeout, client.proxy)
-                    finally:
-                        slot.last_end = loop.time()
-                    if client.trace:
-                        client.trace("response", self.serial, raw)
-                    frame = self._check(parse_frame(raw), echo)
-        except (EmopError, MeterUnreachable) as error:
-            error.attempts = attempt
-            if self.serial and isinstance(error, MeterUnreachable) and self.serial not in str(error):
-                error.args = (f"meter {self.serial}: {error.args[0]}",)
-            self.log.info("exchange failed", object=_hex(object_id), attempts=attempt, error=str(error))
-            raise
-        return frame
+        while True:
+            attempt += 1
+            wait = slot.last_end + client.pacing - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                if client.trace:
+                    client.trace("request", self.serial, request)
+                try:
+                    raw = await exchange_once(self.host, self.port, request, client.timeout, client.proxy)
+                finally:
+                    slot.last_end = loop.time()
+                if client.trace:
+                    client.trace("response", self.serial, raw)
+                frame = self._check(parse_frame(raw), echo)
+            except RETRYABLE as error:
+                if attempt < client.attempts:
+                    self._log_retry(error, attempt, object_id)
+                    await asyncio.sleep(client.retry_delay(attempt))
+                    continue
+                self._failed(error, attempt, object_id)
+                raise
+            except EmopError as error:
+                self._failed(error, attempt, object_id)
+                raise
+            self.exchanges += 1
+            slot.measured(loop.time() - started)
+            return frame
+
+    def _failed(self, error: EmopError | MeterUnreachable, attempt: int, object_id: int | None) -> None:
+        error.attempts = attempt
+        if self.serial and isinstance(error, MeterUnreachable) and self.serial not in str(error):
+            error.args = (f"meter {self.serial}: {error.args[0]}",)
+        self.log.info("exchange failed", object=_hex(object_id), attempts=attempt, error=str(error))
 
     def _check(self, frame: Frame, echo: _Echo) -> Frame:
         if frame.nak_code:
@@ -274,14 +308,8 @@ class MeterClient:
                 raise UnexpectedResponse(f"reply is for object {echoed:06X}, not {echo.object_id:06X}")
         return frame
 
-    def _log_retry(self, state, object_id: int | None) -> None:
-        error = state.outcome.exception()
-        self.log.warning(
-            "retrying",
-            object=_hex(object_id),
-            attempt=state.attempt_number,
-            error=f"{type(error).__name__}: {error}",
-        )
+    def _log_retry(self, error: Exception, attempt: int, object_id: int | None) -> None:
+        self.log.warning("retrying", object=_hex(object_id), attempt=attempt, error=f"{type(error).__name__}: {error}")
 
     # -- objects ---------------------------------------------------------------------------
 
