@@ -28,7 +28,15 @@ from flows.worker.daemon import Worker, WorkerConfig
               help="Seconds between scheduler passes (0: never; one pass at a time across workers).")
 @click.option("--retry-backoff", default=10.0, show_default=True, help="Seconds before the first retry (doubles).")
 @click.option("--shutdown-grace", default=20.0, show_default=True,
-              help="On SIGTERM, seconds to let running commands finish before releasing them.")
+              help="On SIGTERM, seconds to let running commands finish before releasing them "
+                   "(whatever stops the worker must wait longer than this).")
+@click.option("--step-seconds", default=2.0, show_default=True,
+              help="Long work (backfills, event logs, tariff writes) gives its meter up to a waiting top-up "
+                   "after about this long.")
+@click.option("--esco", "escos", multiple=True, metavar="CODE",
+              help="Serve only this ESCO's commands (repeat for more; default every ESCO).")
+@click.option("--heartbeat", default=5.0, show_default=True,
+              help="Seconds between heartbeats in flows.workers (flows workers list).")
 @click.option("--proxy", default=None, envvar="FLOWS_SOCKS_PROXY", help="SOCKS5 proxy to the meters (socks5://...).")
 @click.option("--metrics-port", type=int, default=None, envvar="FLOWS_METRICS_PORT",
               help="Serve Prometheus metrics on this port.")
@@ -50,6 +58,9 @@ def worker(**options) -> None:
         retry_backoff=timedelta(seconds=options["retry_backoff"]),
         shutdown_grace=options["shutdown_grace"],
         proxy=options["proxy"],
+        step_seconds=options["step_seconds"],
+        escos=list(options["escos"]) or None,
+        heartbeat=options["heartbeat"],
     )
     if options["name"]:
         config.name = options["name"]

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import random
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -448,23 +448,30 @@ class MeterClient:
             raise FlowsError("a three-phase interval range is between 0 and 24 hours long")
         out = []
         async with self.session():
+            async for intervals, _ in self.three_phase_interval_pages(start, end, profile):
+                out += intervals
+        return out
+
+    async def three_phase_interval_pages(
+        self, start: datetime, end: datetime, profile: int = 0
+    ) -> AsyncIterator[tuple[list[ThreePhaseIntervalValues], datetime]]:
+        """The interval profile from start to end, one request (a page) per 4 hours: each page's intervals
+        with start <= interval start < end, and where the next page starts. Any range length."""
+        async with self.session():
             divisor = await self._three_phase_divisor()
             cursor = start
             while cursor < end:
                 chunk_end = min(cursor + THREE_PHASE_CHUNK, end)
-                frame = await self.exchange(
-                    messages.three_phase_intervals_request(cursor, chunk_end, profile)
-                )
+                frame = await self.exchange(messages.three_phase_intervals_request(cursor, chunk_end, profile))
                 block = messages.parse_three_phase_intervals(frame.data)
                 channels = [f"{c:06X}" for c in block.channel_ids]
-                for interval in block.intervals:
-                    if start <= interval.start < end:
-                        scaled = {
-                            ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)
-                        }
-                        out.append(ThreePhaseIntervalValues(interval.start, interval.status, scaled))
+                page = [
+                    ThreePhaseIntervalValues(interval.start, interval.status, {
+                        ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)})
+                    for interval in block.intervals if start <= interval.start < end
+                ]
+                yield page, chunk_end
                 cursor = chunk_end
-        return out
 
     # -- flags and settings ----------------------------------------------------------------
 
@@ -569,7 +576,14 @@ class MeterClient:
                 prepayment_debt_recovery_rate=await r("tariff_future_prepayment_debt_recovery_rate"),
             )
 
-    async def tariffs_future_write(
+    async def tariffs_future_write(self, **tariff) -> None:
+        """Write a future tariff: the 11 writes of simt-emlite, in its order, in one session
+        (arguments as for ``tariffs_future_writes``)."""
+        async with self.session():
+            for name, value in await self.tariffs_future_writes(**tariff):
+                await self.write_object(name, value)
+
+    async def tariffs_future_writes(
         self,
         *,
         from_ts: datetime,
@@ -580,8 +594,9 @@ class MeterClient:
         debt_recovery_rate,
         unit_rate_b=None,
         meter_local: bool | None = None,
-    ) -> None:
-        """Write a future tariff: the 11 writes of simt-emlite, in its order, in one session.
+    ) -> list[tuple[str, object]]:
+        """The 11 writes (object name, value) of a future tariff, in simt-emlite's order, checked; the
+        activation time last. The worker makes them one by one, so a step may end between two.
 
         ``from_ts`` is an aware datetime; on meters that correct for daylight saving
         (read from the meter unless ``meter_local`` says) it is written as UK wall-clock time.
@@ -595,22 +610,22 @@ class MeterClient:
         )
         for value in (emergency_credit, ecredit_availability, debt_recovery_rate):
             money_to_raw(value)
-        async with self.session():
-            if meter_local is None:
-                meter_local = await self.daylight_savings_correction_enabled()
-            activation = to_meter_local(from_ts) if meter_local else from_ts.astimezone(UTC)
-            w = self.write_object
-            await w("tariff_future_threshold_mask", (False,) * 8)
-            await w("tariff_future_threshold_values", (0,) * 7)
-            await w("tariff_future_tou_flag", 0)
-            await w("tariff_future_block_8_rate_1", unit_rate)
-            await w("tariff_future_element_b_tou_rate_1", unit_rate_b)
-            await w("tariff_future_prepayment_emergency_credit", Decimal(emergency_credit))
-            await w("tariff_future_prepayment_ecredit_availability", Decimal(ecredit_availability))
-            await w("tariff_future_prepayment_debt_recovery_rate", Decimal(debt_recovery_rate))
-            await w("tariff_future_gas", Decimal(0))
-            await w("tariff_future_standing_charge", standing_charge)
-            await w("tariff_future_activation_datetime", activation)
+        if meter_local is None:
+            meter_local = await self.daylight_savings_correction_enabled()
+        activation = to_meter_local(from_ts) if meter_local else from_ts.astimezone(UTC)
+        return [
+            ("tariff_future_threshold_mask", (False,) * 8),
+            ("tariff_future_threshold_values", (0,) * 7),
+            ("tariff_future_tou_flag", 0),
+            ("tariff_future_block_8_rate_1", unit_rate),
+            ("tariff_future_element_b_tou_rate_1", unit_rate_b),
+            ("tariff_future_prepayment_emergency_credit", Decimal(emergency_credit)),
+            ("tariff_future_prepayment_ecredit_availability", Decimal(ecredit_availability)),
+            ("tariff_future_prepayment_debt_recovery_rate", Decimal(debt_recovery_rate)),
+            ("tariff_future_gas", Decimal(0)),
+            ("tariff_future_standing_charge", standing_charge),
+            ("tariff_future_activation_datetime", activation),
+        ]
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -661,21 +676,31 @@ class MeterClient:
         start = _half_hour_floor(start)
         total = (end - start).total_seconds()
         found: dict[datetime, messages.ProfileLog1Record] = {}
-        cursor = start
         async with self.session():
-            while cursor < end:
-                records = await self.profile_log_1(cursor)
-                for record in records:
-                    if start <= record.timestamp < end:
-                        found[record.timestamp] = record
-                if not records or records[0].timestamp >= end:
-                    break
-                cursor = max(records[-1].timestamp + HALF_HOUR, cursor + HALF_HOUR)
+            async for records, cursor in self.profile_log_1_pages(start, end):
+                found.update((r.timestamp, r) for r in records)
                 if progress:
                     progress(min((cursor - start).total_seconds(), total), total)
         if progress:
             progress(total, total)
         return [found[t] for t in sorted(found)]
+
+    async def profile_log_1_pages(
+        self, start: datetime, end: datetime
+    ) -> AsyncIterator[tuple[list[messages.ProfileLog1Record], datetime]]:
+        """Profile log 1 from start (down to its half hour) to end, one exchange (a page) at a time: each
+        page's records with start <= timestamp < end, and where the next page starts (the end when done)."""
+        start = _half_hour_floor(start)
+        cursor = start
+        async with self.session():
+            while cursor < end:
+                records = await self.profile_log_1(cursor)
+                page = [r for r in records if start <= r.timestamp < end]
+                if not records or records[0].timestamp >= end:
+                    yield page, end
+                    return
+                cursor = max(records[-1].timestamp + HALF_HOUR, cursor + HALF_HOUR)
+                yield page, min(cursor, end)
 
     async def profile_log_1_day(self, day: date, progress=None) -> list[messages.ProfileLog1Record]:
         """The 48 half hours (UTC) of ``day``."""
