@@ -38,13 +38,15 @@ class CrashReport:
                 f"after a kill), {self.failed} failed {dict(self.reasons)}; problems: {self.problems or 'none'}")
 
 
-def start_worker(database_url: str, home: Path, vendor_secret: bytes, log: Path) -> asyncio.subprocess.Process:
+def start_worker(database_url: str, home: Path, vendor_secret: bytes, log: Path,
+                 *options: str) -> asyncio.subprocess.Process:
+    """A `flows worker` process (JSON log lines in ``log``); ``options`` come after the defaults and win."""
     env = {**os.environ, "FLOWS_HOME": str(home), "FLOWS_TEST_VENDOR_SECRET": vendor_secret.decode(),
            "FLOWS_LOG_FORMAT": "json"}
     return asyncio.create_subprocess_exec(
         FLOWS, "worker", "--database-url", database_url, "--pacing", "0", "--lease", "2", "--poll", "0.2",
         "--scheduler-interval", "0", "--retry-backoff", "0.2", "--emop-timeout", "1", "--emop-attempts", "2",
-        "--shutdown-grace", "1", stdout=open(log, "ab"), stderr=asyncio.subprocess.STDOUT, env=env,
+        "--shutdown-grace", "1", *options, stdout=open(log, "ab"), stderr=asyncio.subprocess.STDOUT, env=env,
     )
 
 

@@ -33,6 +33,7 @@ class SampleEsco:
     circuits: list[str] = field(default_factory=list)
     circuit_registers: list[str] = field(default_factory=list)
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
+    workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -115,6 +116,9 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.commands["token"] = f.send_token(conn, twin, 10)
     for i, command in enumerate(f.set_future_tariff(conn, future, [twin, single])):
         data.commands[f"tariff.{i}"] = command
+
+    # A worker that serves this ESCO only.
+    data.workers = [f.add_worker(conn, escos=[esco.code])]
 
     # Half hours of the last two UK days, with gaps (so register_interval_hh_missing shows them).
     ids, times, imports, exports = [], [], [], []

@@ -8,6 +8,7 @@ from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.vend import vend
 from flows.cli.worker import worker
+from flows.cli.workers import workers
 from flows.log import configure as configure_logging
 
 
@@ -27,3 +28,4 @@ cli.add_command(token.token)
 cli.add_command(emulator)
 cli.add_command(vend)
 cli.add_command(worker)
+cli.add_command(workers)

@@ -38,9 +38,11 @@ from flows.factories.topology import (
     link_property_head,
     new_esco_code,
 )
+from flows.factories.workers import add_worker
 
 __all__ = [
     "Esco", "Meter", "MeterSpec", "add_circuit", "add_emulated_meters", "add_esco", "add_feeder", "add_meter",
+    "add_worker",
     "add_meters", "add_property", "add_service_head", "add_site", "link_circuit_register", "link_head_meter",
     "link_property_head", "new_esco_code", "new_serial", "record_events", "record_half_hours", "record_states",
     "request_sync", "send_token", "set_future_tariff",
