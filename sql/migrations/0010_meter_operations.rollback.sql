@@ -230,3 +230,47 @@ DROP FUNCTION flows.worker_stopped_v1(text, bigint), flows.worker_heartbeat_v1(t
     flows.register_worker_v1(text, text, integer, text, integer, text[], interval),
     flows.worker_state(flows.workers);
 DROP TABLE flows.workers;
+
+-- ---- timeseries ----
+CREATE OR REPLACE FUNCTION flows.ensure_partitions(p_table regclass, p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    table_name name;
+    month timestamp;
+    last_month timestamp := pg_catalog.date_trunc('month', p_to AT TIME ZONE 'UTC');
+    partition_name text;
+    created integer := 0;
+BEGIN
+    SELECT c.relname INTO table_name
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_partitioned_table AS p ON p.partrelid = c.oid
+    WHERE c.oid = p_table AND c.relnamespace = 'flows'::regnamespace;
+    IF table_name IS NULL THEN
+        RETURN 0;  -- not a partitioned flows table (e.g. a TimescaleDB hypertable makes its own chunks)
+    END IF;
+    IF p_to < p_from OR p_to - p_from > interval '25 months' THEN
+        RAISE EXCEPTION 'partition range % to % is not plausible', p_from, p_to
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    month := pg_catalog.date_trunc('month', p_from AT TIME ZONE 'UTC');
+    WHILE month <= last_month LOOP
+        partition_name := table_name || '_p' || pg_catalog.to_char(month, 'YYYY_MM');
+        IF pg_catalog.to_regclass('flows.' || pg_catalog.quote_ident(partition_name)) IS NULL THEN
+            PERFORM pg_catalog.pg_advisory_xact_lock(p_table::oid::bigint);
+            IF pg_catalog.to_regclass('flows.' || pg_catalog.quote_ident(partition_name)) IS NULL THEN
+                EXECUTE pg_catalog.format(
+                    'CREATE TABLE flows.%I PARTITION OF flows.%I FOR VALUES FROM (%L) TO (%L)',
+                    partition_name, table_name,
+                    month AT TIME ZONE 'UTC', (month + interval '1 month') AT TIME ZONE 'UTC');
+                created := created + 1;
+            END IF;
+        END IF;
+        month := month + interval '1 month';
+    END LOOP;
+    RETURN created;
+END
+$$;

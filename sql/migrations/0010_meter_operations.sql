@@ -9,7 +9,9 @@
 --     may serve some ESCOs only (claim_meter_commands_v2; _v1 claims as an unregistered worker);
 --   * operators' emop sessions under the per-meter lease (kind emop_session, flows.open/hold/
 --     close_emop_session), never run by a worker;
---   * gap repair (schedule_profile_log_reads) covers three-phase meters.
+--   * gap repair (schedule_profile_log_reads) covers three-phase meters;
+--   * ensure_partitions is safe when sessions create the same new partition at once (concurrent
+--     backfills into a past month failed with "relation ... already exists").
 -- Deploy: workers of the earlier release keep working (every _v1 function they call stays, with the
 -- same contract); restart them onto this release to get steps, registration and batch finishing.
 
@@ -125,6 +127,53 @@ BEGIN ATOMIC
         commands_finished = greatest(w.commands_finished, p_finished)
     WHERE w.name = p_worker;
 END;
+
+-- ---- schema/timeseries.sql: concurrent sessions may create the same partition ----
+CREATE OR REPLACE FUNCTION flows.ensure_partitions(p_table regclass, p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    table_name name;
+    month timestamp;
+    last_month timestamp := pg_catalog.date_trunc('month', p_to AT TIME ZONE 'UTC');
+    partition_name text;
+    created integer := 0;
+BEGIN
+    SELECT c.relname INTO table_name
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_partitioned_table AS p ON p.partrelid = c.oid
+    WHERE c.oid = p_table AND c.relnamespace = 'flows'::regnamespace;
+    IF table_name IS NULL THEN
+        RETURN 0;  -- not a partitioned flows table (e.g. a TimescaleDB hypertable makes its own chunks)
+    END IF;
+    IF p_to < p_from OR p_to - p_from > interval '25 months' THEN
+        RAISE EXCEPTION 'partition range % to % is not plausible', p_from, p_to
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    month := pg_catalog.date_trunc('month', p_from AT TIME ZONE 'UTC');
+    WHILE month <= last_month LOOP
+        partition_name := table_name || '_p' || pg_catalog.to_char(month, 'YYYY_MM');
+        IF pg_catalog.to_regclass('flows.' || pg_catalog.quote_ident(partition_name)) IS NULL THEN
+            PERFORM pg_catalog.pg_advisory_xact_lock(p_table::oid::bigint);
+            -- Asked again of the catalog itself, not its cache: a session that waited for the lock while
+            -- another created the partition still holds "no such table" in its cache.
+            IF NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                           WHERE c.relname = partition_name AND c.relnamespace = 'flows'::regnamespace) THEN
+                EXECUTE pg_catalog.format(
+                    'CREATE TABLE flows.%I PARTITION OF flows.%I FOR VALUES FROM (%L) TO (%L)',
+                    partition_name, table_name,
+                    month AT TIME ZONE 'UTC', (month + interval '1 month') AT TIME ZONE 'UTC');
+                created := created + 1;
+            END IF;
+        END IF;
+        month := month + interval '1 month';
+    END LOOP;
+    RETURN created;
+END
+$$;
 
 -- ---- schema/commands.sql ----
 ALTER TABLE flows.meter_commands DROP CONSTRAINT meter_commands_kind_valid;

@@ -49,6 +49,7 @@ from flows.emop.values import (
     LoadSwitch,
     RegisterRead,
     ThreePhaseHardware,
+    three_phase_divisor,
 )
 from flows.errors import FlowsError, Refused
 from flows.log import get_logger
@@ -418,7 +419,7 @@ class MeterClient:
         return await self.read_object("three_phase_hardware_configuration")
 
     async def _three_phase_divisor(self) -> int:
-        return 1000 if await self.hardware() == "P1.ax" else 10000
+        return three_phase_divisor(await self.hardware())
 
     async def three_phase_read(self) -> ThreePhaseTotals:
         """The six totals in k-units (/1000 on P1.ax, /10000 on P1.cx); a NAKed one is None."""

@@ -23,6 +23,7 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
 """
 
 from flows.factories.commands import request_sync, send_token, set_future_tariff
+from flows.factories.history import profile_history, record_profile_history
 from flows.factories.meters import Meter, MeterSpec, add_emulated_meters, add_meter, add_meters, new_serial
 from flows.factories.readings import record_events, record_half_hours, record_states
 from flows.factories.topology import (
@@ -42,7 +43,7 @@ from flows.factories.workers import add_worker
 
 __all__ = [
     "Esco", "Meter", "MeterSpec", "add_circuit", "add_emulated_meters", "add_esco", "add_feeder", "add_meter",
-    "add_worker",
+    "add_worker", "profile_history", "record_profile_history",
     "add_meters", "add_property", "add_service_head", "add_site", "link_circuit_register", "link_head_meter",
     "link_property_head", "new_esco_code", "new_serial", "record_events", "record_half_hours", "record_states",
     "request_sync", "send_token", "set_future_tariff",

@@ -36,6 +36,7 @@ HALF_HOUR = timedelta(minutes=30)
 ACTIVE_IMPORT = f"{OBJECTS['three_phase_total_active_import'].id:06X}"
 ACTIVE_EXPORT = f"{OBJECTS['three_phase_total_active_export'].id:06X}"
 INTERVAL_VALID = 0x0080  # second status byte, bit 7: valid_data (docs/emop-protocol.md §7.4)
+VALID_DATA = int(ProfileStatus.VALID_DATA)  # a profile log record's status (compared as an int: cheaper)
 
 
 class WorkflowRefused(Refused):
@@ -327,57 +328,74 @@ async def read_profile_log(ctx: Context) -> Outcome:
 
 
 async def _read_profile_log_1(ctx: Context, cursor: datetime, start: datetime, end: datetime) -> None:
-    command = ctx.command
     previous = _record_from(ctx.progress.get("last_record"))  # the record before the cursor (carried over)
     # a record holds the registers at the start of its half hour: the last half hour needs the record at `end`
     async with aclosing(ctx.meter.profile_log_1_pages(cursor, end + HALF_HOUR)) as pages:
         async for records, following in pages:
-            half_hours = _Columns()
-            for record in records:
-                if not _valid(record):
-                    continue
-                if previous is not None and previous.timestamp + HALF_HOUR == record.timestamp \
-                        and start <= previous.timestamp < end:
-                    for element, value_of in (("A", lambda r: r.import_a), ("B", lambda r: r.import_b)):
-                        register = _register(command, element)
-                        kwh = value_of(record) - value_of(previous)
-                        if register is not None and kwh >= 0:  # below zero: the register was reset, no energy
-                            half_hours.add(register, previous.timestamp, kwh)
-                    half_hours.counted += 1
-                previous = record
-            _page_done(ctx, following, half_hours, len(records), _record_json(previous))
+            rows, previous = profile_log_1_half_hours(records, previous, ctx.command.registers, start, end)
+            _page_done(ctx, following, rows, len(records), _record_json(previous))
 
 
 async def _read_interval_profile(ctx: Context, cursor: datetime, start: datetime, end: datetime) -> None:
-    register = _register(ctx.command, "A")
     async with aclosing(ctx.meter.three_phase_interval_pages(cursor, end)) as pages:
         async for intervals, following in pages:
-            half_hours = _Columns()
-            for interval in intervals:
-                if not interval.status & INTERVAL_VALID or register is None:
-                    continue
-                half_hours.add(register, interval.start, interval.values.get(ACTIVE_IMPORT, Decimal(0)),
-                               interval.values.get(ACTIVE_EXPORT))
-                half_hours.counted += 1
-            _page_done(ctx, following, half_hours, len(intervals), None)
+            _page_done(ctx, following, interval_profile_half_hours(intervals, ctx.command.registers),
+                       len(intervals), None)
+
+
+def profile_log_1_half_hours(records, previous, registers: dict, start: datetime,
+                             end: datetime) -> tuple["HalfHourRows", messages.ProfileLog1Record | None]:
+    """Half hours in [start, end) from profile log 1 records (in time order, after ``previous``): the energy
+    of a half hour is the difference of its valid record and the next; returns them and the last valid
+    record (the ``previous`` of the next page)."""
+    rows = HalfHourRows()
+    elements = [(register, attribute) for register, attribute in ((_register(registers, "A"), "import_a"),
+                                                                 (_register(registers, "B"), "import_b"))
+                if register is not None]
+    for record in records:
+        if not int(record.status) & VALID_DATA:
+            continue
+        if previous is not None and previous.timestamp + HALF_HOUR == record.timestamp \
+                and start <= previous.timestamp < end:
+            moment = previous.timestamp.isoformat()
+            for register, attribute in elements:
+                kwh = getattr(record, attribute) - getattr(previous, attribute)
+                if kwh >= 0:  # below zero: the register was reset, no energy known
+                    rows.add(register, moment, kwh)
+            rows.counted += 1
+        previous = record
+    return rows, previous
+
+
+def interval_profile_half_hours(intervals, registers: dict) -> "HalfHourRows":
+    """Half hours from a three-phase interval profile: each valid interval's active import and export."""
+    rows = HalfHourRows()
+    register = _register(registers, "A")
+    for interval in intervals:
+        if not interval.status & INTERVAL_VALID or register is None:
+            continue
+        rows.add(register, interval.start.isoformat(), interval.values.get(ACTIVE_IMPORT, Decimal(0)),
+                 interval.values.get(ACTIVE_EXPORT))
+        rows.counted += 1
+    return rows
 
 
 @dataclass
-class _Columns:
-    """Half hours of one page, as flows.record_interval_hh takes them."""
+class HalfHourRows:
+    """Half hours of registers, as flows.record_interval_hh takes them."""
 
     register_ids: list = field(default_factory=list)
     timestamps: list = field(default_factory=list)
     import_kwh: list = field(default_factory=list)
     export_kwh: list = field(default_factory=list)
-    counted: int = 0
+    counted: int = 0  # half hours (of the meter, whatever its registers)
 
-    def add(self, register: dict, moment: datetime, imported: Decimal, exported: Decimal | None = None) -> None:
-        """A half hour of the register; a register wired the other way round swaps import and export."""
+    def add(self, register: dict, moment: str, imported: Decimal, exported: Decimal | None = None) -> None:
+        """A half hour (ISO 8601) of the register; a register wired the other way round swaps import and export."""
         if register["direction_reversed"]:
             imported, exported = exported, imported
         self.register_ids.append(register["register_id"])
-        self.timestamps.append(moment.isoformat())
+        self.timestamps.append(moment)
         self.import_kwh.append(None if imported is None else str(imported))
         self.export_kwh.append(None if exported is None else str(exported))
 
@@ -387,20 +405,16 @@ class _Columns:
         return HalfHours(self.register_ids, self.timestamps, self.import_kwh, self.export_kwh, source="profile_log")
 
 
-def _page_done(ctx: Context, following: datetime, half_hours: _Columns, records: int, last: dict | None) -> None:
+def _page_done(ctx: Context, following: datetime, half_hours: HalfHourRows, records: int, last: dict | None) -> None:
     ctx.checkpoint({"cursor": following.isoformat(), "last_record": last,
                     "half_hours": ctx.progress.get("half_hours", 0) + half_hours.counted,
                     "records": ctx.progress.get("records", 0) + records},
                    Outcome(intervals=half_hours.half_hours()))
 
 
-def _register(command: Command, element: str) -> dict | None:
+def _register(registers: dict, element: str) -> dict | None:
     """The register measuring an element: A (or SINGLE on single-register meters), B."""
-    return command.registers.get(element) or (command.registers.get("SINGLE") if element == "A" else None)
-
-
-def _valid(record) -> bool:
-    return bool(record.status & ProfileStatus.VALID_DATA)
+    return registers.get(element) or (registers.get("SINGLE") if element == "A" else None)
 
 
 def _record_json(record: messages.ProfileLog1Record | None) -> dict | None:
