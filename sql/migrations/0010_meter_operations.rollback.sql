@@ -5,6 +5,75 @@ SET LOCAL ROLE flows_owner;
 DROP FUNCTION api.drain_worker(uuid);
 DROP VIEW api.workers;
 COMMENT ON COLUMN api.meter_commands.kind IS 'sync, send_token, set_future_tariff, read_profile_log or set_clock.';
+CREATE OR REPLACE FUNCTION api.request_sync(meter_ids uuid[] DEFAULT NULL, metrics text[] DEFAULT NULL)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    unknown text;
+    ids uuid[];
+BEGIN
+    SELECT string_agg(x, ', ') INTO unknown FROM unnest(metrics) AS x
+    WHERE NOT EXISTS (SELECT FROM flows.meter_metrics AS m WHERE m.name = x);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown metric %', unknown USING ERRCODE = 'invalid_parameter_value',
+            HINT = (SELECT 'metrics: ' || string_agg(m.name, ', ' ORDER BY m.name) FROM flows.meter_metrics AS m);
+    END IF;
+    WITH added AS (
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
+        SELECT t.esco, t.meter_id, 'sync',
+               pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(coalesce(metrics, ARRAY(
+                   SELECT m.name FROM flows.meter_metrics AS m WHERE m.enabled ORDER BY m.name)))),
+               flows.requester()
+        FROM flows.meters_to_command(meter_ids) AS t
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO ids FROM added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = ANY (ids);
+END
+$$;
+CREATE OR REPLACE FUNCTION api.set_future_tariff(tariff jsonb, meter_ids uuid[] DEFAULT NULL, whole_esco boolean DEFAULT false)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    batch uuid := CASE WHEN whole_esco OR pg_catalog.cardinality(meter_ids) > 1 THEN gen_random_uuid() END;
+    ids uuid[];
+BEGIN
+    IF (meter_ids IS NULL) = (NOT whole_esco) THEN
+        RAISE EXCEPTION 'give meter_ids, or whole_esco true (every active prepay meter of your ESCO)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM flows.tariff_is_valid(tariff, true);
+    IF EXISTS (SELECT FROM unnest(ARRAY['standing_charge', 'unit_rate_element_a', 'prepayment_emergency_credit',
+                                        'prepayment_ecredit_availability', 'prepayment_debt_recovery_rate']) AS k
+               WHERE NOT tariff ? k) THEN
+        RAISE EXCEPTION 'a future tariff for a meter needs standing_charge, unit_rate_element_a, '
+                        'prepayment_emergency_credit, prepayment_ecredit_availability, '
+                        'prepayment_debt_recovery_rate and activation_datetime (unit_rate_element_b defaults to a)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'future tariff activation_datetime must be in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF whole_esco AND flows.current_esco_id() IS NULL THEN
+        RAISE EXCEPTION 'whole_esco needs a token for one ESCO (the esco claim)' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH added AS (
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, batch_id, requested_by)
+        SELECT t.esco, t.meter_id, 'set_future_tariff', pg_catalog.jsonb_build_object('tariff', tariff), batch,
+               flows.requester()
+        FROM flows.meters_to_command(meter_ids, p_prepay => true) AS t
+        WHERE NOT whole_esco OR t.esco = flows.current_esco_id()
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO ids FROM added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = ANY (ids);
+END
+$$;
 
 -- ---- scheduling ----
 CREATE OR REPLACE FUNCTION flows.schedule_profile_log_reads(p_days integer DEFAULT 7) RETURNS integer
@@ -82,7 +151,8 @@ BEGIN
 END
 $$;
 DROP FUNCTION flows.step_meter_command_v1(uuid, text, integer, jsonb, jsonb, boolean),
-    flows.hand_back_meter_command(uuid), flows.command_waiting_before(flows.meter_commands);
+    flows.hand_back_meter_command(uuid), flows.commands_waited_for_v1(text),
+    flows.command_waiting_before(flows.meter_commands), flows.goes_before(flows.meter_commands, text);
 CREATE OR REPLACE FUNCTION flows.finish_meter_command_v1(p_id uuid, p_worker text, p_attempt integer, p_outcome jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -218,6 +288,7 @@ BEGIN
               c.created_at, c.lease_expires_at;
 END
 $$;
+DROP INDEX flows.meter_commands_first_idx;
 DROP FUNCTION flows.claim_meter_commands_v2(text, integer, interval), flows.expire_meter_commands(),
     flows.emop_session_patience(), flows.command_priority(text);
 DROP INDEX flows.meter_commands_emop_session_idx;

@@ -185,6 +185,8 @@ CREATE INDEX meter_commands_emop_session_idx ON flows.meter_commands (updated_at
 CREATE FUNCTION flows.command_priority(p_kind text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE p_kind WHEN 'send_token' THEN 0 WHEN 'emop_session' THEN 1 ELSE 2 END;
+CREATE INDEX meter_commands_first_idx ON flows.meter_commands (meter_id)
+    WHERE status = 'pending' AND flows.command_priority(kind) < 2;
 CREATE FUNCTION flows.emop_session_patience() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN interval '30 seconds';
@@ -426,16 +428,28 @@ BEGIN
     END IF;
 END
 $$;
+CREATE FUNCTION flows.goes_before(p_waiting flows.meter_commands, p_kind text) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN p_waiting.status = 'pending' AND p_waiting.run_at <= pg_catalog.now()
+   AND flows.command_priority(p_waiting.kind) < flows.command_priority(p_kind)
+   AND (p_waiting.kind <> 'emop_session' OR p_waiting.updated_at >= pg_catalog.now() - flows.emop_session_patience());
 CREATE FUNCTION flows.command_waiting_before(p_command flows.meter_commands) RETURNS uuid
 LANGUAGE sql STABLE
 SET search_path = ''
 BEGIN ATOMIC
     SELECT c.id FROM flows.meter_commands AS c
-    WHERE c.meter_id = p_command.meter_id AND c.status = 'pending' AND c.run_at <= pg_catalog.now()
-      AND flows.command_priority(c.kind) < flows.command_priority(p_command.kind)
-      AND (c.kind <> 'emop_session' OR c.updated_at >= pg_catalog.now() - flows.emop_session_patience())
+    WHERE c.meter_id = p_command.meter_id AND flows.goes_before(c, p_command.kind)
     ORDER BY flows.command_priority(c.kind), c.created_at
     LIMIT 1;
+END;
+CREATE FUNCTION flows.commands_waited_for_v1(p_worker text) RETURNS uuid[]
+LANGUAGE sql STABLE
+SET search_path = ''
+BEGIN ATOMIC
+    SELECT coalesce(array_agg(DISTINCT r.id), '{}')
+    FROM flows.meter_commands AS w
+    JOIN flows.meter_commands AS r ON r.meter_id = w.meter_id AND r.status = 'running' AND r.lease_owner = p_worker
+    WHERE w.status = 'pending' AND flows.command_priority(w.kind) < 2 AND flows.goes_before(w, r.kind);
 END;
 CREATE FUNCTION flows.hand_back_meter_command(p_id uuid) RETURNS void
 LANGUAGE sql
@@ -616,6 +630,77 @@ $$;
 -- ---- rpc/commands.sql, rpc/workers.sql ----
 COMMENT ON COLUMN api.meter_commands.kind IS
     'sync, send_token, set_future_tariff, read_profile_log, set_clock, or emop_session (an operator''s emop CLI).';
+CREATE OR REPLACE FUNCTION api.request_sync(meter_ids uuid[] DEFAULT NULL, metrics text[] DEFAULT NULL)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    unknown text;
+    ids uuid[];
+    requester text := flows.requester();  -- once, not once a meter
+BEGIN
+    SELECT string_agg(x, ', ') INTO unknown FROM unnest(metrics) AS x
+    WHERE NOT EXISTS (SELECT FROM flows.meter_metrics AS m WHERE m.name = x);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown metric %', unknown USING ERRCODE = 'invalid_parameter_value',
+            HINT = (SELECT 'metrics: ' || string_agg(m.name, ', ' ORDER BY m.name) FROM flows.meter_metrics AS m);
+    END IF;
+    WITH added AS (
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, requested_by)
+        SELECT t.esco, t.meter_id, 'sync',
+               pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(coalesce(metrics, ARRAY(
+                   SELECT m.name FROM flows.meter_metrics AS m WHERE m.enabled ORDER BY m.name)))),
+               requester
+        FROM flows.meters_to_command(meter_ids) AS t
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO ids FROM added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = ANY (ids);
+END
+$$;
+CREATE OR REPLACE FUNCTION api.set_future_tariff(tariff jsonb, meter_ids uuid[] DEFAULT NULL, whole_esco boolean DEFAULT false)
+RETURNS SETOF api.meter_commands
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    batch uuid := CASE WHEN whole_esco OR pg_catalog.cardinality(meter_ids) > 1 THEN gen_random_uuid() END;
+    ids uuid[];
+    requester text := flows.requester();  -- once, not once a meter
+BEGIN
+    IF (meter_ids IS NULL) = (NOT whole_esco) THEN
+        RAISE EXCEPTION 'give meter_ids, or whole_esco true (every active prepay meter of your ESCO)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM flows.tariff_is_valid(tariff, true);
+    IF EXISTS (SELECT FROM unnest(ARRAY['standing_charge', 'unit_rate_element_a', 'prepayment_emergency_credit',
+                                        'prepayment_ecredit_availability', 'prepayment_debt_recovery_rate']) AS k
+               WHERE NOT tariff ? k) THEN
+        RAISE EXCEPTION 'a future tariff for a meter needs standing_charge, unit_rate_element_a, '
+                        'prepayment_emergency_credit, prepayment_ecredit_availability, '
+                        'prepayment_debt_recovery_rate and activation_datetime (unit_rate_element_b defaults to a)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (tariff ->> 'activation_datetime')::timestamptz <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'future tariff activation_datetime must be in the future'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF whole_esco AND flows.current_esco_id() IS NULL THEN
+        RAISE EXCEPTION 'whole_esco needs a token for one ESCO (the esco claim)' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH added AS (
+        INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, batch_id, requested_by)
+        SELECT t.esco, t.meter_id, 'set_future_tariff', pg_catalog.jsonb_build_object('tariff', tariff), batch,
+               requester
+        FROM flows.meters_to_command(meter_ids, p_prepay => true) AS t
+        WHERE NOT whole_esco OR t.esco = flows.current_esco_id()
+        RETURNING id
+    )
+    SELECT array_agg(id) INTO ids FROM added;
+    RETURN QUERY SELECT * FROM api.meter_commands AS c WHERE c.id = ANY (ids);
+END
+$$;
 CREATE VIEW api.workers WITH (security_invoker = true) AS
 SELECT w.id, w.name, w.host, w.pid, w.version, flows.worker_state(w) AS state, w.concurrency, w.in_flight,
        w.escos,
@@ -657,6 +742,8 @@ COMMENT ON FUNCTION api.drain_worker(uuid) IS
     'Drains a worker (administrators): it stops claiming, finishes or hands back its commands, and exits.';
 
 -- ---- rls/privileges.sql, rls/policies.sql ----
+-- An index of pending top-ups (meter_commands_first_idx) evaluates it on every request.
+GRANT EXECUTE ON FUNCTION flows.command_priority(text) TO flows_operator;
 GRANT EXECUTE ON FUNCTION
     flows.claim_meter_commands_v2(text, integer, interval),
     flows.command_priority(text),
@@ -665,7 +752,9 @@ GRANT EXECUTE ON FUNCTION
     flows.record_command_outcomes(uuid[], jsonb[], boolean),
     flows.notify_due_meter_commands(uuid[]),
     flows.finish_meter_commands_v1(text, jsonb),
+    flows.goes_before(flows.meter_commands, text),
     flows.command_waiting_before(flows.meter_commands),
+    flows.commands_waited_for_v1(text),
     flows.hand_back_meter_command(uuid),
     flows.step_meter_command_v1(uuid, text, integer, jsonb, jsonb, boolean),
     flows.note_metrics_synced(uuid[], jsonb[])

@@ -181,6 +181,8 @@ GRANT EXECUTE ON FUNCTION
     flows.queue_meter_command(uuid, text, jsonb, boolean, text),
     flows.requester()
 TO flows_admin, flows_operator;
+-- An index of pending top-ups (meter_commands_first_idx) evaluates it on every request.
+GRANT EXECUTE ON FUNCTION flows.command_priority(text) TO flows_operator;
 
 -- The workers: claim, renew, finish or fail commands; run the scheduler.
 GRANT SELECT, INSERT, UPDATE ON flows.meter_metric_runs TO flows_service, flows_admin;
@@ -198,7 +200,9 @@ GRANT EXECUTE ON FUNCTION
     flows.notify_due_meter_commands(uuid[]),
     flows.finish_meter_commands_v1(text, jsonb),
     flows.finish_meter_command_v1(uuid, text, integer, jsonb),
+    flows.goes_before(flows.meter_commands, text),
     flows.command_waiting_before(flows.meter_commands),
+    flows.commands_waited_for_v1(text),
     flows.hand_back_meter_command(uuid),
     flows.step_meter_command_v1(uuid, text, integer, jsonb, jsonb, boolean),
     flows.fail_meter_command_v1(uuid, text, integer, text, boolean, interval),

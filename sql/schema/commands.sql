@@ -111,6 +111,11 @@ CREATE FUNCTION flows.command_priority(p_kind text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE p_kind WHEN 'send_token' THEN 0 WHEN 'emop_session' THEN 1 ELSE 2 END;
 
+-- Pending commands that go before ordinary work (priority below 2: top-ups and
+-- emop sessions), by meter: the few flows.commands_waited_for_v1 looks at.
+CREATE INDEX meter_commands_first_idx ON flows.meter_commands (meter_id)
+    WHERE status = 'pending' AND flows.command_priority(kind) < 2;
+
 -- How long an operator's emop session waits for a meter without its holder
 -- asking again (the emop CLI asks every second while it waits).
 CREATE FUNCTION flows.emop_session_patience() RETURNS interval
@@ -474,18 +479,40 @@ COMMENT ON FUNCTION flows.finish_meter_command_v1(uuid, text, integer, jsonb) IS
     'Records a command''s outcome (states, half hours, events) and marks it done, if the worker still holds it.';
 
 
--- A command that goes before p_command on its meter (flows.command_priority)
--- and is due now: a top-up, or an emop session whose holder is still waiting.
+-- Whether p_waiting, a command for the same meter, goes before work of kind
+-- p_kind now (flows.command_priority): it is pending and due, and if it is an
+-- operator's emop session, its holder is still asking for it.
+CREATE FUNCTION flows.goes_before(p_waiting flows.meter_commands, p_kind text) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN p_waiting.status = 'pending' AND p_waiting.run_at <= pg_catalog.now()
+   AND flows.command_priority(p_waiting.kind) < flows.command_priority(p_kind)
+   AND (p_waiting.kind <> 'emop_session' OR p_waiting.updated_at >= pg_catalog.now() - flows.emop_session_patience());
+
+-- A command that goes before p_command on its meter: a top-up, or an emop
+-- session whose holder is still waiting.
 CREATE FUNCTION flows.command_waiting_before(p_command flows.meter_commands) RETURNS uuid
 LANGUAGE sql STABLE
 SET search_path = ''
 BEGIN ATOMIC
     SELECT c.id FROM flows.meter_commands AS c
-    WHERE c.meter_id = p_command.meter_id AND c.status = 'pending' AND c.run_at <= pg_catalog.now()
-      AND flows.command_priority(c.kind) < flows.command_priority(p_command.kind)
-      AND (c.kind <> 'emop_session' OR c.updated_at >= pg_catalog.now() - flows.emop_session_patience())
+    WHERE c.meter_id = p_command.meter_id AND flows.goes_before(c, p_command.kind)
     ORDER BY flows.command_priority(c.kind), c.created_at
     LIMIT 1;
+END;
+
+-- The commands worker p_worker runs that should give their meter up now: a
+-- command that goes before them waits for it. The worker asks whenever it is
+-- woken (a NOTIFY of new commands) and at each poll, and hands those commands
+-- back at their next exchange (flows.step_meter_command_v1). Cheap when
+-- nothing waits: it looks at the few pending top-ups and emop sessions only.
+CREATE FUNCTION flows.commands_waited_for_v1(p_worker text) RETURNS uuid[]
+LANGUAGE sql STABLE
+SET search_path = ''
+BEGIN ATOMIC
+    SELECT coalesce(array_agg(DISTINCT r.id), '{}')
+    FROM flows.meter_commands AS w
+    JOIN flows.meter_commands AS r ON r.meter_id = w.meter_id AND r.status = 'running' AND r.lease_owner = p_worker
+    WHERE w.status = 'pending' AND flows.command_priority(w.kind) < 2 AND flows.goes_before(w, r.kind);
 END;
 
 -- Hands a held command back: pending again, the attempt not counted, the

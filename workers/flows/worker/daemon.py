@@ -44,7 +44,7 @@ from flows.worker import metrics
 from flows.worker.finisher import Finisher
 from flows.worker.queries import CHANNEL, WORKERS_CHANNEL, Command, Fenced, Queries, QueryFailed, listening
 from flows.worker.steps import HandedBack, Steps
-from flows.worker.workflows import UNSTEPPED, WORKFLOWS, Context
+from flows.worker.workflows import RECORDED_STEPS, UNSTEPPED, WORKFLOWS, Context
 
 log = get_logger("flows.worker")
 
@@ -77,6 +77,7 @@ class WorkerConfig:
 class Running:
     command: Command
     task: asyncio.Task
+    steps: Steps | None = None  # its steps, once it talks to the meter (a top-up's never end)
     recording: bool = False  # the meter is done with: the outcome is being recorded (never cancelled)
 
 
@@ -197,6 +198,7 @@ class Worker:
                     await asyncio.sleep(1)
                 self.claims += 1
             self.saturated = bool(claimed) and len(claimed) == free
+            await self._hand_over_waited_for()
             now = time.time()
             for command in claimed:
                 metrics.CLAIM_WAIT.labels(command.kind).observe(max(0.0, now - command.created_at.timestamp()))
@@ -210,6 +212,21 @@ class Worker:
                 await asyncio.wait_for(self.wake.wait(), self.config.poll_interval)
             except TimeoutError:
                 pass
+
+    async def _hand_over_waited_for(self) -> None:
+        """Flags the commands whose meter a top-up (or an operator) now waits for: they hand it over at their
+        next exchange (flows.worker.steps)."""
+        if not any(entry.steps for entry in self.running.values()):
+            return
+        try:
+            waited = await self.queries.waited_for()
+        except QueryFailed as error:
+            log.warning("could not ask what waits for our meters", error=str(error))
+            return
+        for command_id in waited:
+            entry = self.running.get(command_id)
+            if entry is not None and entry.steps is not None:
+                entry.steps.hand_over = True
 
     def _done(self, command_id: uuid.UUID) -> None:
         self.running.pop(command_id, None)
@@ -227,9 +244,11 @@ class Worker:
             if command.host is None:
                 raise Refused(f"meter {command.serial} has no ip_address")
             meter = self.emop.meter(command.serial, host=command.host, port=command.port)
-            steps = Steps(command, meter, self.queries, self.config.step_seconds, self.stopping)
+            steps = Steps(command, meter, self.queries, self.config.step_seconds, self.stopping,
+                          records=command.kind in RECORDED_STEPS)
             if command.kind not in UNSTEPPED:
                 meter.after_exchange = steps.after_exchange
+                self.running[command.id].steps = steps
             async with meter.session():
                 outcome = await WORKFLOWS[command.kind](Context(command, meter, self.queries, self.vendor, steps))
             self.running[command.id].recording = True

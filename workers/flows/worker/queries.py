@@ -177,6 +177,11 @@ class Queries:
                 fenced = await conn.fetchval("SELECT flows.finish_meter_commands_v1($1, $2)", self.worker, batch)
         return set(fenced)
 
+    async def waited_for(self) -> set[UUID]:
+        """The commands this worker runs whose meter a top-up (or an operator) waits for."""
+        with _driver_errors():
+            return set(await self.pool.fetchval("SELECT flows.commands_waited_for_v1($1)", self.worker))
+
     async def step(self, command: Command, outcome: Outcome | None, progress: dict, stop: bool) -> str:
         """The end of a step of long work: records it; continue, yielded (a top-up or an operator waits for
         the meter) or released (``stop``). Both of the last hand the command back."""

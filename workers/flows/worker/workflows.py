@@ -459,3 +459,5 @@ WORKFLOWS: dict[str, Callable[[Context], Awaitable[Outcome]]] = {
 NOT_RUN_BY_WORKERS = {"emop_session"}
 # Kinds that never end a step (flows.command_priority puts them first on their meter).
 UNSTEPPED = {"send_token"}
+# Kinds whose steps record their progress as they go (weeks of profile log), not only when handed back.
+RECORDED_STEPS = {"read_profile_log"}
