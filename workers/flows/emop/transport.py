@@ -33,21 +33,38 @@ SOCKS_CONNECTION_REFUSED = 5
 
 
 class _Exchange(asyncio.Protocol):
-    """Writes the request once connected; resolves ``reply`` with exactly one frame, or a typed error."""
+    """Writes the request once connected; resolves ``reply`` with exactly one frame, or a typed error. Its one
+    timer bounds the connection, then the reply (asyncio.timeout costs more, per exchange)."""
 
-    __slots__ = ("request", "reply", "where", "buffer", "size", "transport")
+    __slots__ = ("request", "reply", "where", "buffer", "size", "transport", "timeout", "timer", "task")
 
-    def __init__(self, request: bytes, reply: asyncio.Future, where: str):
+    def __init__(self, request: bytes, reply: asyncio.Future, where: str, timeout: float):
         self.request = request
         self.reply = reply
         self.where = where
         self.buffer = b""
         self.size = 0
         self.transport: asyncio.Transport | None = None
+        self.timeout = timeout
+        self.task = asyncio.current_task()
+        self.timer = reply.get_loop().call_later(timeout, self._connecting_too_long)
+
+    def _connecting_too_long(self) -> None:
+        self.timer = None
+        if self.transport is None and not self.reply.done():
+            self.reply.set_exception(ReplyTimeout(f"connecting to {self.where} took longer than {self.timeout:g} s"))
+            self.task.cancel()  # it waits for the connection: exchange_once turns this into the timeout
+
+    def _no_reply(self) -> None:
+        self.timer = None
+        self._fail(ReplyTimeout(f"no reply from {self.where} within {self.timeout:g} s"))
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         transport.write(self.request)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.reply.get_loop().call_later(self.timeout, self._no_reply)
 
     def data_received(self, data: bytes) -> None:
         if self.reply.done():
@@ -63,7 +80,7 @@ class _Exchange(asyncio.Protocol):
                 return
         if len(buffer) >= self.size:
             self.reply.set_result(buffer[: self.size] if len(buffer) > self.size else buffer)
-            self.transport.close()
+            self._close()
 
     def eof_received(self) -> bool:
         self._fail(self._ended(None))
@@ -87,6 +104,12 @@ class _Exchange(asyncio.Protocol):
     def _fail(self, error: Exception) -> None:
         if not self.reply.done():
             self.reply.set_exception(error)
+        self._close()
+
+    def _close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.close()
 
@@ -123,22 +146,20 @@ async def exchange_once(
     the connection, then the reply."""
     loop = asyncio.get_running_loop()
     reply = loop.create_future()
-    where = f"{host}:{port}"
-    transport = None
+    exchange = _Exchange(request, reply, f"{host}:{port}", timeout)
+    cancelling = exchange.task.cancelling()
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            transport = await _connect(loop, lambda: _Exchange(request, reply, where), host, port, timeout, proxy)
-            deadline.reschedule(loop.time() + timeout)
-            return await reply
-    except TimeoutError:
-        if transport is None:
-            raise ReplyTimeout(f"connecting to {where} took longer than {timeout:g} s") from None
-        raise ReplyTimeout(f"no reply from {where} within {timeout:g} s") from None
+        await _connect(loop, lambda: exchange, host, port, timeout, proxy)
+        return await reply
+    except asyncio.CancelledError:
+        timed_out = reply.done() and not reply.cancelled() and isinstance(reply.exception(), ReplyTimeout)
+        if timed_out and exchange.task.uncancel() <= cancelling:  # our timer, nobody else, cancelled the connect
+            raise reply.exception() from None
+        raise
     finally:
         if not reply.done():
             reply.cancel()
-        if transport is not None:
-            transport.close()
+        exchange._close()
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:
