@@ -32,6 +32,7 @@ class LoadProfile:
         self.solar_kw = solar_kw
         self.twin = twin
         self._prefix = f"{seed}:".encode()  # unit_noise's input starts so; the rest is the index and salt
+        self._last: tuple[int, tuple] | None = None  # the last half hour asked for (a meter asks it on every request)
 
     def _noise(self, hh: int, salt: bytes) -> float:
         """unit_noise(self.seed, hh, salt), without formatting the seed every time (a year of history is
@@ -40,6 +41,13 @@ class LoadProfile:
 
     def half_hour(self, hh: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         """mWh in half hour ``hh`` for (A, B): import/export active, import/export reactive."""
+        if self._last is not None and self._last[0] == hh:
+            return self._last[1]
+        used = self._half_hour(hh)
+        self._last = (hh, used)
+        return used
+
+    def _half_hour(self, hh: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         hour = (hh % 48) // 2
         a_w = HOUSEHOLD_W[hour] * self.scale * (0.7 + 0.6 * self._noise(hh, b":a"))
         export_w = 0.0

@@ -116,6 +116,7 @@ class MeterModel:
         )
         self.profile = LoadProfile(config.seed, config.load_scale, config.solar_kw, twin=self.kind == "twin")
         self.store: dict[int, bytes] = {}
+        self._money: dict[str, tuple[bytes, int]] = {}  # _raw_money's decoded amounts, by the bytes they came from
         self._init_store()
         now = clock.seconds()
         self.created = now
@@ -202,7 +203,13 @@ class MeterModel:
         return obj.codec.decode(self.store[obj.id])
 
     def _raw_money(self, name: str) -> int:
-        return money_to_raw(self._get(name))
+        """A stored amount in wire units; the tariff's are asked for on every request (time accrues), so the
+        decoded value is kept until the stored bytes change."""
+        raw = self.store[OBJECTS[name].id]
+        cached = self._money.get(name)
+        if cached is None or cached[0] is not raw:
+            cached = self._money[name] = (raw, money_to_raw(self._get(name)))
+        return cached[1]
 
     def _seed_events(self) -> None:
         """Event history for the past days: a daily snapshot at midnight, now and then a power cut."""

@@ -1,13 +1,14 @@
 """Finishing commands in batches: one transaction records many commands' outcomes.
 
 Each command that ends well hands its outcome to ``Finisher.finish`` and waits.
-The finisher writes whatever has gathered in one call
-(``flows.finish_meter_commands_v1``) while the previous call runs, so an idle
-worker finishes a command at once and a busy one finishes hundreds per
+Two writers take whatever has gathered (up to MAX_BATCH) and record it in one
+call (``flows.finish_meter_commands_v1``) while the other one's call runs, so
+an idle worker finishes a command at once and a busy one finishes hundreds per
 transaction: PostgreSQL's fixed cost per call and per commit is shared, which
-is most of its CPU per command (bench/bench_sync.py). A batch the database
-refuses (one bad outcome, say) is written again one command at a time, so the
-others are recorded and only the bad one fails.
+is most of its CPU per command, and a burst (a fleet synced at once) is
+recorded by two backends side by side (bench/bench_sync.py). A batch the
+database refuses (one bad outcome, say) is written again one command at a
+time, so the others are recorded and only the bad one fails.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from flows.worker.queries import Command, Fenced, Queries, QueryFailed
 
 log = get_logger("flows.worker")
 MAX_BATCH = 500
+WRITERS = 2
 
 
 class Finisher:
@@ -25,18 +27,17 @@ class Finisher:
         self.queries = queries
         self.waiting: list[tuple[Command, Outcome, asyncio.Future]] = []
         self.wake = asyncio.Event()
-        self.task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
         self.batches = 0
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="finisher")
+        self.tasks = [asyncio.create_task(self._run(), name=f"finisher {n}") for n in range(WRITERS)]
 
     async def close(self) -> None:
         """Writes what is waiting, then stops."""
-        if self.task is None:
-            return
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         while self.waiting:
             await self._write(self._take())
 
@@ -57,7 +58,10 @@ class Finisher:
             await self.wake.wait()
             self.wake.clear()
             while self.waiting:
-                await self._write(self._take())
+                batch = self._take()
+                if self.waiting:
+                    self.wake.set()  # more than a batch: the other writer takes the rest
+                await self._write(batch)
 
     async def _write(self, batch: list[tuple[Command, Outcome, asyncio.Future]]) -> None:
         self.batches += 1
