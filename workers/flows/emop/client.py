@@ -198,7 +198,7 @@ class _Session:
 
     def __init__(self, meter: "MeterClient"):
         self.meter = meter
-        self.slot = _slot(meter.host, meter.port)
+        self.slot = meter._slot()
         self.owned = False
 
     async def __aenter__(self) -> "MeterClient":
@@ -227,13 +227,20 @@ class MeterClient:
         self.log = get_logger("flows.emop", serial=serial, host=host, port=port)
         self._hardware: str | None = None
         self.exchanges = 0  # answered exchanges this handle made
+        self._slots: tuple[asyncio.AbstractEventLoop, _Slot] | None = None  # the shared slot, found once a loop
         # called after each answered exchange (the worker ends a step there); may raise to stop the operation
         self.after_exchange: Callable[[], Awaitable[None]] | None = None
 
     @property
     def exchange_seconds(self) -> float | None:
         """How long an exchange with this meter takes, pacing included (a moving average; None: none yet)."""
-        return _slot(self.host, self.port).exchange_seconds
+        return self._slot().exchange_seconds
+
+    def _slot(self) -> _Slot:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, _slot(self.host, self.port))
+        return self._slots[1]
 
     def __repr__(self) -> str:
         return f"MeterClient({self.serial!r}, {self.host}:{self.port})"
@@ -255,7 +262,7 @@ class MeterClient:
 
     async def _exchange(self, data: bytes, object_id: int | None) -> Frame:
         client = self.client
-        slot = _slot(self.host, self.port)
+        slot = self._slot()
         loop = asyncio.get_running_loop()
         request = build_frame(data, source_address=client.source_address, control=client.sequence)
         echo = _Echo(data[0], object_id)
