@@ -71,12 +71,17 @@ def top_ups(conn, meter_ids: list, count: int, busy: bool) -> list[tuple[float, 
     timings = []
     for n in range(count):
         if busy:
-            row = conn.execute("SELECT meter_id FROM flows.meter_commands WHERE kind = 'read_profile_log'"
-                               " AND status IN ('running', 'pending') AND progress ? 'cursor'"
-                               " ORDER BY random() LIMIT 1").fetchone()
-            if row is None:
-                break  # the fleet has finished
-            meter = row[0]
+            meter = None
+            while meter is None:
+                row = conn.execute(
+                    "SELECT (array_agg(meter_id ORDER BY random()) FILTER (WHERE status = 'running'"
+                    " AND progress ? 'cursor'))[1], count(*) FROM flows.meter_commands"
+                    " WHERE kind = 'read_profile_log' AND status IN ('running', 'pending')").fetchone()
+                if not row[1]:
+                    return timings  # the fleet has finished
+                meter = row[0]
+                if meter is None:
+                    time.sleep(0.1)  # no backfill has recorded a step yet
         else:
             meter = meter_ids[n % len(meter_ids)]
         token = conn.execute("SELECT id FROM api.send_token(%s, amount => 1)", (meter,)).fetchone()[0]

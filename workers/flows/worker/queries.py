@@ -102,20 +102,32 @@ async def listening(database_url: str, callbacks: dict[str, Callable[[str], None
                 await conn.close()
 
 
+STEP_CONNECTIONS = 3  # the steps of long work record on connections of their own (Queries.steps)
+
+
 class Queries:
-    def __init__(self, pool: asyncpg.Pool, worker: str):
+    """The worker's SQL calls. Two pools: ``pool`` for claims, top-ups, finishing and the worker's own
+    bookkeeping; ``steps`` for what long work records step by step (hundreds of backfills at once), so that
+    it never makes a top-up wait for a connection."""
+
+    def __init__(self, pool: asyncpg.Pool, worker: str, steps: asyncpg.Pool | None = None):
         self.pool = pool
+        self.steps = steps or pool
         self.worker = worker
 
     @classmethod
     async def connect(cls, database_url: str, worker: str, pool_size: int) -> "Queries":
         with _driver_errors():
             pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
-        return cls(pool, worker)
+            steps = await asyncpg.create_pool(database_url, min_size=1, max_size=STEP_CONNECTIONS,
+                                              init=init_connection)
+        return cls(pool, worker, steps)
 
     async def close(self) -> None:
         with _driver_errors():
             await self.pool.close()
+            if self.steps is not self.pool:
+                await self.steps.close()
 
     async def register(self, host: str, pid: int, version: str, concurrency: int, escos: list[str] | None,
                        heartbeat: timedelta) -> UUID:
@@ -182,11 +194,16 @@ class Queries:
         with _driver_errors():
             return set(await self.pool.fetchval("SELECT flows.commands_waited_for_v1($1)", self.worker))
 
-    async def step(self, command: Command, outcome: Outcome | None, progress: dict, stop: bool) -> str:
+    async def step(self, command: Command, outcome: Outcome | None, progress: dict, stop: bool,
+                   handing_over: bool = False) -> str:
         """The end of a step of long work: records it; continue, yielded (a top-up or an operator waits for
-        the meter) or released (``stop``). Both of the last hand the command back."""
-        return await self._fenced_call("SELECT flows.step_meter_command_v1($1, $2, $3, $4, $5, $6)", command,
-                                       outcome.to_json() if outcome else None, progress, stop)
+        the meter) or released (``stop``). Both of the last hand the command back; they (``handing_over``)
+        go ahead of the steps that only record."""
+        pool = self.pool if stop or handing_over else self.steps
+        with _driver_errors():
+            return await pool.fetchval("SELECT flows.step_meter_command_v1($1, $2, $3, $4, $5, $6)",
+                                             command.id, self.worker, command.attempt,
+                                             outcome.to_json() if outcome else None, progress, stop)
 
     async def fail(self, command: Command, error: str, retryable: bool, backoff: timedelta) -> str:
         return await self._fenced_call(

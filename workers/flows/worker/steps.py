@@ -88,7 +88,7 @@ class Steps:
     async def end_step(self) -> None:
         outcome, changed = self.unrecorded, self.changed
         how = await self.queries.step(self.command, None if outcome.empty else outcome, changed,
-                                      stop=self.stopping.is_set())
+                                      stop=self.stopping.is_set(), handing_over=self.hand_over)
         self.unrecorded, self.changed, self.hand_over = Outcome(), {}, False
         self.steps += 1
         self._step_start = self.meter.exchanges
