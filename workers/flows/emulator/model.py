@@ -117,6 +117,7 @@ class MeterModel:
         self.profile = LoadProfile(config.seed, config.load_scale, config.solar_kw, twin=self.kind == "twin")
         self.store: dict[int, bytes] = {}
         self._money: dict[str, tuple[bytes, int]] = {}  # _raw_money's decoded amounts, by the bytes they came from
+        self._checked_activation: bytes | None = None  # a stored activation time with nothing left to do
         self._init_store()
         now = clock.seconds()
         self.created = now
@@ -300,14 +301,19 @@ class MeterModel:
     def _maybe_activate_tariff(self) -> None:
         if self.kind == "three":
             return
+        stored = self.store[OBJECTS["tariff_future_activation_datetime"].id]
+        if stored is self._checked_activation:
+            return  # asked on every request; only a new activation time (or time passing it) can change the answer
         activation = datetime_to_epoch2000(self._get("tariff_future_activation_datetime"))
         if not activation or activation == self.applied_activation:
+            self._checked_activation = stored  # none, or applied: nothing until another is written
             return
         when = epoch2000_to_datetime(activation)
         if self._get("daylight_savings_correction_flag"):
             when = from_meter_local(when)  # the meter reads the value as UK wall-clock time
         if self.meter_seconds(self.as_of) < datetime_to_epoch2000(when):
             return
+        self._checked_activation = stored
         for suffix in (
             "standing_charge",
             "threshold_mask",
