@@ -102,7 +102,7 @@ async def listening(database_url: str, callbacks: dict[str, Callable[[str], None
                 await conn.close()
 
 
-STEP_CONNECTIONS = 3  # the steps of long work record on connections of their own (Queries.steps)
+STEP_CONNECTIONS = 4  # the steps of long work record on connections of their own (Queries.steps)
 
 
 class Queries:
