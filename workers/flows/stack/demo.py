@@ -70,8 +70,9 @@ def write_fleet_config(path: Path, base_port: int, state_file: Path) -> Path:
     return path
 
 
-def create(database_url: str, base_port: int) -> None:
-    """The demo ESCO, its topology, the emulated meters at their ports, and their history."""
+def create(database_url: str, base_port: int) -> int:
+    """The demo ESCO, its topology, the emulated meters at their ports, and their history; returns the half
+    hours of history recorded (none when it was there already)."""
     with connect(database_url) as conn, conn.transaction():
         esco = f.add_esco(conn, *ESCO).id
         installed = installation(conn, esco)
@@ -94,7 +95,7 @@ def create(database_url: str, base_port: int) -> None:
             f.link_head_meter(conn, head, meter.id)
             for element, register in meter.registers.items():
                 f.link_circuit_register(conn, circuits["heat" if element == "B" else "power"], register, installed)
-    record_history(database_url, meters, meter_configs(base_port), installed)
+    return record_history(database_url, meters, meter_configs(base_port), installed)
 
 
 def installation(conn, esco: str) -> datetime:

@@ -121,7 +121,8 @@ class Stack:
         if not config.emulator_base_port or (process.pid() is None and not _ports_free(config.emulator_base_port)):
             config.emulator_base_port = _free_port_run(DEMO_METERS)
             config.save()
-        demo.create(self.admin_url, config.emulator_base_port)
+        if recorded := demo.create(self.admin_url, config.emulator_base_port):
+            say(f"recorded the demo community's year of history ({recorded:,} half hours)")
         if process.pid() is not None:
             return
         fleet_config = demo.write_fleet_config(config.home_dir / "demo-fleet.json", config.emulator_base_port,
