@@ -35,7 +35,8 @@ async def test_list_and_drain_workers(stack, running_worker, tmp_path):
     assert drained.exit_code == 0, drained.output
     assert json.loads(drained.output)[0]["state"] == "draining"
     await asyncio.wait_for(serving.task, 10)
-    assert json.loads(flows(stack, tmp_path, "workers", "list", "--json").output)[-1]["state"] in ("stopped",)
+    after = {w["name"]: w for w in json.loads(flows(stack, tmp_path, "workers", "list", "--json").output)}
+    assert after[serving.config.name]["state"] == "stopped" and after[other.config.name]["state"] == "running"
     again = flows(stack, tmp_path, "workers", "drain", serving.config.name)
     assert again.exit_code == 1 and "no running worker" in again.output
     unknown = flows(stack, tmp_path, "workers", "drain", "nosuchworker")
