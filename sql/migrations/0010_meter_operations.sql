@@ -13,7 +13,9 @@
 --   * ensure_partitions is safe when sessions create the same new partition at once (concurrent
 --     backfills into a past month failed with "relation ... already exists").
 -- Deploy: workers of the earlier release keep working (every _v1 function they call stays, with the
--- same contract); restart them onto this release to get steps, registration and batch finishing.
+-- same contract; claim_meter_commands_v1 never hands them an emop session); restart them onto this
+-- release to get steps, registration and batch finishing. Until then, an old worker refuses the
+-- three-phase profile-log reads gap repair now queues (failed; queued again 6 hours later).
 
 -- Everything below is created by, and owned by, flows_owner.
 SET LOCAL ROLE flows_owner;
