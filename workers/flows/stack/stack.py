@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flows import auth
@@ -157,8 +158,9 @@ class Stack:
     def down(self, say: Say = print) -> None:
         for process in reversed(self.background()):
             grace = WORKER_SHUTDOWN_GRACE + WORKER_STOP_MARGIN if process.name == "worker" else 10.0
+            since = datetime.now(UTC)
             if process.stop(grace):
-                say(f"stopped {process.name}" + (_worker_summary(process) if process.name == "worker" else ""))
+                say(f"stopped {process.name}" + (_worker_summary(process, since) if process.name == "worker" else ""))
         cluster = self.config.cluster()
         if cluster.running():
             cluster.stop()
@@ -205,20 +207,21 @@ def open_stack() -> Stack:
     return Stack(config)
 
 
-def _worker_summary(process: Background) -> str:
-    """What the worker said it finished and released as it stopped (its last "worker stopped" log line)."""
+def _worker_summary(process: Background, since: datetime) -> str:
+    """What the worker said it finished and released as it stopped (its "worker stopped" log line, written
+    after ``since``; none: it had to be killed, and its leases run out)."""
     for line in reversed(process.tail(200).splitlines()):
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("event") == "worker stopped":
+        if event.get("event") == "worker stopped" and datetime.fromisoformat(event["timestamp"]) >= since:
             released = event.get("released_commands") or []
             said = f": finished {event.get('finished', 0)}, released {len(released)}"
             if released:
                 said += f" ({', '.join(released)}; pending again, the next worker resumes them at once)"
             return said
-    return ""
+    return ": it did not stop in time and was killed (its commands' leases run out)"
 
 
 def _ports_free(first: int, count: int = DEMO_METERS) -> bool:
