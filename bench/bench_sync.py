@@ -15,7 +15,9 @@ no database writes at all (which only flatters it).
 Pacing between exchanges is 0 on both sides (production adds 2 s per exchange
 to both). Also measured: wake-up latency, from a request (the RPC's transaction
 start) to its claim by an idle worker, over 200 requests, on the database clock.
-Targets: ratio >= 20x; wake-up p50 <= 10 ms, p99 <= 50 ms.
+Targets: ratio >= 40x; wake-up p50 <= 10 ms, p99 <= 50 ms. PostgreSQL's CPU per
+command is printed too: the ratio is CPU-bound on a 2-core machine, so it is
+what keeps the figure on a slower CPU.
 
 usage: python bench/bench_sync.py [--meters 2000] [--latency-ms 300] [--threads 15]
 """
@@ -175,15 +177,16 @@ def main() -> None:
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     print(f"wake-up latency (request -> claim, {len(latencies)} requests): p50 {p50:.1f} ms (target <= 10), "
           f"p99 {p99:.1f} ms (target <= 50), max {latencies[-1]:.1f} ms")
-    report(f"sync through the queue: {args.meters} meters, {args.latency_ms:g} ms latency", baseline["seconds"] / ours,
-           20, [
+    report(f"sync through the queue: {args.meters} meters, {args.latency_ms:g} ms latency; load average "
+           f"{os.getloadavg()[0]:.1f}", baseline["seconds"] / ours, 40, [
                f"ours      {ours:7.2f} s  {per_minute:10,.0f} meters/min  (median of {RUNS} runs: "
                + ", ".join(f"{t:.2f}" for t in times) + f" s; {estimated:,} half hours estimated per run)",
                f"baseline  {baseline['seconds']:7.2f} s  {base_per_minute:10,.0f} meters/min  "
                f"({baseline['ok']}/{args.meters} read; {args.threads} threads, simt-emlite, no database writes)",
                f"network bound {3 * args.latency_ms / 1000:.1f} s per meter (3 exchanges); all meters at once",
                "CPU seconds during our sync: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
-               + f" (on {os.cpu_count()} cores)",
+               + f" (on {os.cpu_count()} cores); PostgreSQL {cpu.get('postgresql', 0) / args.meters * 1000:.2f} ms"
+               " a command",
            ])
     if p50 > 10 or p99 > 50:
         sys.exit(1)

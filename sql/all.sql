@@ -32,7 +32,9 @@ SET ROLE flows_owner;
 \ir schema/recording/meter_states.sql
 \ir schema/recording/meter_events.sql
 \ir schema/energy_parts.sql
+\ir schema/workers.sql
 \ir schema/commands.sql
+\ir schema/emop_sessions.sql
 \ir schema/scheduling.sql
 \ir schema/api_keys.sql
 \ir schema/audit.sql
@@ -75,6 +77,7 @@ SET ROLE flows_owner;
 \ir rpc/monitoring.sql
 \ir rpc/aggregates.sql
 \ir rpc/commands.sql
+\ir rpc/workers.sql
 \ir rpc/api_keys.sql
 \ir rpc/audit_log.sql
 \ir rpc/billing/customers.sql

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -131,3 +132,46 @@ def test_up_without_demo_runs_workers_but_no_meters(stack_env):
     admin = run("token", "--role", "admin", env=stack_env).stdout.strip()
     meters = httpx.get(f"{status['postgrest']['url']}/meter_registry", headers={"Authorization": f"Bearer {admin}"})
     assert meters.json() == []
+
+
+def test_a_new_stack_credits_at_once_shows_a_year_and_restarts_cleanly(stack_env):
+    """As a new user tries it: a top-up right after `make run` is credited within seconds (the demo's
+    history is there, nothing backfills it), the 12-month figures are there, and `flows down` in the middle
+    of a backfill hands it back, says so, and the next `flows up` resumes it at once."""
+    out = run("up", env=stack_env).stdout
+    token = re.search(r"export TOKEN=(\S+)", out).group(1)
+    api = re.search(r"API\s+(http://\S+)", out).group(1)
+    headers = {"Authorization": f"Bearer {token}"}
+    months = httpx.get(f"{api}/site_interval_monthly?select=month,import_kwh", headers=headers).json()
+    assert len(months) >= 12 and all(float(m["import_kwh"]) > 0 for m in months), months
+
+    meter = httpx.get(f"{api}/meter_registry?serial=eq.EML2400000002&select=id", headers=headers).json()[0]["id"]
+    topup = httpx.post(f"{api}/rpc/send_token", json={"meter_id": meter, "amount": 10},
+                       headers=headers).json()[0]["id"]
+    deadline = time.monotonic() + 30
+    while (row := httpx.get(f"{api}/meter_commands?id=eq.{topup}", headers=headers).json()[0])["status"] not in (
+            "done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert row["status"] == "done", row
+    waited = (datetime.fromisoformat(row["finished_at"]) - datetime.fromisoformat(row["created_at"])).total_seconds()
+    assert waited < 10, f"a top-up on a new stack took {waited:.1f} s"
+
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=30)
+    backfill = httpx.post(f"{api}/rpc/read_profile_log", headers=headers, json={
+        "meter_id": meter, "start_time": start.isoformat(), "end_time": (start + timedelta(days=30)).isoformat(),
+    }).json()[0]["id"]
+    deadline = time.monotonic() + 30
+    while "cursor" not in httpx.get(f"{api}/meter_commands?id=eq.{backfill}", headers=headers).json()[0]["progress"]:
+        assert time.monotonic() < deadline, "the backfill made no progress"
+        time.sleep(0.2)
+
+    down = run("down", env=stack_env).stdout
+    said = re.search(r"stopped worker: finished \d+, released (\d+) \((.*); pending again", down)
+    assert said and "read_profile_log EML2400000002" in said.group(2).split(", "), down
+    run("up", env=stack_env)
+    deadline = time.monotonic() + 10
+    while (row := httpx.get(f"{api}/meter_commands?id=eq.{backfill}", headers=headers).json()[0])["status"] != (
+            "running"):
+        assert time.monotonic() < deadline, f"the next worker did not resume the backfill at once: {row}"
+        time.sleep(0.2)
+    assert row["attempts"] == 1 and row["progress"]["cursor"] > start.isoformat(), row

@@ -1,9 +1,14 @@
-"""The demo community (`flows up`): its shape, and creating it again changes nothing."""
+"""The demo community (`flows up`): its shape, a year of history, and creating it again changes nothing."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from flows.stack import demo
 
 TABLES = ["escos", "sites", "properties", "feeder_registry", "service_head_registry", "properties_service_head",
-          "service_head_meter", "circuits", "circuit_register", "meter_registry", "meter_registers", "meter_shadows"]
+          "service_head_meter", "circuits", "circuit_register", "meter_registry", "meter_registers", "meter_shadows",
+          "register_interval_monthly"]
 
 
 def rows(db) -> dict[str, list]:
@@ -11,13 +16,16 @@ def rows(db) -> dict[str, list]:
 
 
 def test_demo_community_is_created_once(db, db_url):
+    started = time.monotonic()
     demo.create(db_url, 41000)
+    took = time.monotonic() - started
     first = rows(db)
     plan = demo.fleet_plan()
     assert {t: len(r) for t, r in first.items()} == {
         "escos": 1, "sites": 1, "properties": 20, "feeder_registry": 2, "service_head_registry": 20,
         "properties_service_head": 20, "service_head_meter": 20, "circuits": 2, "meter_registry": 20,
-        "meter_shadows": 20, "meter_registers": 35, "circuit_register": 35}
+        "meter_shadows": 20, "meter_registers": 35, "circuit_register": 35,
+        "register_interval_monthly": 35 * 13}
     meters = db.execute("SELECT serial, hardware, emop_port, prepay_enabled, installation_status"
                         " FROM flows.meter_registry ORDER BY serial").fetchall()
     assert [(m[0], m[1], m[2]) for m in meters] == sorted(
@@ -28,8 +36,38 @@ def test_demo_community_is_created_once(db, db_url):
                       " WHERE c.type = 'heat' AND r.element = 'B'").fetchone()[0]
     assert heat == 15, "the B element of every twin-element meter measures the heat pumps"
 
+    again = time.monotonic()
     demo.create(db_url, 41000)
     assert rows(db) == first, "creating the demo again changed something"
+    assert time.monotonic() - again < took / 3, "the history is recorded once"
     demo.create(db_url, 42000)  # the emulator moved to other ports: only the addresses follow
     moved = db.execute("SELECT min(emop_port), max(emop_port) FROM flows.meter_registry").fetchone()
     assert moved == (42000, 42019)
+
+
+def test_demo_community_has_a_year_of_history(db, db_url):
+    """Installed a year ago: registers and circuits from then, and every half hour since recorded from the
+    meters' own logs, so the aggregates show a year at once."""
+    demo.create(db_url, 41000)
+    installed, registers = db.execute("SELECT min(start_time), count(DISTINCT start_time) FROM flows.meter_registers"
+                                      ).fetchone()
+    assert registers == 1 and datetime.now(UTC) - installed > timedelta(days=364)
+    assert db.execute("SELECT count(*) FROM flows.circuit_register WHERE start_time <> %s",
+                      (installed,)).fetchone()[0] == 0
+    per_register = db.execute("SELECT register_id, count(*), min(timestamp), max(timestamp),"
+                              " bool_and(source = 'profile_log'), bool_and(import_kwh >= 0)"
+                              " FROM flows.register_interval_hh GROUP BY register_id").fetchall()
+    assert len(per_register) == 35
+    for _, count, first, last, from_the_log, plausible in per_register:
+        assert first == installed and datetime.now(UTC) - last < timedelta(hours=1), (first, last)
+        assert count == (last - first) / timedelta(minutes=30) + 1, "no half hour missing"
+        assert from_the_log and plausible
+    months = db.execute("SELECT month, import_kwh / extract(day FROM month + interval '1 month' - interval '1 day')"
+                        " FROM api.site_interval_monthly ORDER BY month").fetchall()
+    assert len(months) >= 12
+    whole = [per_day for _, per_day in months[1:-1]]  # the first and the last month are partial
+    assert max(whole) < Decimal('1.25') * min(whole), f"a year of steady use, month after month: {months}"
+    three_phase = db.execute("SELECT sum(h.import_kwh) FROM flows.register_interval_hh h JOIN flows.meter_registers r"
+                             " USING (register_id) JOIN flows.meter_registry m ON m.id = r.meter_id"
+                             " WHERE m.hardware = 'P1.ax'").fetchone()[0]
+    assert three_phase > 0, "the three-phase meter's interval profile too"

@@ -177,3 +177,31 @@ def test_half_hours_estimated_from_reads_give_way_to_the_profile_log(db, registe
     read(start + timedelta(minutes=160), "99999.000")
     assert db.execute("SELECT count(*) FROM flows.register_import WHERE register_id = %s",
                       (registers[0],)).fetchone()[0] == 4
+
+
+def test_two_sessions_recording_into_the_same_new_month_both_succeed(db_url):
+    """The second session waits for the partition the first creates, then uses it (it used to fail with
+    "relation ... already exists": its catalog cache still said there was none)."""
+    import threading
+
+    month = datetime(2019, 3, 10, tzinfo=UTC)
+    with psycopg.connect(db_url) as first, psycopg.connect(db_url) as second:
+        assert first.execute("SELECT flows.ensure_partitions('flows.register_interval_hh', %s, %s)",
+                             (month, month)).fetchone()[0] == 1  # created, not committed yet
+        answer = {}
+
+        def other_session():
+            try:
+                answer["created"] = second.execute("SELECT flows.ensure_partitions('flows.register_interval_hh',"
+                                                   " %s, %s)", (month, month)).fetchone()[0]
+            except psycopg.Error as error:
+                answer["error"] = error
+
+        waiting = threading.Thread(target=other_session)
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive(), "the second session waits for the first"
+        first.commit()
+        waiting.join(10)
+        second.commit()
+    assert answer == {"created": 0}, answer

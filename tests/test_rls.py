@@ -22,6 +22,8 @@ from tests.support.tenancy import canonical, ids_in, two_escos
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
 GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs", "ledger_accounts"}
+# Relations of the platform itself, for administrators only (every other role is refused them).
+ADMIN_ONLY = {"workers"}
 # What a customer may read; everything else must be refused to them.
 CUSTOMER_RELATIONS = {
     "escos", "properties", "meter_registry", "meter_registers", "meter_shadows", "meter_shadows_tariffs",
@@ -79,6 +81,8 @@ class World:
         if role == "anon" or (role == "customer" and relation not in CUSTOMER_RELATIONS):
             return None
         if relation in OPERATOR_RELATIONS and role not in ("admin", "operator"):
+            return None
+        if relation in ADMIN_ONLY and role != "admin":
             return None
         rows = self.all_rows[relation]
         if role in ("admin", "service"):

@@ -377,6 +377,14 @@ CREATE POLICY api_keys_revoke_own_esco ON flows.api_keys FOR UPDATE TO flows_ope
     USING (esco = (SELECT flows.current_esco_id()));
 
 
+-- == Meter operations: workers ==============================================
+
+-- Workers: platform processes, seen by administrators and written by the workers themselves.
+ALTER TABLE flows.workers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY workers_all ON flows.workers TO flows_admin, flows_service
+    USING (true);
+
+
 -- == Money in: payments, top-ups, gifts, solar credit, wallets, the ledger ==
 -- Tenant = ESCO as above. A customer sees the payments they made and the
 -- top-ups made for them, and the wallet of the home they occupy now (which

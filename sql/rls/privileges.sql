@@ -181,20 +181,34 @@ GRANT EXECUTE ON FUNCTION
     flows.queue_meter_command(uuid, text, jsonb, boolean, text),
     flows.requester()
 TO flows_admin, flows_operator;
+-- An index of pending top-ups (meter_commands_first_idx) evaluates it on every request.
+GRANT EXECUTE ON FUNCTION flows.command_priority(text) TO flows_operator;
 
 -- The workers: claim, renew, finish or fail commands; run the scheduler.
 GRANT SELECT, INSERT, UPDATE ON flows.meter_metric_runs TO flows_service, flows_admin;
 GRANT SELECT ON flows.meter_metric_runs TO flows_operator, flows_analyst;
 GRANT EXECUTE ON FUNCTION
     flows.claim_meter_commands_v1(text, integer, interval),
+    flows.claim_meter_commands_v2(text, integer, interval),
+    flows.command_priority(text),
+    flows.emop_session_patience(),
+    flows.expire_meter_commands(),
     flows.fence_meter_command(uuid, text, integer),
     flows.renew_meter_command_leases_v1(text, uuid[], integer[], interval),
     flows.note_meter_command_progress_v1(uuid, text, integer, jsonb),
+    flows.record_command_outcomes(uuid[], jsonb[], boolean),
+    flows.notify_due_meter_commands(uuid[]),
+    flows.finish_meter_commands_v1(text, jsonb),
     flows.finish_meter_command_v1(uuid, text, integer, jsonb),
+    flows.goes_before(flows.meter_commands, text),
+    flows.command_waiting_before(flows.meter_commands),
+    flows.commands_waited_for_v1(text),
+    flows.hand_back_meter_command(uuid),
+    flows.step_meter_command_v1(uuid, text, integer, jsonb, jsonb, boolean),
     flows.fail_meter_command_v1(uuid, text, integer, text, boolean, interval),
     flows.release_meter_command_v1(uuid, text, integer),
     flows.retry_delay(integer, interval),
-    flows.note_metrics_synced(uuid, jsonb),
+    flows.note_metrics_synced(uuid[], jsonb[]),
     flows.metric_interval(text),
     flows.schedule_syncs(),
     flows.schedule_profile_log_reads(integer),
@@ -377,6 +391,27 @@ GRANT USAGE ON SCHEMA monitoring TO flows_monitor;
 GRANT SELECT ON monitoring.command_queue, monitoring.fleet, monitoring.command_outcomes, monitoring.tariff_rollouts
     TO flows_monitor;
 
+
+-- == Meter operations: workers, drains, emop sessions =======================
+-- Workers register, beat and stop (flows_service); administrators see them
+-- and drain them (api.workers, api.drain_worker).
+GRANT SELECT, INSERT, UPDATE, DELETE ON flows.workers TO flows_service;
+GRANT SELECT ON flows.workers, api.workers TO flows_admin;
+GRANT UPDATE (drain_requested_at, drain_requested_by) ON flows.workers TO flows_admin;
+GRANT EXECUTE ON FUNCTION flows.worker_state(flows.workers) TO flows_service, flows_admin;
+GRANT EXECUTE ON FUNCTION
+    flows.register_worker_v1(text, text, integer, text, integer, text[], interval),
+    flows.worker_heartbeat_v1(text, integer, bigint),
+    flows.worker_stopped_v1(text, bigint)
+TO flows_service;
+GRANT EXECUTE ON FUNCTION api.drain_worker(uuid) TO flows_admin;
+
+-- Operators' emop sessions: the emop CLI, logged in as a worker or an administrator.
+GRANT EXECUTE ON FUNCTION
+    flows.open_emop_session(text, text, text),
+    flows.hold_emop_session(uuid, text, interval),
+    flows.close_emop_session(uuid, text, text)
+TO flows_service, flows_admin;
 
 -- == Money in: payments, top-ups, gifts, solar credit, wallets, the ledger ==
 -- Operators act through the api RPCs (invoker rights: they hold the table

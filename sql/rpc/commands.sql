@@ -9,7 +9,8 @@ FROM flows.meter_commands;
 COMMENT ON VIEW api.meter_commands IS
     'Operations on meters and how they went: pending, running, done (result), failed (last_error), cancelled. '
     'Embed the meter: ?select=*,meter_registry(serial).';
-COMMENT ON COLUMN api.meter_commands.kind IS 'sync, send_token, set_future_tariff, read_profile_log or set_clock.';
+COMMENT ON COLUMN api.meter_commands.kind IS
+    'sync, send_token, set_future_tariff, read_profile_log, set_clock, or emop_session (an operator''s emop CLI).';
 COMMENT ON COLUMN api.meter_commands.progress IS 'How far a running command got (e.g. token vended, balance before).';
 COMMENT ON COLUMN api.meter_commands.batch_id IS 'Commands requested together (e.g. one tariff rollout).';
 
@@ -110,6 +111,7 @@ AS $$
 DECLARE
     unknown text;
     ids uuid[];
+    requester text := flows.requester();  -- once, not once a meter
 BEGIN
     SELECT string_agg(x, ', ') INTO unknown FROM unnest(metrics) AS x
     WHERE NOT EXISTS (SELECT FROM flows.meter_metrics AS m WHERE m.name = x);
@@ -122,7 +124,7 @@ BEGIN
         SELECT t.esco, t.meter_id, 'sync',
                pg_catalog.jsonb_build_object('metrics', pg_catalog.to_jsonb(coalesce(metrics, ARRAY(
                    SELECT m.name FROM flows.meter_metrics AS m WHERE m.enabled ORDER BY m.name)))),
-               flows.requester()
+               requester
         FROM flows.meters_to_command(meter_ids) AS t
         RETURNING id
     )
@@ -181,6 +183,7 @@ AS $$
 DECLARE
     batch uuid := CASE WHEN whole_esco OR pg_catalog.cardinality(meter_ids) > 1 THEN gen_random_uuid() END;
     ids uuid[];
+    requester text := flows.requester();  -- once, not once a meter
 BEGIN
     IF (meter_ids IS NULL) = (NOT whole_esco) THEN
         RAISE EXCEPTION 'give meter_ids, or whole_esco true (every active prepay meter of your ESCO)'
@@ -205,7 +208,7 @@ BEGIN
     WITH added AS (
         INSERT INTO flows.meter_commands (esco, meter_id, kind, parameters, batch_id, requested_by)
         SELECT t.esco, t.meter_id, 'set_future_tariff', pg_catalog.jsonb_build_object('tariff', tariff), batch,
-               flows.requester()
+               requester
         FROM flows.meters_to_command(meter_ids, p_prepay => true) AS t
         WHERE NOT whole_esco OR t.esco = flows.current_esco_id()
         RETURNING id

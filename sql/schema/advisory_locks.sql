@@ -6,8 +6,8 @@
 --   name             key   second key              taken by                      so that
 --   register_writes  2051  hashtext(register id)   flows.lock_known_registers    writers of the same registers'
 --                                                  (every reading writer)        half hours take turns (exact rollups)
---   command_claims   2052  0                       flows.claim_meter_commands_v1 claims are serialised: per-meter,
---                                                                                per-ESCO and global limits are exact
+--   command_claims   2052  0                       flows.claim_meter_commands_v2 claims are serialised: per-meter,
+--                                                  flows.hold_emop_session       per-ESCO and global limits are exact
 --   scheduler        2053  0 (try: never waits)    flows.run_scheduler_v1        one scheduler pass at a time
 --   money_pass       2054  0 (try: never waits)    billing.run_money_pass_v1     one money pass at a time (gifts,
 --                                                                                top-ups resumed, payments created)

@@ -23,15 +23,16 @@ RETURN CASE run_frequency
     WHEN 'daily' THEN interval '1 day'
 END;
 
--- Called when a sync command finishes: these metrics were read now.
-CREATE FUNCTION flows.note_metrics_synced(p_meter_id uuid, p_metrics jsonb) RETURNS void
+-- Called when sync commands finish: these metrics (null: all) of these
+-- meters were read now (parallel arrays; a meter may come twice).
+CREATE FUNCTION flows.note_metrics_synced(p_meter_ids uuid[], p_metrics jsonb[]) RETURNS void
 LANGUAGE sql
 SET search_path = ''
 BEGIN ATOMIC
     INSERT INTO flows.meter_metric_runs AS r (meter_id, metric, last_synced_at)
-    SELECT p_meter_id, m.name, pg_catalog.now()
-    FROM flows.meter_metrics AS m
-    WHERE p_metrics IS NULL OR p_metrics = 'null' OR p_metrics ? m.name
+    SELECT DISTINCT s.meter_id, m.name, pg_catalog.now()
+    FROM unnest(p_meter_ids, p_metrics) AS s (meter_id, metrics)
+    JOIN flows.meter_metrics AS m ON s.metrics IS NULL OR s.metrics = 'null' OR s.metrics ? m.name
     ON CONFLICT (meter_id, metric) DO UPDATE SET last_synced_at = excluded.last_synced_at;
 END;
 
@@ -72,7 +73,8 @@ $$;
 
 -- Days (UK, the last seven before today) on which an active meter's registers
 -- have half hours missing or only estimated from reads, with no profile-log
--- read queued or run for that meter since the day ended.
+-- read queued or run for that meter since the day ended. Three-phase meters
+-- too: the worker reads their interval profile (format 0x14).
 CREATE FUNCTION flows.schedule_profile_log_reads(p_days integer DEFAULT 7) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
@@ -89,7 +91,7 @@ BEGIN
                 greatest(flows.uk_day(pg_catalog.now()) - p_days, flows.uk_day(r.start_time))::timestamp,
                 (flows.uk_day(pg_catalog.now()) - 1)::timestamp, interval '1 day') AS d) AS g
         LEFT JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = g.day
-        WHERE m.mode = 'active' AND r.status = 'enabled' AND NOT flows.is_three_phase(m)
+        WHERE m.mode = 'active' AND r.status = 'enabled'
           AND (d.register_id IS NULL
                OR d.intervals - d.estimated
                   < extract(epoch FROM flows.uk_day_start(g.day + 1) - flows.uk_day_start(g.day)) / 1800)

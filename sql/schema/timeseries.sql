@@ -6,8 +6,9 @@
 -- Monthly partitions (UTC months) of a partitioned flows table covering
 -- [p_from, p_to]; returns how many were created. Ingestion calls it for the
 -- range of each batch, so late data never lacks a partition; the scheduler
--- calls flows.maintain_partitions() to stay months ahead. SECURITY DEFINER:
--- only the tables' owner may add partitions.
+-- calls flows.maintain_partitions() to stay months ahead. Safe when sessions
+-- record into the same new month at once (concurrent backfills). SECURITY
+-- DEFINER: only the tables' owner may add partitions.
 CREATE FUNCTION flows.ensure_partitions(p_table regclass, p_from timestamptz, p_to timestamptz)
 RETURNS integer
 LANGUAGE plpgsql
@@ -37,7 +38,10 @@ BEGIN
         partition_name := table_name || '_p' || pg_catalog.to_char(month, 'YYYY_MM');
         IF pg_catalog.to_regclass('flows.' || pg_catalog.quote_ident(partition_name)) IS NULL THEN
             PERFORM pg_catalog.pg_advisory_xact_lock(p_table::oid::bigint);
-            IF pg_catalog.to_regclass('flows.' || pg_catalog.quote_ident(partition_name)) IS NULL THEN
+            -- Asked again of the catalog itself, not its cache: a session that waited for the lock while
+            -- another created the partition still holds "no such table" in its cache.
+            IF NOT EXISTS (SELECT FROM pg_catalog.pg_class AS c
+                           WHERE c.relname = partition_name AND c.relnamespace = 'flows'::regnamespace) THEN
                 EXECUTE pg_catalog.format(
                     'CREATE TABLE flows.%I PARTITION OF flows.%I FOR VALUES FROM (%L) TO (%L)',
                     partition_name, table_name,

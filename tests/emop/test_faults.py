@@ -135,3 +135,26 @@ async def test_pacing_spaces_exchanges_with_one_meter(meter):
     started = time.monotonic()
     await asyncio.gather(handle.csq(), handle.csq(), handle.serial_read())
     assert time.monotonic() - started >= 0.3
+
+
+async def test_a_connection_that_takes_too_long_times_out_and_other_cancellations_pass(monkeypatch):
+    """The exchange's own timer bounds the connection (a meter behind a slow network); a cancellation from
+    elsewhere (the worker stopping, an outer timeout) is not mistaken for it."""
+    from flows.emop import transport
+
+    async def slow_network(*args, **kwargs):
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(transport, "_connect", slow_network)
+    started = time.monotonic()
+    with pytest.raises(ReplyTimeout, match="connecting to 127.0.0.1:9 took longer than 0.2 s"):
+        await transport.exchange_once("127.0.0.1", 9, b"request", 0.2)
+    assert 0.15 < time.monotonic() - started < 2
+    waiting = asyncio.create_task(transport.exchange_once("127.0.0.1", 9, b"request", 5))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await transport.exchange_once("127.0.0.1", 9, b"request", 5)

@@ -39,13 +39,15 @@ class CrashReport:
 
 
 def start_worker(database_url: str, home: Path, vendor_secret: bytes, log: Path,
-                 env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+                 *options: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """A `flows worker` process (JSON log lines in ``log``); ``options`` come after the defaults and win,
+    ``env`` adds to the environment."""
     env = {**os.environ, "FLOWS_HOME": str(home), "FLOWS_TEST_VENDOR_SECRET": vendor_secret.decode(),
            "FLOWS_LOG_FORMAT": "json", **(env or {})}
     return asyncio.create_subprocess_exec(
         FLOWS, "worker", "--database-url", database_url, "--pacing", "0", "--lease", "2", "--poll", "0.2",
         "--scheduler-interval", "0", "--retry-backoff", "0.2", "--emop-timeout", "1", "--emop-attempts", "2",
-        "--shutdown-grace", "1", stdout=open(log, "ab"), stderr=asyncio.subprocess.STDOUT, env=env,
+        "--shutdown-grace", "1", *options, stdout=open(log, "ab"), stderr=asyncio.subprocess.STDOUT, env=env,
     )
 
 

@@ -39,6 +39,7 @@ class SampleEsco:
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
     money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
+    workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -130,6 +131,9 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.commands["token"] = f.send_token(conn, twin, 10)
     for i, command in enumerate(f.set_future_tariff(conn, future, [twin, single])):
         data.commands[f"tariff.{i}"] = command
+
+    # A worker that serves this ESCO only.
+    data.workers = [f.add_worker(conn, escos=[esco.code])]
 
     # Half hours of the last two UK days, with gaps (so register_interval_hh_missing shows them).
     ids, times, imports, exports = [], [], [], []

@@ -59,7 +59,7 @@ async def run(admin_url: str, worker_url: str, gateway, fleet, homes: list[Home]
         log = home_dir / "worker.log"
 
         async def start_worker():
-            return await crash.start_worker(worker_url, home_dir, vendor_secret, log, env)
+            return await crash.start_worker(worker_url, home_dir, vendor_secret, log, env=env)
 
         worker = await start_worker()
         gateway.start()

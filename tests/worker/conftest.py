@@ -91,8 +91,8 @@ async def running_worker():
     async def start(database_url: str, jobs=(), **overrides) -> Worker:
         worker = Worker(worker_config(database_url, **overrides),
                         vendor=EmulatedVendor(VENDOR_SECRET, MemorySequenceStore()), jobs=jobs)
-        task = asyncio.create_task(worker.run())
-        workers.append((worker, task))
+        worker.task = asyncio.create_task(worker.run())  # a test may await it (a drained worker exits)
+        workers.append((worker, worker.task))
         return worker
 
     yield start

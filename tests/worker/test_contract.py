@@ -14,7 +14,7 @@ import pytest
 from flows.worker import queries
 from flows.worker.outcome import Events, HalfHours, MeterIdentity, MeterState, Outcome
 from flows.worker.queries import Fenced, Queries, QueryFailed
-from flows.worker.workflows import METRIC_READERS, WORKFLOWS
+from flows.worker.workflows import METRIC_READERS, NOT_RUN_BY_WORKERS, WORKFLOWS
 
 
 def test_meter_state_fields_are_the_sql_type(db):
@@ -25,11 +25,13 @@ def test_meter_state_fields_are_the_sql_type(db):
 
 
 def test_every_outcome_key_is_read_by_finish(db):
-    body = db.execute("SELECT prosrc FROM pg_proc WHERE oid ="
-                      " 'flows.finish_meter_command_v1(uuid, text, integer, jsonb)'::regprocedure").fetchone()[0]
+    body = db.execute(
+        "SELECT string_agg(prosrc, ' ') FROM pg_proc WHERE oid IN ("
+        " 'flows.finish_meter_commands_v1(text, jsonb)'::regprocedure,"
+        " 'flows.record_command_outcomes(uuid[], jsonb[], boolean)'::regprocedure)").fetchone()[0]
     for part in (Outcome, HalfHours, Events, MeterIdentity):
         for f in dataclasses.fields(part):
-            assert f"'{f.name}'" in body, f"finish_meter_command_v1 does not read {part.__name__}.{f.name}"
+            assert f"'{f.name}'" in body, f"finishing does not read {part.__name__}.{f.name}"
 
 
 def test_one_reader_per_metric(db):
@@ -37,7 +39,8 @@ def test_one_reader_per_metric(db):
     assert set(METRIC_READERS) == metrics
     kinds = db.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
                        " WHERE conname = 'meter_commands_kind_valid'").fetchone()[0]
-    assert set(WORKFLOWS) == set(re.findall(r"'(\w+)'", kinds))
+    assert set(WORKFLOWS) | NOT_RUN_BY_WORKERS == set(re.findall(r"'(\w+)'", kinds))
+    assert not set(WORKFLOWS) & NOT_RUN_BY_WORKERS
 
 
 def test_what_a_worker_calls_is_versioned_and_granted(db):
@@ -76,10 +79,11 @@ async def test_the_query_boundary_lets_out_one_error(db, db_url):
         assert fenced.value.sqlstate == "FL409" and isinstance(fenced.value.__cause__, asyncpg.PostgresError)
         bad = MeterState(meter_id=command.meter_id, observed_at=datetime.now(UTC), csq=40)
         with pytest.raises(QueryFailed) as refused:
-            await worker.finish(command, Outcome(states=[bad]))
+            await worker.finish([(command, Outcome(states=[bad]))])
         assert not isinstance(refused.value, Fenced) and refused.value.sqlstate == "22023"
         assert "csq must be 0 to 31" in str(refused.value)
-        await worker.finish(command, Outcome(states=[], result={"ok": True}))
+        assert await worker.finish([(stale, Outcome())]) == {command.id}, "a batch returns what it did not finish"
+        assert await worker.finish([(command, Outcome(states=[], result={"ok": True}))]) == set()
         assert await worker.queue_depth() == {"pending": 0, "running": 0}
     finally:
         await worker.close()

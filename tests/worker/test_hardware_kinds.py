@@ -4,6 +4,7 @@ tests hold the copy equal to the table, and check that everything agrees on
 which meters are three phase."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from flows.emop.client import hardware_name
 from flows.emop.values import HARDWARE_KINDS, SINGLE_PHASE_HARDWARE, THREE_PHASE_HARDWARE, TWIN_ELEMENT_HARDWARE
@@ -50,27 +51,37 @@ def test_sql_and_worker_agree_on_three_phase(db):
     assert requested == expected and claimed == expected
 
 
-async def test_profile_log_on_a_three_phase_serial_without_hardware_is_refused_clearly(stack, fleet_of,
-                                                                                         running_worker):
-    """The worker used to ask such a meter for profile log 1 and fail on its NAK; it refuses up front now."""
+async def test_profile_log_of_a_three_phase_meter_is_recorded_as_half_hours(stack, fleet_of, running_worker):
+    """A three-phase meter (its serial says so, no hardware recorded yet) keeps no profile log 1: the worker
+    reads its interval profile (format 0x14) and records each half hour on its register."""
     esco, code = new_esco(stack)
     fleet = await fleet_of(MeterConfig(serial="EMP1AX2500000061", hardware="P1.ax"))
     meter = fleet.meters[0]
     with stack.sql() as conn:
         meter_id = conn.execute("SELECT api.register_meter(serial => %s, ip_address => %s::inet, emop_port => %s,"
                                 " esco => %s) ->> 'id'", (meter.serial, meter.host, meter.port, esco)).fetchone()[0]
+        conn.execute("UPDATE flows.meter_registers SET start_time = now() - interval '30 days' WHERE meter_id = %s",
+                     (meter_id,))
     await running_worker(stack.worker_url)
     day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     async with stack.api.async_client("operator", code) as http:
         response = await http.post("/rpc/read_profile_log", json={
-            "meter_id": meter_id, "start_time": day.isoformat(), "end_time": (day + timedelta(hours=2)).isoformat()})
+            "meter_id": meter_id, "start_time": day.isoformat(), "end_time": (day + timedelta(hours=5)).isoformat()})
         assert response.status_code == 200, response.text
         command_id = response.json()[0]["id"]
 
-        async def failed():
+        async def finished():
             rows = (await http.get("/meter_commands", params={"id": f"eq.{command_id}"})).json()
-            return rows[0] if rows[0]["status"] == "failed" else None
+            return rows[0] if rows[0]["status"] in ("done", "failed") else None
 
-        command = await wait_for(failed)
-    assert command["last_error"] == "WorkflowRefused: three-phase meters keep no profile log 1", command
-    assert command["attempts"] == 1, "a refusal is final"
+        command = await wait_for(finished)
+        assert command["status"] == "done" and command["result"]["half_hours"] == 10, command
+        rows = (await http.get("/register_interval_hh", params={
+            "select": "timestamp,import_kwh,export_kwh,source", "order": "timestamp",
+            "timestamp": f"gte.{day.isoformat()}"})).json()
+    assert len(rows) == 10 and {r["source"] for r in rows} == {"profile_log"}
+    # the meter's own half hours: energy between two of its records, in its three-phase units (Wh x 3 here)
+    records = {r[0]: r for r in meter.model.profile_records(int(day.timestamp() - 946684800) // 1800, 11)}
+    for row in rows:
+        hh = int(datetime.fromisoformat(row["timestamp"]).timestamp() - 946684800) // 1800
+        assert Decimal(str(row["import_kwh"])) == Decimal((records[hh + 1][1] - records[hh][1]) * 3) / 1000, row

@@ -4,11 +4,17 @@
     emop -s EML2137580826 --host 10.0.0.7 csq     # ... or -s before the command
     emop prepay_balance EML2400000001 --host 127.0.0.1 --port 9001 --json
 
+With a database configured (FLOWS_DATABASE_URL, or the embedded stack), an
+operation on a registered meter runs under the platform's per-meter lease
+(flows.db.emop_sessions): it waits, showing what holds the meter, until no
+worker is talking to it, so the meter never sees two sessions. ``--direct``
+talks to the meter without the platform.
+
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 meter
 unreachable (after retries), 4 meter refused (NAK).
 """
 
-import asyncio
+import contextlib
 import functools
 import json
 from dataclasses import dataclass
@@ -21,7 +27,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from flows import event_loop
 from flows.cli.common import FlowsGroup, emit, json_option, settings
+from flows.db.emop_sessions import EmopSessions, Waiting
 from flows.db.meters import address_from_database
 from flows.emop.client import EmopClient, MeterClient
 from flows.emop.directory import MeterAddress, register_resolver, resolve
@@ -43,11 +51,19 @@ class EmopOptions:
     attempts: int
     pacing: float
     proxy: str | None
+    direct: bool
 
     def client(self) -> EmopClient:
         return EmopClient(
             timeout=self.timeout, attempts=self.attempts, pacing=self.pacing, proxy=self.proxy, backoff=1.0
         )
+
+    def sessions(self, direct: bool = False) -> EmopSessions | None:
+        """The platform's leases, unless --direct or no database is configured."""
+        if direct or self.direct:
+            return None
+        configured = settings()
+        return EmopSessions(configured.database_url) if configured.has_database else None
 
 
 class EmopGroup(FlowsGroup):
@@ -80,12 +96,14 @@ class EmopGroup(FlowsGroup):
     help="Seconds between exchanges with one meter (real meters need ~2).",
 )
 @click.option("--proxy", envvar="FLOWS_SOCKS_PROXY", default=None, help="socks5://user:pass@host:port")
+@click.option("--direct", is_flag=True,
+              help="Talk to the meter without the platform's lease (a meter no Flows worker serves).")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default) or ERROR.")
 @click.pass_context
-def cli(ctx, serial, host, port, as_json, timeout, attempts, pacing, proxy, log_level):
+def cli(ctx, serial, host, port, as_json, timeout, attempts, pacing, proxy, direct, log_level):
     """EMOP commands for Emlite meters (and the Flows meter emulator)."""
     configure_logging(log_level or "WARNING")
-    ctx.obj = EmopOptions(serial, host, port, as_json, timeout, attempts, pacing, proxy)
+    ctx.obj = EmopOptions(serial, host, port, as_json, timeout, attempts, pacing, proxy, direct)
 
 
 def _address_in_database(serial: str) -> MeterAddress | None:
@@ -102,7 +120,8 @@ def _target(emop: EmopOptions, serial, serial_opt, host, port) -> MeterAddress:
 
 
 def meter_command(name: str, label: str | None = None, human=None):
-    """A command on one meter: [SERIAL] -s/--host/--port/--json, then ``fn(meter, **options)``."""
+    """A command on one meter: [SERIAL] -s/--host/--port/--json/--direct, then ``fn(meter, **options)``, under
+    the platform's lease when a database is configured (``--direct``: without)."""
 
     def decorate(fn):
         @cli.command(name, help=fn.__doc__)
@@ -110,13 +129,14 @@ def meter_command(name: str, label: str | None = None, human=None):
         @click.option("-s", "--serial", "serial_opt", default=None, help="Meter serial.")
         @click.option("--host", default=None, help="Meter address.")
         @click.option("--port", type=int, default=None, help="Meter TCP port.")
+        @click.option("--direct", is_flag=True, help="Without the platform's lease.")
         @json_option
         @click.pass_obj
         @functools.wraps(fn)
-        def command(emop: EmopOptions, serial, serial_opt, host, port, as_json, **options):
+        def command(emop: EmopOptions, serial, serial_opt, host, port, direct, as_json, **options):
             target = _target(emop, serial, serial_opt, host, port)
             meter = emop.client().meter(target.serial, host=target.host, port=target.port)
-            result = asyncio.run(fn(meter, **options))
+            result = event_loop.run(_leased(emop.sessions(direct), target.serial, name, fn(meter, **options)))
             key = label or name
             document = {"serial": target.serial, key: to_jsonable(result)}
             emit(document, as_json or emop.as_json, lambda doc: (human or _show)(doc[key]))
@@ -124,6 +144,47 @@ def meter_command(name: str, label: str | None = None, human=None):
         return command
 
     return decorate
+
+
+async def _leased(sessions: EmopSessions | None, serial: str | None, operation: str, work):
+    """``work`` under the meter's lease (waiting, with its progress on stderr, while a worker holds the meter)."""
+    if sessions is None or serial is None:
+        return await work
+    with _Waiting() as waiting:
+        async with sessions, sessions.hold(serial, operation, on_wait=waiting.show):
+            waiting.done()
+            return await work
+
+
+class _Waiting:
+    """What the operator sees while the meter is busy: a spinner on a terminal, else one line per change."""
+
+    def __init__(self):
+        self.status = None
+        self.last = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.done()
+
+    def show(self, waiting: Waiting) -> None:
+        text = waiting.describe()
+        if stderr.is_terminal:
+            if self.status is None:
+                self.status = stderr.status(text)
+                self.status.start()
+            else:
+                self.status.update(text)
+        elif waiting.kind != self.last:
+            click.echo(text, err=True)
+        self.last = waiting.kind
+
+    def done(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
 
 
 def _show(value) -> None:
@@ -561,18 +622,21 @@ def read_many(emop: EmopOptions, meters_file: Path, operations, concurrency: int
     """Run read operations on every meter in METERS_FILE at once (one session per meter)."""
     targets = load_targets(meters_file)
     client = emop.client()
+    sessions = emop.sessions()
 
     async def run():
         meters = [client.meter(t.serial, host=t.host, port=t.port) for t in targets]
 
         async def operate(meter: MeterClient):
-            async with meter.session():
+            leased = sessions.hold(meter.serial, "read_many") if sessions and meter.serial else None
+            async with leased or contextlib.nullcontext(), meter.session():
                 return {op: to_jsonable(await getattr(meter, op)()) for op in operations}
 
-        with _Bar("meters", len(meters)) as bar:
-            return await client.for_each(meters, operate, concurrency, bar.advance)
+        async with sessions or contextlib.nullcontext():
+            with _Bar("meters", len(meters)) as bar:
+                return await client.for_each(meters, operate, concurrency, bar.advance)
 
-    results = asyncio.run(run())
+    results = event_loop.run(run())
     rows = []
     for target, result in zip(targets, results, strict=True):
         row = {"serial": target.serial, "host": target.host, "port": target.port}

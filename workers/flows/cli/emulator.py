@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from flows import event_loop
 from flows.cli.common import json_option, settings
 from flows.emulator.config import HARDWARE, FleetConfig, generate_meters, load_config
 from flows.emulator.faults import KINDS, FaultPlan
@@ -112,7 +113,7 @@ def emulator(
         sys.stdout.flush()
 
     try:
-        asyncio.run(_serve(Fleet(config), ready))
+        event_loop.run(_serve(Fleet(config), ready))
     except OSError as error:
         raise ConfigError(f"cannot start the emulator: {error}") from None
 

@@ -12,6 +12,7 @@ from flows.cli.statement import statement
 from flows.cli.test_processor import test_processor
 from flows.cli.vend import vend
 from flows.cli.worker import worker
+from flows.cli.workers import workers
 from flows.log import configure as configure_logging
 
 
@@ -35,3 +36,4 @@ cli.add_command(api_key)
 cli.add_command(statement)
 cli.add_command(gateway)
 cli.add_command(test_processor)
+cli.add_command(workers)

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import click
 
+from flows import event_loop
 from flows.cli.common import database_url_option, settings
 from flows.payments import job as payments_job  # noqa: F401 (registers the payments job)
 from flows.vending import get_vendor
@@ -29,7 +30,15 @@ from flows.worker.jobs import JobContext, build_jobs
               help="Seconds between scheduler passes (0: never; one pass at a time across workers).")
 @click.option("--retry-backoff", default=10.0, show_default=True, help="Seconds before the first retry (doubles).")
 @click.option("--shutdown-grace", default=20.0, show_default=True,
-              help="On SIGTERM, seconds to let running commands finish before releasing them.")
+              help="On SIGTERM, seconds to let running commands finish before releasing them "
+                   "(whatever stops the worker must wait longer than this).")
+@click.option("--step-seconds", default=2.0, show_default=True,
+              help="Long work (backfills, event logs, tariff writes) gives its meter up to a waiting top-up "
+                   "after about this long.")
+@click.option("--esco", "escos", multiple=True, metavar="CODE",
+              help="Serve only this ESCO's commands (repeat for more; default every ESCO).")
+@click.option("--heartbeat", default=5.0, show_default=True,
+              help="Seconds between heartbeats in flows.workers (flows workers list).")
 @click.option("--proxy", default=None, envvar="FLOWS_SOCKS_PROXY", help="SOCKS5 proxy to the meters (socks5://...).")
 @click.option("--metrics-port", type=int, default=None, envvar="FLOWS_METRICS_PORT",
               help="Serve Prometheus metrics on this port.")
@@ -53,6 +62,9 @@ def worker(**options) -> None:
         retry_backoff=timedelta(seconds=options["retry_backoff"]),
         shutdown_grace=options["shutdown_grace"],
         proxy=options["proxy"],
+        step_seconds=options["step_seconds"],
+        escos=list(options["escos"]) or None,
+        heartbeat=options["heartbeat"],
     )
     if options["name"]:
         config.name = options["name"]
@@ -61,7 +73,7 @@ def worker(**options) -> None:
     names = None if options["jobs"] is None else [n for n in options["jobs"].split(",") if n and n != "none"]
     jobs = build_jobs(JobContext(config.database_url, config.name, resolved, lease=config.lease,
                                  poll_interval=config.poll_interval, retry_backoff=config.retry_backoff), names)
-    asyncio.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home), jobs=jobs)))
+    event_loop.run(_run(Worker(config, vendor=get_vendor(resolved.vendor, resolved.home), jobs=jobs)))
 
 
 async def _run(daemon: Worker) -> None:

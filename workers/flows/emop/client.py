@@ -16,25 +16,21 @@ keyed by host and port, not in the client object):
 
 Each exchange opens a connection, sends one frame, reads one whole frame and
 closes, as simt-emlite does. Transport failures and damaged frames are retried
-(``attempts`` in all, exponential backoff with jitter); a NAK is not.
+(``attempts`` in all, exponential backoff with jitter); a NAK is not. Each
+meter's slot also keeps how long an exchange takes (a moving average, pacing
+included), which sizes the steps of long work (``MeterClient.exchange_seconds``),
+and a meter handle may carry an ``after_exchange`` hook the worker uses to end
+a step.
 """
 
 import asyncio
 import contextlib
+import random
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-    wait_none,
-    wait_random,
-)
 
 from flows.emop import messages
 from flows.emop.directory import DEFAULT_PORT
@@ -53,6 +49,7 @@ from flows.emop.values import (
     LoadSwitch,
     RegisterRead,
     ThreePhaseHardware,
+    three_phase_divisor,
 )
 from flows.errors import FlowsError, Refused
 from flows.log import get_logger
@@ -73,12 +70,17 @@ class TokenNotCredited(Refused):
 class _Slot:
     """What every caller in the process shares about one meter."""
 
-    __slots__ = ("lock", "owner", "last_end")
+    __slots__ = ("lock", "owner", "last_end", "exchange_seconds")
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.owner: asyncio.Task | None = None
         self.last_end = float("-inf")
+        self.exchange_seconds: float | None = None  # moving average, pacing and retries included
+
+    def measured(self, seconds: float) -> None:
+        previous = self.exchange_seconds
+        self.exchange_seconds = seconds if previous is None else previous + (seconds - previous) / 4
 
 
 _SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], _Slot]]" = (
@@ -152,11 +154,12 @@ class EmopClient:
     def meter(self, serial: str | None = None, *, host: str, port: int = DEFAULT_PORT) -> "MeterClient":
         return MeterClient(self, serial, host, port)
 
-    def _wait(self):
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before attempt ``attempt + 1``: backoff, 2 x backoff, 4 x ... up to backoff_max, plus up to
+        one backoff of jitter."""
         if self.backoff <= 0:
-            return wait_none()
-        # backoff, 2 x backoff, 4 x ... up to backoff_max, plus up to one backoff of jitter
-        return wait_exponential(multiplier=self.backoff, max=self.backoff_max) + wait_random(0, self.backoff)
+            return 0.0
+        return min(self.backoff * 2 ** (attempt - 1), self.backoff_max) + random.uniform(0, self.backoff)
 
     async def for_each(
         self,
@@ -187,6 +190,32 @@ class _Echo:
     object_id: int | None
 
 
+class _Session:
+    """``MeterClient.session()``: the meter's lock, taken unless the task holds it already. A plain class
+    rather than a generator-based context manager: every exchange enters one."""
+
+    __slots__ = ("meter", "slot", "owned")
+
+    def __init__(self, meter: "MeterClient"):
+        self.meter = meter
+        self.slot = meter._slot()
+        self.owned = False
+
+    async def __aenter__(self) -> "MeterClient":
+        slot = self.slot
+        task = asyncio.current_task()
+        if slot.owner is not task:
+            await slot.lock.acquire()
+            slot.owner = task
+            self.owned = True
+        return self.meter
+
+    async def __aexit__(self, *exc) -> None:
+        if self.owned:
+            self.slot.owner = None
+            self.slot.lock.release()
+
+
 class MeterClient:
     """One meter: its exchanges and operations. Obtain it from ``EmopClient.meter``."""
 
@@ -197,69 +226,82 @@ class MeterClient:
         self.port = port
         self.log = get_logger("flows.emop", serial=serial, host=host, port=port)
         self._hardware: str | None = None
+        self.exchanges = 0  # answered exchanges this handle made
+        self._slots: tuple[asyncio.AbstractEventLoop, _Slot] | None = None  # the shared slot, found once a loop
+        # called after each answered exchange (the worker ends a step there); may raise to stop the operation
+        self.after_exchange: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def exchange_seconds(self) -> float | None:
+        """How long an exchange with this meter takes, pacing included (a moving average; None: none yet)."""
+        return self._slot().exchange_seconds
+
+    def _slot(self) -> _Slot:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, _slot(self.host, self.port))
+        return self._slots[1]
 
     def __repr__(self) -> str:
         return f"MeterClient({self.serial!r}, {self.host}:{self.port})"
 
     # -- sessions and exchanges ------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def session(self):
-        """Hold this meter for the caller's task: no other session to it until the block ends."""
-        slot = _slot(self.host, self.port)
-        task = asyncio.current_task()
-        if slot.owner is task:
-            yield self
-            return
-        async with slot.lock:
-            slot.owner = task
-            try:
-                yield self
-            finally:
-                slot.owner = None
+    def session(self) -> "_Session":
+        """Hold this meter for the caller's task: no other session to it until the block ends
+        (``async with meter.session(): ...``; re-entrant for the task holding it)."""
+        return _Session(self)
 
     async def exchange(self, data: bytes, object_id: int | None = None) -> Frame:
         """Send one data field, return the reply frame (NAK raised as ``Nak``), with retries."""
         async with self.session():
-            return await self._exchange(data, object_id)
+            frame = await self._exchange(data, object_id)
+        if self.after_exchange is not None:
+            await self.after_exchange()
+        return frame
 
     async def _exchange(self, data: bytes, object_id: int | None) -> Frame:
         client = self.client
-        slot = _slot(self.host, self.port)
+        slot = self._slot()
         loop = asyncio.get_running_loop()
         request = build_frame(data, source_address=client.source_address, control=client.sequence)
         echo = _Echo(data[0], object_id)
+        started = loop.time()
         attempt = 0
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(client.attempts),
-            wait=client._wait(),
-            retry=retry_if_exception_type(RETRYABLE),
-            reraise=True,
-            before_sleep=lambda state: self._log_retry(state, object_id),
-        )
-        try:
-            async for attempt_state in retrying:
-                with attempt_state:
-                    attempt = attempt_state.retry_state.attempt_number
-                    wait = slot.last_end + client.pacing - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    if client.trace:
-                        client.trace("request", self.serial, request)
-                    try:
-                        raw = await exchange_once(self.host, self.port, request, client.timeout, client.proxy)
-                    finally:
-                        slot.last_end = loop.time()
-                    if client.trace:
-                        client.trace("response", self.serial, raw)
-                    frame = self._check(parse_frame(raw), echo)
-        except (EmopError, MeterUnreachable) as error:
-            error.attempts = attempt
-            if self.serial and isinstance(error, MeterUnreachable) and self.serial not in str(error):
-                error.args = (f"meter {self.serial}: {error.args[0]}",)
-            self.log.info("exchange failed", object=_hex(object_id), attempts=attempt, error=str(error))
-            raise
-        return frame
+        while True:
+            attempt += 1
+            wait = slot.last_end + client.pacing - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                if client.trace:
+                    client.trace("request", self.serial, request)
+                try:
+                    raw = await exchange_once(self.host, self.port, request, client.timeout, client.proxy)
+                finally:
+                    slot.last_end = loop.time()
+                if client.trace:
+                    client.trace("response", self.serial, raw)
+                frame = self._check(parse_frame(raw), echo)
+            except RETRYABLE as error:
+                if attempt < client.attempts:
+                    self._log_retry(error, attempt, object_id)
+                    await asyncio.sleep(client.retry_delay(attempt))
+                    continue
+                self._failed(error, attempt, object_id)
+                raise
+            except EmopError as error:
+                self._failed(error, attempt, object_id)
+                raise
+            self.exchanges += 1
+            slot.measured(loop.time() - started)
+            return frame
+
+    def _failed(self, error: EmopError | MeterUnreachable, attempt: int, object_id: int | None) -> None:
+        error.attempts = attempt
+        if self.serial and isinstance(error, MeterUnreachable) and self.serial not in str(error):
+            error.args = (f"meter {self.serial}: {error.args[0]}",)
+        self.log.info("exchange failed", object=_hex(object_id), attempts=attempt, error=str(error))
 
     def _check(self, frame: Frame, echo: _Echo) -> Frame:
         if frame.nak_code:
@@ -274,14 +316,8 @@ class MeterClient:
                 raise UnexpectedResponse(f"reply is for object {echoed:06X}, not {echo.object_id:06X}")
         return frame
 
-    def _log_retry(self, state, object_id: int | None) -> None:
-        error = state.outcome.exception()
-        self.log.warning(
-            "retrying",
-            object=_hex(object_id),
-            attempt=state.attempt_number,
-            error=f"{type(error).__name__}: {error}",
-        )
+    def _log_retry(self, error: Exception, attempt: int, object_id: int | None) -> None:
+        self.log.warning("retrying", object=_hex(object_id), attempt=attempt, error=f"{type(error).__name__}: {error}")
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -390,7 +426,7 @@ class MeterClient:
         return await self.read_object("three_phase_hardware_configuration")
 
     async def _three_phase_divisor(self) -> int:
-        return 1000 if await self.hardware() == "P1.ax" else 10000
+        return three_phase_divisor(await self.hardware())
 
     async def three_phase_read(self) -> ThreePhaseTotals:
         """The six totals in k-units (/1000 on P1.ax, /10000 on P1.cx); a NAKed one is None."""
@@ -420,23 +456,30 @@ class MeterClient:
             raise FlowsError("a three-phase interval range is between 0 and 24 hours long")
         out = []
         async with self.session():
+            async for intervals, _ in self.three_phase_interval_pages(start, end, profile):
+                out += intervals
+        return out
+
+    async def three_phase_interval_pages(
+        self, start: datetime, end: datetime, profile: int = 0
+    ) -> AsyncIterator[tuple[list[ThreePhaseIntervalValues], datetime]]:
+        """The interval profile from start to end, one request (a page) per 4 hours: each page's intervals
+        with start <= interval start < end, and where the next page starts. Any range length."""
+        async with self.session():
             divisor = await self._three_phase_divisor()
             cursor = start
             while cursor < end:
                 chunk_end = min(cursor + THREE_PHASE_CHUNK, end)
-                frame = await self.exchange(
-                    messages.three_phase_intervals_request(cursor, chunk_end, profile)
-                )
+                frame = await self.exchange(messages.three_phase_intervals_request(cursor, chunk_end, profile))
                 block = messages.parse_three_phase_intervals(frame.data)
                 channels = [f"{c:06X}" for c in block.channel_ids]
-                for interval in block.intervals:
-                    if start <= interval.start < end:
-                        scaled = {
-                            ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)
-                        }
-                        out.append(ThreePhaseIntervalValues(interval.start, interval.status, scaled))
+                page = [
+                    ThreePhaseIntervalValues(interval.start, interval.status, {
+                        ch: Decimal(v) / divisor for ch, v in zip(channels, interval.values, strict=True)})
+                    for interval in block.intervals if start <= interval.start < end
+                ]
+                yield page, chunk_end
                 cursor = chunk_end
-        return out
 
     # -- flags and settings ----------------------------------------------------------------
 
@@ -541,7 +584,14 @@ class MeterClient:
                 prepayment_debt_recovery_rate=await r("tariff_future_prepayment_debt_recovery_rate"),
             )
 
-    async def tariffs_future_write(
+    async def tariffs_future_write(self, **tariff) -> None:
+        """Write a future tariff: the 11 writes of simt-emlite, in its order, in one session
+        (arguments as for ``tariffs_future_writes``)."""
+        async with self.session():
+            for name, value in await self.tariffs_future_writes(**tariff):
+                await self.write_object(name, value)
+
+    async def tariffs_future_writes(
         self,
         *,
         from_ts: datetime,
@@ -552,8 +602,9 @@ class MeterClient:
         debt_recovery_rate,
         unit_rate_b=None,
         meter_local: bool | None = None,
-    ) -> None:
-        """Write a future tariff: the 11 writes of simt-emlite, in its order, in one session.
+    ) -> list[tuple[str, object]]:
+        """The 11 writes (object name, value) of a future tariff, in simt-emlite's order, checked; the
+        activation time last. The worker makes them one by one, so a step may end between two.
 
         ``from_ts`` is an aware datetime; on meters that correct for daylight saving
         (read from the meter unless ``meter_local`` says) it is written as UK wall-clock time.
@@ -567,22 +618,22 @@ class MeterClient:
         )
         for value in (emergency_credit, ecredit_availability, debt_recovery_rate):
             money_to_raw(value)
-        async with self.session():
-            if meter_local is None:
-                meter_local = await self.daylight_savings_correction_enabled()
-            activation = to_meter_local(from_ts) if meter_local else from_ts.astimezone(UTC)
-            w = self.write_object
-            await w("tariff_future_threshold_mask", (False,) * 8)
-            await w("tariff_future_threshold_values", (0,) * 7)
-            await w("tariff_future_tou_flag", 0)
-            await w("tariff_future_block_8_rate_1", unit_rate)
-            await w("tariff_future_element_b_tou_rate_1", unit_rate_b)
-            await w("tariff_future_prepayment_emergency_credit", Decimal(emergency_credit))
-            await w("tariff_future_prepayment_ecredit_availability", Decimal(ecredit_availability))
-            await w("tariff_future_prepayment_debt_recovery_rate", Decimal(debt_recovery_rate))
-            await w("tariff_future_gas", Decimal(0))
-            await w("tariff_future_standing_charge", standing_charge)
-            await w("tariff_future_activation_datetime", activation)
+        if meter_local is None:
+            meter_local = await self.daylight_savings_correction_enabled()
+        activation = to_meter_local(from_ts) if meter_local else from_ts.astimezone(UTC)
+        return [
+            ("tariff_future_threshold_mask", (False,) * 8),
+            ("tariff_future_threshold_values", (0,) * 7),
+            ("tariff_future_tou_flag", 0),
+            ("tariff_future_block_8_rate_1", unit_rate),
+            ("tariff_future_element_b_tou_rate_1", unit_rate_b),
+            ("tariff_future_prepayment_emergency_credit", Decimal(emergency_credit)),
+            ("tariff_future_prepayment_ecredit_availability", Decimal(ecredit_availability)),
+            ("tariff_future_prepayment_debt_recovery_rate", Decimal(debt_recovery_rate)),
+            ("tariff_future_gas", Decimal(0)),
+            ("tariff_future_standing_charge", standing_charge),
+            ("tariff_future_activation_datetime", activation),
+        ]
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -633,21 +684,31 @@ class MeterClient:
         start = _half_hour_floor(start)
         total = (end - start).total_seconds()
         found: dict[datetime, messages.ProfileLog1Record] = {}
-        cursor = start
         async with self.session():
-            while cursor < end:
-                records = await self.profile_log_1(cursor)
-                for record in records:
-                    if start <= record.timestamp < end:
-                        found[record.timestamp] = record
-                if not records or records[0].timestamp >= end:
-                    break
-                cursor = max(records[-1].timestamp + HALF_HOUR, cursor + HALF_HOUR)
+            async for records, cursor in self.profile_log_1_pages(start, end):
+                found.update((r.timestamp, r) for r in records)
                 if progress:
                     progress(min((cursor - start).total_seconds(), total), total)
         if progress:
             progress(total, total)
         return [found[t] for t in sorted(found)]
+
+    async def profile_log_1_pages(
+        self, start: datetime, end: datetime
+    ) -> AsyncIterator[tuple[list[messages.ProfileLog1Record], datetime]]:
+        """Profile log 1 from start (down to its half hour) to end, one exchange (a page) at a time: each
+        page's records with start <= timestamp < end, and where the next page starts (the end when done)."""
+        start = _half_hour_floor(start)
+        cursor = start
+        async with self.session():
+            while cursor < end:
+                records = await self.profile_log_1(cursor)
+                page = [r for r in records if start <= r.timestamp < end]
+                if not records or records[0].timestamp >= end:
+                    yield page, end
+                    return
+                cursor = max(records[-1].timestamp + HALF_HOUR, cursor + HALF_HOUR)
+                yield page, min(cursor, end)
 
     async def profile_log_1_day(self, day: date, progress=None) -> list[messages.ProfileLog1Record]:
         """The 48 half hours (UTC) of ``day``."""

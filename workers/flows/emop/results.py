@@ -95,8 +95,20 @@ class ThreePhaseIntervalValues:
     values: dict[str, Decimal]  # channel id (hex) -> scaled value
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
 def to_jsonable(value):
     """Plain JSON types for any result (dataclasses, Decimal, datetime, enums, bytes, containers)."""
+    kind = type(value)  # the common exact types first: a worker converts every reading it records
+    if kind in _PLAIN:
+        return value
+    if kind is Decimal:
+        return str(value)
+    if kind is datetime:
+        return value.isoformat()
+    if kind is dict:
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
         for name in ("name", "credited", "hardware"):

@@ -94,6 +94,11 @@ TWIN_ELEMENT_HARDWARE = frozenset(kind.model for kind in HARDWARE_KINDS.values()
 THREE_PHASE_HARDWARE = frozenset(kind.model for kind in HARDWARE_KINDS.values() if kind.phases == 3)
 
 
+def three_phase_divisor(hardware: str) -> int:
+    """What three-phase registers and interval values are divided by for k-units: 1000 on P1.ax, 10000 on P1.cx."""
+    return 1000 if hardware == "P1.ax" else 10000
+
+
 @dataclass(frozen=True, slots=True)
 class ThreePhaseHardware:
     """three_phase_hardware_configuration (000503). whole_current: P1.ax (else P1.cx, CT operated)."""

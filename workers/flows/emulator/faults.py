@@ -74,6 +74,8 @@ class FaultPlan:
         return self._roll(("refuse",))
 
     def on_exchange(self) -> Fault | None:
+        if not self._queue and not self.rates:
+            return None  # a healthy meter: asked on every exchange
         if self._queue:
             if self._queue[0] is not None and self._queue[0].kind == "refuse":
                 return None  # waits for the next connection

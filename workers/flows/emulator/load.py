@@ -9,6 +9,7 @@ at midday. Values are integers in mWh per half hour.
 
 import hashlib
 import math
+from hashlib import blake2b
 
 # average watts by UTC hour for a typical household (element A)
 HOUSEHOLD_W = [250, 230, 220, 220, 230, 260, 400, 850, 900, 600, 450, 420,
@@ -30,19 +31,33 @@ class LoadProfile:
         self.scale = scale
         self.solar_kw = solar_kw
         self.twin = twin
+        self._prefix = f"{seed}:".encode()  # unit_noise's input starts so; the rest is the index and salt
+        self._last: tuple[int, tuple] | None = None  # the last half hour asked for (a meter asks it on every request)
+
+    def _noise(self, hh: int, salt: bytes) -> float:
+        """unit_noise(self.seed, hh, salt), without formatting the seed every time (a year of history is
+        hundreds of thousands of these)."""
+        return int.from_bytes(blake2b(self._prefix + str(hh).encode() + salt, digest_size=4).digest(), "big") / 2**32
 
     def half_hour(self, hh: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         """mWh in half hour ``hh`` for (A, B): import/export active, import/export reactive."""
+        if self._last is not None and self._last[0] == hh:
+            return self._last[1]
+        used = self._half_hour(hh)
+        self._last = (hh, used)
+        return used
+
+    def _half_hour(self, hh: int) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
         hour = (hh % 48) // 2
-        a_w = HOUSEHOLD_W[hour] * self.scale * (0.7 + 0.6 * unit_noise(self.seed, hh, "a"))
+        a_w = HOUSEHOLD_W[hour] * self.scale * (0.7 + 0.6 * self._noise(hh, b":a"))
         export_w = 0.0
         if self.solar_kw and 6 <= hour < 20:
             sun = math.sin(math.pi * (hour + 0.5 - 6) / 14)
-            export_w = self.solar_kw * 1000 * sun * 0.6 * (0.4 + 0.6 * unit_noise(self.seed, hh, "s"))
+            export_w = self.solar_kw * 1000 * sun * 0.6 * (0.4 + 0.6 * self._noise(hh, b":s"))
         a = self._element(a_w, export_w)
         if not self.twin:
             return a, (0, 0, 0, 0)
-        b_w = HEATING_W[hour] * self.scale * (0.6 + 0.8 * unit_noise(self.seed, hh, "b"))
+        b_w = HEATING_W[hour] * self.scale * (0.6 + 0.8 * self._noise(hh, b":b"))
         return a, self._element(b_w, 0.0)
 
     @staticmethod
@@ -60,4 +75,4 @@ class LoadProfile:
         return (a if element == "A" else b)[0] // 500
 
     def voltage_decivolts(self, index: int) -> int:
-        return 2400 + int((unit_noise(self.seed, index, "v") - 0.5) * 160)
+        return 2400 + int((self._noise(index, b":v") - 0.5) * 160)

@@ -116,6 +116,8 @@ class MeterModel:
         )
         self.profile = LoadProfile(config.seed, config.load_scale, config.solar_kw, twin=self.kind == "twin")
         self.store: dict[int, bytes] = {}
+        self._money: dict[str, tuple[bytes, int]] = {}  # _raw_money's decoded amounts, by the bytes they came from
+        self._checked_activation: bytes | None = None  # a stored activation time with nothing left to do
         self._init_store()
         now = clock.seconds()
         self.created = now
@@ -202,7 +204,13 @@ class MeterModel:
         return obj.codec.decode(self.store[obj.id])
 
     def _raw_money(self, name: str) -> int:
-        return money_to_raw(self._get(name))
+        """A stored amount in wire units; the tariff's are asked for on every request (time accrues), so the
+        decoded value is kept until the stored bytes change."""
+        raw = self.store[OBJECTS[name].id]
+        cached = self._money.get(name)
+        if cached is None or cached[0] is not raw:
+            cached = self._money[name] = (raw, money_to_raw(self._get(name)))
+        return cached[1]
 
     def _seed_events(self) -> None:
         """Event history for the past days: a daily snapshot at midnight, now and then a power cut."""
@@ -284,23 +292,28 @@ class MeterModel:
         if hh % 48 == 0:
             self._event(int(self.meter_seconds(hh * HALF_HOUR)), EVENT_DAILY_SNAPSHOT)
 
-    def _record(self, hh: int, energy: dict | None = None) -> tuple:
-        e = energy or self.energy
-        wh = [v // 1000 for v in e["A"]] + [v // 1000 for v in e["B"]]
-        status = int(messages.ProfileStatus.VALID_DATA)
-        return (hh, *wh, self.profile.voltage_decivolts(hh), status)
+    _valid_status = int(messages.ProfileStatus.VALID_DATA)
+
+    def _record(self, hh: int) -> tuple:
+        wh = [v // 1000 for v in self.energy["A"]] + [v // 1000 for v in self.energy["B"]]
+        return (hh, *wh, self.profile.voltage_decivolts(hh), self._valid_status)
 
     def _maybe_activate_tariff(self) -> None:
         if self.kind == "three":
             return
+        stored = self.store[OBJECTS["tariff_future_activation_datetime"].id]
+        if stored is self._checked_activation:
+            return  # asked on every request; only a new activation time (or time passing it) can change the answer
         activation = datetime_to_epoch2000(self._get("tariff_future_activation_datetime"))
         if not activation or activation == self.applied_activation:
+            self._checked_activation = stored  # none, or applied: nothing until another is written
             return
         when = epoch2000_to_datetime(activation)
         if self._get("daylight_savings_correction_flag"):
             when = from_meter_local(when)  # the meter reads the value as UK wall-clock time
         if self.meter_seconds(self.as_of) < datetime_to_epoch2000(when):
             return
+        self._checked_activation = stored
         for suffix in (
             "standing_charge",
             "threshold_mask",
@@ -571,60 +584,84 @@ class MeterModel:
         """Profile records before creation, recomputed backwards from the registers at creation."""
         if self._history is None:
             created_hh = int(self.created // HALF_HOUR)
-            energy = {e: list(v) for e, v in self.energy_at_creation.items()}
+            a_now, b_now = self.energy_at_creation["A"], self.energy_at_creation["B"]
             # back to the start of the half hour of creation
             a, b = self.profile.half_hour(created_hh)
             fraction = (self.created - created_hh * HALF_HOUR) / HALF_HOUR
-            for element, used in (("A", a), ("B", b)):
-                energy[element] = [x - int(y * fraction) for x, y in zip(energy[element], used, strict=True)]
-            records = [self._record(created_hh, energy)]
+            a_now = [x - int(y * fraction) for x, y in zip(a_now, a, strict=True)]
+            b_now = [x - int(y * fraction) for x, y in zip(b_now, b, strict=True)]
+            a0, a1, a2, a3 = a_now
+            b0, b1, b2, b3 = b_now
+            half_hour, valid = self.profile.half_hour, self._valid_status
+            # the voltage of a past record is told when profile log 2 is read (a year of it costs half a second)
+            records = [(created_hh, a0 // 1000, a1 // 1000, a2 // 1000, a3 // 1000, b0 // 1000, b1 // 1000,
+                        b2 // 1000, b3 // 1000, None, valid)]
+            append = records.append
             for hh in range(created_hh - 1, created_hh - self.config.history_days * 48 - 1, -1):
-                a, b = self.profile.half_hour(hh)
-                for element, used in (("A", a), ("B", b)):
-                    energy[element] = [max(0, x - y) for x, y in zip(energy[element], used, strict=True)]
-                records.append(self._record(hh, energy))
+                (u0, u1, u2, u3), (v0, v1, v2, v3) = half_hour(hh)
+                a0, a1, a2, a3 = max(0, a0 - u0), max(0, a1 - u1), max(0, a2 - u2), max(0, a3 - u3)
+                b0, b1, b2, b3 = max(0, b0 - v0), max(0, b1 - v1), max(0, b2 - v2), max(0, b3 - v3)
+                append((hh, a0 // 1000, a1 // 1000, a2 // 1000, a3 // 1000, b0 // 1000, b1 // 1000, b2 // 1000,
+                        b3 // 1000, None, valid))
             records.reverse()
             self._history = records
         return self._history
 
     def profile_records(self, start_hh: int, count: int) -> list[tuple]:
         """``count`` records from the first at or after half hour ``start_hh`` (the meter skips gaps)."""
-        records = self.history() + self.live
-        position = bisect.bisect_left(records, (start_hh,))
-        return records[position : position + count]
+        history = self.history()
+        position = bisect.bisect_left(history, (start_hh,))
+        found = history[position : position + count]
+        if len(found) < count:
+            position = bisect.bisect_left(self.live, (start_hh,))
+            found += self.live[position : position + count - len(found)]
+        return found
+
+    def profile_log_1(self, start_hh: int, count: int) -> list[messages.ProfileLog1Record]:
+        """Profile log 1 as the meter keeps it: ``count`` records from the first at or after half hour
+        ``start_hh`` (epoch 2000): cumulative import of elements A and B at the start of each half hour."""
+        statuses: dict[int, messages.ProfileStatus] = {}
+        return [messages.ProfileLog1Record(epoch2000_to_datetime(hh * HALF_HOUR),
+                                           statuses.get(status) or statuses.setdefault(
+                                               status, messages.ProfileStatus(status)),
+                                           Decimal(ai) / 1000, Decimal(bi) / 1000)
+                for hh, ai, _, _, _, bi, _, _, _, _, status in self.profile_records(start_hh, count)]
+
+    def interval_profile(self, start_hh: int, count: int) -> list[messages.ThreePhaseInterval]:
+        """The three-phase interval profile: the energy of ``count`` half hours from half hour ``start_hh`` on
+        (active and reactive import and export, in the meter's units), each between two of its records."""
+        records = self.profile_records(start_hh, count + 1)
+        intervals = []
+        for before, after in zip(records, records[1:], strict=False):
+            used = [after[i] - before[i] for i in (1, 2, 3, 4)]  # A: import, export, reactive import/export (Wh)
+            values = tuple(self._three_phase_units(v * 1000) for v in used)
+            intervals.append(
+                messages.ThreePhaseInterval(epoch2000_to_datetime(before[0] * HALF_HOUR), 0x0080, values)
+            )
+        return intervals
 
     def _profile_log(self, data: bytes) -> Reply:
         log, moment = messages.parse_profile_log_request(data)
         start_hh = -(-datetime_to_epoch2000(moment) // HALF_HOUR)
         twin = self.kind == "twin"
         count = messages.records_per_page(log, twin)
+        if log == 1:
+            return Reply(messages.profile_log_response(log, data[1:5], self.profile_log_1(start_hh, count)))
         records = []
-        for hh, ai, ae, ari, are, bi, be, bri, bre, volts, status in self.profile_records(start_hh, count):
-            when = epoch2000_to_datetime(hh * HALF_HOUR)
-            st = messages.ProfileStatus(status)
-            kwh = [Decimal(v) / 1000 for v in (ai, ae, ari, are, bi, be, bri, bre)]
-            if log == 1:
-                records.append(messages.ProfileLog1Record(when, st, kwh[0], kwh[4]))
-            else:
-                b = (kwh[5], kwh[6], kwh[7]) if twin else (None, None, None)
-                records.append(messages.ProfileLog2Record(when, st, kwh[1], kwh[2], kwh[3], volts, *b))
+        for hh, _, ae, ari, are, _, be, bri, bre, volts, status in self.profile_records(start_hh, count):
+            kwh = [Decimal(v) / 1000 for v in (ae, ari, are, be, bri, bre)]
+            b = tuple(kwh[3:]) if twin else (None, None, None)
+            records.append(messages.ProfileLog2Record(epoch2000_to_datetime(hh * HALF_HOUR),
+                                                      messages.ProfileStatus(status), *kwh[:3],
+                                                      self.profile.voltage_decivolts(hh) if volts is None else volts,
+                                                      *b))
         return Reply(messages.profile_log_response(log, data[1:5], records, twin=twin))
 
     def _three_phase_intervals(self, data: bytes) -> Reply:
         request = messages.parse_three_phase_intervals_request(data)
         start_hh = -(-datetime_to_epoch2000(request.start) // HALF_HOUR)
         end_hh = -(-datetime_to_epoch2000(request.end) // HALF_HOUR)
-        count = max(0, min(end_hh - start_hh, 8))
-        records = self.profile_records(start_hh, count + 1)
-        intervals = []
-        for before, after in zip(records, records[1:], strict=False):
-            used = [
-                after[i] - before[i] for i in (1, 2, 3, 4)
-            ]  # A: import, export, reactive import/export (Wh)
-            values = tuple(self._three_phase_units(v * 1000) for v in used)
-            intervals.append(
-                messages.ThreePhaseInterval(epoch2000_to_datetime(before[0] * HALF_HOUR), 0x0080, values)
-            )
+        intervals = self.interval_profile(start_hh, max(0, min(end_hh - start_hh, 8)))
         first = intervals[0].start if intervals else request.start
         block = messages.ThreePhaseBlock(1, True, 1, True, first, 30, THREE_PHASE_CHANNELS, intervals)
         return Reply(messages.three_phase_intervals_response(block))

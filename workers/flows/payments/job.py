@@ -103,7 +103,7 @@ class PaymentsJob:
         """Keeps a connection LISTENing; a lost one is opened again (the poll covers the gap)."""
         while not stopping.is_set():
             try:
-                async with listening(self.database_url, wake.set, CHANNEL) as lost:
+                async with listening(self.database_url, {CHANNEL: lambda _: wake.set()}) as lost:
                     wake.set()
                     await lost.wait()
             except QueryFailed as error:

@@ -9,11 +9,8 @@
   mid-month; this quarter's rates rolled out to the meters.
 - Statements: last month's, issued (numbered) and rendered to PDF.
 
-Last month's half hours: the emulated meters keep a week of profile log, so
-the demo records last month from the same deterministic load model the
-emulator uses for each meter (flows.emulator.load.LoadProfile, seeded by the
-serial), through flows.record_interval_hh as source profile_log, as if the
-meters' logs had been read. Everything is made through the product's RPCs and
+Last month's half hours come from the year of history demo.py records from
+the emulated meters' profile logs. Everything is made through the product's RPCs and
 is skipped when already there.
 """
 
@@ -26,9 +23,6 @@ import structlog
 from flows import factories as f
 from flows.billing.documents import render_pending
 from flows.db.connect import connect
-from flows.emop.units import EPOCH_2000_UNIX
-from flows.emulator.config import MeterConfig
-from flows.emulator.load import HALF_HOUR, LoadProfile
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +58,6 @@ def create(database_url: str, today: date | None = None) -> None:
             _tariffs(conn, esco, today, month)
             if not conn.execute("SELECT EXISTS (SELECT FROM billing.customers WHERE esco = %s)", (esco,)).fetchone()[0]:
                 _customers(conn, month)
-                _record_last_month(conn, esco, month)
                 for quarter in sorted({quarter_start(month), quarter_start(today), quarter_start(today, 1)}):
                     f.generate_customer_tariffs(conn, ESCO_CODE, quarter)
                 changed = conn.execute("SELECT c.id FROM billing.customers c WHERE c.esco = %s AND c.fullname = %s",
@@ -119,30 +112,3 @@ def _onboard(conn, prop, name: str, role: str, at: datetime, customer: str | Non
     email = name.lower().replace(" ", ".").replace(".ltd", "") + "@mail.example"
     return f.onboard_customer(conn, prop, name, None if customer else email, role=role, move_in=at,
                               customer_id=customer).customer
-
-
-def _record_last_month(conn: psycopg.Connection, esco, month: date) -> None:
-    """Last month's half hours of every demo meter from the emulator's load model."""
-    from flows.stack.demo import fleet_meters
-
-    start = datetime.combine(month, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
-    end = datetime.combine(month + timedelta(days=32), datetime.min.time(), tzinfo=UTC)
-    ids, times, imports, exports = [], [], [], []
-    for entry in fleet_meters():
-        config = MeterConfig(**{k: v for k, v in entry.items() if k not in ("port", "history_days", "balance")})
-        profile = LoadProfile(config.seed, config.load_scale, config.solar_kw, twin=config.kind == "twin")
-        registers = dict(conn.execute(
-            "SELECT r.element, r.register_id FROM flows.meter_registers r JOIN flows.meter_registry m"
-            " ON m.id = r.meter_id WHERE m.serial = %s AND r.status = 'enabled'", (entry["serial"],)).fetchall())
-        moment = start
-        while moment < end:
-            a, b = profile.half_hour(int((moment.timestamp() - EPOCH_2000_UNIX) // HALF_HOUR))
-            for element, register in registers.items():
-                used = b if element == "B" else a
-                ids.append(register)
-                times.append(moment)
-                imports.append(Decimal(used[0]) / 1_000_000)
-                exports.append(Decimal(used[1]) / 1_000_000)
-            moment += timedelta(seconds=HALF_HOUR)
-    conn.execute("SELECT flows.record_interval_hh(%s::uuid[], %s::timestamptz[], %s::numeric[], %s::numeric[],"
-                 " 'profile_log')", (ids, times, imports, exports))

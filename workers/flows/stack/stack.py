@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flows import auth
@@ -30,6 +31,10 @@ from flows.stack.processes import Background
 DEMO_ESCO = demo.ESCO[0]
 DEMO_METERS = len(demo.fleet_plan())
 FLOWS = str(Path(sys.executable).parent / "flows")
+# On `flows down` the worker hands back what it holds within its grace (work in steps at once, the rest
+# finished or released); it is killed only if still there WORKER_STOP_MARGIN seconds after that.
+WORKER_SHUTDOWN_GRACE = 5.0
+WORKER_STOP_MARGIN = 5.0
 
 Say = Callable[[str], None]
 
@@ -138,7 +143,8 @@ class Stack:
         if not config.emulator_base_port or (process.pid() is None and not _ports_free(config.emulator_base_port)):
             config.emulator_base_port = _free_port_run(DEMO_METERS)
             config.save()
-        demo.create(self.admin_url, config.emulator_base_port)
+        if recorded := demo.create(self.admin_url, config.emulator_base_port):
+            say(f"recorded the demo community's year of history ({recorded:,} half hours)")
         if process.pid() is not None:
             return
         fleet_config = demo.write_fleet_config(config.home_dir / "demo-fleet.json", config.emulator_base_port,
@@ -158,7 +164,8 @@ class Stack:
             config.metrics_port = free_port(9464)
             config.save()
         say(f"starting the worker (metrics on http://127.0.0.1:{config.metrics_port}/metrics)")
-        process.start([FLOWS, "worker", "--pacing", "0.2", "--metrics-port", str(config.metrics_port)],
+        process.start([FLOWS, "worker", "--pacing", "0.2", "--metrics-port", str(config.metrics_port),
+                       "--shutdown-grace", str(WORKER_SHUTDOWN_GRACE)],
                       env={**self._env(), "FLOWS_DATABASE_URL": config.worker_url(), "FLOWS_LOG_FORMAT": "json"},
                       cwd=ROOT)
         if process.exited_early(0.5):
@@ -206,8 +213,10 @@ class Stack:
     # -- down / status -----------------------------------------------------
     def down(self, say: Say = print) -> None:
         for process in reversed(self.background()):
-            if process.stop():
-                say(f"stopped {process.name}")
+            grace = WORKER_SHUTDOWN_GRACE + WORKER_STOP_MARGIN if process.name == "worker" else 10.0
+            since = datetime.now(UTC)
+            if process.stop(grace):
+                say(f"stopped {process.name}" + (_worker_summary(process, since) if process.name == "worker" else ""))
         topology.stop_replica(self.config, say)
         cluster = self.config.cluster()
         if cluster.running():
@@ -267,12 +276,30 @@ def open_stack() -> Stack:
     return Stack(config)
 
 
+def _worker_summary(process: Background, since: datetime) -> str:
+    """What the worker said it finished and released as it stopped (its "worker stopped" log line, written
+    after ``since``; none: it had to be killed, and its leases run out)."""
+    for line in reversed(process.tail(200).splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "worker stopped" and datetime.fromisoformat(event["timestamp"]) >= since:
+            released = event.get("released_commands") or []
+            said = f": finished {event.get('finished', 0)}, released {len(released)}"
+            if released:
+                said += f" ({', '.join(released)}; pending again, the next worker resumes them at once)"
+            return said
+    return ": it did not stop in time and was killed (its commands' leases run out)"
+
+
 def _ports_free(first: int, count: int = DEMO_METERS) -> bool:
     return all(port_is_free(p) for p in range(first, first + count))
 
 
-def _free_port_run(count: int, start: int = 41000) -> int:
-    """The first of ``count`` consecutive free ports from ``start`` on."""
+def _free_port_run(count: int, start: int = 21000) -> int:
+    """The first of ``count`` consecutive free ports from ``start`` on (below the ephemeral range, 32768 and up
+    on Linux, where a port free now may be any outgoing connection's a moment later)."""
     first = start
     while first < 65000:
         if _ports_free(first, count):

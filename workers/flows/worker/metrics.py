@@ -2,8 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-COMMANDS = Counter("flows_worker_commands_total", "Commands executed, by kind and outcome "
-                   "(done, retry, failed, fenced, released, unrecorded).", ["kind", "outcome"])
+COMMANDS = Counter("flows_worker_commands_total", "Commands executed, by kind and outcome (done, retry, failed, "
+                   "fenced, yielded to a top-up, released at a stop, unrecorded).", ["kind", "outcome"])
 COMMAND_SECONDS = Histogram("flows_worker_command_seconds", "Time from claim to done or failed.", ["kind"],
                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
 CLAIM_WAIT = Histogram("flows_worker_claim_wait_seconds", "Time from a command's creation to its claim.", ["kind"],

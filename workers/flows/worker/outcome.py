@@ -6,7 +6,7 @@ misspelt field fails in the workflow, not in the database;
 tests/worker/test_contract.py holds the field names equal to the database's.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
@@ -44,6 +44,11 @@ class MeterState:
         values = {f.name: getattr(self, f.name) for f in fields(self)} | {"meter_id": str(self.meter_id)}
         return {name: to_jsonable(value) for name, value in values.items() if value is not None}
 
+    def updated(self, later: "MeterState") -> "MeterState":
+        """This state with what a later observation of the same meter saw (its fields win), as of then."""
+        seen = {f.name: getattr(later, f.name) for f in fields(later) if getattr(later, f.name) is not None}
+        return replace(self, **seen)
+
 
 @dataclass(frozen=True)
 class HalfHours:
@@ -55,6 +60,12 @@ class HalfHours:
     export_kwh: list[str | None]
     source: str = "profile_log"
 
+    def __add__(self, other: "HalfHours") -> "HalfHours":
+        if other.source != self.source:
+            raise ValueError(f"half hours from {self.source} and {other.source} are recorded apart")
+        return HalfHours(self.register_ids + other.register_ids, self.timestamps + other.timestamps,
+                         self.import_kwh + other.import_kwh, self.export_kwh + other.export_kwh, self.source)
+
 
 @dataclass(frozen=True)
 class Events:
@@ -63,6 +74,10 @@ class Events:
     timestamps: list[str]
     event_types: list[int]
     event_sets: list[int]
+
+    def __add__(self, other: "Events") -> "Events":
+        return Events(self.timestamps + other.timestamps, self.event_types + other.event_types,
+                      self.event_sets + other.event_sets)
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,25 @@ class Outcome:
     meter: MeterIdentity | None = None
     result: dict = field(default_factory=dict)  # what /meter_commands shows as the command's result
 
+    def extended(self, later: "Outcome") -> "Outcome":
+        """This outcome and a later one of the same command: one state per meter (the later fields win), the
+        half hours and events of both, the later identity and result."""
+        states: dict = {}
+        for observed in self.states + later.states:
+            held = states.get(observed.meter_id)
+            states[observed.meter_id] = observed if held is None else held.updated(observed)
+        return Outcome(
+            states=list(states.values()),
+            intervals=_joined(self.intervals, later.intervals),
+            events=_joined(self.events, later.events),
+            meter=_identity(self.meter, later.meter),
+            result=later.result or self.result,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.states or self.intervals or self.events or self.meter or self.result)
+
     def to_json(self) -> dict:
         """The p_outcome object, with only the keys that hold something."""
         outcome: dict = {}
@@ -94,3 +128,15 @@ class Outcome:
                 outcome[name] = {k: v for k, v in asdict(part).items() if v is not None}
         outcome["result"] = to_jsonable(self.result)
         return outcome
+
+
+def _joined(first, second):
+    if first is None or second is None:
+        return first if second is None else second
+    return first + second
+
+
+def _identity(first: MeterIdentity | None, second: MeterIdentity | None) -> MeterIdentity | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return MeterIdentity(second.hardware or first.hardware, second.firmware_version or first.firmware_version)

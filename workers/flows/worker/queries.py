@@ -27,7 +27,8 @@ from flows.errors import FlowsError
 from flows.worker.outcome import Outcome
 
 FENCED = "FL409"  # sqlstate of flows.fence_meter_command: the worker no longer holds the command
-CHANNEL = "flows_meter_commands"
+CHANNEL = "flows_meter_commands"  # NOTIFY: ids of commands to claim
+WORKERS_CHANNEL = "flows_workers"  # NOTIFY: the name of a worker asked to drain
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -83,17 +84,17 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def listening(database_url: str, on_notify: Callable[[], None],
-                    channel: str = CHANNEL) -> AsyncIterator[asyncio.Event]:
-    """A connection LISTENing on ``channel``, calling ``on_notify`` for each notification; yields an event
-    that is set when the connection is lost."""
+async def listening(database_url: str, callbacks: dict[str, Callable[[str], None]]) -> AsyncIterator[asyncio.Event]:
+    """A connection LISTENing on each channel, calling its callback with each notification's payload;
+    yields an event that is set when the connection is lost."""
     lost = asyncio.Event()
     with _driver_errors():
         conn = await asyncpg.connect(database_url)
     try:
         with _driver_errors():
             conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(channel, lambda *_: on_notify())
+            for channel, callback in callbacks.items():
+                await conn.add_listener(channel, lambda _c, _p, _ch, payload, callback=callback: callback(payload))
         yield lost
     finally:
         with _driver_errors():
@@ -101,25 +102,56 @@ async def listening(database_url: str, on_notify: Callable[[], None],
                 await conn.close()
 
 
+STEP_CONNECTIONS = 4  # the steps of long work record on connections of their own (Queries.steps)
+
+
 class Queries:
-    def __init__(self, pool: asyncpg.Pool, worker: str):
+    """The worker's SQL calls. Two pools: ``pool`` for claims, top-ups, finishing and the worker's own
+    bookkeeping; ``steps`` for what long work records step by step (hundreds of backfills at once), so that
+    it never makes a top-up wait for a connection."""
+
+    def __init__(self, pool: asyncpg.Pool, worker: str, steps: asyncpg.Pool | None = None):
         self.pool = pool
+        self.steps = steps or pool
         self.worker = worker
 
     @classmethod
     async def connect(cls, database_url: str, worker: str, pool_size: int) -> "Queries":
         with _driver_errors():
             pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
-        return cls(pool, worker)
+            steps = await asyncpg.create_pool(database_url, min_size=1, max_size=STEP_CONNECTIONS,
+                                              init=init_connection)
+        return cls(pool, worker, steps)
 
     async def close(self) -> None:
         with _driver_errors():
             await self.pool.close()
+            if self.steps is not self.pool:
+                await self.steps.close()
+
+    async def register(self, host: str, pid: int, version: str, concurrency: int, escos: list[str] | None,
+                       heartbeat: timedelta) -> UUID:
+        """Registers this worker (its name is ``self.worker``); returns its id."""
+        with _driver_errors():
+            return await self.pool.fetchval(
+                "SELECT flows.register_worker_v1($1, $2, $3, $4, $5, $6, $7)",
+                self.worker, host, pid, version, concurrency, escos, heartbeat,
+            )
+
+    async def heartbeat(self, in_flight: int, finished: int) -> bool | None:
+        """True: an administrator asked this worker to drain; None: it is not registered (register again)."""
+        with _driver_errors():
+            return await self.pool.fetchval("SELECT flows.worker_heartbeat_v1($1, $2, $3)", self.worker, in_flight,
+                                            finished)
+
+    async def stopped(self, finished: int) -> None:
+        with _driver_errors():
+            await self.pool.execute("SELECT flows.worker_stopped_v1($1, $2)", self.worker, finished)
 
     async def claim(self, limit: int, lease: timedelta) -> list[Command]:
         with _driver_errors():
             rows = await self.pool.fetch(
-                "SELECT * FROM flows.claim_meter_commands_v1($1, $2, $3)", self.worker, limit, lease
+                "SELECT * FROM flows.claim_meter_commands_v2($1, $2, $3)", self.worker, limit, lease
             )
         return [
             Command(
@@ -144,12 +176,34 @@ class Queries:
     async def note_progress(self, command: Command, progress: dict) -> None:
         await self._fenced_call("SELECT flows.note_meter_command_progress_v1($1, $2, $3, $4)", command, progress)
 
-    async def finish(self, command: Command, outcome: Outcome) -> None:
+    async def finish(self, finished: list[tuple[Command, Outcome]]) -> set[UUID]:
+        """Finishes many commands in one transaction; returns the ids this worker no longer held (fenced:
+        nothing of theirs was recorded)."""
         # Not waiting for the WAL flush: a result a crash loses is not lost work, the command's lease runs
         # out and it runs again (syncs record idempotently; a token push is reconciled from its progress,
         # which is committed synchronously before the push).
-        await self._fenced_call("SELECT flows.finish_meter_command_v1($1, $2, $3, $4)", command, outcome.to_json(),
-                                synchronous=False)
+        batch = [{"id": str(c.id), "attempt": c.attempt, "outcome": o.to_json()} for c, o in finished]
+        with _driver_errors():
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                fenced = await conn.fetchval("SELECT flows.finish_meter_commands_v1($1, $2)", self.worker, batch)
+        return set(fenced)
+
+    async def waited_for(self) -> set[UUID]:
+        """The commands this worker runs whose meter a top-up (or an operator) waits for."""
+        with _driver_errors():
+            return set(await self.pool.fetchval("SELECT flows.commands_waited_for_v1($1)", self.worker))
+
+    async def step(self, command: Command, outcome: Outcome | None, progress: dict, stop: bool,
+                   handing_over: bool = False) -> str:
+        """The end of a step of long work: records it; continue, yielded (a top-up or an operator waits for
+        the meter) or released (``stop``). Both of the last hand the command back; they (``handing_over``)
+        go ahead of the steps that only record."""
+        pool = self.pool if stop or handing_over else self.steps
+        with _driver_errors():
+            return await pool.fetchval("SELECT flows.step_meter_command_v1($1, $2, $3, $4, $5, $6)",
+                                             command.id, self.worker, command.attempt,
+                                             outcome.to_json() if outcome else None, progress, stop)
 
     async def fail(self, command: Command, error: str, retryable: bool, backoff: timedelta) -> str:
         return await self._fenced_call(
@@ -159,13 +213,9 @@ class Queries:
     async def release(self, command: Command) -> None:
         await self._fenced_call("SELECT flows.release_meter_command_v1($1, $2, $3)", command)
 
-    async def _fenced_call(self, sql: str, command: Command, *args, synchronous: bool = True):
+    async def _fenced_call(self, sql: str, command: Command, *args):
         with _driver_errors():
-            if synchronous:
-                return await self.pool.fetchval(sql, command.id, self.worker, command.attempt, *args)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SET LOCAL synchronous_commit = off")
-                return await conn.fetchval(sql, command.id, self.worker, command.attempt, *args)
+            return await self.pool.fetchval(sql, command.id, self.worker, command.attempt, *args)
 
     async def run_scheduler(self) -> dict | None:
         with _driver_errors():
