@@ -36,7 +36,6 @@ SET ROLE flows_owner;
 \ir schema/scheduling.sql
 \ir schema/api_keys.sql
 \ir schema/audit.sql
-\ir schema/monitoring.sql
 
 -- what is stored: money (the billing schema)
 \ir schema/billing/money.sql
@@ -44,6 +43,15 @@ SET ROLE flows_owner;
 \ir schema/billing/tariffs.sql
 \ir schema/billing/statements.sql
 \ir schema/billing/billing_run.sql
+
+-- what is stored: notifications (rules, outbox, senders' functions)
+\ir schema/notifications/settings.sql
+\ir schema/notifications/outbox.sql
+\ir schema/notifications/queueing.sql
+\ir schema/notifications/rules.sql
+\ir schema/notifications/sending.sql
+-- what the exporter counts (after every table it counts)
+\ir schema/monitoring.sql
 \ir schema/realtime.sql
 \ir schema/realtime_relations.sql
 
@@ -71,6 +79,7 @@ SET ROLE flows_owner;
 \ir rpc/billing/customers.sql
 \ir rpc/billing/tariffs.sql
 \ir rpc/billing/statements.sql
+\ir rpc/notifications.sql
 
 -- who changed what (after every table)
 \ir schema/audit_registry.sql
