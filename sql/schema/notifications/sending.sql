@@ -13,7 +13,8 @@ CREATE FUNCTION flows.claim_notifications_v1(p_channel text, p_worker text, p_li
                                              p_lease interval DEFAULT '2 minutes')
 RETURNS TABLE (
     id uuid, esco_code text, rule text, channel text, recipient text, template text, parameters jsonb,
-    invoice_id uuid, attempt smallint, max_attempts smallint, created_at timestamptz, lease_expires_at timestamptz
+    invoice_id uuid, attempt smallint, max_attempts smallint, created_at timestamptz, send_after timestamptz,
+    lease_expires_at timestamptz
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -43,7 +44,7 @@ BEGIN
     FROM chosen AS c, flows.escos AS e
     WHERE n.id = c.id AND e.id = n.esco
     RETURNING n.id, e.code, n.rule, n.channel, n.recipient, n.template, n.parameters, n.invoice_id, n.attempts,
-              n.max_attempts, n.created_at, n.lease_expires_at;
+              n.max_attempts, n.created_at, n.send_after, n.lease_expires_at;
 END
 $$;
 COMMENT ON FUNCTION flows.claim_notifications_v1(text, text, integer, interval) IS

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import click
 
+import flows.notifications.jobs  # noqa: F401 (registers the notification jobs: rules, email, sms)
 from flows.cli.common import database_url_option, settings
 from flows.vending import get_vendor
 from flows.worker import metrics

@@ -83,16 +83,17 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 @asynccontextmanager
-async def listening(database_url: str, on_notify: Callable[[], None]) -> AsyncIterator[asyncio.Event]:
-    """A connection LISTENing on CHANNEL, calling ``on_notify`` for each notification; yields an event
-    that is set when the connection is lost."""
+async def listening(database_url: str, on_notify: Callable[[], None],
+                    channel: str = CHANNEL) -> AsyncIterator[asyncio.Event]:
+    """A connection LISTENing on ``channel`` (default the meter commands'), calling ``on_notify`` for each
+    notification; yields an event that is set when the connection is lost."""
     lost = asyncio.Event()
     with _driver_errors():
         conn = await asyncpg.connect(database_url)
     try:
         with _driver_errors():
             conn.add_termination_listener(lambda _: lost.set())
-            await conn.add_listener(CHANNEL, lambda *_: on_notify())
+            await conn.add_listener(channel, lambda *_: on_notify())
         yield lost
     finally:
         with _driver_errors():

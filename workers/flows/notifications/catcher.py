@@ -1,0 +1,86 @@
+"""The mail catcher: a real SMTP server (aiosmtpd, the maintained successor of
+the standard library's smtpd) that accepts every message and keeps it in a
+Maildir instead of delivering it. ``flows up`` runs it (``flows mail catch``)
+so the demo's emails can be read with ``flows mail list | show``; the tests
+send through it too. Each message keeps its envelope (X-Caught-From,
+X-Caught-To) and when it arrived (X-Caught-At).
+"""
+
+import asyncio
+import mailbox
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from flows.errors import FlowsError
+
+
+class MaildirHandler:
+    """aiosmtpd handler: every message into the Maildir at ``directory``."""
+
+    def __init__(self, directory: Path):
+        self.maildir = mailbox.Maildir(directory, create=True)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content or envelope.content)
+        message["X-Caught-From"] = envelope.mail_from or ""
+        message["X-Caught-To"] = ", ".join(envelope.rcpt_tos)
+        message["X-Caught-At"] = format_datetime(datetime.now(UTC))
+        key = self.maildir.add(message)
+        return f"250 OK: caught as {key}"
+
+
+async def serve(directory: Path, host: str, port: int) -> asyncio.Server:
+    """The catcher listening on host:port (in this event loop) until the server is closed."""
+    handler = MaildirHandler(directory)
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: SMTP(handler, hostname="flows-mail-catcher"), host, port)
+
+
+@dataclass(frozen=True)
+class CaughtMail:
+    id: str
+    caught_at: datetime
+    sender: str
+    to: str
+    subject: str
+    message: EmailMessage
+
+    def summary(self) -> dict:
+        return {"id": self.id, "caught_at": self.caught_at.isoformat(), "from": self.sender, "to": self.to,
+                "subject": self.subject, "message_id": self.message["Message-ID"],
+                "attachments": [part.get_filename() for part in self.message.iter_attachments()]}
+
+    def detail(self) -> dict:
+        text = self.message.get_body(("plain",))
+        html = self.message.get_body(("html",))
+        return {**self.summary(), "headers": dict(self.message.items()),
+                "text": text.get_content() if text else None, "html": html.get_content() if html else None}
+
+
+def _caught(key: str, message: EmailMessage) -> CaughtMail:
+    return CaughtMail(key, parsedate_to_datetime(message["X-Caught-At"]), message["From"] or "",
+                      message["X-Caught-To"] or "", message["Subject"] or "", message)
+
+
+def caught_mail(directory: Path) -> list[CaughtMail]:
+    """Every caught message, oldest first."""
+    if not directory.exists():
+        return []
+    box = mailbox.Maildir(directory, factory=lambda f: BytesParser(policy=policy.default).parse(f), create=False)
+    return sorted((_caught(key, message) for key, message in box.iteritems()), key=lambda m: (m.caught_at, m.id))
+
+
+def one_mail(directory: Path, key: str) -> CaughtMail:
+    """A caught message by its id, or by a unique start of it."""
+    matches = [m for m in caught_mail(directory) if m.id.startswith(key)]
+    if len(matches) != 1:
+        raise FlowsError(f"{'no' if not matches else 'more than one'} caught message {key!r} in {directory}",
+                         hint="list them with `flows mail list`")
+    return matches[0]
