@@ -21,7 +21,7 @@ from tests.support.factory import SampleEsco
 from tests.support.tenancy import canonical, ids_in, two_escos
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
-GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs"}
+GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs", "notification_rules"}
 # What a customer may read; everything else must be refused to them.
 CUSTOMER_RELATIONS = {
     "escos", "properties", "meter_registry", "meter_registers", "meter_shadows", "meter_shadows_tariffs",
@@ -31,6 +31,7 @@ CUSTOMER_RELATIONS = {
     "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
     "customers", "accounts", "customer_accounts", "contracts", "benchmark_tariffs", "customer_tariffs", "invoices",
     "invoice_lines", "invoice_documents", "monthly_usage", "monthly_costs",
+    "notification_preferences", "notification_rules",
 }
 # Who changed what, and integrations' keys: admins (every ESCO) and operators
 # (rows whose esco column is theirs) only.

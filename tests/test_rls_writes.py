@@ -94,6 +94,9 @@ CALLS: dict[str, dict] = {
     "credit_invoice": {"invoice_id": Ref("billing.invoice"), "reason": "meter read wrongly"},
     "statement_document": {"invoice_id": Ref("billing.invoice")},
     "statement_pdf": {"number": Own("billing.invoice_number"), "esco_code": Ref("code")},
+    # notifications: a dead letter sent again, a pending message cancelled
+    "retry_notification": {"id": Ref("notifications.dead")},
+    "cancel_notification": {"id": Ref("notifications.low_balance")},
 }
 
 

@@ -23,6 +23,9 @@ COMMENT ON VIEW api.notification_settings IS
 CREATE VIEW api.notification_preferences WITH (security_invoker = true) AS
 SELECT customer_id, esco, channels, opted_out, sms_quiet_from, sms_quiet_to, updated_at
 FROM flows.notification_preferences;
+-- A customer posts their own (the token says who and which ESCO); an operator names the customer.
+ALTER VIEW api.notification_preferences ALTER COLUMN esco SET DEFAULT flows.current_esco_id();
+ALTER VIEW api.notification_preferences ALTER COLUMN customer_id SET DEFAULT flows.current_customer_id();
 COMMENT ON VIEW api.notification_preferences IS
     'A customer''s choices: channels (email, sms; default email), opted_out (rules that are not essential, '
     'see /notification_rules), sms_quiet_from/to (UK time; null: the ESCO''s). Customers write their own.';

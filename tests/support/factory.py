@@ -37,6 +37,7 @@ class SampleEsco:
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
+    notifications: dict[str, str] = field(default_factory=dict)  # "low_balance" (pending), "dead" (a dead letter)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -148,6 +149,22 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
 
     # Customers, tariffs, last month's final statements and a rendered PDF.
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
+
+    # Notifications: operators to tell (offline after 3 hours: every meter, last seen five hours ago), the
+    # owner-occupier's and the tenant's preferences (the tenant opted out of low balance), a fresh balance under
+    # the threshold on the owner-occupier's meter, the rules run (low balance, statements ready, meters offline),
+    # and the operators' text a dead letter.
+    f.set_notification_settings(conn, esco.id, operator_emails=[f"ops@{data.code.lower()}.example"],
+                                operator_phones=["+447700900123"], offline_hours=3)
+    f.set_notification_preferences(conn, data.billing.customer, channels=["email"])
+    f.set_notification_preferences(conn, data.billing.others["tenant.customer"], opted_out=["low_balance"])
+    f.record_states(conn, [{"meter_id": twin, "observed_at": datetime.now(UTC), "balance": "4.25"}])
+    f.queue_notifications(conn)
+    outbox = {(rule, channel): str(id) for id, rule, channel in conn.execute(
+        "SELECT id, rule, channel FROM flows.notification_outbox WHERE esco = %s AND rule IN ('low_balance',"
+        " 'meter_offline') ORDER BY created_at", (esco.id,))}
+    data.notifications["low_balance"] = outbox["low_balance", "email"]
+    data.notifications["dead"] = f.dead_letter(conn, outbox["meter_offline", "sms"])
     return data
 
 

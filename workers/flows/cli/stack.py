@@ -32,6 +32,7 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
     click.echo(f"  Database {stack.admin_url}")
     click.echo(f"  Metrics  http://127.0.0.1:{config.metrics_port}/metrics   (the worker)")
     click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics)")
+    click.echo(f"  Mail     smtp://127.0.0.1:{config.mail_port}   (caught: flows mail list; texts: flows mail texts)")
     if config.monitoring:
         click.echo(f"  Prometheus http://127.0.0.1:{config.prometheus_port}   "
                    f"(exporter http://127.0.0.1:{config.exporter_port}/metrics)")

@@ -22,7 +22,7 @@ from flows.db import admin, migrations
 from flows.errors import FlowsError
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT
 from flows.settings import check_jwt_secret
-from flows.stack import demo, monitoring, topology
+from flows.stack import demo, mail, monitoring, topology
 from flows.stack.config import StackConfig, stack_home
 from flows.stack.postgres import free_port, port_is_free
 from flows.stack.processes import Background
@@ -55,7 +55,7 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        names = ["postgrest", "emulator", "worker", "gateway"]
+        names = ["postgrest", "emulator", "mail", "worker", "gateway"]
         if self.config.topology == "scaled":
             names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
         if self.config.monitoring:
@@ -93,6 +93,7 @@ class Stack:
         admin.reload_api_schema(self.admin_url)
         topology.start_database_side(self, say)
         self._start_postgrest(say)
+        mail.start(self, say)
         self._start_worker(say)
         self._start_gateway(say)
         topology.start_api_side(self, say)
@@ -219,6 +220,8 @@ class Stack:
                 entry["ready"] = pid is not None and _http_ok(f"http://127.0.0.1:{config.admin_port}/ready")
             elif process.name == "emulator" and config.emulator_base_port:
                 entry["meters"] = f"127.0.0.1:{config.emulator_base_port}-{config.emulator_base_port + DEMO_METERS - 1}"
+            elif process.name == "mail" and config.mail_port:
+                entry |= mail.status(config)
             elif process.name == "worker" and config.metrics_port:
                 entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
             elif process.name in monitoring.PROCESSES:
