@@ -25,6 +25,7 @@ class MaildirHandler:
     """aiosmtpd handler: every message into the Maildir at ``directory``."""
 
     def __init__(self, directory: Path):
+        directory.parent.mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(directory, create=True)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
