@@ -54,7 +54,7 @@ async def test_one_email_per_crossing_with_the_right_figures(stack, fleet_of, ru
         text = first.detail()["text"]
         assert "Balance:   £12.34" in text and "below £15.00" in text and meter.serial in text
         assert "Dear Olive Owner" in text
-        assert first.message["From"] == f"Test ESCO <{SENDER}>" or SENDER in first.message["From"]
+        assert first.message["From"] == f"ESCO {code} <{SENDER}>"
         assert first.message["X-Caught-To"] == email
 
         meter.model.set_balance(Decimal("11.02"))  # still under: no second email

@@ -150,7 +150,7 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     # Customers, tariffs, last month's final statements and a rendered PDF.
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
 
-    # Notifications: operators to tell (offline after 3 hours: every meter, last seen five hours ago), the
+    # Notifications: operators to tell (offline after 3 hours: the two meters last reached five hours ago), the
     # owner-occupier's and the tenant's preferences (the tenant opted out of low balance), a fresh balance under
     # the threshold on the owner-occupier's meter, the rules run (low balance, statements ready, meters offline),
     # and the operators' text a dead letter.

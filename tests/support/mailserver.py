@@ -64,8 +64,9 @@ class SmsServer:
         self.server.should_exit = True
         self.thread.join(5)
 
-    def outage(self, requests: int, status: int = 503) -> None:
-        httpx.post(f"http://127.0.0.1:{self.port}/_test/outage", json={"requests": requests, "status": status})
+    def outage(self, requests: int, status: int = 503, to: str | None = None) -> None:
+        httpx.post(f"http://127.0.0.1:{self.port}/_test/outage",
+                   json={"requests": requests, "status": status, "to": to})
 
     def texts(self, to: str | None = None) -> list[dict]:
         return [m for m in self.gateway.messages if to is None or m["to"] == to]

@@ -11,8 +11,9 @@ be reached from here), speaking its wire format so that the real adapter
 
 Texts it accepts are kept in memory and, given a file, appended to it as JSON
 lines (``flows mail texts`` reads them). For tests it can be told to fail:
-``POST /_test/outage {"requests": N, "status": 503}`` answers the next N
-sends with that status (Twilio's error body), as a gateway outage would.
+``POST /_test/outage {"requests": N, "status": 503, "to": null}`` answers the
+next N sends (to that number only, when given) with that status and Twilio's
+error body, as a gateway outage would.
 """
 
 import base64
@@ -22,6 +23,7 @@ import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,7 +51,7 @@ class TestGateway:
         self.token = token
         self.record = record
         self.messages: list[dict] = []
-        self.outage = {"requests": 0, "status": 503}
+        self.outage = {"requests": 0, "status": 503, "to": None}
         base = "/2010-04-01/Accounts/{account}/Messages.json"
         self.app = Starlette(routes=[
             Route(base, self.create, methods=["POST"]),
@@ -67,12 +69,12 @@ class TestGateway:
     async def create(self, request: Request) -> JSONResponse:
         if not self._authorised(request):
             return _error(401, 20003, "Authentication Error - invalid username")
-        if self.outage["requests"] > 0:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}  # x-www-form-urlencoded
+        to, sender, body = form.get("To"), form.get("From"), form.get("Body")
+        if self.outage["requests"] > 0 and self.outage["to"] in (None, to):
             self.outage["requests"] -= 1
             return _error(self.outage["status"], 20500 if self.outage["status"] >= 500 else 20429,
                           "Service unavailable (test gateway outage)")
-        form = await request.form()
-        to, sender, body = form.get("To"), form.get("From"), form.get("Body")
         if not to or not E164.match(to):
             return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if not sender:
