@@ -76,7 +76,7 @@ def list_mail(to: str | None, as_json: bool, directory: Path | None) -> None:
             click.echo("no mail caught")
         for row in rows:
             attached = f"  [{', '.join(row['attachments'])}]" if row["attachments"] else ""
-            click.echo(f"{row['id'][:12]}  {row['caught_at'][:19]}  {row['to']:32}  {row['subject']}{attached}")
+            click.echo(f"{row['id']}  {row['caught_at'][:19]}  {row['to']:32}  {row['subject']}{attached}")
 
     emit(found, as_json, human)
 

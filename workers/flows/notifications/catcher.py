@@ -7,6 +7,7 @@ X-Caught-To) and when it arrived (X-Caught-At).
 """
 
 import asyncio
+import hashlib
 import mailbox
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,7 +67,8 @@ class CaughtMail:
 
 
 def _caught(key: str, message: EmailMessage) -> CaughtMail:
-    return CaughtMail(key, parsedate_to_datetime(message["X-Caught-At"]), message["From"] or "",
+    # a short id for people to type (the Maildir key is long, and its start is the same second for many)
+    return CaughtMail(hashlib.sha256(key.encode()).hexdigest()[:10], parsedate_to_datetime(message["X-Caught-At"]), message["From"] or "",
                       message["X-Caught-To"] or "", message["Subject"] or "", message)
 
 

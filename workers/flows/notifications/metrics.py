@@ -11,7 +11,7 @@ FAILED = Counter("flows_notifications_failed_total", "Failed deliveries, by chan
                  "again after the backoff; dead: the dead letter; fenced: sent, but another sender held it).",
                  ["channel", "outcome"])
 QUEUE_AGE = Histogram("flows_notifications_queue_age_seconds", "How long a due message waited for a sender "
-                      "(send_after to claim).", ["channel"],
+                      "(from send_after until its send began).", ["channel"],
                       buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
 SEND_SECONDS = Histogram("flows_notifications_send_seconds", "Render and deliver one message.", ["channel"],
                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30))
