@@ -129,7 +129,8 @@ def test_alert_rules_cover_what_pages():
         "groups"] for rule in group["rules"]}
     assert {"FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing"} <= set(alerts)
     tested = (DEPLOY / "prometheus" / "alerts_test.yml").read_text()
-    for name in ("FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing", "FlowsTopUpsWaiting"):
+    for name in ("FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing", "FlowsTopUpsWaiting",
+                 "FlowsNotificationsBacklog", "FlowsNotificationsDeadLetters"):
         assert f"alertname: {name}" in tested, f"{name} has no promtool test"
 
 
