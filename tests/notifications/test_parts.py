@@ -5,6 +5,8 @@ worker without a mail server does; the jobs' calls are versioned and granted."""
 import inspect
 import re
 from datetime import timedelta
+from email.parser import BytesParser
+from email.policy import default
 
 import pytest
 
@@ -69,8 +71,10 @@ def test_every_rule_has_its_templates_and_they_render_what_the_rules_queue(db):
         assert template == rule
         message = Claimed(id, sample.code, rule, channel, recipient, template, parameters, None, 1, 8, None, None,
                           None)
-        email = build_email(message, templates, "Flows <notifications@flows.test>", None)
+        email = BytesParser(policy=default).parsebytes(
+            build_email(message, templates, "Flows <notifications@flows.test>", None).as_bytes())
         assert email["Subject"] and email.get_body(("plain",)).get_content().strip()
+        assert email.get_body(("html",)).get_content().startswith("<!DOCTYPE html>")
         assert f"<{id}@flows.test>" == email["Message-ID"]
         text = templates.sms(template, parameters)
         assert 20 < len(text) <= SMS_MAX and "None" not in text
