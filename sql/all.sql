@@ -53,6 +53,13 @@ SET ROLE flows_owner;
 \ir schema/billing/topups.sql
 \ir schema/billing/ledger.sql
 \ir schema/billing/money_pass.sql
+
+-- what is stored: notifications (rules, outbox, senders' functions)
+\ir schema/notifications/settings.sql
+\ir schema/notifications/outbox.sql
+\ir schema/notifications/queueing.sql
+\ir schema/notifications/rules.sql
+\ir schema/notifications/sending.sql
 -- what the Prometheus exporter reads (counts, after every table it counts)
 \ir schema/monitoring.sql
 \ir schema/realtime.sql
@@ -88,6 +95,7 @@ SET ROLE flows_owner;
 \ir rpc/billing/solar.sql
 \ir rpc/billing/wallets.sql
 \ir rpc/billing/ledger.sql
+\ir rpc/notifications.sql
 
 -- who changed what (after every table)
 \ir schema/audit_registry.sql

@@ -84,6 +84,21 @@ def test_up_serves_the_documented_json_and_down_stops(stack_env):
     assert status["home"] == stack_env["FLOWS_HOME"]
     assert Path(status["postgresql"]["log"]).exists() and Path(status["postgrest"]["log"]).exists()
 
+    # the demo's notifications, caught by the mail catcher: each statement with its PDF, then low balances
+    assert status["mail"]["running"] and status["mail"]["url"].startswith("smtp://127.0.0.1:")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        caught = json.loads(run("mail", "list", "--json", env=stack_env).stdout)
+        if any(m["subject"].startswith("Your electricity credit is low") for m in caught):
+            break
+        time.sleep(2)
+    statements = [m for m in caught if m["subject"].startswith("Your statement for")]
+    assert len(statements) == len(issued) and all(m["attachments"] for m in statements)
+    low = [m for m in caught if m["subject"].startswith("Your electricity credit is low")]
+    assert low, "no low-balance email a minute after the first syncs"
+    shown = run("mail", "show", low[0]["id"], env=stack_env).stdout
+    assert "has fallen below £15.00" in shown and "Demo Community Energy" in shown
+
     # a second `up` finds everything running and changes nothing
     again = run("up", env=stack_env).stdout
     assert "starting" not in again and "applied migration" not in again

@@ -21,7 +21,7 @@ from tests.support.factory import SampleEsco
 from tests.support.tenancy import canonical, ids_in, two_escos
 
 # Relations whose rows belong to no ESCO (reference data shared by all).
-GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs", "ledger_accounts"}
+GLOBAL = {"meter_metrics", "meter_event_log_type", "benchmark_tariffs", "ledger_accounts", "notification_rules"}
 # Relations of the platform itself, for administrators only (every other role is refused them).
 ADMIN_ONLY = {"workers"}
 # What a customer may read; everything else must be refused to them.
@@ -34,6 +34,7 @@ CUSTOMER_RELATIONS = {
     "customers", "accounts", "customer_accounts", "contracts", "benchmark_tariffs", "customer_tariffs", "invoices",
     "invoice_lines", "invoice_documents", "monthly_usage", "monthly_costs",
     "payments", "topups", "wallets",  # their payments, top-ups and the wallet of the home they occupy
+    "notification_preferences", "notification_rules",
 }
 # Who changed what, and integrations' keys: admins (every ESCO) and operators
 # (rows whose esco column is theirs) only.

@@ -109,6 +109,9 @@ CALLS: dict[str, dict] = {
     "generate_solar_credits": {"esco_code": Ref("code"), "month": last_month_start(NOW.date()).isoformat()},
     "set_wallet": {"account_id": Ref("billing.account"), "target_balance": 50,
                    "payment_method_id": Ref("money.payment_method")},
+    # notifications: a dead letter sent again, a pending message cancelled
+    "retry_notification": {"id": Ref("notifications.dead")},
+    "cancel_notification": {"id": Ref("notifications.low_balance")},
 }
 # api functions taking a row id that an operator may not call at all (the platform's, for administrators):
 # how an administrator calls them. The operator is refused every one, on anyone's rows, and nothing changes.

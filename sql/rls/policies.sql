@@ -483,3 +483,41 @@ CREATE POLICY journal_entries_all ON billing.journal_entries TO flows_admin, flo
     USING (true);
 CREATE POLICY journal_entries_own_esco ON billing.journal_entries TO flows_operator, flows_analyst
     USING (esco = (SELECT flows.current_esco_id()));
+-- == Notifications: rules, outbox, settings, preferences ====================
+-- Tenant = ESCO, as above; customers read and write their own preferences.
+
+-- The rules: shared by every ESCO, read by everyone signed in.
+ALTER TABLE flows.notification_rules ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_rules_read ON flows.notification_rules FOR SELECT
+    TO flows_operator, flows_analyst, flows_customer
+    USING (true);
+CREATE POLICY notification_rules_all ON flows.notification_rules TO flows_admin, flows_service
+    USING (true);
+
+ALTER TABLE flows.notification_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_settings_all ON flows.notification_settings TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY notification_settings_own_esco ON flows.notification_settings TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.notification_preferences ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_preferences_all ON flows.notification_preferences TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY notification_preferences_own_esco ON flows.notification_preferences TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY notification_preferences_self ON flows.notification_preferences TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE flows.notification_outbox ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_outbox_all ON flows.notification_outbox TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY notification_outbox_own_esco ON flows.notification_outbox TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+-- The rules' memory: the workers and admins.
+ALTER TABLE flows.notification_balance_watch ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_balance_watch_all ON flows.notification_balance_watch TO flows_admin, flows_service
+    USING (true);
+ALTER TABLE flows.notification_offline_meters ENABLE ROW LEVEL SECURITY;
+CREATE POLICY notification_offline_meters_all ON flows.notification_offline_meters TO flows_admin, flows_service
+    USING (true);

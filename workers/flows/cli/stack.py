@@ -34,6 +34,7 @@ def up(demo: bool, monitoring: bool | None, topology_name: str | None) -> None:
     click.echo(f"  Gateway  {config.gateway_url}   (WebSocket /realtime, SSE /events/stream, metrics /metrics,"
                f" POST /webhooks/stripe)")
     click.echo(f"  Payments {config.processor_url}   (the test processor, a stand-in for Stripe: moves no money)")
+    click.echo(f"  Mail     smtp://127.0.0.1:{config.mail_port}   (caught: flows mail list; texts: flows mail texts)")
     if config.monitoring:
         click.echo(f"  Prometheus http://127.0.0.1:{config.prometheus_port}   "
                    f"(exporter http://127.0.0.1:{config.exporter_port}/metrics)")

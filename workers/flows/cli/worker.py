@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import click
 
+import flows.notifications.jobs  # noqa: F401 (registers the notification jobs: rules, email, sms)
 from flows import event_loop
 from flows.cli.common import database_url_option, settings
 from flows.payments import job as payments_job  # noqa: F401 (registers the payments job)

@@ -17,8 +17,8 @@ class Onboarded:
     invite_token: str | None = None
 
 
-def onboard_customer(conn: psycopg.Connection, property: str, fullname: str, email: str | None = None, *,
-                     role: str = "owner_occupier", move_in: datetime | str | None = None,
+def onboard_customer(conn: psycopg.Connection, property: str, fullname: str, email: str | None = None,
+                     phone: str | None = None, *, role: str = "owner_occupier", move_in: datetime | str | None = None,
                      customer_id: str | None = None) -> Onboarded:
     """api.onboard_customer: the customer (invited; or ``customer_id``, e.g. a landlord's next home), the
     property's supply account (made if it has none) and their links from ``move_in``. Someone of that name
@@ -32,8 +32,8 @@ def onboard_customer(conn: psycopg.Connection, property: str, fullname: str, ema
         (property, fullname, roles, len(roles))).fetchone()
     if existing:
         return Onboarded(str(existing[0]), str(existing[1]), [str(link) for link in existing[2]])
-    made = conn.execute("SELECT api.onboard_customer(%s, %s, %s, role => %s, move_in => %s, customer_id => %s)",
-                        (property, fullname, email, role, move_in, customer_id)).fetchone()[0]
+    made = conn.execute("SELECT api.onboard_customer(%s, %s, %s, %s, role => %s, move_in => %s, customer_id => %s)",
+                        (property, fullname, email, phone, role, move_in, customer_id)).fetchone()[0]
     return Onboarded(made["customer"]["id"], made["accounts"][0]["id"],
                      [link["id"] for link in made["customer_accounts"]], made.get("invite_token"))
 

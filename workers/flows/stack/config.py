@@ -48,6 +48,8 @@ class StackConfig:
     emulator_base_port: int = 0  # first port of the demo fleet (0: not chosen yet)
     metrics_port: int = 0  # the worker's Prometheus endpoint (0: not chosen yet)
     gateway_port: int = 0  # flows gateway: WebSocket, SSE, live page (0: not chosen yet)
+    mail_port: int = 0  # the mail catcher's SMTP port (0: none; FLOWS_SMTP_URL sends elsewhere)
+    sms_port: int = 0  # the SMS test gateway's HTTP port (0: none)
     database: str = DATABASE
     # Monitoring (flows up --monitoring; stack/monitoring.py); 0: not chosen yet.
     monitoring: bool = False

@@ -23,7 +23,7 @@ from flows.db import admin, migrations
 from flows.errors import FlowsError
 from flows.paths import POSTGREST_BIN, POSTGREST_CONF, ROOT
 from flows.settings import check_jwt_secret
-from flows.stack import demo, monitoring, topology
+from flows.stack import demo, mail, monitoring, topology
 from flows.stack.config import StackConfig, stack_home
 from flows.stack.postgres import free_port, port_is_free
 from flows.stack.processes import Background
@@ -60,7 +60,7 @@ class Stack:
 
     def background(self) -> list[Background]:
         """Every background process of the stack, in start order."""
-        names = ["postgrest", "emulator", "worker", "gateway", "processor"]
+        names = ["postgrest", "emulator", "mail", "worker", "gateway", "processor"]
         if self.config.topology == "scaled":
             names = [*topology.DATABASE_SIDE, *names, *topology.API_SIDE]
         if self.config.monitoring:
@@ -99,6 +99,7 @@ class Stack:
         topology.start_database_side(self, say)
         self._start_postgrest(say)
         self.config.claim_port("processor_port", 8091, in_use_by_us=self.process("processor").pid() is not None)
+        mail.start(self, say)
         self._start_worker(say)
         self._start_gateway(say)
         self._start_processor(say)
@@ -246,6 +247,8 @@ class Stack:
                 entry["ready"] = pid is not None and _http_ok(f"http://127.0.0.1:{config.admin_port}/ready")
             elif process.name == "emulator" and config.emulator_base_port:
                 entry["meters"] = f"127.0.0.1:{config.emulator_base_port}-{config.emulator_base_port + DEMO_METERS - 1}"
+            elif process.name == "mail" and config.mail_port:
+                entry |= mail.status(config)
             elif process.name == "worker" and config.metrics_port:
                 entry["url"] = f"http://127.0.0.1:{config.metrics_port}/metrics"
             elif process.name in monitoring.PROCESSES:
