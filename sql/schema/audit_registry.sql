@@ -35,3 +35,6 @@ CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_e
 -- Logins and credentials.
 CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
 CALL flows.audit('flows.api_keys');
+
+-- Erasures of customers' personal data (who erased whom, when, why).
+CALL flows.audit('gdpr.erasures');
