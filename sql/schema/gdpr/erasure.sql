@@ -187,7 +187,8 @@ BEGIN
         RAISE EXCEPTION 'cannot erase a value with %', p_erase USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_path = '{}' THEN
-        RETURN pg_catalog.format('CASE WHEN %s IS NULL THEN NULL ELSE %s END', p_value, replacement);
+        RETURN CASE WHEN p_erase = 'null' THEN replacement
+                    ELSE pg_catalog.format('CASE WHEN %s IS NULL THEN NULL ELSE %s END', p_value, replacement) END;
     END IF;
     RETURN pg_catalog.format('gdpr.set_path(%s, %L, %s)', p_value, p_path, replacement);
 END
@@ -369,7 +370,7 @@ DECLARE
     changed jsonb := '{}';
     relation text;
     audit_rows bigint;
-    summary jsonb;
+    outcome jsonb;
 BEGIN
     PERFORM gdpr.hold_billing_runs(customer);
     PERFORM FROM billing.customers AS c WHERE c.id = p_customer FOR UPDATE;
@@ -399,7 +400,7 @@ BEGIN
     UPDATE billing.customers AS c SET status = 'archived' WHERE c.id = p_customer AND c.status <> 'archived';
     audit_rows := gdpr.erase_audit_copies(p_customer, pattern, pseudonym);
 
-    summary := pg_catalog.jsonb_build_object(
+    outcome := pg_catalog.jsonb_build_object(
         'customer_id', p_customer, 'pseudonym', pseudonym, 'erased_at', erasure.erased_at,
         'requested_by', erasure.requested_by,
         'reference', (SELECT e.reference FROM gdpr.erasures AS e WHERE e.id = erasure.id),  -- as scrubbed
@@ -407,8 +408,8 @@ BEGIN
         'kept', (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'relation', r.relation, 'rows', r.rows, 'retain_until', r.retain_until) ORDER BY r.relation)
                  FROM gdpr.retention(p_customer) AS r WHERE r.rows > 0));
-    UPDATE gdpr.erasures AS e SET summary = erase_customer.summary WHERE e.id = erasure.id;
-    RETURN summary;
+    UPDATE gdpr.erasures AS e SET summary = outcome WHERE e.id = erasure.id;
+    RETURN outcome;
 END
 $$;
 COMMENT ON FUNCTION gdpr.erase_customer(uuid, text) IS

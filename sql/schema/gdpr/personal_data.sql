@@ -10,9 +10,10 @@
 -- (Limitation Act 1980). Identity and contact data go at erasure; what stays
 -- refers to the pseudonym only.
 
--- The customer: identity and contact data.
+-- The customer: identity and contact data (an open invitation ends with its token).
 CALL gdpr.register('billing.customers', subject => '{row}.id = {customer}',
-    personal => '{"fullname": "pseudonym", "email": "null", "phone": "null", "invite_token": "null"}',
+    personal => '{"fullname": "pseudonym", "email": "null", "phone": "null", "invite_token": "null",'
+                ' "invite_expires_at": "null"}',
     omit => '{invite_token}',
     retain_until => '(SELECT max(i.period_end) FROM billing.invoices AS i WHERE i.customer_id = {row}.id)'
                     ' + interval ''6 years''',

@@ -118,8 +118,8 @@ COMMENT ON PROCEDURE gdpr.not_personal(regclass, text[], text) IS
     'Declares columns named like personal data to hold no person''s data, saying why.';
 
 
--- Columns of tables in any schema whose names say they hold personal data
--- (email, phone, name, address, recipient ...), neither registered nor
+-- Columns of Flows tables (owned by flows_owner, in any schema) whose names
+-- say they hold personal data (email, phone, name, address, recipient ...), neither registered nor
 -- declared not personal; and registry lines naming what does not exist. The
 -- tests require it to be empty.
 CREATE VIEW gdpr.unregistered_personal_columns WITH (security_invoker = true) AS
@@ -129,7 +129,7 @@ FROM pg_catalog.pg_attribute AS a
 JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'm') AND NOT c.relispartition AND a.attnum > 0 AND NOT a.attisdropped
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\_temp%'
+  AND pg_catalog.pg_get_userbyid(c.relowner) = 'flows_owner'
   AND a.attname ~* ('(^|_)(e_?mail|emails|phone|phones|mobile|telephone|fullname|full_name|first_name|last_name|'
                     'surname|forename|given_name|family_name|address|addresses|postcode|post_code|recipient|'
                     'recipients|date_of_birth|birth_date|dob|national_insurance|ni_number|iban|sort_code|'
