@@ -94,6 +94,10 @@ CALLS: dict[str, dict] = {
     "credit_invoice": {"invoice_id": Ref("billing.invoice"), "reason": "meter read wrongly"},
     "statement_document": {"invoice_id": Ref("billing.invoice")},
     "statement_pdf": {"number": Own("billing.invoice_number"), "esco_code": Ref("code")},
+    # personal data: the owner-occupier's export and consent; the erased prospect (erasing again changes nothing)
+    "customer_data_export": {"customer_id": Ref("billing.customer")},
+    "record_consent": {"given": True, "customer_id": Ref("billing.customer")},
+    "erase_customer": {"customer_id": Ref("prospect"), "reference": "DSR-2"},
 }
 
 
@@ -168,7 +172,8 @@ class Matrix:
         with psycopg.connect(superuser_url) as conn:
             self.tables = [r[0] for r in conn.execute(
                 "SELECT format('%I.%I', relnamespace::regnamespace, relname) FROM pg_class"
-                " WHERE relnamespace IN ('flows'::regnamespace, 'billing'::regnamespace) AND relkind IN ('r', 'p')"
+                " WHERE relnamespace IN ('flows'::regnamespace, 'billing'::regnamespace, 'gdpr'::regnamespace)"
+                " AND relkind IN ('r', 'p')"
                 " AND NOT relispartition ORDER BY 1")]
             self.writable = {r[0]: {"INSERT": r[1], "UPDATE": r[2], "DELETE": r[3]} for r in conn.execute(
                 "SELECT c.relname, has_table_privilege(%(role)s, c.oid, 'INSERT'),"

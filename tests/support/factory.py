@@ -37,6 +37,9 @@ class SampleEsco:
     commands: dict[str, str] = field(default_factory=dict)  # "token" (pending), "tariff.0", "tariff.1"
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
+    consent: str = ""  # the owner-occupier's half-hourly consent (gdpr.consents)
+    prospect: str = ""  # a customer invited who never moved in, erased at their request
+    erasure: str = ""  # that erasure (gdpr.erasures)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -68,7 +71,7 @@ class SampleEsco:
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
         return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
-                *self.billing.customer_ids()}
+                *self.billing.customer_ids(), self.consent}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -148,6 +151,13 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
 
     # Customers, tariffs, last month's final statements and a rendered PDF.
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
+
+    # Personal data: the owner-occupier lets us use their half hours (their token sees them); someone invited
+    # who never moved in asked to be forgotten.
+    data.consent = f.record_consent(conn, data.billing.customer)
+    data.prospect = f.add_customer(conn, data.esco, "Pat Prospect", f"pat@{data.code.lower()}.example",
+                                   "+44 7700 900123")
+    data.erasure = f.erase_customer(conn, data.prospect, reference="DSR-1")
     return data
 
 

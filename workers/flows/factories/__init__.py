@@ -24,6 +24,7 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
 
 from flows.factories.access import add_api_key
 from flows.factories.commands import request_sync, send_token, set_future_tariff
+from flows.factories.gdpr import add_customer, erase_customer, record_consent
 from flows.factories.meters import Meter, MeterSpec, add_emulated_meters, add_meter, add_meters, new_serial
 from flows.factories.readings import record_events, record_half_hours, record_states
 from flows.factories.topology import (
@@ -41,8 +42,9 @@ from flows.factories.topology import (
 )
 
 __all__ = [
-    "Esco", "Meter", "MeterSpec", "add_api_key", "add_circuit", "add_emulated_meters", "add_esco", "add_feeder",
-    "add_meter", "add_meters", "add_property", "add_service_head", "add_site", "link_circuit_register",
-    "link_head_meter", "link_property_head", "new_esco_code", "new_serial", "record_events", "record_half_hours",
-    "record_states", "request_sync", "send_token", "set_future_tariff",
+    "Esco", "Meter", "MeterSpec", "add_api_key", "add_circuit", "add_customer", "add_emulated_meters", "add_esco",
+    "add_feeder", "add_meter", "add_meters", "add_property", "add_service_head", "add_site", "erase_customer",
+    "link_circuit_register", "link_head_meter", "link_property_head", "new_esco_code", "new_serial",
+    "record_consent", "record_events", "record_half_hours", "record_states", "request_sync", "send_token",
+    "set_future_tariff",
 ]
