@@ -63,7 +63,7 @@ CREATE TABLE gdpr.personal_columns (
     PRIMARY KEY (relation, column_name, path),
     CONSTRAINT personal_columns_erase_valid
         CHECK (erase IN ('pseudonym', 'null', 'redact', 'scrub', 'delete_row', 'keep')),
-    CONSTRAINT personal_columns_keep_says_why CHECK (erase <> 'keep' OR btrim(note) <> ''),
+    CONSTRAINT personal_columns_keep_says_why CHECK (erase <> 'keep' OR coalesce(btrim(note), '') <> ''),
     CONSTRAINT personal_columns_path_erasable CHECK (path = '{}' OR erase IN ('pseudonym', 'null', 'redact', 'scrub'))
 );
 COMMENT ON TABLE gdpr.personal_columns IS
@@ -466,15 +466,19 @@ RETURN CASE WHEN p_value #> p_path IS NULL OR p_value #> p_path = 'null' THEN p_
             ELSE jsonb_set(p_value, p_path, p_new, false) END;
 
 -- The identities of a customer: the values of their customer row's personal
--- columns, now and in every copy the audit trail kept (a changed email is
--- still someone's email). Strings of fewer than three characters are left out.
+-- text columns (name, email, phone ...), now and in every copy the audit
+-- trail kept (a changed email is still someone's email). Strings of fewer
+-- than three characters are left out.
 CREATE FUNCTION gdpr.identities(p_customer uuid) RETURNS text[]
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
     columns text[] := ARRAY(SELECT p.column_name FROM gdpr.personal_columns AS p
-                            WHERE p.relation = 'billing.customers' AND p.path = '{}' AND p.erase <> 'keep');
+                            JOIN pg_catalog.pg_attribute AS a
+                              ON a.attrelid = 'billing.customers'::regclass AND a.attname = p.column_name
+                            WHERE p.relation = 'billing.customers' AND p.path = '{}' AND p.erase <> 'keep'
+                              AND a.atttypid = 'text'::regtype);
     found text[];
 BEGIN
     EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM billing.customers AS t WHERE t.id = $1',
@@ -701,7 +705,7 @@ DECLARE
     refusals jsonb;
     pattern text;
     pseudonym text := gdpr.pseudonym(p_customer);
-    changed jsonb := '{}';
+    changed jsonb := '{}'::jsonb;
     relation text;
     audit_rows bigint;
     outcome jsonb;
@@ -797,7 +801,7 @@ DECLARE
     customer billing.customers := gdpr.customer_for(p_customer, 'export');
     entry gdpr.personal_data;
     found jsonb;
-    tables jsonb := '{}';
+    tables jsonb := '{}'::jsonb;
 BEGIN
     FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
         EXECUTE pg_catalog.format('SELECT coalesce(jsonb_agg(to_jsonb(t) - $2 ORDER BY to_jsonb(t)::text), ''[]'')'

@@ -44,7 +44,7 @@ DECLARE
     customer billing.customers := gdpr.customer_for(p_customer, 'export');
     entry gdpr.personal_data;
     found jsonb;
-    tables jsonb := '{}';
+    tables jsonb := '{}'::jsonb;
 BEGIN
     FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
         EXECUTE pg_catalog.format('SELECT coalesce(jsonb_agg(to_jsonb(t) - $2 ORDER BY to_jsonb(t)::text), ''[]'')'

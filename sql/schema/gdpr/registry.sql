@@ -49,7 +49,7 @@ CREATE TABLE gdpr.personal_columns (
     PRIMARY KEY (relation, column_name, path),
     CONSTRAINT personal_columns_erase_valid
         CHECK (erase IN ('pseudonym', 'null', 'redact', 'scrub', 'delete_row', 'keep')),
-    CONSTRAINT personal_columns_keep_says_why CHECK (erase <> 'keep' OR btrim(note) <> ''),
+    CONSTRAINT personal_columns_keep_says_why CHECK (erase <> 'keep' OR coalesce(btrim(note), '') <> ''),
     CONSTRAINT personal_columns_path_erasable CHECK (path = '{}' OR erase IN ('pseudonym', 'null', 'redact', 'scrub'))
 );
 COMMENT ON TABLE gdpr.personal_columns IS
