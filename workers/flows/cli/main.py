@@ -8,6 +8,7 @@ from flows.cli.api_keys import api_key
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.gateway import gateway
+from flows.cli.gdpr import gdpr_group
 from flows.cli.statement import statement
 from flows.cli.vend import vend
 from flows.cli.worker import worker
@@ -33,3 +34,4 @@ cli.add_command(worker)
 cli.add_command(api_key)
 cli.add_command(statement)
 cli.add_command(gateway)
+cli.add_command(gdpr_group)
