@@ -146,7 +146,14 @@ CALL gdpr.erasure_check('not_billed',
                           WHERE i.account_id = p.account_id AND i.customer_id = p.customer_id
                             AND i.kind = 'statement' AND i.status = 'final') AS b
       WHERE p.customer_id = {customer} AND a.type IN ('supply', 'ev') AND NOT upper_inf(p.period)
-        AND upper(p.period) > coalesce(b.billed_to, lower(p.period))$$,
+        AND upper(p.period) > coalesce(b.billed_to, lower(p.period))
+      UNION ALL
+      SELECT format('their statement %s of account %s for %s was credited and the month not billed again',
+                    v.number, a.account_number, to_char(v.period_start, 'FMMonth YYYY'))
+      FROM billing.invoices AS v JOIN billing.accounts AS a ON a.id = v.account_id
+      WHERE v.customer_id = {customer} AND v.kind = 'statement' AND v.status = 'void'
+        AND NOT EXISTS (SELECT FROM billing.invoices AS n
+                        WHERE n.corrects = v.id AND n.kind = 'statement' AND n.status = 'final')$$,
     hint => 'bill the months up to the move-out (rpc/create_billing_run, then rpc/finalise_billing_run)');
 -- Money owed, until the ledger knows payments: a prepayment account that
 -- ended in debt on the meter, and any statement of a credit (not prepay) meter.
