@@ -37,6 +37,8 @@ SET LOCAL ROLE flows_owner;
 -- retain_until  when the row may go: an expression on {row} (a date); null: kept with what it describes
 -- retention     the rule in words, shown to the customer (api.data_retention)
 -- omit          columns left out of the export (credentials, binary documents)
+-- history       whether the audit trail's copies of these rows are about the customer (false for a property
+--               or a meter: they outlive their occupants, and their changes are not the customer's data)
 --
 -- A column named like personal data (email, phone, fullname, address, recipient ...) in a table of any
 -- schema must be registered, or declared not a person's with gdpr.not_personal: the view
@@ -48,6 +50,7 @@ CREATE TABLE gdpr.personal_data (
     retention    text   NOT NULL,
     retain_until text,
     omit         text[] NOT NULL DEFAULT '{}',
+    history      boolean NOT NULL DEFAULT true,
     CONSTRAINT personal_data_subject_names_customer CHECK (strpos(subject, '{customer}') > 0),
     CONSTRAINT personal_data_retention_not_blank CHECK (btrim(retention) <> '')
 );
@@ -88,7 +91,7 @@ RETURN replace(replace(p_template, '{row}', p_alias), '{customer}', '$1');
 
 
 CREATE PROCEDURE gdpr.register(relation regclass, subject text, retention text, personal jsonb DEFAULT '{}',
-                               retain_until text DEFAULT NULL, omit text[] DEFAULT '{}')
+                               retain_until text DEFAULT NULL, omit text[] DEFAULT '{}', history boolean DEFAULT true)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -101,8 +104,8 @@ BEGIN
     EXECUTE pg_catalog.format('SELECT %s FROM %s AS t WHERE %s LIMIT 0',
                               coalesce(gdpr.bind(retain_until, 't'), 'NULL'), relation, gdpr.bind(subject, 't'))
         USING NULL::uuid;
-    INSERT INTO gdpr.personal_data (relation, subject, retention, retain_until, omit)
-    VALUES (relation::text, subject, retention, retain_until, omit);
+    INSERT INTO gdpr.personal_data (relation, subject, retention, retain_until, omit, history)
+    VALUES (relation::text, subject, retention, retain_until, omit, history);
     FOR item IN SELECT p.key, p.value FROM pg_catalog.jsonb_each_text(personal) AS p LOOP
         column_name := pg_catalog.split_part(item.key, '.', 1);
         erase := pg_catalog.btrim(pg_catalog.split_part(item.value, ':', 1));
@@ -118,7 +121,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON PROCEDURE gdpr.register(regclass, text, text, jsonb, text, text[]) IS
+COMMENT ON PROCEDURE gdpr.register(regclass, text, text, jsonb, text, text[], boolean) IS
     'Registers a table holding data about customers: which rows, what erasure does to which columns, retention.';
 
 CREATE PROCEDURE gdpr.not_personal(relation regclass, columns text[], why text)
@@ -613,9 +616,9 @@ END
 $$;
 
 -- The audit trail's rows about a customer: copies of their rows of every
--- registered table (by the registry's conditions, on the row before or
--- after the change), and what they did themselves (the actor is one of their
--- identities).
+-- registered table whose history is theirs (by the registry's conditions, on
+-- the row before or after the change), and what they did themselves (the
+-- actor is one of their identities).
 CREATE FUNCTION gdpr.audit_entries(p_customer uuid) RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
 SET search_path = ''
@@ -623,17 +626,20 @@ AS $$
 DECLARE
     entry gdpr.personal_data;
     esco_id uuid := (SELECT c.esco FROM billing.customers AS c WHERE c.id = p_customer);
+    actors text[] := gdpr.identities(p_customer) || p_customer::text;
 BEGIN
-    FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
+    -- one statement per table, the copies read as rows of the table: the condition's subqueries run once
+    FOR entry IN SELECT * FROM gdpr.personal_data AS p WHERE p.history ORDER BY p.relation LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT a.id FROM flows.audit_log AS a WHERE a.relation = %1$L AND a.esco = $2'
-            ' AND (EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%2$s, a.before) AS t WHERE %3$s)'
-            '   OR EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%2$s, a.after) AS t WHERE %3$s))',
+            'SELECT DISTINCT a.id FROM flows.audit_log AS a'
+            ' CROSS JOIN LATERAL (VALUES (a.before), (a.after)) AS i (image)'
+            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%2$s, i.image) AS t'
+            ' WHERE a.relation = %1$L AND a.esco = $2 AND i.image IS NOT NULL AND (%3$s)',
             entry.relation, entry.relation, gdpr.bind(entry.subject, 't'))
             USING p_customer, esco_id;
     END LOOP;
     RETURN QUERY SELECT a.id FROM flows.audit_log AS a
-                 WHERE a.esco = esco_id AND a.actor_sub = ANY (gdpr.identities(p_customer) || p_customer::text);
+                 WHERE a.esco = esco_id AND a.actor_sub = ANY (actors);
 END
 $$;
 COMMENT ON FUNCTION gdpr.audit_entries(uuid) IS
@@ -745,7 +751,8 @@ BEGIN
         'changed', changed, 'audit_entries', audit_rows,
         'kept', (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'relation', r.relation, 'rows', r.rows, 'retain_until', r.retain_until) ORDER BY r.relation)
-                 FROM gdpr.retention(p_customer) AS r WHERE r.rows > 0));
+                 FROM gdpr.kept(p_customer, (SELECT pg_catalog.count(*) FROM gdpr.audit_entries(p_customer))) AS r
+                 WHERE r.rows > 0));
     UPDATE gdpr.erasures AS e SET summary = outcome WHERE e.id = erasure.id;
     RETURN outcome;
 END
@@ -761,31 +768,45 @@ COMMENT ON FUNCTION gdpr.erase_customer(uuid, text) IS
 -- How long the customer's rows of each registered table are kept: how many
 -- there are, the latest retention date among them (null: kept with what they
 -- describe, or until erasure) and the rule in words; and the audit trail's
--- entries about them.
-CREATE FUNCTION gdpr.retention(p_customer uuid)
+-- entries about them (p_audit_entries of them, counted by the caller, who
+-- often has them already).
+CREATE FUNCTION gdpr.kept(p_customer uuid, p_audit_entries bigint)
 RETURNS TABLE (relation text, rows bigint, retain_until date, retention text)
 LANGUAGE plpgsql STABLE
-SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
     entry gdpr.personal_data;
 BEGIN
-    PERFORM gdpr.customer_for(p_customer, 'read');
     FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
         RETURN QUERY EXECUTE pg_catalog.format('SELECT %L::text, count(*), max(%s)::date, %L::text FROM %s AS t WHERE %s',
                                                entry.relation, coalesce(gdpr.bind(entry.retain_until, 't'), 'NULL'),
                                                entry.retention, entry.relation, gdpr.bind(entry.subject, 't'))
             USING p_customer;
     END LOOP;
-    RETURN QUERY SELECT 'flows.audit_log'::text, count(*), NULL::date,
+    RETURN QUERY SELECT 'flows.audit_log'::text, p_audit_entries, NULL::date,
                         'The ESCO''s record of who changed what (configuration and money): kept; the copies of the '
-                        'customer''s rows in it are pseudonymised on erasure.'::text
-                 FROM gdpr.audit_entries(p_customer);
+                        'customer''s rows in it are pseudonymised on erasure.'::text;
+END
+$$;
+COMMENT ON FUNCTION gdpr.kept(uuid, bigint) IS
+    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule.';
+
+-- The same for whoever may see the customer (api.data_retention).
+CREATE FUNCTION gdpr.retention(p_customer uuid)
+RETURNS TABLE (relation text, rows bigint, retain_until date, retention text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM gdpr.customer_for(p_customer, 'read');
+    RETURN QUERY SELECT * FROM gdpr.kept(p_customer, (SELECT pg_catalog.count(*) FROM gdpr.audit_entries(p_customer)));
 END
 $$;
 COMMENT ON FUNCTION gdpr.retention(uuid) IS
-    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule.';
+    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule (who may see '
+    'the customer may ask).';
 
 
 -- The export: one JSON document with the customer's rows of every registered
@@ -799,6 +820,7 @@ SET search_path = ''
 AS $$
 DECLARE
     customer billing.customers := gdpr.customer_for(p_customer, 'export');
+    about bigint[] := ARRAY(SELECT gdpr.audit_entries(p_customer));
     entry gdpr.personal_data;
     found jsonb;
     tables jsonb := '{}'::jsonb;
@@ -829,9 +851,9 @@ BEGIN
                                           ORDER BY a.id), '[]')
                       FROM flows.audit_log AS a
                       LEFT JOIN gdpr.personal_data AS p ON p.relation = a.relation
-                      WHERE a.id IN (SELECT gdpr.audit_entries(customer.id))),
+                      WHERE a.id = ANY (about)),
         'retention', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.relation)
-                      FROM gdpr.retention(customer.id) AS r));
+                      FROM gdpr.kept(customer.id, pg_catalog.cardinality(about)) AS r));
 END
 $$;
 COMMENT ON FUNCTION gdpr.customer_data(uuid) IS
@@ -1029,15 +1051,15 @@ CALL gdpr.register('flows.properties',
     subject => '{row}.id IN (SELECT a.property FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
     personal => '{"address": "keep: the home''s address; it stays with the property and its next occupants"}',
-    retention => 'The property: kept with the community''s network.');
+    history => false, retention => 'The property: kept with the community''s network.');
 CALL gdpr.register('flows.meter_registry',
     subject => '{row}.id IN (SELECT a.meter_id FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
-    retention => 'The meter: kept with the property.');
+    history => false, retention => 'The meter: kept with the property.');
 CALL gdpr.register('flows.meter_registers',
     subject => '{row}.meter_id IN (SELECT a.meter_id FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
-    retention => 'The meter''s registers: kept with the meter.');
+    history => false, retention => 'The meter''s registers: kept with the meter.');
 CALL gdpr.register('flows.register_interval_hh',
     subject => 'EXISTS (SELECT FROM gdpr.supply_registers({customer}) AS s WHERE s.register_id = {row}.register_id'
                ' AND {row}."timestamp" >= lower(s.period) AND (upper_inf(s.period) OR {row}."timestamp" < upper(s.period)))',

@@ -279,9 +279,9 @@ END
 $$;
 
 -- The audit trail's rows about a customer: copies of their rows of every
--- registered table (by the registry's conditions, on the row before or
--- after the change), and what they did themselves (the actor is one of their
--- identities).
+-- registered table whose history is theirs (by the registry's conditions, on
+-- the row before or after the change), and what they did themselves (the
+-- actor is one of their identities).
 CREATE FUNCTION gdpr.audit_entries(p_customer uuid) RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
 SET search_path = ''
@@ -289,17 +289,20 @@ AS $$
 DECLARE
     entry gdpr.personal_data;
     esco_id uuid := (SELECT c.esco FROM billing.customers AS c WHERE c.id = p_customer);
+    actors text[] := gdpr.identities(p_customer) || p_customer::text;
 BEGIN
-    FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
+    -- one statement per table, the copies read as rows of the table: the condition's subqueries run once
+    FOR entry IN SELECT * FROM gdpr.personal_data AS p WHERE p.history ORDER BY p.relation LOOP
         RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT a.id FROM flows.audit_log AS a WHERE a.relation = %1$L AND a.esco = $2'
-            ' AND (EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%2$s, a.before) AS t WHERE %3$s)'
-            '   OR EXISTS (SELECT FROM pg_catalog.jsonb_populate_record(NULL::%2$s, a.after) AS t WHERE %3$s))',
+            'SELECT DISTINCT a.id FROM flows.audit_log AS a'
+            ' CROSS JOIN LATERAL (VALUES (a.before), (a.after)) AS i (image)'
+            ' CROSS JOIN LATERAL pg_catalog.jsonb_populate_record(NULL::%2$s, i.image) AS t'
+            ' WHERE a.relation = %1$L AND a.esco = $2 AND i.image IS NOT NULL AND (%3$s)',
             entry.relation, entry.relation, gdpr.bind(entry.subject, 't'))
             USING p_customer, esco_id;
     END LOOP;
     RETURN QUERY SELECT a.id FROM flows.audit_log AS a
-                 WHERE a.esco = esco_id AND a.actor_sub = ANY (gdpr.identities(p_customer) || p_customer::text);
+                 WHERE a.esco = esco_id AND a.actor_sub = ANY (actors);
 END
 $$;
 COMMENT ON FUNCTION gdpr.audit_entries(uuid) IS
@@ -411,7 +414,8 @@ BEGIN
         'changed', changed, 'audit_entries', audit_rows,
         'kept', (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                             'relation', r.relation, 'rows', r.rows, 'retain_until', r.retain_until) ORDER BY r.relation)
-                 FROM gdpr.retention(p_customer) AS r WHERE r.rows > 0));
+                 FROM gdpr.kept(p_customer, (SELECT pg_catalog.count(*) FROM gdpr.audit_entries(p_customer))) AS r
+                 WHERE r.rows > 0));
     UPDATE gdpr.erasures AS e SET summary = outcome WHERE e.id = erasure.id;
     RETURN outcome;
 END

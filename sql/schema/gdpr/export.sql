@@ -4,31 +4,45 @@
 -- How long the customer's rows of each registered table are kept: how many
 -- there are, the latest retention date among them (null: kept with what they
 -- describe, or until erasure) and the rule in words; and the audit trail's
--- entries about them.
-CREATE FUNCTION gdpr.retention(p_customer uuid)
+-- entries about them (p_audit_entries of them, counted by the caller, who
+-- often has them already).
+CREATE FUNCTION gdpr.kept(p_customer uuid, p_audit_entries bigint)
 RETURNS TABLE (relation text, rows bigint, retain_until date, retention text)
 LANGUAGE plpgsql STABLE
-SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
     entry gdpr.personal_data;
 BEGIN
-    PERFORM gdpr.customer_for(p_customer, 'read');
     FOR entry IN SELECT * FROM gdpr.personal_data AS p ORDER BY p.relation LOOP
         RETURN QUERY EXECUTE pg_catalog.format('SELECT %L::text, count(*), max(%s)::date, %L::text FROM %s AS t WHERE %s',
                                                entry.relation, coalesce(gdpr.bind(entry.retain_until, 't'), 'NULL'),
                                                entry.retention, entry.relation, gdpr.bind(entry.subject, 't'))
             USING p_customer;
     END LOOP;
-    RETURN QUERY SELECT 'flows.audit_log'::text, count(*), NULL::date,
+    RETURN QUERY SELECT 'flows.audit_log'::text, p_audit_entries, NULL::date,
                         'The ESCO''s record of who changed what (configuration and money): kept; the copies of the '
-                        'customer''s rows in it are pseudonymised on erasure.'::text
-                 FROM gdpr.audit_entries(p_customer);
+                        'customer''s rows in it are pseudonymised on erasure.'::text;
+END
+$$;
+COMMENT ON FUNCTION gdpr.kept(uuid, bigint) IS
+    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule.';
+
+-- The same for whoever may see the customer (api.data_retention).
+CREATE FUNCTION gdpr.retention(p_customer uuid)
+RETURNS TABLE (relation text, rows bigint, retain_until date, retention text)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM gdpr.customer_for(p_customer, 'read');
+    RETURN QUERY SELECT * FROM gdpr.kept(p_customer, (SELECT pg_catalog.count(*) FROM gdpr.audit_entries(p_customer)));
 END
 $$;
 COMMENT ON FUNCTION gdpr.retention(uuid) IS
-    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule.';
+    'Per registered table: the customer''s rows, the latest date they are kept until, and the rule (who may see '
+    'the customer may ask).';
 
 
 -- The export: one JSON document with the customer's rows of every registered
@@ -42,6 +56,7 @@ SET search_path = ''
 AS $$
 DECLARE
     customer billing.customers := gdpr.customer_for(p_customer, 'export');
+    about bigint[] := ARRAY(SELECT gdpr.audit_entries(p_customer));
     entry gdpr.personal_data;
     found jsonb;
     tables jsonb := '{}'::jsonb;
@@ -72,9 +87,9 @@ BEGIN
                                           ORDER BY a.id), '[]')
                       FROM flows.audit_log AS a
                       LEFT JOIN gdpr.personal_data AS p ON p.relation = a.relation
-                      WHERE a.id IN (SELECT gdpr.audit_entries(customer.id))),
+                      WHERE a.id = ANY (about)),
         'retention', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r) ORDER BY r.relation)
-                      FROM gdpr.retention(customer.id) AS r));
+                      FROM gdpr.kept(customer.id, pg_catalog.cardinality(about)) AS r));
 END
 $$;
 COMMENT ON FUNCTION gdpr.customer_data(uuid) IS

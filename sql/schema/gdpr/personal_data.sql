@@ -58,15 +58,15 @@ CALL gdpr.register('flows.properties',
     subject => '{row}.id IN (SELECT a.property FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
     personal => '{"address": "keep: the home''s address; it stays with the property and its next occupants"}',
-    retention => 'The property: kept with the community''s network.');
+    history => false, retention => 'The property: kept with the community''s network.');
 CALL gdpr.register('flows.meter_registry',
     subject => '{row}.id IN (SELECT a.meter_id FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
-    retention => 'The meter: kept with the property.');
+    history => false, retention => 'The meter: kept with the property.');
 CALL gdpr.register('flows.meter_registers',
     subject => '{row}.meter_id IN (SELECT a.meter_id FROM billing.accounts AS a JOIN billing.customer_accounts AS ca'
                ' ON ca.account_id = a.id WHERE ca.customer_id = {customer})',
-    retention => 'The meter''s registers: kept with the meter.');
+    history => false, retention => 'The meter''s registers: kept with the meter.');
 CALL gdpr.register('flows.register_interval_hh',
     subject => 'EXISTS (SELECT FROM gdpr.supply_registers({customer}) AS s WHERE s.register_id = {row}.register_id'
                ' AND {row}."timestamp" >= lower(s.period) AND (upper_inf(s.period) OR {row}."timestamp" < upper(s.period)))',

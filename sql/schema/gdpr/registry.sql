@@ -23,6 +23,8 @@
 -- retain_until  when the row may go: an expression on {row} (a date); null: kept with what it describes
 -- retention     the rule in words, shown to the customer (api.data_retention)
 -- omit          columns left out of the export (credentials, binary documents)
+-- history       whether the audit trail's copies of these rows are about the customer (false for a property
+--               or a meter: they outlive their occupants, and their changes are not the customer's data)
 --
 -- A column named like personal data (email, phone, fullname, address, recipient ...) in a table of any
 -- schema must be registered, or declared not a person's with gdpr.not_personal: the view
@@ -34,6 +36,7 @@ CREATE TABLE gdpr.personal_data (
     retention    text   NOT NULL,
     retain_until text,
     omit         text[] NOT NULL DEFAULT '{}',
+    history      boolean NOT NULL DEFAULT true,
     CONSTRAINT personal_data_subject_names_customer CHECK (strpos(subject, '{customer}') > 0),
     CONSTRAINT personal_data_retention_not_blank CHECK (btrim(retention) <> '')
 );
@@ -74,7 +77,7 @@ RETURN replace(replace(p_template, '{row}', p_alias), '{customer}', '$1');
 
 
 CREATE PROCEDURE gdpr.register(relation regclass, subject text, retention text, personal jsonb DEFAULT '{}',
-                               retain_until text DEFAULT NULL, omit text[] DEFAULT '{}')
+                               retain_until text DEFAULT NULL, omit text[] DEFAULT '{}', history boolean DEFAULT true)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -87,8 +90,8 @@ BEGIN
     EXECUTE pg_catalog.format('SELECT %s FROM %s AS t WHERE %s LIMIT 0',
                               coalesce(gdpr.bind(retain_until, 't'), 'NULL'), relation, gdpr.bind(subject, 't'))
         USING NULL::uuid;
-    INSERT INTO gdpr.personal_data (relation, subject, retention, retain_until, omit)
-    VALUES (relation::text, subject, retention, retain_until, omit);
+    INSERT INTO gdpr.personal_data (relation, subject, retention, retain_until, omit, history)
+    VALUES (relation::text, subject, retention, retain_until, omit, history);
     FOR item IN SELECT p.key, p.value FROM pg_catalog.jsonb_each_text(personal) AS p LOOP
         column_name := pg_catalog.split_part(item.key, '.', 1);
         erase := pg_catalog.btrim(pg_catalog.split_part(item.value, ':', 1));
@@ -104,7 +107,7 @@ BEGIN
     END LOOP;
 END
 $$;
-COMMENT ON PROCEDURE gdpr.register(regclass, text, text, jsonb, text, text[]) IS
+COMMENT ON PROCEDURE gdpr.register(regclass, text, text, jsonb, text, text[], boolean) IS
     'Registers a table holding data about customers: which rows, what erasure does to which columns, retention.';
 
 CREATE PROCEDURE gdpr.not_personal(relation regclass, columns text[], why text)

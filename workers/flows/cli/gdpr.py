@@ -92,7 +92,7 @@ def erase(customer_id, reference: str | None, yes: bool, database_url: str | Non
         click.echo(f"{'erased' if yes else 'would erase'} customer {customer_id} as {data['pseudonym']}: "
                    f"{changed or 'no rows'}; {data['audit_entries']} audit entries pseudonymised")
         for kept in data["kept"] or []:
-            until = f"until {kept['retain_until']}" if kept["retain_until"] else "with what they describe"
+            until = f"until {kept['retain_until']}" if kept["retain_until"] else "(no end date)"
             click.echo(f"  kept: {kept['relation']:36} {kept['rows']:>8,} rows {until}")
         if yes:
             click.echo(f"rendered {len(data['rendered_again'])} statement(s) again with the pseudonym")
