@@ -69,6 +69,14 @@ SET ROLE flows_owner;
 \ir rls/claims.sql
 \ir rls/request_checks.sql
 
+-- personal data (GDPR): who may ask, consents, export and erasure (after the claims they read)
+\ir schema/gdpr/registry.sql
+\ir schema/gdpr/access.sql
+\ir schema/gdpr/consents.sql
+\ir schema/gdpr/subjects.sql
+\ir schema/gdpr/erasure.sql
+\ir schema/gdpr/export.sql
+
 -- what is offered
 \ir rpc/health.sql
 \ir rpc/escos.sql
@@ -96,9 +104,11 @@ SET ROLE flows_owner;
 \ir rpc/billing/wallets.sql
 \ir rpc/billing/ledger.sql
 \ir rpc/notifications.sql
+\ir rpc/gdpr.sql
 
--- who changed what (after every table)
+-- who changed what, and where personal data lives (after every table)
 \ir schema/audit_registry.sql
+\ir schema/gdpr/personal_data.sql
 
 -- who may
 \ir rls/privileges.sql

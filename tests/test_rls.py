@@ -32,13 +32,13 @@ CUSTOMER_RELATIONS = {
     "meter_health_history", "meter_clock_drift", "meter_tariff_history", "meter_event_log",
     "meter_event_log_type", "property_interval_hh", "property_interval_daily", "property_interval_monthly",
     "customers", "accounts", "customer_accounts", "contracts", "benchmark_tariffs", "customer_tariffs", "invoices",
-    "invoice_lines", "invoice_documents", "monthly_usage", "monthly_costs",
+    "invoice_lines", "invoice_documents", "monthly_usage", "monthly_costs", "consents", "data_retention",
     "payments", "topups", "wallets",  # their payments, top-ups and the wallet of the home they occupy
     "notification_preferences", "notification_rules",
 }
-# Who changed what, and integrations' keys: admins (every ESCO) and operators
-# (rows whose esco column is theirs) only.
-OPERATOR_RELATIONS = {"audit_log", "api_keys"}
+# Who changed what, integrations' keys and who was erased: admins (every ESCO)
+# and operators (rows whose esco column is theirs) only.
+OPERATOR_RELATIONS = {"audit_log", "api_keys", "erasures"}
 
 # role name -> (database role, which ESCO's claims it carries, how it sees)
 ROLES = {

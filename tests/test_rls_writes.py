@@ -112,6 +112,10 @@ CALLS: dict[str, dict] = {
     # notifications: a dead letter sent again, a pending message cancelled
     "retry_notification": {"id": Ref("notifications.dead")},
     "cancel_notification": {"id": Ref("notifications.low_balance")},
+    # personal data: the owner-occupier's export and consent; the erased prospect (erasing again changes nothing)
+    "customer_data_export": {"customer_id": Ref("billing.customer")},
+    "record_consent": {"given": True, "customer_id": Ref("billing.customer")},
+    "erase_customer": {"customer_id": Ref("prospect"), "reference": "DSR-2"},
 }
 # api functions taking a row id that an operator may not call at all (the platform's, for administrators):
 # how an administrator calls them. The operator is refused every one, on anyone's rows, and nothing changes.
@@ -192,7 +196,8 @@ class Matrix:
         with psycopg.connect(superuser_url) as conn:
             self.tables = [r[0] for r in conn.execute(
                 "SELECT format('%I.%I', relnamespace::regnamespace, relname) FROM pg_class"
-                " WHERE relnamespace IN ('flows'::regnamespace, 'billing'::regnamespace) AND relkind IN ('r', 'p')"
+                " WHERE relnamespace IN ('flows'::regnamespace, 'billing'::regnamespace, 'gdpr'::regnamespace)"
+                " AND relkind IN ('r', 'p')"
                 " AND NOT relispartition ORDER BY 1")]
             self.writable = {r[0]: {"INSERT": r[1], "UPDATE": r[2], "DELETE": r[3]} for r in conn.execute(
                 "SELECT c.relname, has_table_privilege(%(role)s, c.oid, 'INSERT'),"

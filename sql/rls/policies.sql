@@ -182,26 +182,28 @@ CREATE POLICY meter_event_log_visible_meter ON flows.meter_event_log FOR SELECT
 -- New reads waiting for estimation: internal, no policy (only definer functions use it).
 ALTER TABLE flows.reads_to_estimate ENABLE ROW LEVEL SECURITY;
 
--- Readings: visible with the register.
+-- Readings: visible with the register. Customers see the daily and monthly
+-- figures so; half hours and the reads behind them only with their consent
+-- (the GDPR section below).
 ALTER TABLE flows.register_import ENABLE ROW LEVEL SECURITY;
 CREATE POLICY register_import_all ON flows.register_import TO flows_admin, flows_service
     USING (true);
 CREATE POLICY register_import_visible_register ON flows.register_import FOR SELECT
-    TO flows_operator, flows_analyst, flows_customer
+    TO flows_operator, flows_analyst
     USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r));
 
 ALTER TABLE flows.register_export ENABLE ROW LEVEL SECURITY;
 CREATE POLICY register_export_all ON flows.register_export TO flows_admin, flows_service
     USING (true);
 CREATE POLICY register_export_visible_register ON flows.register_export FOR SELECT
-    TO flows_operator, flows_analyst, flows_customer
+    TO flows_operator, flows_analyst
     USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r));
 
 ALTER TABLE flows.register_interval_hh ENABLE ROW LEVEL SECURITY;
 CREATE POLICY register_interval_hh_all ON flows.register_interval_hh TO flows_admin, flows_service
     USING (true);
 CREATE POLICY register_interval_hh_visible_register ON flows.register_interval_hh FOR SELECT
-    TO flows_operator, flows_analyst, flows_customer
+    TO flows_operator, flows_analyst
     USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r));
 
 ALTER TABLE flows.register_interval_daily ENABLE ROW LEVEL SECURITY;
@@ -521,3 +523,42 @@ CREATE POLICY notification_balance_watch_all ON flows.notification_balance_watch
 ALTER TABLE flows.notification_offline_meters ENABLE ROW LEVEL SECURITY;
 CREATE POLICY notification_offline_meters_all ON flows.notification_offline_meters TO flows_admin, flows_service
     USING (true);
+-- == Personal data (GDPR) ===================================================
+
+-- A customer's half hours, and the cumulative reads they are derived from:
+-- their own meters', for the times they occupied the home, while their
+-- half-hourly consent is in force (gdpr.half_hourly_periods, evaluated once
+-- per statement). Daily and monthly figures stay visible without it.
+CREATE POLICY register_interval_hh_customer ON flows.register_interval_hh FOR SELECT TO flows_customer
+    USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r)
+           AND "timestamp" <@ (SELECT gdpr.half_hourly_periods()));
+CREATE POLICY register_import_customer ON flows.register_import FOR SELECT TO flows_customer
+    USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r)
+           AND "timestamp" <@ (SELECT gdpr.half_hourly_periods()));
+CREATE POLICY register_export_customer ON flows.register_export FOR SELECT TO flows_customer
+    USING (register_id IN (SELECT r.register_id FROM flows.meter_registers AS r)
+           AND "timestamp" <@ (SELECT gdpr.half_hourly_periods()));
+
+-- Consents: recorded by the customer themself or an operator of their ESCO
+-- (rpc/record_consent), never changed.
+ALTER TABLE gdpr.consents ENABLE ROW LEVEL SECURITY;
+CREATE POLICY consents_all ON gdpr.consents TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY consents_own_esco ON gdpr.consents TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+CREATE POLICY consents_self ON gdpr.consents TO flows_customer
+    USING (customer_id = (SELECT flows.current_customer_id()) AND esco = (SELECT flows.current_esco_id()));
+
+-- Erasures: admins read every ESCO's, operators their own (written by gdpr.erase_customer only).
+ALTER TABLE gdpr.erasures ENABLE ROW LEVEL SECURITY;
+CREATE POLICY erasures_admin ON gdpr.erasures FOR SELECT TO flows_admin
+    USING (true);
+CREATE POLICY erasures_own_esco ON gdpr.erasures FOR SELECT TO flows_operator
+    USING (esco = (SELECT flows.current_esco_id()));
+
+-- The registry and the erasure checks: no policy, only the SECURITY DEFINER
+-- export, erasure and retention functions (owned by flows_owner) read them.
+ALTER TABLE gdpr.personal_data ENABLE ROW LEVEL SECURITY;
+ALTER TABLE gdpr.personal_columns ENABLE ROW LEVEL SECURITY;
+ALTER TABLE gdpr.not_personal ENABLE ROW LEVEL SECURITY;
+ALTER TABLE gdpr.erasure_checks ENABLE ROW LEVEL SECURITY;

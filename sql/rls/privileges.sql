@@ -598,3 +598,40 @@ GRANT EXECUTE ON FUNCTION
 TO flows_service, flows_admin;
 
 GRANT SELECT ON monitoring.notifications TO flows_monitor;
+-- == Personal data (GDPR) ===================================================
+-- The export, erasure and retention functions are SECURITY DEFINER and check
+-- the caller themselves (schema/gdpr/access.sql); the api functions and
+-- views over them are granted to who may ask.
+
+GRANT USAGE ON SCHEMA gdpr
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- Consents: everyone who sees a customer sees theirs; the customer and the
+-- operators of their ESCO record them (rpc/record_consent); the half-hourly
+-- gate reads them as the customer.
+GRANT SELECT ON gdpr.consents, api.consents
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT INSERT ON gdpr.consents TO flows_admin, flows_operator, flows_customer;
+GRANT EXECUTE ON FUNCTION
+    gdpr.has_consent(uuid, text),
+    gdpr.half_hourly_periods()
+TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT EXECUTE ON FUNCTION api.record_consent(boolean, text, uuid) TO flows_admin, flows_operator, flows_customer;
+GRANT EXECUTE ON FUNCTION flows.requester() TO flows_customer;  -- who recorded a consent
+
+-- The export: admins, workers, operators (their ESCO's customers), the customer themself.
+GRANT EXECUTE ON FUNCTION gdpr.customer_data(uuid), api.customer_data_export(uuid)
+    TO flows_admin, flows_operator, flows_service, flows_customer;
+-- Retention dates: whoever sees the customer.
+GRANT EXECUTE ON FUNCTION gdpr.retention(uuid)
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+GRANT SELECT ON api.data_retention TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+
+-- Erasure: admins and operators (their ESCO's customers); the erasures are read like the audit trail.
+GRANT EXECUTE ON FUNCTION gdpr.erase_customer(uuid, text), api.erase_customer(uuid, text)
+    TO flows_admin, flows_operator;
+GRANT SELECT ON gdpr.erasures, api.erasures TO flows_admin, flows_operator;
+-- The guard of final statements asks whether an erasure is under way (whoever may write statements).
+GRANT EXECUTE ON FUNCTION gdpr.erasing(uuid, uuid) TO flows_admin, flows_operator, flows_service;
+-- The one change the audit trail allows: erasure (run as the owner) pseudonymises row copies and actors.
+GRANT UPDATE (before, after, actor_sub) ON flows.audit_log TO flows_owner;

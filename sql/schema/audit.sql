@@ -8,7 +8,8 @@
 -- the row before and after. When: the transaction's time and id.
 --
 -- Append-only for everyone, the owner included: nobody holds UPDATE, DELETE or
--- TRUNCATE on it, and a trigger refuses them even if someone grants them back.
+-- TRUNCATE on it, and a trigger refuses them even if someone grants them back
+-- (erasure pseudonymises copies of a customer's rows: below).
 -- A table is audited by one line in sql/schema/audit_registry.sql.
 CREATE TABLE flows.audit_log (
     id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -38,11 +39,22 @@ COMMENT ON COLUMN flows.audit_log.request_id IS 'X-Request-Id of the HTTP reques
 CREATE INDEX audit_log_esco_at_idx ON flows.audit_log (esco, at);
 CREATE INDEX audit_log_row_idx ON flows.audit_log (relation, row_key);
 
+-- One deliberate exception: erasing a customer (gdpr.erase_customer)
+-- pseudonymises the row copies and actors of the audit rows of the customer's
+-- ESCO, in the transaction that recorded the erasure in gdpr.erasures (which
+-- is audited itself); nothing else of the row may change. The owner holds
+-- UPDATE on those three columns for that (privileges.sql) and nothing else.
 CREATE FUNCTION flows.refuse_audit_change() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF (to_jsonb(NEW) - '{before,after,actor_sub}'::text[]) = (to_jsonb(OLD) - '{before,after,actor_sub}'::text[])
+           AND gdpr.erasing(OLD.esco) THEN
+            RETURN NEW;
+        END IF;
+    END IF;
     RAISE EXCEPTION 'the audit log is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'audit rows are never changed or removed; record a correction as a new change';

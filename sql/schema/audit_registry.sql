@@ -53,3 +53,5 @@ CALL flows.audit('flows.api_keys');
 -- Who is told what: an ESCO's notification settings, customers' preferences (their consent trail).
 CALL flows.audit('flows.notification_settings');
 CALL flows.audit('flows.notification_preferences');
+-- Erasures of customers' personal data (who erased whom, when, why).
+CALL flows.audit('gdpr.erasures');

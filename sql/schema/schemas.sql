@@ -19,3 +19,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE flows_owner REVOKE EXECUTE ON FUNCTIONS FROM P
 
 CREATE SCHEMA monitoring AUTHORIZATION flows_owner;
 COMMENT ON SCHEMA monitoring IS 'Counts for the Prometheus exporter (flows_monitor): queue, fleet, outcomes.';
+
+CREATE SCHEMA gdpr AUTHORIZATION flows_owner;
+COMMENT ON SCHEMA gdpr IS
+    'Personal data: its registry, consents, erasures, the export and erasure of a customer. Not exposed over HTTP.';

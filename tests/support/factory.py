@@ -41,6 +41,9 @@ class SampleEsco:
     money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
     workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
     notifications: dict[str, str] = field(default_factory=dict)  # "low_balance" (pending), "dead" (a dead letter)
+    consent: str = ""  # the owner-occupier's half-hourly consent (gdpr.consents)
+    prospect: str = ""  # a customer invited who never moved in, erased at their request
+    erasure: str = ""  # that erasure (gdpr.erasures)
 
     def ids(self) -> set[str]:
         """Every id this ESCO's rows carry."""
@@ -72,7 +75,7 @@ class SampleEsco:
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
         return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
-                *self.billing.customer_ids(), *self.money.customer_ids()}
+                *self.billing.customer_ids(), *self.money.customer_ids(), self.consent}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -173,6 +176,13 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
         " 'meter_offline') ORDER BY created_at", (esco.id,))}
     data.notifications["low_balance"] = outbox["low_balance", "email"]
     data.notifications["dead"] = f.dead_letter(conn, outbox["meter_offline", "sms"])
+
+    # Personal data: the owner-occupier lets us use their half hours (their token sees them); someone invited
+    # who never moved in asked to be forgotten.
+    data.consent = f.record_consent(conn, data.billing.customer)
+    data.prospect = f.add_customer(conn, data.esco, "Pat Prospect", f"pat@{data.code.lower()}.example",
+                                   "+44 7700 900123")
+    data.erasure = f.erase_customer(conn, data.prospect, reference="DSR-1")
     return data
 
 

@@ -145,7 +145,9 @@ COMMENT ON TABLE billing.invoice_documents IS 'The PDF of each final statement o
 
 
 -- Final statements never change: the only change allowed is final -> void
--- (by a credit note); their lines and documents are frozen with them.
+-- (by a credit note), and the erasure of the customer's name in what it
+-- prints; their lines are frozen with them (and their documents are deleted
+-- only by that erasure, to be rendered again).
 CREATE FUNCTION billing.guard_final_invoice() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
@@ -157,6 +159,12 @@ BEGIN
     IF TG_OP = 'UPDATE' AND OLD.status = 'final' AND NEW.status = 'void'
        AND (to_jsonb(NEW) - 'status') = (to_jsonb(OLD) - 'status') THEN
         RETURN NEW;
+    END IF;
+    -- erasing the customer (gdpr.erase_customer) pseudonymises what the statement prints
+    IF TG_OP = 'UPDATE' AND (to_jsonb(NEW) - '{details,reason}'::text[]) = (to_jsonb(OLD) - '{details,reason}'::text[]) THEN
+        IF gdpr.erasing(OLD.esco, OLD.customer_id) THEN
+            RETURN NEW;
+        END IF;
     END IF;
     RAISE EXCEPTION '% % is % and cannot be changed', replace(OLD.kind, '_', ' '), OLD.number, OLD.status
         USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -8,6 +8,7 @@ from flows.cli.api_keys import api_key
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.gateway import gateway
+from flows.cli.gdpr import gdpr_group
 from flows.cli.mail import mail
 from flows.cli.statement import statement
 from flows.cli.test_processor import test_processor
@@ -39,3 +40,4 @@ cli.add_command(gateway)
 cli.add_command(test_processor)
 cli.add_command(workers)
 cli.add_command(mail)
+cli.add_command(gdpr_group)

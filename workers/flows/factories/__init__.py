@@ -33,6 +33,7 @@ from flows.factories.customers import (
     onboard_customers,
     set_customer_status,
 )
+from flows.factories.gdpr import add_customer, erase_customer, record_consent
 from flows.factories.history import profile_history, record_profile_history
 from flows.factories.meters import Meter, MeterSpec, add_emulated_meters, add_meter, add_meters, new_serial
 from flows.factories.notifications import (
@@ -88,14 +89,14 @@ from flows.factories.workers import add_worker
 
 __all__ = [
     "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_circuit", "add_contract",
-    "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
+    "add_customer", "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
     "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site", "add_solar_installation",
     "add_solar_rate", "add_worker", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run",
-    "create_gift", "credit_invoice", "dead_letter", "fail_command", "finalise_billing_run", "finish_command",
-    "generate_customer_tariffs", "generate_solar_credits", "link_circuit_register", "link_head_meter",
-    "link_property_head", "move_in", "move_out", "new_esco_code", "new_serial", "onboard_customer",
-    "onboard_customers", "profile_history", "queue_notifications", "record_events", "record_half_hours",
-    "record_payment", "record_profile_history", "record_states", "refund_payment", "request_sync",
+    "create_gift", "credit_invoice", "dead_letter", "erase_customer", "fail_command", "finalise_billing_run",
+    "finish_command", "generate_customer_tariffs", "generate_solar_credits", "link_circuit_register",
+    "link_head_meter", "link_property_head", "move_in", "move_out", "new_esco_code", "new_serial", "onboard_customer",
+    "onboard_customers", "profile_history", "queue_notifications", "record_consent", "record_events",
+    "record_half_hours", "record_payment", "record_profile_history", "record_states", "refund_payment", "request_sync",
     "roll_out_customer_tariffs", "run_money_pass", "schedule_payment", "send_token", "set_customer_discount",
     "set_customer_status", "set_esco_billing", "set_future_tariff", "set_notification_preferences",
     "set_notification_settings", "set_wallet",
