@@ -245,14 +245,15 @@ CALL gdpr.erasure_check('not_billed',
         AND NOT EXISTS (SELECT FROM billing.invoices AS n
                         WHERE n.corrects = v.id AND n.kind = 'statement' AND n.status = 'final')$$,
     hint => 'bill the months up to the move-out (rpc/create_billing_run, then rpc/finalise_billing_run)');
--- Money: what they owe by the ledger (their journals' customer credit: a
--- credit meter's statements less what they paid; a refund larger than what
--- was left), plus statements issued before the ledger existed (not posted),
--- and a prepayment meter left in debt (the meter's own balance on their last
--- statement); and what is held for them, to put on the meter or refund.
+-- Money: on an account billed as a credit meter, what they owe by the ledger
+-- (their journals' customer credit: statements less what they paid), plus
+-- statements issued before the ledger existed (not posted); on a prepayment
+-- meter, a debt left on the meter (its own balance on their last statement:
+-- there the customer credit is only money on its way to the meter). And what
+-- is held for them, to put on the meter or pay back.
 CALL gdpr.erasure_check('money_owed',
-    $$SELECT format('account %s owes £%s (by the ledger: their statements and refunds, less what they paid or were '
-                    'given)', a.account_number, o.owed)
+    $$SELECT format('account %s owes £%s (by the ledger: their statements less what they paid)', a.account_number,
+                    o.owed)
       FROM (SELECT x.account_id, sum(x.amount) AS owed
             FROM (SELECT e.account_id, e.amount FROM billing.journal_entries AS e
                   WHERE e.journal_id IN (SELECT j.journal_id FROM gdpr.customer_journals({customer}) AS j)
@@ -266,6 +267,8 @@ CALL gdpr.erasure_check('money_owed',
             GROUP BY x.account_id) AS o
       JOIN billing.accounts AS a ON a.id = o.account_id
       WHERE o.owed > 0
+        AND EXISTS (SELECT FROM billing.invoices AS c WHERE c.account_id = o.account_id AND c.customer_id = {customer}
+                    AND c.status <> 'draft' AND NOT c.prepay)
       UNION ALL
       SELECT format('statement %s of account %s: £%s owed on the prepayment meter', i.number, a.account_number,
                     -i.closing_balance)
