@@ -298,7 +298,8 @@ def test_erasure_is_refused_while_money_is_owed_and_not_once_it_is_paid(api):
         with api.sql() as conn:
             owed, number = conn.execute(
                 "SELECT i.total, a.account_number FROM billing.invoices i"
-                " JOIN billing.accounts a ON a.id = i.account_id WHERE i.account_id = %s AND i.status = 'final' AND i.kind = 'statement' AND NOT i.prepay",
+                " JOIN billing.accounts a ON a.id = i.account_id"
+                " WHERE i.account_id = %s AND i.status = 'final' AND i.kind = 'statement' AND NOT i.prepay",
                 (spare,)).fetchone()
         assert owed > 0
         refused = operator.post("/rpc/erase_customer", json={"customer_id": larry})
