@@ -49,3 +49,11 @@ CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_e
 -- Logins and credentials.
 CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
 CALL flows.audit('flows.api_keys');
+
+-- Bank statements: the accounts (configuration), each entry's decision (the
+-- status it moves to; entries are inserted unmatched and not audited then)
+-- and the decisions log itself.
+CALL flows.audit('billing.bank_accounts');
+CALL flows.audit('billing.bank_transactions', ignored_columns => '{queue_reason}',
+                 only_rows => '{row}.status <> ''unmatched''');
+CALL flows.audit('billing.bank_decisions');
