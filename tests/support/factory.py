@@ -15,6 +15,7 @@ import psycopg
 
 from flows import factories as f
 from flows.billing.documents import render_invoice
+from tests.support.bank_factory import BankData, build_bank
 from tests.support.billing_factory import BillingData, build_billing
 from tests.support.money_factory import MoneyData, build_money
 
@@ -39,6 +40,7 @@ class SampleEsco:
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
     money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
+    bank: BankData = field(default_factory=BankData)  # bank account, statement, matched and queued entries
     workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
 
     def ids(self) -> set[str]:
@@ -71,7 +73,7 @@ class SampleEsco:
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
         return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
-                *self.billing.customer_ids(), *self.money.customer_ids()}
+                *self.billing.customer_ids(), *self.money.customer_ids(), *self.bank.customer_ids()}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -156,6 +158,8 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.billing = build_billing(conn, data.esco, data.code, data.properties, render=render_invoice)
     # Payments, top-ups, gifts, solar credit and a wallet on those customers.
     data.money = build_money(conn, data.esco, data.code, data.properties, data.billing)
+    # Its bank account and a statement: a transfer and a payout matched, charges dismissed, a gift queued.
+    data.bank = build_bank(conn, data.esco, data.code, data.billing, data.money)
     return data
 
 

@@ -23,6 +23,7 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
 """
 
 from flows.factories.access import add_api_key
+from flows.factories.bank import add_bank_account, import_statement, statement
 from flows.factories.commands import fail_command, finish_command, request_sync, send_token, set_future_tariff
 from flows.factories.customers import (
     Onboarded,
@@ -81,7 +82,8 @@ from flows.factories.topology import (
 from flows.factories.workers import add_worker
 
 __all__ = [
-    "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_circuit", "add_contract",
+    "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_bank_account", "add_circuit",
+    "add_contract", "import_statement", "statement",
     "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
     "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site", "add_solar_installation",
     "add_solar_rate", "add_worker", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run",
