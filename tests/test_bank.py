@@ -94,25 +94,31 @@ def test_fractions_of_a_penny_and_bad_files_are_refused():
         parse.read(camt.replace(b">12.50<", b">12.505<"))
     with pytest.raises(StatementError, match="not well-formed"):
         parse.read(camt[:300], "camt053")
-    with pytest.raises(StatementError, match="no column 'Balance'"):
+    with pytest.raises(StatementError, match=r"no column .*'Balance' \(its header: Date, Amount\)"):
         parse.read(b"Date,Amount\n01/11/2026,1.00\n", "csv", CSV_MAPPING)
 
 
 # ---- against the database ----
 
+def esco_with_homes(conn, homes: int):
+    """An ESCO with ``homes`` homes on prepay meters, each with its customer (accounts 1001...)."""
+    esco = f.add_esco(conn)
+    site = f.add_site(conn, esco.id, "S1", "Site")
+    accounts = []
+    for n in range(homes):
+        home = f.add_property(conn, site, f"P-{n:02}")
+        meter = f.add_meter(conn, esco.id, hardware="B1.w", site=site)
+        head = f.add_service_head(conn, esco.id, f"H-{n:02}", phase=1, fuse_rating=100)
+        f.link_property_head(conn, home, head)
+        f.link_head_meter(conn, head, meter.id)
+        accounts.append(f.onboard_customer(conn, home, f"Customer {n}").account)
+    return esco, accounts
+
+
 @pytest.fixture
 def bank(db):
-    """An ESCO with customers (accounts 1001...), a bank account "main", and its statement fixtures' account."""
-    esco = f.add_esco(db)
-    site = f.add_site(db, esco.id, "S1", "Site")
-    accounts = []
-    for plot in ("P-01", "P-02"):
-        home = f.add_property(db, site, plot)
-        meter = f.add_meter(db, esco.id, hardware="B1.w", site=site)
-        head = f.add_service_head(db, esco.id, f"H-{plot}", phase=1, fuse_rating=100)
-        f.link_property_head(db, home, head)
-        f.link_head_meter(db, head, meter.id)
-        accounts.append(f.onboard_customer(db, home, f"Customer {plot}").account)
+    """Two homes and a bank account "main" (the fixtures' IBAN, their CSV mapping)."""
+    esco, accounts = esco_with_homes(db, 2)
     f.add_bank_account(db, esco.id, "main", sort_code=None, account_number=None, iban="GB82WEST12345698765432",
                        csv_mapping=CSV_MAPPING)
     return esco, accounts
@@ -189,10 +195,7 @@ def test_the_cli(db, db_url, bank):
 
 def test_http_import_through_the_gateway_and_the_queue_through_postgrest(api):
     with api.sql() as conn:
-        esco = f.add_esco(conn)
-        site = f.add_site(conn, esco.id, "S1", "Site")
-        home = f.add_property(conn, site, "P-01")
-        account = f.onboard_customer(conn, home, "Ada").account
+        esco, [account] = esco_with_homes(conn, 1)
         number = conn.execute("SELECT account_number FROM billing.accounts WHERE id = %s", (account,)).fetchone()[0]
         f.add_bank_account(conn, esco.id, "ops", iban="GB82WEST12345698765432", sort_code=None, account_number=None)
     day = date(2026, 11, 2)

@@ -1086,7 +1086,7 @@ $$;
 COMMENT ON FUNCTION api.split_bank_transaction(uuid, jsonb, text) IS
     'Splits a bank credit into parts ([{amount, account_id | payment_id}], adding up to it), each matched.';
 
-CREATE FUNCTION api.dismiss_bank_transaction(transaction_id uuid, reason text)
+CREATE FUNCTION api.dismiss_bank_transaction(transaction_id uuid, reason text DEFAULT NULL)
 RETURNS SETOF api.bank_transactions
 LANGUAGE plpgsql
 SET search_path = ''
