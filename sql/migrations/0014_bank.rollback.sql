@@ -13,9 +13,12 @@ DROP FUNCTION billing.import_bank_statement(billing.bank_accounts, text, text, t
 DROP TABLE billing.bank_matches, billing.bank_decisions, billing.processor_payout_payments, billing.processor_payouts,
            billing.bank_transactions, billing.bank_statements, billing.bank_accounts;
 DROP FUNCTION billing.check_bank_account(), billing.csv_mapping_problem(jsonb), billing.iban_valid(text);
--- (as the migrating superuser: the foreign key's check locks journal_entries, which its owner may not update)
+-- (the foreign key's check locks journal_entries rows as their owner, who may not update them: lent for
+-- the DELETE and taken back)
 RESET ROLE;
+GRANT UPDATE (ledger_account) ON billing.journal_entries TO flows_owner;
 DELETE FROM billing.ledger_accounts WHERE code = 'processor_fees';
+REVOKE UPDATE (ledger_account) ON billing.journal_entries FROM flows_owner;
 SET LOCAL ROLE flows_owner;
 ALTER TABLE billing.journals DROP CONSTRAINT journals_kind_valid;
 ALTER TABLE billing.journals ADD CONSTRAINT journals_kind_valid CHECK (kind IN ('payment_received', 'refund', 'topup_funded', 'topup_credited',
