@@ -1,14 +1,16 @@
 -- Rollback of 0014_bank.
 SET LOCAL ROLE flows_owner;
 DROP FUNCTION api.import_bank_statement(text, jsonb, text), api.rematch_bank_transactions(uuid),
-              api.match_bank_transaction(uuid, uuid, uuid, uuid[], text), api.split_bank_transaction(uuid, jsonb, text),
+              api.match_bank_transaction_to_account(uuid, uuid, text),
+              api.match_bank_transaction_to_payment(uuid, uuid, text),
+              api.match_bank_transaction_to_payout(uuid, uuid[], text), api.split_bank_transaction(uuid, jsonb, text),
               api.dismiss_bank_transaction(uuid, text);
 DROP VIEW api.processor_payouts, api.bank_decisions, api.bank_queue, api.bank_transactions, api.bank_statements,
           api.bank_accounts;
 DROP FUNCTION billing.import_bank_statement(billing.bank_accounts, text, text, text, integer, jsonb),
               billing.describe_bank_entry(bigint, date, numeric, text, text), billing.bank_entry_problem(jsonb),
               billing.match_bank_transactions(uuid), billing.payout_batch(billing.bank_accounts, date, numeric),
-              billing.decide_bank_transaction(uuid, text, jsonb, text, text), billing.bank_account_named(text, text),
+              billing.match_bank_transaction(uuid, jsonb, text), billing.decide_bank_transaction(uuid, text, jsonb, text, text), billing.bank_account_named(text, text),
               billing.account_key(text), billing.bank_reference_keys(text);
 DROP TABLE billing.bank_matches, billing.bank_decisions, billing.processor_payout_payments, billing.processor_payouts,
            billing.bank_transactions, billing.bank_statements, billing.bank_accounts;

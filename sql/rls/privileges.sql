@@ -570,6 +570,7 @@ GRANT EXECUTE ON FUNCTION
     billing.account_key(text),
     billing.bank_account_named(text, text),
     billing.decide_bank_transaction(uuid, text, jsonb, text, text),
+    billing.match_bank_transaction(uuid, jsonb, text),
     billing.payout_batch(billing.bank_accounts, date, numeric),
     billing.match_bank_transactions(uuid),
     billing.bank_entry_problem(jsonb),
@@ -577,7 +578,9 @@ GRANT EXECUTE ON FUNCTION
     billing.import_bank_statement(billing.bank_accounts, text, text, text, integer, jsonb),
     api.import_bank_statement(text, jsonb, text),
     api.rematch_bank_transactions(uuid),
-    api.match_bank_transaction(uuid, uuid, uuid, uuid[], text),
+    api.match_bank_transaction_to_account(uuid, uuid, text),
+    api.match_bank_transaction_to_payment(uuid, uuid, text),
+    api.match_bank_transaction_to_payout(uuid, uuid[], text),
     api.split_bank_transaction(uuid, jsonb, text),
     api.dismiss_bank_transaction(uuid, text)
 TO flows_admin, flows_operator;

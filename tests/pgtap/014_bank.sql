@@ -4,7 +4,7 @@
 -- and the operators' decisions (each entry decided once), refusals naming the
 -- field.
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-0000000014a1', 'TAPBANK', 'Bank');
 INSERT INTO flows.sites (id, esco, code, name) VALUES ('00000000-0000-4000-8000-0000000014a2', '00000000-0000-4000-8000-0000000014a1', 'S', 'Site');
@@ -62,7 +62,14 @@ SELECT is((SELECT (api.import_bank_statement('main', replace(format(:'tmpl', '17
 SELECT is((SELECT array_agg(queue_reason ORDER BY amount) FROM api.bank_queue),
           ARRAY['a payment out (debit): dismiss it with what it was', 'no account number in the reference ''hello'''], 'the queue says why');
 SELECT id AS hello FROM billing.bank_transactions WHERE bank_reference = 'hello' \gset
-SELECT lives_ok(format($$SELECT api.match_bank_transaction(%L, account_id => %L, reason => 'Olive''s daughter')$$, :'hello', :'acct'), 'an operator matches it to an account');
+SELECT id AS tap1 FROM billing.payments WHERE provider_reference = 'pi_tap1' \gset
+SELECT throws_like(format($$SELECT api.match_bank_transaction_to_payment(%L, %L)$$, :'hello', :'tap1'),
+                   'payment_id names a succeeded stripe payment of 30.00 GBP: only a received bank transfer of 5.00 GBP fits',
+                   'matched to a payment that is not its bank transfer: refused naming payment_id');
+SELECT throws_like(format($$SELECT api.match_bank_transaction_to_payout(%L, ARRAY[%L]::uuid[])$$, :'hello', :'tap1'),
+                   'payout_payment_ids: 1 of them are not received processor payments of this ESCO not yet paid out',
+                   'as the payout of a payment already paid out: refused naming payout_payment_ids');
+SELECT lives_ok(format($$SELECT api.match_bank_transaction_to_account(%L, %L, 'Olive''s daughter')$$, :'hello', :'acct'), 'an operator matches it to an account');
 SELECT throws_like(format($$SELECT api.dismiss_bank_transaction(%L, 'not ours')$$, :'hello'), '%already matched: matched by%', 'an entry is decided once');
 
 SELECT * FROM finish();

@@ -4,7 +4,10 @@ ESCO's bank account "main" and a statement of today with Olive's bank transfer
 (the account_reference rule makes it a payment), the processor's payout of
 Olive's card payment (booked the day it was received, so no rule takes it: an
 operator matches it, fees 0.50), bank charges (dismissed by an operator) and a
-gift from someone's mum that names no account (left in the queue)."""
+gift from someone's mum of 8.00 that names no account (left in the queue). And
+what an operator could match that gift to: Olive's account, a bank transfer of
+8.00 recorded by hand, or a card payment of 8.20 not yet paid out (the write
+matrix's controls of match_bank_transaction_to_account, _to_payment, _to_payout)."""
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +15,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from flows import factories as f
+from flows.payments.test_processor import event_object, intent_object
 from tests.support.billing_factory import BillingData
 from tests.support.money_factory import MoneyData
 
@@ -23,9 +27,10 @@ class BankData:
     transactions: dict[str, str] = field(default_factory=dict)  # transfer, payout, charges, queued
     payout: str = ""
     payment: str = ""  # the bank transfer's payment
+    payments: dict[str, str] = field(default_factory=dict)  # Olive's, no entry funds yet: recorded, card
 
     def customer_ids(self) -> set[str]:
-        return {self.payment}
+        return {self.payment, *self.payments.values()}
 
 
 def build_bank(conn: psycopg.Connection, esco: str, code: str, billing: BillingData, money: MoneyData) -> BankData:
@@ -43,10 +48,17 @@ def build_bank(conn: psycopg.Connection, esco: str, code: str, billing: BillingD
             (data.account, amount)).fetchone()[0])
     data.payment = str(conn.execute("SELECT payment_id FROM billing.bank_matches WHERE transaction_id = %s",
                                     (data.transactions["transfer"],)).fetchone()[0])
-    conn.execute("SELECT FROM api.match_bank_transaction(%s, payout_payment_ids => %s, reason => 'card payout')",
+    conn.execute("SELECT FROM api.match_bank_transaction_to_payout(%s, %s, 'card payout')",
                  (data.transactions["payout"], [money.payments["card"]]))
     data.payout = str(conn.execute("SELECT id FROM billing.processor_payouts WHERE bank_transaction_id = %s",
                                    (data.transactions["payout"],)).fetchone()[0])
     conn.execute("SELECT FROM api.dismiss_bank_transaction(%s, 'bank charges for November')",
                  (data.transactions["charges"],))
+    data.payments["recorded"] = f.record_payment(conn, billing.account, "8.00", provider="bank_transfer",
+                                                 reference=f"BT-{code}")
+    intent = intent_object(820, {"account_id": billing.account}, status="succeeded", customer=f"cus_{code}",
+                           payment_method=f"pm_card_visa_{code}", description="payment link")
+    f.apply_processor_event(conn, event_object("payment_intent.succeeded", intent))
+    data.payments["card"] = str(conn.execute("SELECT id FROM billing.payments WHERE provider_reference = %s",
+                                             (intent["id"],)).fetchone()[0])
     return data

@@ -42,8 +42,8 @@ FROM billing.bank_transactions AS t
 JOIN billing.bank_accounts AS b ON b.id = t.bank_account_id
 WHERE t.status = 'unmatched';
 COMMENT ON VIEW api.bank_queue IS
-    'Bank entries no rule matched, with why (queue_reason): work them with match_bank_transaction, '
-    'split_bank_transaction or dismiss_bank_transaction.';
+    'Bank entries no rule matched, with why (queue_reason): work them with match_bank_transaction_to_account, '
+    '_to_payment or _to_payout, split_bank_transaction or dismiss_bank_transaction.';
 
 CREATE VIEW api.bank_decisions WITH (security_invoker = true) AS
 SELECT d.id, d.esco, d.transaction_id, t.bank_account_id, t.booking_date, t.amount, t.bank_reference, t.counterparty,
@@ -142,37 +142,56 @@ COMMENT ON FUNCTION api.rematch_bank_transactions(uuid) IS
     'Runs the matching rules again over a bank account''s unmatched entries (e.g. after adding an account or '
     'once the processor payments a payout pays have arrived): {payouts, bank_transfers, queued}.';
 
-CREATE FUNCTION api.match_bank_transaction(transaction_id uuid, account_id uuid DEFAULT NULL,
-                                           payment_id uuid DEFAULT NULL, payout_payment_ids uuid[] DEFAULT NULL,
-                                           reason text DEFAULT NULL)
+-- Matching one queued entry whole, one function per target (each takes the ids
+-- it needs, all required): to an account, to a bank transfer already recorded,
+-- as the processor's payout of a batch of payments.
+CREATE FUNCTION api.match_bank_transaction_to_account(transaction_id uuid, account_id uuid, reason text DEFAULT NULL)
 RETURNS SETOF api.bank_transactions
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = ''
 AS $$
-DECLARE
-    entry billing.bank_transactions;
-    part jsonb;
-BEGIN
-    IF num_nonnulls(match_bank_transaction.account_id, match_bank_transaction.payment_id,
-                    match_bank_transaction.payout_payment_ids) <> 1 THEN
-        RAISE EXCEPTION 'name exactly one of account_id, payment_id or payout_payment_ids'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT * INTO entry FROM billing.bank_transactions AS t WHERE t.id = match_bank_transaction.transaction_id;
-    part := pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
-        'amount', entry.amount, 'account_id', match_bank_transaction.account_id,
-        'payment_id', match_bank_transaction.payment_id,
-        'payout_payment_ids', pg_catalog.to_jsonb(match_bank_transaction.payout_payment_ids)));
-    PERFORM billing.decide_bank_transaction(match_bank_transaction.transaction_id, 'matched',
-                                            pg_catalog.jsonb_build_array(part), NULL,
-                                            coalesce(NULLIF(pg_catalog.btrim(match_bank_transaction.reason), ''),
-                                                     'matched by an operator'));
-    RETURN QUERY SELECT * FROM api.bank_transactions AS t WHERE t.id = match_bank_transaction.transaction_id;
-END
+    SELECT billing.match_bank_transaction(match_bank_transaction_to_account.transaction_id,
+                                          pg_catalog.jsonb_build_object('account_id',
+                                                                        match_bank_transaction_to_account.account_id),
+                                          match_bank_transaction_to_account.reason);
+    SELECT * FROM api.bank_transactions AS t WHERE t.id = match_bank_transaction_to_account.transaction_id;
 $$;
-COMMENT ON FUNCTION api.match_bank_transaction(uuid, uuid, uuid, uuid[], text) IS
-    'Matches a bank credit from the queue: to an account (a bank_transfer payment: journal, top-up), to a bank '
-    'transfer already recorded (payment_id), or as the processor payout of payout_payment_ids (fees shown).';
+COMMENT ON FUNCTION api.match_bank_transaction_to_account(uuid, uuid, text) IS
+    'Matches a bank credit from the queue to an account: a bank_transfer payment of its amount is made for it '
+    '(journal, top-up, as any payment).';
+
+CREATE FUNCTION api.match_bank_transaction_to_payment(transaction_id uuid, payment_id uuid, reason text DEFAULT NULL)
+RETURNS SETOF api.bank_transactions
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT billing.match_bank_transaction(match_bank_transaction_to_payment.transaction_id,
+                                          pg_catalog.jsonb_build_object('payment_id',
+                                                                        match_bank_transaction_to_payment.payment_id),
+                                          match_bank_transaction_to_payment.reason);
+    SELECT * FROM api.bank_transactions AS t WHERE t.id = match_bank_transaction_to_payment.transaction_id;
+$$;
+COMMENT ON FUNCTION api.match_bank_transaction_to_payment(uuid, uuid, text) IS
+    'Matches a bank credit from the queue to the bank transfer of the same amount an operator already recorded '
+    '(record_payment): linked, no second journal.';
+
+CREATE FUNCTION api.match_bank_transaction_to_payout(transaction_id uuid, payout_payment_ids uuid[],
+                                                     reason text DEFAULT NULL)
+RETURNS SETOF api.bank_transactions
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT billing.match_bank_transaction(match_bank_transaction_to_payout.transaction_id,
+                                          pg_catalog.jsonb_build_object(
+                                              'payout_payment_ids',
+                                              coalesce(pg_catalog.to_jsonb(match_bank_transaction_to_payout.payout_payment_ids),
+                                                       '[]')),
+                                          match_bank_transaction_to_payout.reason);
+    SELECT * FROM api.bank_transactions AS t WHERE t.id = match_bank_transaction_to_payout.transaction_id;
+$$;
+COMMENT ON FUNCTION api.match_bank_transaction_to_payout(uuid, uuid[], text) IS
+    'Matches a bank credit from the queue as the processor''s payout of payout_payment_ids (received processor '
+    'payments not yet paid out, gross at least the credit): the payout, its fees (gross - credit) and journal.';
 
 CREATE FUNCTION api.split_bank_transaction(transaction_id uuid, parts jsonb, reason text DEFAULT NULL)
 RETURNS SETOF api.bank_transactions

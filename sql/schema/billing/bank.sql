@@ -386,6 +386,7 @@ DECLARE
     gross numeric;
     batch integer;
     received timestamptz;
+    field text;  -- how the refusals name a part: parts[n]. in a split, nothing when the entry is matched whole
 BEGIN
     SELECT * INTO entry FROM billing.bank_transactions AS t WHERE t.id = p_transaction FOR UPDATE;
     IF entry.id IS NULL THEN
@@ -410,9 +411,10 @@ BEGIN
     received := flows.uk_day_start(coalesce(entry.value_date, entry.booking_date));
     FOR part IN SELECT value FROM pg_catalog.jsonb_array_elements(coalesce(p_parts, '[]')) LOOP
         n := n + 1;
+        field := CASE WHEN p_action = 'split' THEN pg_catalog.format('parts[%s].', n - 1) ELSE '' END;
         IF pg_catalog.jsonb_typeof(part) <> 'object' OR pg_catalog.jsonb_typeof(part -> 'amount') <> 'number'
            OR (part ->> 'amount')::numeric <= 0 OR (part ->> 'amount')::numeric <> round((part ->> 'amount')::numeric, 2) THEN
-            RAISE EXCEPTION 'parts[%].amount must be a positive amount in whole pence, got %', n - 1,
+            RAISE EXCEPTION '%amount must be a positive amount in whole pence, got %', field,
                 coalesce(part ->> 'amount', 'nothing') USING ERRCODE = 'invalid_parameter_value';
         END IF;
         part_amount := (part ->> 'amount')::numeric;
@@ -420,13 +422,13 @@ BEGIN
         IF part ? 'account_id' THEN
             SELECT * INTO account FROM billing.accounts AS a WHERE a.id = (part ->> 'account_id')::uuid;
             IF account.id IS NULL OR account.esco <> entry.esco THEN
-                RAISE EXCEPTION 'parts[%].account_id names no account (%)', n - 1, part ->> 'account_id'
+                RAISE EXCEPTION '%account_id names no account (%)', field, part ->> 'account_id'
                     USING ERRCODE = 'invalid_parameter_value';
             ELSIF account.status = 'closed' THEN
-                RAISE EXCEPTION 'parts[%].account_id names account %, which is closed', n - 1, account.account_number
+                RAISE EXCEPTION '%account_id names account %, which is closed', field, account.account_number
                     USING ERRCODE = 'invalid_parameter_value', HINT = 'match it to another account, or dismiss it';
             END IF;
-            PERFORM billing.check_amount(pg_catalog.format('parts[%s].amount', n - 1), part_amount, 0.01, 500);
+            PERFORM billing.check_amount(field || 'amount', part_amount, 0.01, 500);
             INSERT INTO billing.payments (esco, account_id, customer_id, amount, status, provider, origin,
                                           provider_reference, description, scheduled_at, received_at, requested_by)
             VALUES (entry.esco, account.id, billing.payer_at(account.id, received), part_amount, 'succeeded',
@@ -442,15 +444,15 @@ BEGIN
         ELSIF part ? 'payment_id' THEN
             SELECT * INTO payment FROM billing.payments AS p WHERE p.id = (part ->> 'payment_id')::uuid;
             IF payment.id IS NULL OR payment.esco <> entry.esco THEN
-                RAISE EXCEPTION 'parts[%].payment_id names no payment (%)', n - 1, part ->> 'payment_id'
+                RAISE EXCEPTION '%payment_id names no payment (%)', field, part ->> 'payment_id'
                     USING ERRCODE = 'invalid_parameter_value';
             ELSIF payment.provider <> 'bank_transfer' OR payment.status NOT IN ('succeeded', 'refunded')
                   OR payment.amount <> part_amount THEN
-                RAISE EXCEPTION 'parts[%].payment_id names a % % payment of % GBP: only a received bank transfer of % GBP fits',
-                    n - 1, payment.status, payment.provider, payment.amount, part_amount
+                RAISE EXCEPTION '%payment_id names a % % payment of % GBP: only a received bank transfer of % GBP fits',
+                    field, payment.status, payment.provider, payment.amount, part_amount
                     USING ERRCODE = 'invalid_parameter_value';
             ELSIF EXISTS (SELECT FROM billing.bank_matches AS m WHERE m.payment_id = payment.id) THEN
-                RAISE EXCEPTION 'parts[%].payment_id names payment % which another bank entry already funds', n - 1,
+                RAISE EXCEPTION '%payment_id names payment % which another bank entry already funds', field,
                     payment.id USING ERRCODE = 'invalid_parameter_value';
             END IF;
             INSERT INTO billing.bank_matches (esco, decision_id, transaction_id, part, amount, payment_id)
@@ -458,7 +460,7 @@ BEGIN
         ELSIF part ? 'payout_payment_ids' THEN
             IF pg_catalog.jsonb_typeof(part -> 'payout_payment_ids') <> 'array'
                OR pg_catalog.jsonb_array_length(part -> 'payout_payment_ids') = 0 THEN
-                RAISE EXCEPTION 'parts[%].payout_payment_ids must list the processor payments the payout pays', n - 1
+                RAISE EXCEPTION '%payout_payment_ids must list the processor payments the payout pays', field
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
             SELECT count(*), sum(p.amount - p.refunded_amount) INTO batch, gross
@@ -468,12 +470,13 @@ BEGIN
               AND NOT EXISTS (SELECT FROM billing.processor_payout_payments AS pp WHERE pp.payment_id = p.id);
             IF batch <> (SELECT count(DISTINCT x) FROM pg_catalog.jsonb_array_elements_text(part -> 'payout_payment_ids') AS x)
             THEN
-                RAISE EXCEPTION 'parts[%].payout_payment_ids: % of them are not received processor payments of this '
-                                'ESCO not yet paid out', n - 1,
+                RAISE EXCEPTION '%payout_payment_ids: % of them are not received processor payments of this '
+                                'ESCO not yet paid out', field,
                     pg_catalog.jsonb_array_length(part -> 'payout_payment_ids') - batch
                     USING ERRCODE = 'invalid_parameter_value';
             ELSIF gross < part_amount THEN
-                RAISE EXCEPTION 'parts[%]: the payments come to % GBP, less than the payout of % GBP', n - 1, gross,
+                RAISE EXCEPTION '%payout_payment_ids: the payments come to % GBP, less than the payout of % GBP', field,
+                    gross,
                     part_amount USING ERRCODE = 'invalid_parameter_value', HINT = 'a payout is the payments less fees';
             END IF;
             journal := billing.post_journal(entry.esco, 'processor_payout',
@@ -495,7 +498,8 @@ BEGIN
             INSERT INTO billing.bank_matches (esco, decision_id, transaction_id, part, amount, payout_id)
             VALUES (entry.esco, decision, entry.id, n, part_amount, payout);
         ELSE
-            RAISE EXCEPTION 'parts[%] must name account_id, payment_id or payout_payment_ids', n - 1
+            RAISE EXCEPTION '% must name account_id, payment_id or payout_payment_ids',
+                coalesce(NULLIF(pg_catalog.rtrim(field, '.'), ''), 'the match')
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
@@ -516,6 +520,19 @@ $$;
 COMMENT ON FUNCTION billing.decide_bank_transaction(uuid, text, jsonb, text, text) IS
     'Decides a bank entry once (matched, split, dismissed): payments, payouts and their journals, the decision, '
     'in the caller''s transaction.';
+
+-- An operator matches a queued entry whole to one target ({account_id},
+-- {payment_id} or {payout_payment_ids}): the api's match_bank_transaction_to_*.
+CREATE FUNCTION billing.match_bank_transaction(p_transaction uuid, p_target jsonb, p_reason text) RETURNS uuid
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT billing.decide_bank_transaction(
+        p_transaction, 'matched',
+        pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'amount', (SELECT t.amount FROM billing.bank_transactions AS t WHERE t.id = p_transaction)) || p_target),
+        NULL, coalesce(NULLIF(pg_catalog.btrim(p_reason), ''), 'matched by an operator'))
+$$;
 
 
 -- The processor payments a payout on p_day of p_amount pays: the oldest not

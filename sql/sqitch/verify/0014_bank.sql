@@ -21,6 +21,8 @@ BEGIN
     ASSERT billing.bank_reference_keys('Ref: ACC-0001 001') @> ARRAY['1001'], 'mangled references are not read';
     ASSERT pg_catalog.has_function_privilege('flows_operator', 'api.import_bank_statement(text, jsonb, text)',
                                              'EXECUTE'), 'operators cannot import bank statements';
+    ASSERT pg_catalog.has_function_privilege('flows_operator', 'api.match_bank_transaction_to_payout(uuid, uuid[], text)',
+                                             'EXECUTE'), 'operators cannot match a bank entry as a processor payout';
     ASSERT NOT pg_catalog.has_table_privilege('flows_customer', 'billing.bank_transactions', 'SELECT'),
         'customers can read bank entries';
     ASSERT (SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = 'billing.bank_transactions'::regclass),
