@@ -121,6 +121,10 @@ def baseline(url: str, account: str, esco: str, statement_id: str, entries: list
                              (transaction, json.dumps([{"amount": float(e.amount), "account_id": str(found[0][0])}]),
                               f"reference names {found[0][1]}"))
                 made += 1
+            else:  # the queue reason, one UPDATE an entry
+                conn.execute("UPDATE billing.bank_transactions SET queue_reason = %s WHERE id = %s",
+                             ("no account number in the reference" if not found else "several accounts or too much",
+                              transaction))
         matched = time.perf_counter()
     return imported - started, matched - imported, made
 

@@ -582,6 +582,8 @@ DECLARE
     batch record;
     payouts integer := 0;
     transfers integer := 0;
+    fitting jsonb;
+    one jsonb;
 BEGIN
     SELECT * INTO account FROM billing.bank_accounts AS b WHERE b.id = p_bank_account;
     FOR entry IN
@@ -612,48 +614,60 @@ BEGIN
         payouts := payouts + 1;
     END LOOP;
 
-    FOR entry IN
-        WITH credits AS (
-            SELECT t.id, t.esco, t.amount,
-                   coalesce(NULLIF(pg_catalog.btrim(t.bank_reference), ''), t.remittance) AS reference
-            FROM billing.bank_transactions AS t
-            WHERE t.bank_account_id = account.id AND t.status = 'unmatched' AND t.amount > 0
-              AND pg_catalog.concat_ws(' ', t.counterparty, t.bank_reference, t.remittance)
-                  NOT ILIKE '%' || account.processor_counterparty || '%'
-        )
+    -- The credits the reference names, read once: those naming exactly one open account (and not over 500
+    -- GBP) collected to be made payments one by one (each is a payment, journal and top-up), every other one
+    -- given its queue reason in the same statement, set-based.
+    WITH credits AS (
+        SELECT t.id, t.esco, t.amount,
+               coalesce(NULLIF(pg_catalog.btrim(t.bank_reference), ''), t.remittance) AS reference
+        FROM billing.bank_transactions AS t
+        WHERE t.bank_account_id = account.id AND t.status = 'unmatched' AND t.amount > 0
+          AND pg_catalog.concat_ws(' ', t.counterparty, t.bank_reference, t.remittance)
+              NOT ILIKE '%' || account.processor_counterparty || '%'
+    ),
+    named AS (
         SELECT c.id, c.amount, c.reference,
                pg_catalog.array_agg(DISTINCT a.id) FILTER (WHERE a.id IS NOT NULL) AS accounts,
                pg_catalog.array_agg(DISTINCT a.account_number) FILTER (WHERE a.id IS NOT NULL) AS numbers,
-               pg_catalog.bool_or(a.status = 'closed') AS closed
+               coalesce(pg_catalog.bool_or(a.status = 'closed'), false) AS closed
         FROM credits AS c
         LEFT JOIN LATERAL pg_catalog.unnest(billing.bank_reference_keys(c.reference)) AS k (key) ON true
         LEFT JOIN billing.accounts AS a ON a.esco = c.esco AND billing.account_key(a.account_number) = k.key
         GROUP BY c.id, c.amount, c.reference
-    LOOP
-        IF pg_catalog.cardinality(entry.accounts) = 1 AND NOT entry.closed AND entry.amount <= 500 THEN
-            PERFORM billing.decide_bank_transaction(entry.id, 'matched',
-                pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('amount', entry.amount,
-                                                                           'account_id', entry.accounts[1])),
-                'account_reference',
-                pg_catalog.format('reference %s names account %s', pg_catalog.quote_literal(entry.reference),
-                                  entry.numbers[1]));
-            transfers := transfers + 1;
-        ELSE
-            UPDATE billing.bank_transactions AS t
-            SET queue_reason = CASE
-                WHEN entry.accounts IS NULL THEN pg_catalog.format('no account number in the reference %s',
-                                                                   coalesce(pg_catalog.quote_literal(entry.reference),
-                                                                            '(none)'))
-                WHEN pg_catalog.cardinality(entry.accounts) > 1
-                    THEN pg_catalog.format('the reference %s names several accounts (%s)',
-                                           pg_catalog.quote_literal(entry.reference),
-                                           pg_catalog.array_to_string(entry.numbers, ', '))
-                WHEN entry.closed THEN pg_catalog.format('account %s is closed', entry.numbers[1])
-                ELSE pg_catalog.format('%s GBP for account %s is over the 500 GBP a payment may be: split it',
-                                       entry.amount, entry.numbers[1])
-            END
-            WHERE t.id = entry.id;
-        END IF;
+    ),
+    fitted AS MATERIALIZED (
+        SELECT n.*, (coalesce(pg_catalog.cardinality(n.accounts), 0) = 1 AND NOT n.closed AND n.amount <= 500) AS fits
+        FROM named AS n
+    ),
+    queued AS (
+        UPDATE billing.bank_transactions AS t
+        SET queue_reason = CASE
+            WHEN n.accounts IS NULL THEN pg_catalog.format('no account number in the reference %s',
+                                                           coalesce(pg_catalog.quote_literal(n.reference), '(none)'))
+            WHEN pg_catalog.cardinality(n.accounts) > 1
+                THEN pg_catalog.format('the reference %s names several accounts (%s)',
+                                       pg_catalog.quote_literal(n.reference), pg_catalog.array_to_string(n.numbers, ', '))
+            WHEN n.closed THEN pg_catalog.format('account %s is closed', n.numbers[1])
+            ELSE pg_catalog.format('%s GBP for account %s is over the 500 GBP a payment may be: split it',
+                                   n.amount, n.numbers[1])
+        END
+        FROM fitted AS n
+        WHERE t.id = n.id AND NOT n.fits
+    )
+    SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+               'id', n.id, 'amount', n.amount, 'account', n.accounts[1], 'number', n.numbers[1],
+               'reference', n.reference) ORDER BY n.id), '[]')
+    INTO fitting
+    FROM fitted AS n
+    WHERE n.fits;
+    FOR one IN SELECT value FROM pg_catalog.jsonb_array_elements(fitting) LOOP
+        PERFORM billing.decide_bank_transaction((one ->> 'id')::uuid, 'matched',
+            pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('amount', (one ->> 'amount')::numeric,
+                                                                       'account_id', one ->> 'account')),
+            'account_reference',
+            pg_catalog.format('reference %s names account %s', pg_catalog.quote_literal(one ->> 'reference'),
+                              one ->> 'number'));
+        transfers := transfers + 1;
     END LOOP;
 
     UPDATE billing.bank_transactions AS t
