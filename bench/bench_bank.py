@@ -22,6 +22,7 @@ import argparse
 import json
 import random
 import re
+import sys
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -32,6 +33,11 @@ from common import database
 from flows import factories as f
 from flows.bank import camt053, render
 from flows.bank.statement import Entry, Statement
+
+# The targets (docs/reconciliation.md, "Measured"): the issue asks for entries/s only; these ratios are ours.
+# Matching is held to 2x only: most of its cost is the payments it makes (journal, top-up, meter command each),
+# the same work on both sides.
+IMPORT_TARGET, MATCHING_TARGET = 10, 2
 
 
 def community(conn, homes: int) -> tuple:
@@ -162,8 +168,10 @@ def main() -> None:
     print(f"  ours matching: {ours_match:,.0f} entries/s ({match_s:.2f} s)")
     print(f"  baseline ({b:,} entries, {base_made} made): import {base_import:,.0f} entries/s, "
           f"matching {base_match:,.0f} entries/s")
-    print(f"  ratio import {ours_import / base_import:.1f}x (target >= 10x), "
-          f"matching {ours_match / base_match:.1f}x (target >= 2x)")
+    print(f"  ratio import {ours_import / base_import:.1f}x (target >= {IMPORT_TARGET}x), "
+          f"matching {ours_match / base_match:.1f}x (target >= {MATCHING_TARGET}x)")
+    if ours_import / base_import < IMPORT_TARGET or ours_match / base_match < MATCHING_TARGET:
+        sys.exit("bench_bank: under target (docs/reconciliation.md, Measured)")
 
 
 if __name__ == "__main__":
