@@ -829,6 +829,10 @@ BEGIN
             where_ USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- (the same table for plpgsql_check, which cannot see one made at run time)
+    PERFORM 'PRAGMA:TABLE: bank_import_entries (n bigint, booking_date date, value_date date, amount numeric(14, 2), '
+            'balance numeric(14, 2), bank_reference text, counterparty text, remittance text, bank_entry_id text, '
+            'occurrence bigint)';
     CREATE TEMPORARY TABLE IF NOT EXISTS bank_import_entries (
         n bigint, booking_date date, value_date date, amount numeric(14, 2), balance numeric(14, 2),
         bank_reference text, counterparty text, remittance text, bank_entry_id text, occurrence bigint
@@ -1001,7 +1005,7 @@ DECLARE
     account billing.bank_accounts := billing.bank_account_named(import_bank_statement.bank_account,
                                                                 import_bank_statement.esco_code);
     file jsonb := import_bank_statement.statement;
-    results jsonb := '[]';
+    results jsonb := '[]'::jsonb;
     one jsonb;
     position integer := 0;
     matching jsonb;

@@ -79,7 +79,7 @@ DECLARE
     account billing.bank_accounts := billing.bank_account_named(import_bank_statement.bank_account,
                                                                 import_bank_statement.esco_code);
     file jsonb := import_bank_statement.statement;
-    results jsonb := '[]';
+    results jsonb := '[]'::jsonb;
     one jsonb;
     position integer := 0;
     matching jsonb;

@@ -807,6 +807,10 @@ BEGIN
             where_ USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
+    -- (the same table for plpgsql_check, which cannot see one made at run time)
+    PERFORM 'PRAGMA:TABLE: bank_import_entries (n bigint, booking_date date, value_date date, amount numeric(14, 2), '
+            'balance numeric(14, 2), bank_reference text, counterparty text, remittance text, bank_entry_id text, '
+            'occurrence bigint)';
     CREATE TEMPORARY TABLE IF NOT EXISTS bank_import_entries (
         n bigint, booking_date date, value_date date, amount numeric(14, 2), balance numeric(14, 2),
         bank_reference text, counterparty text, remittance text, bank_entry_id text, occurrence bigint
