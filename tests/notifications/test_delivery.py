@@ -45,6 +45,9 @@ async def test_a_sample_escos_messages_are_delivered_with_their_attachments(stac
     rows = outbox(stack, sample.esco)
     assert {(rule, channel, recipient, status) for rule, channel, recipient, status, *_ in rows} == {
         ("low_balance", "email", f"olive@{code}.example", "sent"),
+        ("payment_due", "email", f"olive@{code}.example", "sent"),
+        ("payment_failed", "email", f"olive@{code}.example", "sent"),
+        ("topup_applied", "email", f"olive@{code}.example", "sent"),
         ("meter_offline", "email", f"ops@{code}.example", "sent"),
         ("meter_offline", "sms", "+447700900123", "dead"),  # the sample's dead letter
         ("statement_ready", "email", f"larry@{code}.example", "sent"),
