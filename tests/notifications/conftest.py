@@ -14,8 +14,7 @@ from flows.notifications.mail import SmtpTransport
 from flows.notifications.sms import SmsTransport, TwilioGateway
 from flows.notifications.templates import Templates
 from tests.support.mailserver import SmsServer, SmtpServer
-from tests.worker.conftest import fleet_of, running_worker, stack  # noqa: F401 (fixtures shared with the worker tests)
-from tests.worker.conftest import wait_for
+from tests.worker.conftest import fleet_of, running_worker, stack, wait_for  # noqa: F401 (the worker tests' fixtures)
 
 FAST = SenderConfig(batch=16, concurrency=4, lease=timedelta(seconds=10), poll=0.2,
                     retry_backoff=timedelta(milliseconds=200), send_timeout=2.0)

@@ -22,8 +22,8 @@ def uk_tomorrow_at(hour: int) -> datetime:
     return datetime.combine(datetime.now(uk).date() + timedelta(days=1), time(hour), tzinfo=uk)
 
 
-async def test_a_paid_top_up_credited_on_the_meter_is_told_once(stack, fleet_of, running_worker, processor,
-                                                                smtp_server):
+async def test_a_paid_top_up_credited_on_the_meter_is_told_once(stack, fleet_of, running_worker, smtp_server,
+                                                                processor):  # noqa: F811 (the imported fixture)
     esco, code = new_esco(stack)
     fleet = await fleet_of(MeterConfig(serial=serials(1, 531)[0], balance=Decimal("3")))
     with stack.sql() as conn:
