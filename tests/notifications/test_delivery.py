@@ -140,13 +140,16 @@ async def test_smtp_refusals_and_broken_templates_are_dead_letters(stack, runnin
             f.record_states(conn, [{"meter_id": meter, "observed_at": _now(conn), "balance": "1"}])
             f.queue_notifications(conn)
         dead_before = metric("flows_notifications_failed_total", channel="email", outcome="dead")
-        await running_worker(stack.worker_url, jobs=[email_job(stack.worker_url, smtp)])
+        refused = await running_worker(stack.worker_url, jobs=[email_job(stack.worker_url, smtp)])
         (*_, status, attempts, error, _), = await wait_for(
             lambda: [r for r in outbox(stack, esco) if r[3] == "dead"], timeout=20)
         assert (status, attempts) == ("dead", 1) and "550" in error and "mailbox unavailable" in error
         assert metric("flows_notifications_failed_total", channel="email", outcome="dead") == dead_before + 1
     finally:
         smtp.stop()
+    # (its sender stops with it: else it would claim the next message and retry it against a server now gone)
+    refused.stop()
+    await asyncio.wait_for(refused.task, 10)
 
     # A template that is missing: the message is a dead letter naming it, not a blank email.
     esco, code = new_esco(stack)
