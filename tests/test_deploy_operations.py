@@ -130,7 +130,8 @@ def test_alert_rules_cover_what_pages():
     assert {"FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing"} <= set(alerts)
     tested = (DEPLOY / "prometheus" / "alerts_test.yml").read_text()
     for name in ("FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing", "FlowsTopUpsWaiting",
-                 "FlowsPaymentsNotSubmitted", "FlowsProcessorEventsUnmatched",
+                 "FlowsPaymentsNotSubmitted", "FlowsProcessorEventsUnmatched", "FlowsLastMonthNotBilled",
+                 "FlowsStatementsNotRendered",
                  "FlowsNotificationsBacklog", "FlowsNotificationsDeadLetters"):
         assert f"alertname: {name}" in tested, f"{name} has no promtool test"
 

@@ -18,6 +18,7 @@ import pytest
 
 from flows import factories as f
 from flows.billing.documents import render_pending
+from flows.payments.test_processor import event_object, new_id
 from tests.support.api import start_postgrest
 from tests.support.billing_factory import last_month_start
 from tests.support.factory import sample_esco
@@ -48,6 +49,41 @@ def mentions(conn, pattern: str) -> dict[str, int]:
     found = {t: conn.execute(f"SELECT count(*) FROM {t} AS t WHERE t::text ~* %s", (pattern,)).fetchone()[0]
              for t in tables}
     return {t: n for t, n in found.items() if n}
+
+
+def settle_money(conn, customer: str) -> list[dict]:
+    """What an operator settles before erasing a customer who moved out: a payment not yet submitted cancelled,
+    their top-ups still waiting or failed cancelled (a gift's or credit's funding reversed; a payment's money
+    stays their credit), and that credit paid back (cash and bank at once). Returns the events the processor
+    sends when its refunds are paid (the erasure waits for them)."""
+    for (payment,) in conn.execute("SELECT id FROM billing.payments WHERE customer_id = %s AND status = 'pending'",
+                                   (customer,)).fetchall():
+        conn.execute("SELECT api.cancel_payment(%s, 'moved out')", (payment,))
+    for (topup,) in conn.execute("SELECT id FROM billing.topups WHERE customer_id = %s"
+                                 " AND status NOT IN ('completed', 'cancelled')", (customer,)).fetchall():
+        conn.execute("SELECT api.cancel_topup(%s, 'moved out')", (topup,))
+    events = []
+    for payment, left, provider, reference in conn.execute(
+            "SELECT p.id, p.amount - p.refunded_amount, p.provider, p.provider_reference FROM billing.payments p"
+            " WHERE p.customer_id = %s AND p.status = 'succeeded' AND p.amount > p.refunded_amount AND NOT EXISTS"
+            " (SELECT FROM billing.topups t WHERE t.payment_id = p.id AND t.status = 'completed')",
+            (customer,)).fetchall():
+        refund = f.refund_payment(conn, str(payment), "moved out", left)
+        if provider == "stripe":
+            events.append(event_object("refund.updated", {
+                "id": new_id("re"), "object": "refund", "amount": int(left * 100), "currency": "gbp",
+                "payment_intent": reference, "status": "succeeded", "metadata": {"refund_id": refund}}))
+    return events
+
+
+def charge_event(conn, payment: str, kind: str = "charge.succeeded", **billing_details) -> dict:
+    """The processor's charge of a card payment, with what it knows of the payer (Stripe's billing details)."""
+    reference = conn.execute("SELECT provider_reference FROM billing.payments WHERE id = %s", (payment,)).fetchone()[0]
+    return event_object(kind, {
+        "id": new_id("ch"), "object": "charge", "amount": 2000, "currency": "gbp", "payment_intent": reference,
+        "status": "succeeded", "paid": True, "receipt_url": f"https://pay.example/receipts/{reference}",
+        "receipt_email": billing_details.get("email"),
+        "billing_details": {**billing_details, "address": {"line1": "1 Street", "postal_code": "AB1 2CD"}}})
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -81,6 +117,8 @@ def test_a_new_table_with_personal_data_fails_until_its_one_line_is_added(db):
     assert db.execute("SELECT api.customer_data_export(%s) -> 'tables' -> 'billing.tap_outbox' -> 0 ->> 'body'",
                       (olive,)).fetchone()[0] == "Dear Olive Owner, your statement is ready."
     db.execute("SELECT api.move_out(%s, %s)", (a.billing.account, month_start(db)))
+    for event in settle_money(db, olive):
+        assert f.apply_processor_event(db, event) == "applied"
     pseudonym = db.execute("SELECT api.erase_customer(%s) ->> 'pseudonym'", (olive,)).fetchone()[0]
     assert db.execute("SELECT recipient, phone, body FROM billing.tap_outbox WHERE customer_id = %s",
                       (olive,)).fetchone() == ("[erased]", None, f"Dear {pseudonym}, your statement is ready.")
@@ -107,13 +145,14 @@ def test_export_holds_every_registered_table(api, community):
             " JOIN flows.meter_registers r ON r.meter_id = a.meter_id AND r.register_id = h.register_id"
             " WHERE h.timestamp >= (SELECT min(start_time) FROM billing.customer_accounts WHERE customer_id = %s)",
             (a.billing.account, a.billing.customer)).fetchone()[0]
-    assert set(document["tables"]) == relations and len(relations) >= 20
+    assert set(document["tables"]) == relations and len(relations) >= 32
     tables = document["tables"]
     ids = {name: {row.get("id") for row in rows} for name, rows in tables.items()}
     assert ids["billing.customers"] == {a.billing.customer}
     assert "invite_token" not in tables["billing.customers"][0], "the export omits credentials"
     assert ids["billing.customer_accounts"] == set(a.billing.links)
-    assert ids["billing.contracts"] == {a.billing.contract}
+    assert a.billing.contract in ids["billing.contracts"] and len(ids["billing.contracts"]) == 2
+    assert "solar" in {c["type"] for c in tables["billing.contracts"]}, "and her solar contract (money_factory)"
     assert ids["billing.customer_tariffs"] == set(a.billing.tariffs)
     assert ids["billing.invoices"] == {a.billing.invoice}
     assert ids["billing.invoice_lines"] == set(a.billing.lines)
@@ -121,6 +160,23 @@ def test_export_holds_every_registered_table(api, community):
     assert "content" not in tables["billing.invoice_documents"][0], "documents' metadata, not the PDF"
     assert ids["flows.properties"] == {a.properties[0]} and ids["flows.meter_registry"] == {a.meters[0]}
     assert ids["gdpr.consents"] == {a.consent} and document["consents"] == {"half_hourly_data": True}
+    money = a.money
+    assert ids["billing.payments"] == set(money.payments.values())
+    assert ids["billing.refunds"] == {money.refund}
+    assert ids["billing.payment_methods"] == {money.payment_method} and ids["billing.wallets"] == {money.wallet}
+    assert ids["billing.topups"] == set(money.topups.values())
+    assert ids["billing.gifts"] == set(money.gifts.values())
+    assert ids["billing.solar_credits"] == {money.solar["credit.olive"]}
+    assert {e["payment_id"] for e in tables["billing.processor_events"]} == {money.payments["card"]}
+    assert tables["billing.processor_events"][0]["payload"]["data"]["object"]["object"] == "payment_intent"
+    journals = {j["id"]: j for j in tables["billing.journals"]}
+    assert {j["kind"] for j in journals.values()} >= {"payment_received", "refund", "topup_funded",
+                                                      "statement_charge"}
+    assert {e["journal_id"] for e in tables["billing.journal_entries"]} == set(journals)
+    assert a.billing.invoice in {j["invoice_id"] for j in journals.values()}
+    assert a.notifications["low_balance"] in ids["flows.notification_outbox"]
+    assert {m["recipient"] for m in tables["flows.notification_outbox"]} == {f"olive@{a.code.lower()}.example"}
+    assert [p["channels"] for p in tables["flows.notification_preferences"]] == [["email"]]
     assert len(tables["flows.register_interval_hh"]) == half_hours > 0
     assert {r["register_id"] for r in tables["flows.register_interval_hh"]} == set(a.registers[a.meters[0]])
     assert {e["relation"] for e in document["audit_log"]} >= {"billing.customers", "billing.customer_accounts",
@@ -195,9 +251,13 @@ def test_erasure_is_refused_while_supplied_or_a_statement_is_open(api):
         refused = operator.post("/rpc/erase_customer", json={"customer_id": a.billing.customer})
         assert refused.status_code == 409, refused.text
         body = refused.json()
-        assert body["code"] == "PT409" and "cannot be erased yet: they are still the occupier" in body["message"]
-        assert {r["check_name"] for r in json.loads(body["details"])} == {"still_supplied"}
-        assert "rpc/move_out" in body["hint"]
+        assert body["code"] == "PT409" and "they are still the occupier" in body["message"]
+        # and money in flight: a card payment due in three days, top-ups waiting for the meter, money not yet on it
+        assert {r["check_name"] for r in json.loads(body["details"])} == \
+            {"still_supplied", "payment_in_flight", "topup_unfinished", "credit_held"}
+        assert "their stripe payment of £25.00 is pending" in body["message"]
+        assert "their payment top-up of £12.50 to meter" in body["message"]
+        assert "rpc/move_out" in body["hint"] and "rpc/cancel_payment" in body["hint"]
 
         # Tina moves out; her last statement is corrected, and the month billed again: a draft is open
         ok(operator.post("/rpc/move_out", json={"account_id": tina_account, "move_out": start}))
@@ -210,8 +270,57 @@ def test_erasure_is_refused_while_supplied_or_a_statement_is_open(api):
         assert "rpc/finalise_billing_run" in refused.json()["hint"]
 
         ok(operator.post("/rpc/finalise_billing_run", json={"run_id": run[0]["id"]}))
+        refused = operator.post("/rpc/erase_customer", json={"customer_id": tina})
+        assert refused.status_code == 409 and {r["check_name"] for r in json.loads(refused.json()["details"])} == \
+            {"topup_unfinished", "credit_held"}, "her bank transfer's top-up still waits for the meter"
+        assert "£30.00 of theirs is held on account" in refused.json()["message"]
+        with api.sql() as conn:
+            assert settle_money(conn, tina) == [], "a bank transfer is paid back at once"
         erased = ok(operator.post("/rpc/erase_customer", json={"customer_id": tina, "reference": "DSR-42"}))
     assert erased["pseudonym"] == f"Erased customer {tina[:8]}" and erased["reference"] == "DSR-42"
+
+
+def test_erasure_is_refused_while_money_is_owed_and_not_once_it_is_paid(api):
+    """Larry owns an empty home; its meter becomes a credit meter (prepayment off) and last month is billed
+    again: that statement is his to pay. By the ledger he owes it until payments cover it; then money is no
+    reason to refuse (he still owns the home)."""
+    with api.sql() as conn:
+        a = sample_esco(conn)
+        larry, spare = a.billing.others["landlord.customer"], a.billing.others["spare.account"]
+        conn.execute("UPDATE flows.meter_registry SET prepay_enabled = false WHERE id = %s", (a.meters[2],))
+        prepaid = conn.execute("SELECT id FROM billing.invoices WHERE account_id = %s AND status = 'final'",
+                               (spare,)).fetchone()[0]
+    with api.client("operator", a.code) as operator:
+        ok(operator.post("/rpc/credit_invoice", json={"invoice_id": str(prepaid), "reason": "a credit meter"}))
+        run = ok(operator.post("/rpc/create_billing_run", json={"esco_code": a.code,
+                                                                 "period_start": str(last_month_start_of(api))}))
+        ok(operator.post("/rpc/finalise_billing_run", json={"run_id": run[0]["id"]}))
+        with api.sql() as conn:
+            owed, number = conn.execute(
+                "SELECT i.total, a.account_number FROM billing.invoices i"
+                " JOIN billing.accounts a ON a.id = i.account_id"
+                " WHERE i.account_id = %s AND i.status = 'final' AND i.kind = 'statement' AND NOT i.prepay",
+                (spare,)).fetchone()
+        assert owed > 0
+        refused = operator.post("/rpc/erase_customer", json={"customer_id": larry})
+        assert refused.status_code == 409
+        reasons = {r["check_name"]: r["reason"] for r in json.loads(refused.json()["details"])}
+        assert reasons["money_owed"].startswith(f"account {number} owes £{owed} ")
+        assert "rpc/record_payment" in refused.json()["hint"]
+
+        half = (owed / 2).quantize(owed)
+        ok(operator.post("/rpc/record_payment", json={"account_id": spare, "amount": str(half),
+                                                        "provider": "bank_transfer", "reference": f"LL-{a.code}"}))
+        reasons = {r["check_name"]: r["reason"] for r in json.loads(
+            operator.post("/rpc/erase_customer", json={"customer_id": larry}).json()["details"])}
+        assert reasons["money_owed"].startswith(f"account {number} owes £{owed - half} ")
+
+        ok(operator.post("/rpc/record_payment", json={"account_id": spare, "amount": str(owed - half),
+                                                        "provider": "cash", "reference": f"LL2-{a.code}"}))
+        refused = operator.post("/rpc/erase_customer", json={"customer_id": larry})
+    assert refused.status_code == 409
+    assert {r["check_name"] for r in json.loads(refused.json()["details"])} == {"still_supplied"}, \
+        "a credit-meter customer who paid their statements owes nothing"
 
 
 def last_month_start_of(api):
@@ -262,6 +371,17 @@ def test_erasure_waits_for_a_billing_run_that_could_freeze_the_name(api):
 
 # -- erasure: effects ---------------------------------------------------------------------------
 
+def money_figures(conn) -> tuple:
+    """Every money figure and processor reference: erasure changes none of them."""
+    return conn.execute(
+        "SELECT (SELECT (count(*), sum(amount), sum(refunded_amount), string_agg(provider_reference, ','"
+        "                ORDER BY id)) FROM billing.payments),"
+        "       (SELECT (count(*), sum(amount)) FROM billing.refunds),"
+        "       (SELECT (count(*), sum(amount), string_agg(status, ',' ORDER BY id)) FROM billing.topups),"
+        "       (SELECT (count(*), string_agg(memo, ',' ORDER BY id)) FROM billing.journals),"
+        "       (SELECT (count(*), sum(amount), sum(abs(amount))) FROM billing.journal_entries)").fetchone()
+
+
 @pytest.fixture
 def own_api(pg_server, template_db, tmp_path):
     """A database of its own (a scan of every table must find only this ESCO's people) with PostgREST."""
@@ -282,7 +402,16 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
     olive = a.billing.customer
     email = f"olive@{a.code.lower()}.example"
     identities = f"Olive Owner|{email}|7700 900555"
+    with api.sql() as conn:  # what the processor knows of her, on her card payment
+        assert f.apply_processor_event(conn, charge_event(conn, a.money.payments["card"], name="Olive Owner",
+                                                          email=email, phone="+44 7700 900555")) == "applied"
     with api.client("operator", a.code, sub="alice@esco.example") as operator:
+        # her card's label, and a cash payment whose description names her (it becomes its top-up's notes)
+        ok(operator.patch("/payment_methods", params={"id": f"eq.{a.money.payment_method}"},
+                          json={"label": "Olive Owner's Visa"}), 204)
+        ok(operator.post("/rpc/record_payment", json={"account_id": a.billing.account, "amount": "8.00",
+                                                        "reference": f"office-{a.code}",
+                                                        "description": "paid by Olive Owner at the office"}))
         # a new phone number, and a correction whose reason names her: more copies to find
         ok(operator.patch("/customers", params={"id": f"eq.{olive}"}, json={"phone": "+44 7700 900555"}), 204)
         ok(operator.post("/rpc/credit_invoice", json={"invoice_id": a.billing.invoice,
@@ -294,14 +423,23 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
         ok(operator.post("/rpc/finalise_billing_run", json={"run_id": run[0]["id"]}))
         ok(operator.post("/rpc/move_out", json={"account_id": a.billing.account, "move_out": start}))
         with api.sql() as conn:
+            refunds = settle_money(conn, olive)
+        refused = operator.post("/rpc/erase_customer", json={"customer_id": olive})
+        assert refused.status_code == 409 and "a refund of £20.00 of their payment" in refused.json()["message"]
+        assert {r["check_name"] for r in json.loads(refused.json()["details"])} == {"refund_in_flight", "credit_held"}
+        with api.sql() as conn:
+            assert [f.apply_processor_event(conn, event) for event in refunds] == ["applied"]
             render_pending(conn)
             totals = conn.execute("SELECT count(*), sum(net), sum(vat), sum(total), sum(kwh),"
                                   " sum(closing_balance) FROM billing.invoices").fetchone()
             lines = conn.execute("SELECT count(*), sum(amount), sum(quantity) FROM billing.invoice_lines").fetchone()
+            money = money_figures(conn)
             before = mentions(conn, identities)
             documents = conn.execute("SELECT count(*) FROM billing.invoice_documents d JOIN billing.invoices i"
                                      " ON i.id = d.invoice_id WHERE i.customer_id = %s", (olive,)).fetchone()[0]
-        assert {"billing.customers", "billing.invoices", "flows.audit_log"} <= set(before)
+        assert {"billing.customers", "billing.invoices", "flows.audit_log", "billing.payments", "billing.topups",
+                "billing.payment_methods", "billing.processor_events", "flows.notification_outbox"} <= set(before)
+        assert not {"billing.journals", "billing.journal_entries"} & set(before), "the ledger refers to ids only"
 
         erased = ok(operator.post("/rpc/erase_customer", json={"customer_id": olive, "reference": "DSR-9"}))
         again = ok(operator.post("/rpc/erase_customer", json={"customer_id": olive}))
@@ -312,6 +450,10 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
     pseudonym = f"Erased customer {olive[:8]}"
     assert documents == 3, "the statement, its credit note and the statement that replaced it"
     assert erased["pseudonym"] == pseudonym and erased["changed"]["billing.invoice_documents"]["deleted"] == 3
+    assert erased["changed"]["flows.notification_outbox"]["deleted"] >= 1, "her low balance email"
+    assert erased["changed"]["billing.processor_events"]["updated"] == 1, "the charge, which named her"
+    assert "billing.journals" not in erased["changed"] and \
+        {"billing.journals", "billing.payments"} <= {k["relation"] for k in erased["kept"]}
     assert again["already_erased"] is True and again["pseudonym"] == pseudonym
     with api.sql() as conn:
         assert mentions(conn, identities) == {}, "a name, email or phone of hers is still in the database"
@@ -319,6 +461,18 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
                             " FROM billing.invoices").fetchone() == totals
         assert conn.execute("SELECT count(*), sum(amount), sum(quantity) FROM billing.invoice_lines"
                             ).fetchone() == lines
+        assert money_figures(conn) == money, "payments, refunds, top-ups and the ledger unchanged"
+        assert conn.execute("SELECT count(*) FROM flows.notification_outbox WHERE customer_id = %s",
+                            (olive,)).fetchone()[0] == 0, "messages to her go at erasure"
+        card = a.money.payments["card"]
+        assert conn.execute("SELECT payload -> 'data' -> 'object' -> 'billing_details' FROM billing.processor_events"
+                            " WHERE payment_id = %s AND type = 'charge.succeeded'", (card,)).fetchone()[0] is None
+        # the processor speaks of her payment again after the erasure: stored erased as well
+        assert f.apply_processor_event(conn, charge_event(conn, card, "charge.updated", name="Olive Owner",
+                                                          email=email)) == "applied"
+        late = conn.execute("SELECT payload -> 'data' -> 'object' FROM billing.processor_events"
+                            " WHERE payment_id = %s AND type = 'charge.updated'", (card,)).fetchone()[0]
+        assert late["billing_details"] is None and late["receipt_email"] is None and late["amount"] == 2000
         assert conn.execute("SELECT array_agg(DISTINCT reason) FROM billing.invoices WHERE customer_id = %s"
                             " AND reason IS NOT NULL", (olive,)).fetchone()[0] == [f"{pseudonym} reported a misread"]
         assert conn.execute("SELECT count(*) FROM flows.audit_log WHERE relation = 'billing.customers'"
@@ -354,9 +508,10 @@ def test_flows_gdpr_commands(db, db_url, tmp_path):
     assert set(json.loads(out.read_text())["tables"]) == registry(db)
 
     refused = flows("gdpr", "erase", olive, "--yes", "--database-url", db_url)
-    assert refused.returncode == 4 and "cannot be erased yet: they are still the occupier" in refused.stderr
+    assert refused.returncode == 4 and "cannot be erased yet:" in refused.stderr
+    assert "they are still the occupier" in refused.stderr
     as_json = json.loads(flows("gdpr", "erase", olive, "--json", "--database-url", db_url).stdout)
-    assert as_json["erased"] is False and as_json["refusals"][0]["check_name"] == "still_supplied"
+    assert as_json["erased"] is False and "still_supplied" in {r["check_name"] for r in as_json["refusals"]}
 
     newcomer = f.add_customer(db, a.esco, "Nina Newcomer", "nina@example.com")
     dry = flows("gdpr", "erase", newcomer, "--database-url", db_url)

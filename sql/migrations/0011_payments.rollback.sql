@@ -2,7 +2,7 @@
 SET LOCAL ROLE flows_owner;
 DELETE FROM flows.realtime_relations WHERE relation IN ('payments', 'topups', 'wallets');
 DROP TRIGGER meter_commands_topups ON flows.meter_commands;
-DROP VIEW monitoring.money_in, monitoring.processor_events;
+DROP VIEW monitoring.money_in, monitoring.processor_events, monitoring.billing;
 DROP TRIGGER invoices_post_charges ON billing.invoices;
 DROP FUNCTION api.record_payment(uuid, numeric, text, text, timestamptz, text),
               api.schedule_payment(uuid, numeric, timestamptz, text, uuid), api.cancel_payment(uuid, text),

@@ -1999,6 +1999,28 @@ FROM (VALUES ('applied'), ('stale'), ('ignored'), ('unmatched'), ('conflict')) A
 LEFT JOIN billing.processor_events AS x ON x.outcome = o.outcome AND x.received_at > now() - interval '1 day'
 GROUP BY o.outcome;
 
+-- Billing per ESCO that bills (has accounts): whether last UK month has its
+-- final run yet, and the UK day of the month (statements are due in the first
+-- days); draft runs waiting to be finalised and the oldest's age; statements
+-- issued in the last day; final statements whose PDF is not rendered yet.
+CREATE VIEW monitoring.billing AS
+SELECT e.code AS esco,
+       (NOT EXISTS (SELECT FROM billing.billing_runs AS r
+                    WHERE r.esco = e.id AND r.status = 'final'
+                      AND r.period_start = (date_trunc('month', flows.uk_day(now())) - interval '1 month')::date))::int
+           AS last_month_unbilled,
+       extract(day FROM flows.uk_day(now()))::int AS day_of_month,
+       (SELECT count(*) FROM billing.billing_runs AS r WHERE r.esco = e.id AND r.status = 'draft') AS drafts_open,
+       coalesce((SELECT extract(epoch FROM now() - min(r.created_at)) FROM billing.billing_runs AS r
+                 WHERE r.esco = e.id AND r.status = 'draft'), 0) AS oldest_draft_seconds,
+       (SELECT count(*) FROM billing.invoices AS i
+        WHERE i.esco = e.id AND i.status <> 'draft' AND i.issued_at > now() - interval '1 day') AS issued_last_day,
+       (SELECT count(*) FROM billing.invoices AS i
+        WHERE i.esco = e.id AND i.status = 'final'
+          AND NOT EXISTS (SELECT FROM billing.invoice_documents AS d WHERE d.invoice_id = i.id)) AS unrendered
+FROM flows.escos AS e
+WHERE EXISTS (SELECT FROM billing.accounts AS a WHERE a.esco = e.id);
+
 -- ---- schema/billing/billing_run.sql: a statement counts the completed top-ups of its period ----
 CREATE OR REPLACE FUNCTION billing.compute_statements(p_run uuid, p_accounts uuid[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql
@@ -2910,7 +2932,7 @@ GRANT INSERT, UPDATE ON billing.processor_events TO flows_admin, flows_service;
 GRANT INSERT ON billing.journals, billing.journal_entries TO flows_admin, flows_operator, flows_service;
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.journals, billing.journal_entries FROM flows_owner;
 -- The exporter's counts of money in (sql/schema/monitoring.sql).
-GRANT SELECT ON monitoring.money_in, monitoring.processor_events TO flows_monitor;
+GRANT SELECT ON monitoring.money_in, monitoring.processor_events, monitoring.billing TO flows_monitor;
 -- (PostgreSQL checks a foreign key by locking the row it points at, FOR KEY SHARE, as the owner of its
 -- table, which needs an UPDATE privilege: entries and reversals point at journals, so the owner keeps it
 -- on journals.id alone; the append-only trigger refuses any UPDATE all the same.)

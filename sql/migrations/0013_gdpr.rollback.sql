@@ -42,5 +42,6 @@ BEGIN
               HINT = 'audit rows are never changed or removed; record a correction as a new change';
 END
 $$;
+DROP TRIGGER processor_events_erased_payer ON billing.processor_events;
 DROP TABLE gdpr.erasures;  -- with its audit triggers
 DROP SCHEMA gdpr CASCADE;  -- the registry, consents and their functions: nothing outside gdpr depends on them now

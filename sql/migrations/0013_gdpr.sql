@@ -32,7 +32,8 @@ SET LOCAL ROLE flows_owner;
 --                 redact      replaced by "[erased]" (free text that is not worth keeping)
 --                 scrub       the customer's names, emails and phones (now and in the audit trail's past
 --                             copies) replaced by the pseudonym inside free text: descriptions, reasons
---                 delete_row  the row is deleted (a copy that can be made again from pseudonymised data)
+--                 delete_row  the row is deleted (a copy that can be made again from pseudonymised data, or a
+--                             message that is nothing without its address)
 --                 keep: why   left as it is, saying why (e.g. a property's address belongs to the home)
 -- retain_until  when the row may go: an expression on {row} (a date); null: kept with what it describes
 -- retention     the rule in words, shown to the customer (api.data_retention)
@@ -333,6 +334,24 @@ AS $$
     WHERE p.customer_id = p_customer AND a.meter_id IS NOT NULL
 $$;
 COMMENT ON FUNCTION gdpr.supply_meters(uuid) IS 'Meters a customer paid for, with the periods they paid.';
+
+-- The customer's journals in the ledger: those of their payments, refunds,
+-- top-ups and statements (a reversal carries the ids of the journal it
+-- reverses). The ledger is kept per account, and an account outlives its
+-- occupants: these, not the account's, are the customer's money.
+CREATE FUNCTION gdpr.customer_journals(p_customer uuid) RETURNS TABLE (journal_id uuid)
+LANGUAGE sql STABLE
+AS $$
+    SELECT j.id
+    FROM billing.journals AS j
+    WHERE j.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = p_customer)
+       OR j.refund_id IN (SELECT r.id FROM billing.refunds AS r JOIN billing.payments AS p ON p.id = r.payment_id
+                          WHERE p.customer_id = p_customer)
+       OR j.topup_id IN (SELECT t.id FROM billing.topups AS t WHERE t.customer_id = p_customer)
+       OR j.invoice_id IN (SELECT i.id FROM billing.invoices AS i WHERE i.customer_id = p_customer)
+$$;
+COMMENT ON FUNCTION gdpr.customer_journals(uuid) IS
+    'Ledger journals about a customer: of their payments, refunds, top-ups and statements (and their reversals).';
 
 -- ---- schema/gdpr/erasure.sql ----
 -- Erasure: a customer's identity and contact data pseudonymised everywhere
@@ -761,6 +780,41 @@ COMMENT ON FUNCTION gdpr.erase_customer(uuid, text) IS
     'Erases a customer: identity and contact data pseudonymised everywhere (audit copies too), financial records '
     'kept; refused (PT409) while a check of gdpr.erasure_checks stands in the way. Erasing again changes nothing.';
 
+-- The processor may speak of an erased customer's payment later (a refund at
+-- its dashboard, a dispute, a receipt updated): such an event is stored
+-- erased, as the erasure left the others (the registry's entries for
+-- billing.processor_events: the payer's details emptied). It is recognised
+-- when it is matched to its payment (apply_processor_event_v1 records the
+-- event, then names its payment). SECURITY DEFINER: the gateway's role does
+-- not read erasures.
+CREATE FUNCTION gdpr.erase_late_processor_event() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    pseudonym text;
+BEGIN
+    SELECT e.pseudonym INTO pseudonym
+    FROM gdpr.erasures AS e
+    JOIN billing.payments AS p ON p.customer_id = e.customer_id
+    WHERE p.id = NEW.payment_id
+       OR p.id = (SELECT r.payment_id FROM billing.refunds AS r WHERE r.id = NEW.refund_id);
+    IF pseudonym IS NOT NULL THEN
+        NEW := pg_catalog.jsonb_populate_record(NEW, gdpr.erased_image('billing.processor_events',
+                                                                       pg_catalog.to_jsonb(NEW), NULL, pseudonym));
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION gdpr.erase_late_processor_event() IS
+    'Stores a processor event about an erased customer''s payment or refund erased (the payer''s details emptied).';
+
+CREATE TRIGGER processor_events_erased_payer BEFORE INSERT OR UPDATE OF payment_id, refund_id
+    ON billing.processor_events
+    FOR EACH ROW WHEN (NEW.payment_id IS NOT NULL OR NEW.refund_id IS NOT NULL)
+    EXECUTE FUNCTION gdpr.erase_late_processor_event();
+
 -- ---- schema/gdpr/export.sql ----
 -- Everything held about a customer (the right of access), and how long each
 -- part is kept, from the registry (sql/schema/gdpr/registry.sql).
@@ -1001,7 +1055,8 @@ CALL flows.audit('gdpr.erasures');
 -- Retention: HMRC wants VAT records (statements, their lines, payments) for 6
 -- years; a claim under a contract can be brought for 6 years after it ends
 -- (Limitation Act 1980). Identity and contact data go at erasure; what stays
--- refers to the pseudonym only.
+-- refers to the pseudonym only. Messages sent to a customer are kept a year
+-- (enough to answer "did you tell me?"), and go at erasure.
 
 -- The customer: identity and contact data (an open invitation ends with its token).
 CALL gdpr.register('billing.customers', subject => '{row}.id = {customer}',
@@ -1092,12 +1147,98 @@ CALL gdpr.register('flows.meter_prepay_balance',
                ' AND {row}."timestamp" >= lower(s.period) AND (upper_inf(s.period) OR {row}."timestamp" < upper(s.period)))',
     retain_until => '{row}."timestamp"::date + interval ''6 years''',
     retention => 'Credit on the meter: 6 years (the statements'' opening and closing balances).');
--- Top-ups pushed to their meter (until top-ups have a table of their own).
+-- The pushes to their meter: every round of their top-ups (billing.topups
+-- below) and tokens an operator sent by hand, with the meter's answers. The
+-- tokens stay: they are the meter's credit codes, not the customer's identity,
+-- and prove what the meter took.
 CALL gdpr.register('flows.meter_commands',
     subject => '{row}.kind = ''send_token'' AND EXISTS (SELECT FROM gdpr.supply_meters({customer}) AS s'
                ' WHERE s.meter_id = {row}.meter_id AND s.period @> {row}.created_at)',
     retain_until => '{row}.created_at::date + interval ''6 years''',
-    retention => 'Top-ups sent to the meter: 6 years (HMRC: the money they record).');
+    retention => 'Tokens sent to your meter and its answers: 6 years (HMRC: the money they record).');
+
+-- Money in: payments, refunds, what the processor told us about them, saved
+-- ways to pay, top-ups, gifts, solar credit and the wallet. Money records: 6
+-- years (HMRC), the figures and the processor's references unchanged (a
+-- refund or a reconciliation needs them); free text that may name the
+-- customer is scrubbed, and who asked (requested_by: a customer's own token
+-- names them) too.
+CALL gdpr.register('billing.payments', subject => '{row}.customer_id = {customer}',
+    personal => '{"description": "scrub", "failure_reason": "scrub", "requested_by": "scrub",'
+                ' "receipt_url": "null: the processor''s receipt page shows the payer''s email and card",'
+                ' "provider_reference": "keep: the processor''s or bank''s reference: refunds and reconciliation need it"}',
+    retain_until => 'coalesce({row}.received_at, {row}.created_at)::date + interval ''6 years''',
+    retention => 'Payments: 6 years after they were made (HMRC: VAT records).');
+CALL gdpr.register('billing.refunds',
+    subject => '{row}.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = {customer})',
+    personal => '{"reason": "scrub", "failure_reason": "scrub", "requested_by": "scrub"}',
+    retain_until => '{row}.created_at::date + interval ''6 years''',
+    retention => 'Refunds: 6 years after they were made (HMRC).');
+-- The processor's events carry what it knows of the payer (a charge's billing
+-- details, the receipt email): emptied, and any other mention scrubbed. An
+-- event arriving after the erasure is stored erased (gdpr.erase_late_processor_event).
+CALL gdpr.register('billing.processor_events',
+    subject => '{row}.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = {customer})'
+               ' OR {row}.refund_id IN (SELECT r.id FROM billing.refunds AS r JOIN billing.payments AS p'
+               ' ON p.id = r.payment_id WHERE p.customer_id = {customer})',
+    personal => '{"payload": "scrub", "detail": "scrub",'
+                ' "payload.data.object.billing_details": "null", "payload.data.object.receipt_email": "null",'
+                ' "payload.data.object.shipping": "null", "payload.data.object.customer_details": "null",'
+                ' "payload.data.object.receipt_url": "null"}',
+    retain_until => '{row}.received_at::date + interval ''6 years''',
+    retention => 'What the payment processor told us about your payments: 6 years (it proves what was paid); '
+                 'the names, emails and addresses in it go at erasure.');
+CALL gdpr.register('billing.payment_methods', subject => '{row}.customer_id = {customer}',
+    personal => '{"label": "scrub",'
+                ' "processor_customer": "keep: the processor''s id for the payer, needed to ask it to erase them too"}',
+    retain_until => 'coalesce((SELECT max(p.created_at) FROM billing.payments AS p WHERE p.payment_method_id = {row}.id),'
+                    ' {row}.created_at)::date + interval ''6 years''',
+    retention => 'Your saved card or mandate (the processor''s references, never the card): 6 years after its last '
+                 'payment.');
+CALL gdpr.register('billing.topups', subject => '{row}.customer_id = {customer}',
+    personal => '{"notes": "scrub", "reference": "scrub", "requested_by": "scrub"}',
+    retain_until => '{row}.created_at::date + interval ''6 years''',
+    retention => 'Top-ups of your meter: 6 years (HMRC: the money they record).');
+CALL gdpr.register('billing.gifts',
+    subject => '{row}.id IN (SELECT t.gift_id FROM billing.topups AS t WHERE t.customer_id = {customer})'
+               ' OR EXISTS (SELECT FROM billing.payer_periods AS p WHERE p.customer_id = {customer}'
+               ' AND p.account_id = {row}.account_id AND p.period @> {row}.scheduled_at)',
+    personal => '{"reason": "scrub", "cancel_reason": "scrub", "requested_by": "scrub"}',
+    retain_until => 'coalesce({row}.given_at, {row}.created_at)::date + interval ''6 years''',
+    retention => 'Credit given to you: 6 years (HMRC).');
+CALL gdpr.register('billing.solar_credits', subject => '{row}.customer_id = {customer}',
+    retain_until => '{row}.month + interval ''6 years''',
+    retention => 'Solar credit earned: 6 years (HMRC).');
+CALL gdpr.register('billing.wallets',
+    subject => '{row}.account_id IN (SELECT ca.account_id FROM billing.customer_accounts AS ca'
+               ' WHERE ca.customer_id = {customer})',
+    history => false, retention => 'The account''s wallet (top-up settings): kept with the account.');
+-- The ledger: append-only, never changed, erasure included. Its journals
+-- refer to payments, top-ups and statements by id (erased there), so nothing
+-- in it names the customer; a memo repeats a payment's reference or an
+-- operator's reason for a gift or an adjustment.
+CALL gdpr.register('billing.journals',
+    subject => '{row}.id IN (SELECT j.journal_id FROM gdpr.customer_journals({customer}) AS j)',
+    personal => '{"memo": "keep: the books are append-only (HMRC: 6 years); a memo repeats a reference or an '
+                'operator''s reason: write no names in them"}',
+    retain_until => '{row}.posted_at::date + interval ''6 years''',
+    retention => 'Your money in the ESCO''s books: 6 years (HMRC: accounting records).');
+CALL gdpr.register('billing.journal_entries',
+    subject => '{row}.journal_id IN (SELECT j.journal_id FROM gdpr.customer_journals({customer}) AS j)',
+    retain_until => '(SELECT j.posted_at FROM billing.journals AS j WHERE j.id = {row}.journal_id)::date'
+                    ' + interval ''6 years''',
+    retention => 'The lines of those journals: 6 years (HMRC).');
+
+-- Notifications: their choices, and the messages sent to them (the outbox:
+-- address, and parameters naming them). A message is kept a year, then goes;
+-- at erasure it goes at once (its recipient is an address or nothing: there
+-- is no pseudonym for it, and a message is not worth keeping without it).
+CALL gdpr.register('flows.notification_preferences', subject => '{row}.customer_id = {customer}',
+    retention => 'Your notification choices: as long as your customer record.');
+CALL gdpr.register('flows.notification_outbox', subject => '{row}.customer_id = {customer}',
+    personal => '{"recipient": "delete_row"}',
+    retain_until => '{row}.created_at::date + interval ''1 year''',
+    retention => 'Messages sent to you (email, text): a year; deleted at erasure.');
 
 -- Consent and erasure records: the proof of what was agreed and done.
 CALL gdpr.register('gdpr.consents', subject => '{row}.customer_id = {customer}',
@@ -1111,6 +1252,9 @@ CALL gdpr.register('gdpr.erasures', subject => '{row}.customer_id = {customer}',
 CALL gdpr.not_personal('billing.esco_billing', '{address,email,phone}',
     'the ESCO''s own contact details, printed on statements');
 CALL gdpr.not_personal('flows.meter_registry', '{ip_address}', 'the meter''s modem address on the network');
+CALL gdpr.not_personal('flows.notification_settings', '{operator_emails,operator_phones}',
+    'the ESCO''s own staff contacts for operator alerts, not a customer''s: the ESCO keeps them in its settings '
+    'and removes a person''s when they leave');
 
 
 -- What must be settled before a customer is erased.
@@ -1148,21 +1292,73 @@ CALL gdpr.erasure_check('not_billed',
         AND NOT EXISTS (SELECT FROM billing.invoices AS n
                         WHERE n.corrects = v.id AND n.kind = 'statement' AND n.status = 'final')$$,
     hint => 'bill the months up to the move-out (rpc/create_billing_run, then rpc/finalise_billing_run)');
--- Money owed, until the ledger knows payments: a prepayment account that
--- ended in debt on the meter, and any statement of a credit (not prepay) meter.
+-- Money: on an account billed as a credit meter, what they owe by the ledger
+-- (their journals' customer credit: statements less what they paid), plus
+-- statements issued before the ledger existed (not posted); on a prepayment
+-- meter, a debt left on the meter (its own balance on their last statement:
+-- there the customer credit is only money on its way to the meter). And what
+-- is held for them, to put on the meter or pay back.
 CALL gdpr.erasure_check('money_owed',
-    $$SELECT format('statement %s of account %s: £%s owed', i.number, a.account_number,
-                    CASE WHEN i.prepay THEN -i.closing_balance ELSE i.total END)
+    $$SELECT format('account %s owes £%s (by the ledger: their statements less what they paid)', a.account_number,
+                    o.owed)
+      FROM (SELECT x.account_id, sum(x.amount) AS owed
+            FROM (SELECT e.account_id, e.amount FROM billing.journal_entries AS e
+                  WHERE e.journal_id IN (SELECT j.journal_id FROM gdpr.customer_journals({customer}) AS j)
+                    AND e.ledger_account = 'customer_credit'
+                  UNION ALL
+                  SELECT i.account_id, i.total FROM billing.invoices AS i
+                  WHERE i.customer_id = {customer} AND i.status IN ('final', 'void') AND NOT i.prepay
+                    AND i.total <> 0
+                    AND NOT EXISTS (SELECT FROM billing.journals AS j
+                                    WHERE j.invoice_id = i.id AND j.kind = 'statement_charge')) AS x
+            GROUP BY x.account_id) AS o
+      JOIN billing.accounts AS a ON a.id = o.account_id
+      WHERE o.owed > 0
+        AND EXISTS (SELECT FROM billing.invoices AS c WHERE c.account_id = o.account_id AND c.customer_id = {customer}
+                    AND c.status <> 'draft' AND NOT c.prepay)
+      UNION ALL
+      SELECT format('statement %s of account %s: £%s owed on the prepayment meter', i.number, a.account_number,
+                    -i.closing_balance)
       FROM billing.invoices AS i JOIN billing.accounts AS a ON a.id = i.account_id
-      WHERE i.customer_id = {customer} AND i.kind = 'statement' AND i.status = 'final'
-        AND CASE WHEN i.prepay
-                 THEN i.closing_balance < 0 AND i.period_to = (SELECT max(l.period_to) FROM billing.invoices AS l
-                                                               WHERE l.account_id = i.account_id
-                                                                 AND l.customer_id = i.customer_id
-                                                                 AND l.status = 'final')
-                 ELSE i.total > 0 END$$,
-    hint => 'settle what is owed first (a prepayment debt on the meter, or the bill of a credit meter: Flows '
-            'records no payments yet, so a credit customer''s statements count as owed)');
+      WHERE i.customer_id = {customer} AND i.kind = 'statement' AND i.status = 'final' AND i.prepay
+        AND i.closing_balance < 0
+        AND i.period_to = (SELECT max(l.period_to) FROM billing.invoices AS l
+                           WHERE l.account_id = i.account_id AND l.customer_id = i.customer_id AND l.status = 'final')$$,
+    hint => 'settle what is owed first: record their payment (rpc/record_payment), or the processor''s');
+CALL gdpr.erasure_check('credit_held',
+    $$SELECT format('£%s of theirs is held on account %s (received or given, not on the meter nor refunded)',
+                    -sum(e.amount), a.account_number)
+      FROM billing.journal_entries AS e JOIN billing.accounts AS a ON a.id = e.account_id
+      WHERE e.journal_id IN (SELECT j.journal_id FROM gdpr.customer_journals({customer}) AS j)
+        AND e.ledger_account = 'customer_credit'
+      GROUP BY a.account_number
+      HAVING sum(e.amount) < 0$$,
+    hint => 'put it on their meter (their top-up), or pay it back (rpc/refund_payment)');
+-- Money in flight: an erasure never races a payment, a refund or a top-up
+-- (the processor's next event, the meter's answer would find the row changed
+-- under them, and the money unsettled).
+CALL gdpr.erasure_check('payment_in_flight',
+    $$SELECT format('their %s payment of £%s is %s (since %s)', p.provider, p.amount, p.status,
+                    to_char(coalesce(p.submitted_at, p.created_at) AT TIME ZONE 'Europe/London', 'YYYY-MM-DD HH24:MI'))
+      FROM billing.payments AS p
+      WHERE p.customer_id = {customer} AND p.status IN ('pending', 'created', 'processing')$$,
+    hint => 'wait until the processor settles it (succeeded or failed), or cancel it before it is submitted '
+            '(rpc/cancel_payment)');
+CALL gdpr.erasure_check('refund_in_flight',
+    $$SELECT format('a refund of £%s of their payment %s is %s', r.amount, r.payment_id, r.status)
+      FROM billing.refunds AS r JOIN billing.payments AS p ON p.id = r.payment_id
+      WHERE p.customer_id = {customer} AND r.status IN ('pending', 'submitted')$$,
+    hint => 'wait until the processor pays it back (the payments job)');
+CALL gdpr.erasure_check('topup_unfinished',
+    $$SELECT format('their %s top-up of £%s to meter %s %s%s', replace(t.source, '_', ' '), t.amount, m.serial,
+                    CASE t.status WHEN 'wait_token_fetch' THEN 'is waiting for its token'
+                                  WHEN 'wait_token_push' THEN 'is waiting to reach the meter'
+                                  ELSE 'failed' END,
+                    coalesce(' (' || coalesce(t.waiting_reason, t.last_error) || ')', ''))
+      FROM billing.topups AS t JOIN flows.meter_registry AS m ON m.id = t.meter_id
+      WHERE t.customer_id = {customer} AND t.status NOT IN ('completed', 'cancelled')$$,
+    hint => 'let the worker put it on the meter, retry it (rpc/retry_topup) or cancel it (rpc/cancel_topup: a '
+            'payment''s money then stays their credit, to pay back)');
 
 -- ---- rls/privileges.sql ----
 -- == Personal data (GDPR) ===================================================

@@ -449,7 +449,7 @@ GRANT INSERT, UPDATE ON billing.processor_events TO flows_admin, flows_service;
 GRANT INSERT ON billing.journals, billing.journal_entries TO flows_admin, flows_operator, flows_service;
 REVOKE UPDATE, DELETE, TRUNCATE ON billing.journals, billing.journal_entries FROM flows_owner;
 -- The exporter's counts of money in (sql/schema/monitoring.sql).
-GRANT SELECT ON monitoring.money_in, monitoring.processor_events TO flows_monitor;
+GRANT SELECT ON monitoring.money_in, monitoring.processor_events, monitoring.billing TO flows_monitor;
 -- (PostgreSQL checks a foreign key by locking the row it points at, FOR KEY SHARE, as the owner of its
 -- table, which needs an UPDATE privilege: entries and reversals point at journals, so the owner keeps it
 -- on journals.id alone; the append-only trigger refuses any UPDATE all the same.)

@@ -3,7 +3,7 @@
 -- guards of frozen rows, who may ask; and the security rules of the gdpr schema.
 -- Claims come from flows.sql_login_claims for this login (as for any SQL login).
 BEGIN;
-SELECT plan(72);
+SELECT plan(79);
 
 -- The gdpr schema keeps the rules the other schemas keep -----------------------------
 SELECT is_empty($$
@@ -29,7 +29,7 @@ SELECT is_empty($$
 $$, 'no gdpr function is executable by PUBLIC');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
            WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prosecdef),
-          ARRAY['customer_data', 'erase_customer', 'erasing', 'retention'],
+          ARRAY['customer_data', 'erase_customer', 'erase_late_processor_event', 'erasing', 'retention'],
           'the SECURITY DEFINER functions of gdpr are the reviewed ones');
 SELECT is_empty($$
     SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
@@ -41,8 +41,12 @@ SELECT is_empty($$
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang,
          LATERAL plpgsql_check_function_tb(p.oid) c
     WHERE p.pronamespace = 'gdpr'::regnamespace AND l.lanname = 'plpgsql' AND p.prokind = 'f'
-      AND c.level IN ('error', 'warning')
-$$, 'plpgsql_check finds nothing in gdpr');
+      AND p.prorettype <> 'trigger'::regtype AND c.level IN ('error', 'warning')
+    UNION ALL
+    SELECT 'gdpr.erase_late_processor_event()'::regprocedure, c.message
+    FROM plpgsql_check_function_tb('gdpr.erase_late_processor_event()', 'billing.processor_events') c
+    WHERE c.level IN ('error', 'warning')
+$$, 'plpgsql_check finds nothing in gdpr (its trigger function checked on its table)');
 SELECT is_empty($$
     SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v'
       AND NOT coalesce('security_invoker=true' = ANY (c.reloptions), false)
@@ -181,10 +185,45 @@ SELECT throws_like(format($$ SELECT api.erase_customer('%s') $$, :'olive_id'),
 SELECT api.finalise_billing_run(:'run');
 SELECT throws_ok(format($$ SELECT api.erase_customer('%s') $$, :'tina_id'), 'PT409', NULL,
                  'not while money is owed: refused with 409');
+SELECT total AS tina_total FROM billing.invoices WHERE customer_id = :'tina_id' AND status = 'final' \gset
 SELECT throws_like(format($$ SELECT api.erase_customer('%s') $$, :'tina_id'),
-                   '%statement % of account %: £% owed%', 'saying what is owed (a credit meter''s statement)');
+                   format('%%account %% owes £%s (by the ledger: their statements less what they paid)%%', :'tina_total'),
+                   'saying what is owed by the ledger (a credit meter''s statement)');
 SELECT is((SELECT array_agg(check_name ORDER BY check_name) FROM gdpr.erasure_refusals(:'olive_id')), NULL,
           'Olive (prepay, moved out, billed, in credit) can be erased');
+-- Tina pays her statement: the money is hers (she paid the account then), on a credit meter it stays the
+-- account's credit, and the ledger says she owes nothing.
+SELECT id AS tina_cash FROM api.record_payment(:'acct2', :'tina_total'::numeric - 1, 'cash', 'TAP-1',
+                                               '2026-03-10T12:00:00Z') \gset
+SELECT is((SELECT reason FROM gdpr.erasure_refusals(:'tina_id')),
+          format('account %s owes £1.00 (by the ledger: their statements less what they paid)',
+                 (SELECT account_number FROM billing.accounts WHERE id = :'acct2')), 'what is left');
+SELECT api.record_payment(:'acct2', 1, 'bank_transfer', 'TAP-2', '2026-03-11T12:00:00Z');
+SELECT is((SELECT array_agg(check_name) FROM gdpr.erasure_refusals(:'tina_id')), NULL,
+          'a credit-meter customer who paid their statements can be erased');
+SELECT api.record_payment(:'acct2', 5, 'cash', 'TAP-3', '2026-03-12T12:00:00Z') \gset
+SELECT is((SELECT array_agg(check_name || ': ' || reason) FROM gdpr.erasure_refusals(:'tina_id')),
+          ARRAY[format('credit_held: £5.00 of theirs is held on account %s (received or given, not on the meter nor '
+                       'refunded)', (SELECT account_number FROM billing.accounts WHERE id = :'acct2'))],
+          'one who paid too much is paid back first');
+SELECT api.refund_payment(id, 'paid twice') FROM billing.payments WHERE provider_reference = 'TAP-3';
+SELECT is((SELECT r.status FROM billing.refunds r JOIN billing.payments p ON p.id = r.payment_id
+           WHERE p.provider_reference = 'TAP-3'), 'succeeded', 'cash is paid back at once');
+-- A card payment on its way holds the erasure until the processor settles it.
+INSERT INTO billing.payments (esco, account_id, customer_id, amount, status, provider, origin, provider_reference,
+                              submitted_at, requested_by)
+VALUES ('00000000-0000-4000-8000-0000000000d1', :'acct2', :'tina_id', 12, 'processing', 'stripe', 'processor',
+        'pi_tap_1', now(), 'tap');
+SELECT is((SELECT array_agg(check_name || ': ' || split_part(reason, ' (since', 1)) FROM gdpr.erasure_refusals(:'tina_id')),
+          ARRAY['payment_in_flight: their stripe payment of £12.00 is processing'], 'a payment in flight holds it');
+SELECT is((SELECT outcome FROM billing.apply_processor_event_v1('stripe', jsonb_build_object(
+              'id', 'evt_tap_1', 'type', 'payment_intent.payment_failed', 'created', 1773000000,
+              'data', jsonb_build_object('object', jsonb_build_object(
+                  'id', 'pi_tap_1', 'object', 'payment_intent', 'amount', 1200, 'currency', 'gbp',
+                  'status', 'requires_payment_method', 'last_payment_error', jsonb_build_object('message', 'declined')))))),
+          'applied', 'the processor says it failed');
+SELECT is((SELECT array_agg(check_name) FROM gdpr.erasure_refusals(:'tina_id')), NULL, 'and nothing holds it now');
+
 
 -- Erasure --------------------------------------------------------------------------------
 SELECT id AS olive_invoice, net, vat, total, md5((details - 'customer')::text) AS facts FROM billing.invoices

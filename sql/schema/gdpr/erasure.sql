@@ -423,3 +423,38 @@ $$;
 COMMENT ON FUNCTION gdpr.erase_customer(uuid, text) IS
     'Erases a customer: identity and contact data pseudonymised everywhere (audit copies too), financial records '
     'kept; refused (PT409) while a check of gdpr.erasure_checks stands in the way. Erasing again changes nothing.';
+
+-- The processor may speak of an erased customer's payment later (a refund at
+-- its dashboard, a dispute, a receipt updated): such an event is stored
+-- erased, as the erasure left the others (the registry's entries for
+-- billing.processor_events: the payer's details emptied). It is recognised
+-- when it is matched to its payment (apply_processor_event_v1 records the
+-- event, then names its payment). SECURITY DEFINER: the gateway's role does
+-- not read erasures.
+CREATE FUNCTION gdpr.erase_late_processor_event() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    pseudonym text;
+BEGIN
+    SELECT e.pseudonym INTO pseudonym
+    FROM gdpr.erasures AS e
+    JOIN billing.payments AS p ON p.customer_id = e.customer_id
+    WHERE p.id = NEW.payment_id
+       OR p.id = (SELECT r.payment_id FROM billing.refunds AS r WHERE r.id = NEW.refund_id);
+    IF pseudonym IS NOT NULL THEN
+        NEW := pg_catalog.jsonb_populate_record(NEW, gdpr.erased_image('billing.processor_events',
+                                                                       pg_catalog.to_jsonb(NEW), NULL, pseudonym));
+    END IF;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION gdpr.erase_late_processor_event() IS
+    'Stores a processor event about an erased customer''s payment or refund erased (the payer''s details emptied).';
+
+CREATE TRIGGER processor_events_erased_payer BEFORE INSERT OR UPDATE OF payment_id, refund_id
+    ON billing.processor_events
+    FOR EACH ROW WHEN (NEW.payment_id IS NOT NULL OR NEW.refund_id IS NOT NULL)
+    EXECUTE FUNCTION gdpr.erase_late_processor_event();

@@ -18,7 +18,8 @@
 --                 redact      replaced by "[erased]" (free text that is not worth keeping)
 --                 scrub       the customer's names, emails and phones (now and in the audit trail's past
 --                             copies) replaced by the pseudonym inside free text: descriptions, reasons
---                 delete_row  the row is deleted (a copy that can be made again from pseudonymised data)
+--                 delete_row  the row is deleted (a copy that can be made again from pseudonymised data, or a
+--                             message that is nothing without its address)
 --                 keep: why   left as it is, saying why (e.g. a property's address belongs to the home)
 -- retain_until  when the row may go: an expression on {row} (a date); null: kept with what it describes
 -- retention     the rule in words, shown to the customer (api.data_retention)

@@ -28,3 +28,21 @@ AS $$
     WHERE p.customer_id = p_customer AND a.meter_id IS NOT NULL
 $$;
 COMMENT ON FUNCTION gdpr.supply_meters(uuid) IS 'Meters a customer paid for, with the periods they paid.';
+
+-- The customer's journals in the ledger: those of their payments, refunds,
+-- top-ups and statements (a reversal carries the ids of the journal it
+-- reverses). The ledger is kept per account, and an account outlives its
+-- occupants: these, not the account's, are the customer's money.
+CREATE FUNCTION gdpr.customer_journals(p_customer uuid) RETURNS TABLE (journal_id uuid)
+LANGUAGE sql STABLE
+AS $$
+    SELECT j.id
+    FROM billing.journals AS j
+    WHERE j.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = p_customer)
+       OR j.refund_id IN (SELECT r.id FROM billing.refunds AS r JOIN billing.payments AS p ON p.id = r.payment_id
+                          WHERE p.customer_id = p_customer)
+       OR j.topup_id IN (SELECT t.id FROM billing.topups AS t WHERE t.customer_id = p_customer)
+       OR j.invoice_id IN (SELECT i.id FROM billing.invoices AS i WHERE i.customer_id = p_customer)
+$$;
+COMMENT ON FUNCTION gdpr.customer_journals(uuid) IS
+    'Ledger journals about a customer: of their payments, refunds, top-ups and statements (and their reversals).';

@@ -13,6 +13,13 @@ BEGIN
     ASSERT (SELECT count(*) FROM gdpr.personal_data WHERE relation IN ('billing.customers', 'billing.invoices')) = 2,
         'customers and statements are not registered';
     ASSERT (SELECT count(*) FROM gdpr.erasure_checks) >= 5, 'erasure has no checks';
+    ASSERT (SELECT count(*) FROM gdpr.personal_data WHERE relation IN ('billing.payments', 'billing.processor_events',
+            'billing.topups', 'billing.journals', 'flows.notification_outbox')) = 5,
+        'payments, processor events, top-ups, the ledger and the outbox are not registered';
+    ASSERT (SELECT count(*) FROM gdpr.erasure_checks WHERE name IN ('money_owed', 'credit_held', 'payment_in_flight',
+            'refund_in_flight', 'topup_unfinished')) = 5, 'erasure does not check money';
+    ASSERT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgname = 'processor_events_erased_payer'
+                   AND tgrelid = 'billing.processor_events'::regclass), 'late processor events are not erased';
     ASSERT gdpr.pseudonym('3f9c0e0d-0000-4000-8000-000000000000') = 'Erased customer 3f9c0e0d', 'pseudonym';
     ASSERT gdpr.scrub('Dear Olive Owner,', gdpr.identity_pattern('{Olive Owner}'), 'X') = 'Dear X,', 'scrub';
     ASSERT NOT gdpr.erasing('00000000-0000-4000-8000-000000000000'), 'an erasure outside an erasing transaction';
