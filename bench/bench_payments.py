@@ -40,6 +40,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' helpers
 from tests.support.payments import WEBHOOK_SECRET, paying_homes  # noqa: E402
 from tests.support.realtime import GatewayProcess  # noqa: E402
 
@@ -158,6 +159,9 @@ async def main() -> None:
                 worker.wait(30)
                 unbalanced = conn.execute("SELECT count(*) FROM (SELECT journal_id FROM billing.journal_entries"
                                           " GROUP BY journal_id HAVING sum(amount) <> 0) AS x").fetchone()[0]
+            except BaseException:
+                print(f"the gateway's log ends:\n{gateway.log()[-3000:]}", file=sys.stderr)
+                raise
             finally:
                 gateway.stop()
     finally:

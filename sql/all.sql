@@ -60,6 +60,8 @@ SET ROLE flows_owner;
 \ir schema/notifications/queueing.sql
 \ir schema/notifications/rules.sql
 \ir schema/notifications/sending.sql
+-- bank statements and matching
+\ir schema/billing/bank.sql
 -- what the Prometheus exporter reads (counts, after every table it counts)
 \ir schema/monitoring.sql
 \ir schema/realtime.sql
@@ -105,6 +107,7 @@ SET ROLE flows_owner;
 \ir rpc/billing/ledger.sql
 \ir rpc/notifications.sql
 \ir rpc/gdpr.sql
+\ir rpc/billing/bank.sql
 
 -- who changed what, and where personal data lives (after every table)
 \ir schema/audit_registry.sql

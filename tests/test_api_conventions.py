@@ -40,7 +40,7 @@ def test_multiple_conditions(operator, esco):
 def test_select_with_embedding(operator, esco):
     rows = operator.get("/meter_shadows", params={
         "select": "id,balance,meter_registry(serial,name)", "id": f"eq.{esco.meters[0]}"}).json()
-    assert rows[0]["balance"] == 4.25  # the fresh balance the sample records for the notification rules
+    assert rows[0]["balance"] == 4.25  # the sample's last reading (the low-balance one, tests/support/factory.py)
     assert rows[0]["meter_registry"]["name"] == "C1.w meter"
     assert set(rows[0]["meter_registry"]) == {"serial", "name"}
 

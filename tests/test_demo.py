@@ -1,5 +1,6 @@
 """The demo community (`flows up`): its shape, a year of history, and creating it again changes nothing."""
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,8 +12,36 @@ TABLES = ["escos", "sites", "properties", "feeder_registry", "service_head_regis
           "register_interval_monthly"]
 
 
+MONEY = ["payments", "topups", "journals", "bank_accounts", "bank_statements", "bank_transactions", "bank_decisions",
+         "bank_matches", "processor_payouts", "processor_payout_payments"]
+
+
 def rows(db) -> dict[str, list]:
-    return {t: db.execute(f"SELECT to_jsonb(t)::text FROM flows.{t} AS t ORDER BY 1").fetchall() for t in TABLES}
+    return {**{t: db.execute(f"SELECT to_jsonb(t)::text FROM flows.{t} AS t ORDER BY 1").fetchall() for t in TABLES},
+            **{t: db.execute(f"SELECT to_jsonb(t)::text FROM billing.{t} AS t ORDER BY 1").fetchall() for t in MONEY}}
+
+
+def check_bank(db) -> None:
+    """Four weekly statements imported and reconciled: customers' transfers (one reference mangled) made
+    payments, the processor's payout settled the three card payments with its fees shown, the bank's fee
+    dismissed, and one transfer nobody can place waits in the queue, saying why."""
+    statements = db.execute("SELECT period_start, period_end, balance_check, entries_added FROM api.bank_statements"
+                            " ORDER BY period_start").fetchall()
+    assert len(statements) == 4 and all(s[2] == "totals" for s in statements)
+    assert all(b[0] == a[1] + timedelta(days=1) for a, b in itertools.pairwise(statements)), "weeks end to end"
+    decided = db.execute("SELECT t.bank_reference, t.status, d.rule, d.action FROM api.bank_transactions t"
+                         " LEFT JOIN billing.bank_decisions d ON d.transaction_id = t.id").fetchall()
+    transfers = [r for r in decided if r[2] == "account_reference"]
+    assert len(transfers) == 8 and any(r[0].startswith("ref: acc-0001 ") for r in transfers), decided
+    assert db.execute("SELECT count(*) FROM billing.payments WHERE origin = 'bank_statement'"
+                      " AND provider = 'bank_transfer' AND status = 'succeeded'").fetchone()[0] == 8
+    payout = db.execute("SELECT gross, fees, amount, payments FROM api.processor_payouts").fetchall()
+    assert payout == [(Decimal("60.00"), Decimal("1.51"), Decimal("58.49"), 3)]
+    by_operator = sorted((r[3], r[0]) for r in decided if r[3] is not None and r[2] is None)
+    assert by_operator == [("dismissed", "MONTHLY ACCOUNT FEE"), ("matched", "STRIPE PAYMENTS UK po_1DemoMeadows0001")]
+    queue = db.execute("SELECT amount, counterparty, queue_reason FROM api.bank_queue").fetchall()
+    assert queue == [(Decimal("12.00"), "J SMITH", "no account number in the reference 'ELECTRIC'")]
+    assert {r[1] for r in decided} == {"matched", "dismissed", "unmatched"}
 
 
 def test_demo_community_is_created_once(db, db_url):
@@ -21,7 +50,7 @@ def test_demo_community_is_created_once(db, db_url):
     took = time.monotonic() - started
     first = rows(db)
     plan = demo.fleet_plan()
-    assert {t: len(r) for t, r in first.items()} == {
+    assert {t: len(r) for t, r in first.items() if t in TABLES} == {
         "escos": 1, "sites": 1, "properties": 20, "feeder_registry": 2, "service_head_registry": 20,
         "properties_service_head": 20, "service_head_meter": 20, "circuits": 2, "meter_registry": 20,
         "meter_shadows": 20, "meter_registers": 35, "circuit_register": 35,
@@ -35,6 +64,7 @@ def test_demo_community_is_created_once(db, db_url):
                       " JOIN flows.meter_registers r ON r.register_id = cr.register"
                       " WHERE c.type = 'heat' AND r.element = 'B'").fetchone()[0]
     assert heat == 15, "the B element of every twin-element meter measures the heat pumps"
+    check_bank(db)
 
     again = time.monotonic()
     demo.create(db_url, 41000)

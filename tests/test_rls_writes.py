@@ -116,6 +116,23 @@ CALLS: dict[str, dict] = {
     "customer_data_export": {"customer_id": Ref("billing.customer")},
     "record_consent": {"given": True, "customer_id": Ref("billing.customer")},
     "erase_customer": {"customer_id": Ref("prospect"), "reference": "DSR-2"},
+    # bank statements and matching (tests/support/bank_factory.py)
+    "import_bank_statement": {"bank_account": "main", "esco_code": Ref("code"), "statement": {
+        "format": "camt053", "file_hash": "ab" * 32, "statements": [{
+            "period_start": NOW.date().isoformat(), "period_end": NOW.date().isoformat(), "opening_balance": "0.00",
+            "closing_balance": "10.00", "entries": [{"booking_date": NOW.date().isoformat(), "amount": "10.00",
+                                                     "reference": "a gift"}]}]}},
+    "rematch_bank_transactions": {"bank_account_id": Ref("bank.account")},
+    "match_bank_transaction_to_account": {"transaction_id": Ref("bank.transactions.queued"),
+                                          "account_id": Ref("billing.account"), "reason": "Olive's daughter"},
+    "match_bank_transaction_to_payment": {"transaction_id": Ref("bank.transactions.queued"),
+                                          "payment_id": Ref("bank.payments.recorded"), "reason": "recorded twice"},
+    "match_bank_transaction_to_payout": {"transaction_id": Ref("bank.transactions.queued"),
+                                         "payout_payment_ids": [Ref("bank.payments.card")], "reason": "a late payout"},
+    "split_bank_transaction": {"transaction_id": Ref("bank.transactions.queued"),
+                               "parts": [{"amount": 5, "account_id": Ref("billing.account")},
+                                         {"amount": 3, "account_id": Ref("billing.account")}]},
+    "dismiss_bank_transaction": {"transaction_id": Ref("bank.transactions.queued"), "reason": "not ours"},
 }
 # api functions taking a row id that an operator may not call at all (the platform's, for administrators):
 # how an administrator calls them. The operator is refused every one, on anyone's rows, and nothing changes.
@@ -176,6 +193,8 @@ def resolve(value, esco: SampleEsco, only: str | None = None, other: SampleEsco 
             return functools.reduce(getattr, v.path.split("."), esco)
         if isinstance(v, list):
             return [walk(x, use) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x, use) for k, x in v.items()}
         if v == "NEW_SERIAL":
             return new_serial()
         return v
@@ -184,7 +203,8 @@ def resolve(value, esco: SampleEsco, only: str | None = None, other: SampleEsco 
 
 
 def has_ref(value) -> bool:
-    return isinstance(value, Ref) or (isinstance(value, list) and any(has_ref(v) for v in value))
+    return isinstance(value, Ref) or (isinstance(value, list) and any(has_ref(v) for v in value)) or (
+        isinstance(value, dict) and any(has_ref(v) for v in value.values()))
 
 
 class Matrix:

@@ -562,3 +562,48 @@ ALTER TABLE gdpr.personal_data ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gdpr.personal_columns ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gdpr.not_personal ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gdpr.erasure_checks ENABLE ROW LEVEL SECURITY;
+
+
+-- == Bank statements and matching ==========================================
+-- Tenant = ESCO as above; customers see none of it.
+ALTER TABLE billing.bank_accounts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bank_accounts_all ON billing.bank_accounts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY bank_accounts_own_esco ON billing.bank_accounts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.bank_statements ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bank_statements_all ON billing.bank_statements TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY bank_statements_own_esco ON billing.bank_statements TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.bank_transactions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bank_transactions_all ON billing.bank_transactions TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY bank_transactions_own_esco ON billing.bank_transactions TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.processor_payouts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY processor_payouts_all ON billing.processor_payouts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY processor_payouts_own_esco ON billing.processor_payouts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.processor_payout_payments ENABLE ROW LEVEL SECURITY;
+CREATE POLICY processor_payout_payments_all ON billing.processor_payout_payments TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY processor_payout_payments_own_esco ON billing.processor_payout_payments TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.bank_decisions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bank_decisions_all ON billing.bank_decisions TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY bank_decisions_own_esco ON billing.bank_decisions TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.bank_matches ENABLE ROW LEVEL SECURITY;
+CREATE POLICY bank_matches_all ON billing.bank_matches TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY bank_matches_own_esco ON billing.bank_matches TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));

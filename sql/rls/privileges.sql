@@ -638,3 +638,48 @@ GRANT SELECT ON gdpr.erasures, api.erasures TO flows_admin, flows_operator;
 GRANT EXECUTE ON FUNCTION gdpr.erasing(uuid, uuid) TO flows_admin, flows_operator, flows_service;
 -- The one change the audit trail allows: erasure (run as the owner) pseudonymises row copies and actors.
 GRANT UPDATE (before, after, actor_sub) ON flows.audit_log TO flows_owner;
+
+-- == Bank statements and matching ==========================================
+-- Operators set up the ESCO's bank accounts (and their CSV mapping) through
+-- the view, import statements and work the queue through the api RPCs (invoker
+-- rights: they hold the table privileges those use, within their ESCO);
+-- analysts read. Customers see none of it.
+GRANT SELECT ON
+    billing.bank_accounts, api.bank_accounts,
+    billing.bank_statements, api.bank_statements,
+    billing.bank_transactions, api.bank_transactions, api.bank_queue,
+    billing.bank_decisions, billing.bank_matches, api.bank_decisions,
+    billing.processor_payouts, billing.processor_payout_payments, api.processor_payouts
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT INSERT, UPDATE ON billing.bank_accounts TO flows_admin, flows_operator;
+GRANT INSERT (esco, name, bank_name, sort_code, account_number, iban, processor_counterparty, payout_fee_rate,
+              payout_fee_fixed, csv_mapping),
+      UPDATE (bank_name, processor_counterparty, payout_fee_rate, payout_fee_fixed, csv_mapping)
+    ON api.bank_accounts TO flows_admin, flows_operator;
+GRANT INSERT ON billing.bank_statements, billing.bank_decisions, billing.bank_matches, billing.processor_payouts,
+                billing.processor_payout_payments
+    TO flows_admin, flows_operator;
+GRANT INSERT, UPDATE ON billing.bank_transactions TO flows_admin, flows_operator;
+GRANT UPDATE (entries_added) ON billing.bank_statements TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION
+    billing.iban_valid(text),
+    billing.csv_mapping_problem(jsonb),
+    billing.check_bank_account(),
+    billing.bank_reference_keys(text),
+    billing.account_key(text),
+    billing.bank_account_named(text, text),
+    billing.decide_bank_transaction(uuid, text, jsonb, text, text),
+    billing.match_bank_transaction(uuid, jsonb, text),
+    billing.payout_batch(billing.bank_accounts, date, numeric),
+    billing.match_bank_transactions(uuid),
+    billing.bank_entry_problem(jsonb),
+    billing.describe_bank_entry(bigint, date, numeric, text, text),
+    billing.import_bank_statement(billing.bank_accounts, text, text, text, integer, jsonb),
+    api.import_bank_statement(text, jsonb, text),
+    api.rematch_bank_transactions(uuid),
+    api.match_bank_transaction_to_account(uuid, uuid, text),
+    api.match_bank_transaction_to_payment(uuid, uuid, text),
+    api.match_bank_transaction_to_payout(uuid, uuid[], text),
+    api.split_bank_transaction(uuid, jsonb, text),
+    api.dismiss_bank_transaction(uuid, text)
+TO flows_admin, flows_operator;

@@ -55,3 +55,10 @@ CALL flows.audit('flows.notification_settings');
 CALL flows.audit('flows.notification_preferences');
 -- Erasures of customers' personal data (who erased whom, when, why).
 CALL flows.audit('gdpr.erasures');
+-- Bank statements: the accounts (configuration), each entry's decision (the
+-- status it moves to; entries are inserted unmatched and not audited then)
+-- and the decisions log itself.
+CALL flows.audit('billing.bank_accounts');
+CALL flows.audit('billing.bank_transactions', ignored_columns => '{queue_reason}',
+                 only_rows => '{row}.status <> ''unmatched''');
+CALL flows.audit('billing.bank_decisions');

@@ -102,17 +102,20 @@ FROM (VALUES ('applied'), ('stale'), ('ignored'), ('unmatched'), ('conflict')) A
 LEFT JOIN billing.processor_events AS x ON x.outcome = o.outcome AND x.received_at > now() - interval '1 day'
 GROUP BY o.outcome;
 
--- Billing per ESCO that bills (has accounts): whether last UK month has its
--- final run yet, and the UK day of the month (statements are due in the first
--- days); draft runs waiting to be finalised and the oldest's age; statements
+-- Billing per ESCO: whether last UK month still lacks its final run (an ESCO
+-- with customer accounts only), and the UK day of the month (statements are
+-- due in the first days; UK days without flows.uk_day, which the exporter
+-- may not execute); draft runs waiting to be finalised and the oldest's age; statements
 -- issued in the last day; final statements whose PDF is not rendered yet.
 CREATE VIEW monitoring.billing AS
 SELECT e.code AS esco,
-       (NOT EXISTS (SELECT FROM billing.billing_runs AS r
-                    WHERE r.esco = e.id AND r.status = 'final'
-                      AND r.period_start = (date_trunc('month', flows.uk_day(now())) - interval '1 month')::date))::int
+       (EXISTS (SELECT FROM billing.accounts AS a WHERE a.esco = e.id)
+        AND NOT EXISTS (SELECT FROM billing.billing_runs AS r
+                        WHERE r.esco = e.id AND r.status = 'final'
+                          AND r.period_start = (date_trunc('month', (now() AT TIME ZONE 'Europe/London')::date)
+                                                - interval '1 month')::date))::int
            AS last_month_unbilled,
-       extract(day FROM flows.uk_day(now()))::int AS day_of_month,
+       extract(day FROM (now() AT TIME ZONE 'Europe/London')::date)::int AS day_of_month,
        (SELECT count(*) FROM billing.billing_runs AS r WHERE r.esco = e.id AND r.status = 'draft') AS drafts_open,
        coalesce((SELECT extract(epoch FROM now() - min(r.created_at)) FROM billing.billing_runs AS r
                  WHERE r.esco = e.id AND r.status = 'draft'), 0) AS oldest_draft_seconds,
@@ -121,8 +124,8 @@ SELECT e.code AS esco,
        (SELECT count(*) FROM billing.invoices AS i
         WHERE i.esco = e.id AND i.status = 'final'
           AND NOT EXISTS (SELECT FROM billing.invoice_documents AS d WHERE d.invoice_id = i.id)) AS unrendered
-FROM flows.escos AS e
-WHERE EXISTS (SELECT FROM billing.accounts AS a WHERE a.esco = e.id);
+FROM flows.escos AS e;
+
 -- The notification outbox per channel: what waits (due or not), what is being
 -- sent, how long the oldest due message has waited for a sender, and what
 -- ended lately (sent in the last hour, dead letters in the last day).

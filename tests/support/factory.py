@@ -15,6 +15,7 @@ import psycopg
 
 from flows import factories as f
 from flows.billing.documents import render_invoice
+from tests.support.bank_factory import BankData, build_bank
 from tests.support.billing_factory import BillingData, build_billing
 from tests.support.money_factory import MoneyData, build_money
 
@@ -39,6 +40,7 @@ class SampleEsco:
     api_key: str = ""  # an integration's key (flows.api_keys)
     billing: BillingData = field(default_factory=BillingData)  # customers, tariffs, statements
     money: MoneyData = field(default_factory=MoneyData)  # payments, top-ups, gifts, solar credit, wallet
+    bank: BankData = field(default_factory=BankData)  # bank account, statement, matched and queued entries
     workers: list[str] = field(default_factory=list)  # a worker serving this ESCO only
     notifications: dict[str, str] = field(default_factory=dict)  # "low_balance" (pending), "dead" (a dead letter)
     consent: str = ""  # the owner-occupier's half-hourly consent (gdpr.consents)
@@ -75,7 +77,7 @@ class SampleEsco:
         meters = [self.meters[0], self.meters[2]]
         registers = [r for m in meters for r in self.registers[m]]
         return {self.esco, self.site, self.properties[0], self.heads[0], *meters, *registers,
-                *self.billing.customer_ids(), *self.money.customer_ids(), self.consent}
+                *self.billing.customer_ids(), *self.money.customer_ids(), *self.bank.customer_ids(), self.consent}
 
 
 def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco:
@@ -183,6 +185,8 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.prospect = f.add_customer(conn, data.esco, "Pat Prospect", f"pat@{data.code.lower()}.example",
                                    "+44 7700 900123")
     data.erasure = f.erase_customer(conn, data.prospect, reference="DSR-1")
+    # Its bank account and a statement: a transfer and a payout matched, charges dismissed, a gift queued.
+    data.bank = build_bank(conn, data.esco, data.code, data.billing, data.money)
     return data
 
 

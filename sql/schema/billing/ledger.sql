@@ -12,6 +12,7 @@
 --   top-up credited on the meter   customer_credit           credit_on_meters (account)
 --   statement (prepay meter)       credit_on_meters          revenue (net), vat
 --   statement (credit meter)       customer_credit           revenue (net), vat
+--   processor payout (bank.sql)    cash_at_bank, processor_fees          processor_clearing
 -- A credit note posts its statement's figures negated.
 
 CREATE TABLE billing.ledger_accounts (
@@ -37,7 +38,8 @@ INSERT INTO billing.ledger_accounts (code, name, kind, description) VALUES
     ('vat', 'VAT payable', 'liability', 'VAT on statement charges.'),
     ('gifts', 'Gifts', 'expense', 'Credit the ESCO gave away (sign-up bonuses, hardship funds).'),
     ('solar_credit', 'Solar credit', 'expense', 'Credit paid to occupiers for the solar installations they share.'),
-    ('adjustments', 'Adjustments', 'expense', 'Credit added (or, negative, taken) by operators, with a reason.');
+    ('adjustments', 'Adjustments', 'expense', 'Credit added (or, negative, taken) by operators, with a reason.'),
+    ('processor_fees', 'Processor fees', 'expense', 'What the payment processor kept from its payouts.');
 
 
 CREATE TABLE billing.journals (
@@ -61,7 +63,7 @@ CREATE TABLE billing.journals (
     CONSTRAINT journals_invoice_esco_fkey FOREIGN KEY (invoice_id, esco) REFERENCES billing.invoices (id, esco),
     CONSTRAINT journals_reverses_esco_fkey FOREIGN KEY (reverses, esco) REFERENCES billing.journals (id, esco),
     CONSTRAINT journals_kind_valid CHECK (kind IN ('payment_received', 'refund', 'topup_funded', 'topup_credited',
-                                                   'statement_charge', 'reversal')),
+                                                   'statement_charge', 'reversal', 'processor_payout')),
     CONSTRAINT journals_reversal_reverses CHECK ((kind = 'reversal') = (reverses IS NOT NULL)),
     CONSTRAINT journals_memo_not_blank CHECK (btrim(memo) <> '')
 );

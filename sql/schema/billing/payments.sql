@@ -74,7 +74,8 @@ CREATE TABLE billing.payments (
     CONSTRAINT payments_status_valid
         CHECK (status IN ('pending', 'created', 'processing', 'succeeded', 'failed', 'cancelled', 'refunded')),
     CONSTRAINT payments_provider_valid CHECK (provider IN ('stripe', 'bank_transfer', 'cash', 'manual')),
-    CONSTRAINT payments_origin_valid CHECK (origin IN ('operator', 'scheduled', 'auto_top_up', 'processor')),
+    CONSTRAINT payments_origin_valid
+        CHECK (origin IN ('operator', 'scheduled', 'auto_top_up', 'processor', 'bank_statement')),
     CONSTRAINT payments_wallet_origin CHECK ((origin IN ('scheduled', 'auto_top_up')) = (wallet_id IS NOT NULL)),
     CONSTRAINT payments_received_when_succeeded CHECK ((status IN ('succeeded', 'refunded')) = (received_at IS NOT NULL)),
     CONSTRAINT payments_refunds_within_amount CHECK (refunded_amount BETWEEN 0 AND amount),

@@ -5,6 +5,7 @@ import click
 from flows import __version__
 from flows.cli import db, stack, token
 from flows.cli.api_keys import api_key
+from flows.cli.bank import bank
 from flows.cli.common import FlowsGroup
 from flows.cli.emulator import emulator
 from flows.cli.gateway import gateway
@@ -41,3 +42,4 @@ cli.add_command(test_processor)
 cli.add_command(workers)
 cli.add_command(mail)
 cli.add_command(gdpr_group)
+cli.add_command(bank)

@@ -23,6 +23,7 @@ fixtures in tests/ call them directly) and the benchmarks (bench/). Rules:
 """
 
 from flows.factories.access import add_api_key
+from flows.factories.bank import add_bank_account, import_statement, statement
 from flows.factories.commands import fail_command, finish_command, request_sync, send_token, set_future_tariff
 from flows.factories.customers import (
     Onboarded,
@@ -88,16 +89,16 @@ from flows.factories.topology import (
 from flows.factories.workers import add_worker
 
 __all__ = [
-    "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_circuit", "add_contract",
-    "add_customer", "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters", "add_microgrid_tariff",
-    "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site", "add_solar_installation",
-    "add_solar_rate", "add_worker", "allocate_solar", "apply_processor_event", "bill_month", "create_billing_run",
-    "create_gift", "credit_invoice", "dead_letter", "erase_customer", "fail_command", "finalise_billing_run",
-    "finish_command", "generate_customer_tariffs", "generate_solar_credits", "link_circuit_register",
-    "link_head_meter", "link_property_head", "move_in", "move_out", "new_esco_code", "new_serial", "onboard_customer",
-    "onboard_customers", "profile_history", "queue_notifications", "record_consent", "record_events",
-    "record_half_hours", "record_payment", "record_profile_history", "record_states", "refund_payment", "request_sync",
-    "roll_out_customer_tariffs", "run_money_pass", "schedule_payment", "send_token", "set_customer_discount",
-    "set_customer_status", "set_esco_billing", "set_future_tariff", "set_notification_preferences",
-    "set_notification_settings", "set_wallet",
+    "Esco", "Meter", "MeterSpec", "Onboarded", "add_adjustment", "add_api_key", "add_bank_account", "add_circuit",
+    "add_contract", "add_customer", "add_emulated_meters", "add_esco", "add_feeder", "add_meter", "add_meters",
+    "add_microgrid_tariff", "add_payment_method", "add_price_cap", "add_property", "add_service_head", "add_site",
+    "add_solar_installation", "add_solar_rate", "add_worker", "allocate_solar", "apply_processor_event", "bill_month",
+    "create_billing_run", "create_gift", "credit_invoice", "dead_letter", "erase_customer", "fail_command",
+    "finalise_billing_run", "finish_command", "generate_customer_tariffs", "generate_solar_credits",
+    "import_statement", "link_circuit_register", "link_head_meter", "link_property_head", "move_in", "move_out",
+    "new_esco_code", "new_serial", "onboard_customer", "onboard_customers", "profile_history", "queue_notifications",
+    "record_consent", "record_events", "record_half_hours", "record_payment", "record_profile_history",
+    "record_states", "refund_payment", "request_sync", "roll_out_customer_tariffs", "run_money_pass",
+    "schedule_payment", "send_token", "set_customer_discount", "set_customer_status", "set_esco_billing",
+    "set_future_tariff", "set_notification_preferences", "set_notification_settings", "set_wallet", "statement",
 ]

@@ -17,10 +17,17 @@ from starlette.applications import Starlette
 
 from flows.gateway.config import GatewayConfig
 from flows.gateway.feed import Feed
-from flows.gateway.routes import event_stream, live_page, prometheus, realtime_socket, stripe_webhook
+from flows.gateway.routes import (
+    bank_statements,
+    event_stream,
+    live_page,
+    prometheus,
+    realtime_socket,
+    stripe_webhook,
+)
 from flows.log import get_logger
 
-ROUTE_MODULES = (realtime_socket, event_stream, live_page, prometheus, stripe_webhook)
+ROUTE_MODULES = (realtime_socket, event_stream, live_page, prometheus, stripe_webhook, bank_statements)
 
 
 @dataclass

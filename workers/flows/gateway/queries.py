@@ -17,3 +17,6 @@ LISTEN_CHANNEL = "flows_realtime"
 # Processor webhooks are applied as the workers' role, whoever logged in (a processor has no JWT).
 AS_PROCESSOR = "SELECT set_config('role', 'flows_service', true), set_config('request.jwt.claims', $1, true)"
 APPLY_PROCESSOR_EVENT = "SELECT outcome, detail, payment_id FROM billing.apply_processor_event_v1($1, $2::jsonb)"
+# Bank statements (POST /bank/statements): as the caller's own role and claims, like PostgREST.
+BANK_ACCOUNT = "SELECT to_jsonb(b)::text FROM billing.bank_account_named($1, $2) AS b"
+IMPORT_BANK_STATEMENT = "SELECT api.import_bank_statement($1, $2::jsonb, $3)::text"

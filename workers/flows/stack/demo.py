@@ -16,7 +16,9 @@ and last month's statements, issued and rendered; then (demo_payments.py)
 payment methods, wallets, a card payment, a Direct Debit, a cash payment, a
 gift and last month's solar credit, their top-ups reaching the meters a minute
 behind the first syncs, and next quarter's customer tariffs rolled out to the
-prepay meters.
+prepay meters; then (demo_bank.py) four weeks of bank statements imported and
+matched: customers' bank transfers, the card processor's payout, the bank's
+fee dismissed and one transfer nobody can place waiting in the queue.
 
 Creating it twice changes nothing.
 """
@@ -35,7 +37,7 @@ from flows.db.connect import connect
 from flows.emulator.clock import SimClock
 from flows.emulator.config import MeterConfig
 from flows.emulator.model import MeterModel
-from flows.stack import demo_billing, demo_payments
+from flows.stack import demo_bank, demo_billing, demo_payments
 
 ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
@@ -115,11 +117,13 @@ def create(database_url: str, base_port: int) -> int:
 
 def _money_on_meters(conn: psycopg.Connection, esco: str) -> None:
     """Money flow to watch on the meters (dashboards, audit, the ledger): payments, wallets, a gift and solar
-    credit made through the platform (demo_payments.py), their top-ups on the meters; and next quarter's customer
-    tariffs rolled out to the prepay meters. Each happens once, however often the demo is created; the meter
+    credit made through the platform (demo_payments.py), bank statements imported and matched (demo_bank.py),
+    their top-ups on the meters; and next quarter's customer tariffs rolled out to the prepay meters. Each
+    happens once, however often the demo is created; the meter
     commands wait a minute behind the first syncs, so live readings come first, as they would on a real first
     day."""
     demo_payments.create(conn, esco, ESCO[0], demo_billing.last_month(datetime.now(UTC).date()))
+    demo_bank.create(conn, esco, ESCO[0])
     if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
                         (esco,)).fetchone():
         conn.execute("SELECT api.roll_out_customer_tariffs(%s, (date_trunc('quarter', now() AT TIME ZONE"
