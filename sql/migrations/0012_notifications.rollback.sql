@@ -13,12 +13,15 @@ DROP FUNCTION flows.notification_attachment_v1(uuid),
               flows.queue_notifications(text, flows.notification_event[]);
 DROP TABLE flows.notification_outbox, flows.notification_offline_meters, flows.notification_balance_watch,
            flows.notification_preferences, flows.notification_settings, flows.notification_rules;
-DROP FUNCTION flows.tariff_rollout_failed_events(timestamptz, timestamptz),
+DROP FUNCTION flows.topup_applied_events(timestamptz, timestamptz),
+              flows.payment_failed_events(timestamptz, timestamptz),
+              flows.payment_due_events(timestamptz, timestamptz),
+              flows.tariff_rollout_failed_events(timestamptz, timestamptz),
               flows.meter_offline_events(timestamptz, timestamptz),
               flows.statement_ready_events(timestamptz, timestamptz),
               flows.low_balance_events(timestamptz, timestamptz),
               flows.meter_payer(uuid, timestamptz);
-DROP INDEX billing.invoice_documents_rendered_idx;
+DROP INDEX billing.invoice_documents_rendered_idx, billing.payments_failed_idx, billing.topups_credited_idx;
 DROP TYPE flows.notification_event;
 DROP FUNCTION flows.after_quiet_hours(timestamptz, time, time), flows.ring_notification_senders();
 DROP TRIGGER escos_notification_settings ON flows.escos;

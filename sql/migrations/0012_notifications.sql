@@ -623,6 +623,112 @@ COMMENT ON FUNCTION flows.tariff_rollout_failed_events(timestamptz, timestamptz)
     'tariff_rollout_failed rule: rollouts (batches of set_future_tariff) that ended in the window with failures.';
 
 
+-- == payment_due: a card or Direct Debit payment is taken tomorrow ==========
+-- Payments to the processor (a wallet's regular payment, or one an operator
+-- scheduled with api.schedule_payment) not yet submitted, due on the UK day
+-- after the run's. That becomes true as the UK day before begins (payments
+-- made ahead: wallets' up to 7 days), or when a payment for tomorrow is
+-- scheduled during it: the event's time, in the window. Not for a payment
+-- cancelled or already gone to the processor, nor one that will not be taken:
+-- its account closed, its payment method revoked, a wallet's payer moved out.
+CREATE FUNCTION flows.payment_due_events(p_from timestamptz, p_now timestamptz)
+RETURNS SETOF flows.notification_event
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT p.esco, p.id::text, p.customer_id,
+           pg_catalog.jsonb_build_object(
+               'payment_id', p.id, 'amount', billing.round_half_up(p.amount, 2)::text,
+               'due_on', to_char(p.scheduled_at AT TIME ZONE 'Europe/London', 'FMDay FMDD FMMonth YYYY'),
+               'method', m.kind, 'method_label', m.label, 'timing', w.payment_timing,
+               'account_number', a.account_number, 'serial', r.serial),
+           NULL::uuid
+    FROM billing.payments AS p
+    JOIN billing.accounts AS a ON a.id = p.account_id
+    JOIN billing.payment_methods AS m ON m.id = p.payment_method_id
+    LEFT JOIN billing.wallets AS w ON w.id = p.wallet_id
+    LEFT JOIN flows.meter_registry AS r ON r.id = a.meter_id
+    WHERE p.provider = 'stripe' AND p.status = 'pending' AND p.submitted_at IS NULL
+      AND p.scheduled_at >= flows.uk_day_start(flows.uk_day(p_now) + 1)
+      AND p.scheduled_at < flows.uk_day_start(flows.uk_day(p_now) + 2)
+      AND greatest(p.created_at, flows.uk_day_start(flows.uk_day(p_now))) >= p_from
+      AND greatest(p.created_at, flows.uk_day_start(flows.uk_day(p_now))) <= p_now
+      AND a.status = 'open' AND m.status = 'active'
+      AND (p.wallet_id IS NULL OR p.customer_id = billing.payer_at(a.id, p_now))
+$$;
+COMMENT ON FUNCTION flows.payment_due_events(timestamptz, timestamptz) IS
+    'payment_due rule: card and Direct Debit payments not yet submitted that fall due on the next UK day, once '
+    'that became so in the window (the day before began, or the payment was scheduled), for their payer.';
+
+
+-- == payment_failed: a card or Direct Debit payment failed =================
+-- The processor declined it (a card declined, a Direct Debit returned), or it
+-- could not be made (no active payment method). Once per payment (its key);
+-- one that fails, is retried at the processor and succeeds is told by
+-- topup_applied next.
+CREATE INDEX payments_failed_idx ON billing.payments (updated_at) WHERE status = 'failed';
+
+CREATE FUNCTION flows.payment_failed_events(p_from timestamptz, p_now timestamptz)
+RETURNS SETOF flows.notification_event
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT p.esco, p.id::text, coalesce(p.customer_id, billing.payer_at(p.account_id, p.updated_at)),
+           pg_catalog.jsonb_build_object(
+               'payment_id', p.id, 'amount', billing.round_half_up(p.amount, 2)::text,
+               'method', coalesce(m.kind, 'online'), 'method_label', m.label, 'reason', p.failure_reason,
+               'origin', p.origin, 'timing', w.payment_timing,
+               'failed_at_uk', to_char(p.updated_at AT TIME ZONE 'Europe/London', 'FMDD Mon YYYY HH24:MI'),
+               'account_number', a.account_number, 'serial', r.serial),
+           NULL::uuid
+    FROM billing.payments AS p
+    JOIN billing.accounts AS a ON a.id = p.account_id
+    LEFT JOIN billing.payment_methods AS m ON m.id = p.payment_method_id
+    LEFT JOIN billing.wallets AS w ON w.id = p.wallet_id
+    LEFT JOIN flows.meter_registry AS r ON r.id = a.meter_id
+    WHERE p.status = 'failed' AND p.provider = 'stripe' AND p.updated_at >= p_from AND p.updated_at <= p_now
+$$;
+COMMENT ON FUNCTION flows.payment_failed_events(timestamptz, timestamptz) IS
+    'payment_failed rule: card and Direct Debit payments that failed in the window, for their payer, with the '
+    'processor''s reason.';
+
+
+-- == topup_applied: a top-up was credited on the meter ======================
+-- Whatever funded it (a payment, a gift, solar credit, an adjustment), once
+-- the meter took it (used_at): the amount, the meter, its balance just after
+-- (when the worker read it) and the source. Told to whoever paid for the
+-- account then (its occupier, else its owner). A deduction (a negative
+-- adjustment) is in the books only, never on the meter: not told.
+CREATE INDEX topups_credited_idx ON billing.topups (used_at) WHERE status = 'completed';
+
+CREATE FUNCTION flows.topup_applied_events(p_from timestamptz, p_now timestamptz)
+RETURNS SETOF flows.notification_event
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT t.esco, t.id::text, coalesce(billing.payer_at(t.account_id, t.used_at), t.customer_id),
+           pg_catalog.jsonb_build_object(
+               'topup_id', t.id, 'amount', billing.round_half_up(t.amount, 2)::text, 'source', t.source,
+               'paid_by', CASE p.provider WHEN 'stripe' THEN coalesce(m.kind, 'online') ELSE p.provider END,
+               'reason', coalesce(g.reason, to_char(s.month, 'FMMonth YYYY')),
+               'balance_after', billing.round_half_up(t.balance_after, 2)::text,
+               'credited_at_uk', to_char(t.used_at AT TIME ZONE 'Europe/London', 'FMDD Mon YYYY HH24:MI'),
+               'serial', r.serial, 'meter_name', r.name, 'account_number', a.account_number),
+           NULL::uuid
+    FROM billing.topups AS t
+    JOIN billing.accounts AS a ON a.id = t.account_id
+    JOIN flows.meter_registry AS r ON r.id = t.meter_id
+    LEFT JOIN billing.payments AS p ON p.id = t.payment_id
+    LEFT JOIN billing.payment_methods AS m ON m.id = p.payment_method_id
+    LEFT JOIN billing.gifts AS g ON g.id = t.gift_id
+    LEFT JOIN billing.solar_credits AS s ON s.id = t.solar_credit_id
+    WHERE t.status = 'completed' AND t.used_at >= p_from AND t.used_at <= p_now
+$$;
+COMMENT ON FUNCTION flows.topup_applied_events(timestamptz, timestamptz) IS
+    'topup_applied rule: top-ups credited on their meter in the window (payment, gift, solar credit, adjustment), '
+    'for whoever paid for the account then, with the balance after when known.';
+
+
 -- == The registry ============================================================
 INSERT INTO flows.notification_rules (rule, audience, essential, description, events) VALUES
     ('low_balance', 'customer', false,
@@ -630,6 +736,15 @@ INSERT INTO flows.notification_rules (rule, audience, essential, description, ev
      'recovers and falls again.', 'flows.low_balance_events(timestamptz, timestamptz)'),
     ('statement_ready', 'customer', true,
      'A statement or credit note was issued; its PDF attached.', 'flows.statement_ready_events(timestamptz, timestamptz)'),
+    ('payment_due', 'customer', false,
+     'A card or Direct Debit payment is taken tomorrow (UK day): amount, method, date; once per payment.',
+     'flows.payment_due_events(timestamptz, timestamptz)'),
+    ('payment_failed', 'customer', true,
+     'A card or Direct Debit payment failed: amount and the processor''s reason; once per payment.',
+     'flows.payment_failed_events(timestamptz, timestamptz)'),
+    ('topup_applied', 'customer', false,
+     'A top-up (payment, gift, solar credit, adjustment) was credited on the meter: amount, new balance; once per '
+     'top-up.', 'flows.topup_applied_events(timestamptz, timestamptz)'),
     ('meter_offline', 'operators', true,
      'Meters not reached for the ESCO''s offline_hours: one message listing the meters newly offline.',
      'flows.meter_offline_events(timestamptz, timestamptz)'),
@@ -960,6 +1075,9 @@ GRANT EXECUTE ON FUNCTION
     flows.statement_ready_events(timestamptz, timestamptz),
     flows.meter_offline_events(timestamptz, timestamptz),
     flows.tariff_rollout_failed_events(timestamptz, timestamptz),
+    flows.payment_due_events(timestamptz, timestamptz),
+    flows.payment_failed_events(timestamptz, timestamptz),
+    flows.topup_applied_events(timestamptz, timestamptz),
     flows.queue_notifications(text, flows.notification_event[]),
     flows.run_notification_rules_v1(),
     flows.claim_notifications_v1(text, text, integer, interval),

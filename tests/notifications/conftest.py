@@ -2,6 +2,7 @@
 workers (tests/worker/conftest.py), a real SMTP server and the SMS test gateway, and the notification jobs
 set up to react in a fraction of a second."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from flows.notifications.mail import SmtpTransport
 from flows.notifications.sms import SmsTransport, TwilioGateway
 from flows.notifications.templates import Templates
 from tests.support.mailserver import SmsServer, SmtpServer
-from tests.worker.conftest import fleet_of, running_worker, stack  # noqa: F401 (fixtures shared with the worker tests)
+from tests.worker.conftest import fleet_of, running_worker, stack, wait_for  # noqa: F401 (the worker tests' fixtures)
 
 FAST = SenderConfig(batch=16, concurrency=4, lease=timedelta(seconds=10), poll=0.2,
                     retry_backoff=timedelta(milliseconds=200), send_timeout=2.0)
@@ -38,6 +39,13 @@ def sms_server():
 
 def rules_job(database_url: str) -> RulesJob:
     return RulesJob(database_url, "tests", RulesConfig(interval=0.2))
+
+
+async def settle(rules: RulesJob, passes: int = 3) -> None:
+    """Lets the rules run a few more passes (and the sender act on what they queue)."""
+    target = rules.passes + passes
+    await wait_for(lambda: rules.passes >= target, timeout=10)
+    await asyncio.sleep(0.5)
 
 
 def email_job(database_url: str, smtp: SmtpServer, templates: Templates | None = None,

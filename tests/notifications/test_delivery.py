@@ -45,6 +45,9 @@ async def test_a_sample_escos_messages_are_delivered_with_their_attachments(stac
     rows = outbox(stack, sample.esco)
     assert {(rule, channel, recipient, status) for rule, channel, recipient, status, *_ in rows} == {
         ("low_balance", "email", f"olive@{code}.example", "sent"),
+        ("payment_due", "email", f"olive@{code}.example", "sent"),
+        ("payment_failed", "email", f"olive@{code}.example", "sent"),
+        ("topup_applied", "email", f"olive@{code}.example", "sent"),
         ("meter_offline", "email", f"ops@{code}.example", "sent"),
         ("meter_offline", "sms", "+447700900123", "dead"),  # the sample's dead letter
         ("statement_ready", "email", f"larry@{code}.example", "sent"),
@@ -137,13 +140,16 @@ async def test_smtp_refusals_and_broken_templates_are_dead_letters(stack, runnin
             f.record_states(conn, [{"meter_id": meter, "observed_at": _now(conn), "balance": "1"}])
             f.queue_notifications(conn)
         dead_before = metric("flows_notifications_failed_total", channel="email", outcome="dead")
-        await running_worker(stack.worker_url, jobs=[email_job(stack.worker_url, smtp)])
+        refused = await running_worker(stack.worker_url, jobs=[email_job(stack.worker_url, smtp)])
         (*_, status, attempts, error, _), = await wait_for(
             lambda: [r for r in outbox(stack, esco) if r[3] == "dead"], timeout=20)
         assert (status, attempts) == ("dead", 1) and "550" in error and "mailbox unavailable" in error
         assert metric("flows_notifications_failed_total", channel="email", outcome="dead") == dead_before + 1
     finally:
         smtp.stop()
+    # (its sender stops with it: else it would claim the next message and retry it against a server now gone)
+    refused.stop()
+    await asyncio.wait_for(refused.task, 10)
 
     # A template that is missing: the message is a dead letter naming it, not a blank email.
     esco, code = new_esco(stack)

@@ -7,7 +7,7 @@ import asyncio
 from decimal import Decimal
 
 from flows.emulator import MeterConfig
-from tests.notifications.conftest import SENDER, email_job, home_of, rules_job
+from tests.notifications.conftest import SENDER, email_job, home_of, rules_job, settle
 from tests.worker.conftest import new_esco, register, serials, wait_for
 
 
@@ -22,13 +22,6 @@ async def sync_balance(http, meter_id: str) -> None:
         return rows[0]["status"] == "done"
 
     await wait_for(done, timeout=15)
-
-
-async def settle(rules, passes: int = 3) -> None:
-    """Lets the rules run a few more passes (and the sender act on what they queue)."""
-    target = rules.passes + passes
-    await wait_for(lambda: rules.passes >= target, timeout=10)
-    await asyncio.sleep(0.5)
 
 
 async def test_one_email_per_crossing_with_the_right_figures(stack, fleet_of, running_worker, smtp_server):

@@ -6,7 +6,7 @@
 -- The transaction's now() stands still: times are placed before it, and a
 -- lease "runs out" by moving it into the past.
 BEGIN;
-SELECT plan(64);
+SELECT plan(87);
 
 -- Quiet hours (UK local time) and phone numbers --------------------------------------
 SELECT is(flows.after_quiet_hours('2026-07-01 21:30+01', '21:00', '08:00'), '2026-07-02 08:00+01'::timestamptz,
@@ -192,6 +192,146 @@ SELECT is(flows.queue_notifications('tariff_rollout_failed', ARRAY[
     ('00000000-0000-4000-8000-0000000000d1', :'rollout', NULL, '{}', NULL)::flows.notification_event]), 0,
     'an event already queued is not queued again');
 SELECT is((SELECT last_error FROM flows.notification_rules WHERE rule = 'low_balance'), NULL, 'no rule failed');
+
+-- Money: a payment due tomorrow, a payment that failed, a top-up credited ----------------------
+-- Olive pays by Direct Debit, Tina by card (her email only: she gave no phone).
+SELECT id AS acct1 FROM billing.accounts WHERE meter_id = :'m1' AND type = 'supply' \gset
+SELECT id AS acct2 FROM billing.accounts WHERE meter_id = :'m2' AND type = 'supply' \gset
+INSERT INTO billing.payment_methods (esco, customer_id, kind, processor_customer, processor_method, label) VALUES
+    ('00000000-0000-4000-8000-0000000000d1', :'olive', 'direct_debit', 'cus_olive', 'pm_bacs_olive', 'Bacs ending 6789'),
+    ('00000000-0000-4000-8000-0000000000d1', :'tina', 'card', 'cus_tina', 'pm_card_tina', NULL);
+CREATE FUNCTION pg_temp.uk_tomorrow(at time) RETURNS timestamptz LANGUAGE sql AS $$
+    SELECT ((flows.uk_day(now()) + 1)::timestamp + at) AT TIME ZONE 'Europe/London'
+$$;
+-- A worker credits a top-up's token on the meter (its send_token command done), the balance after as read.
+CREATE FUNCTION pg_temp.credit(p_topup uuid, p_balance_after numeric) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    command uuid := (SELECT command_id FROM billing.topups WHERE id = p_topup);
+    attempt integer;
+BEGIN
+    UPDATE flows.meter_commands SET status = 'running', attempts = attempts + 1, lease_owner = 'tap-worker',
+                                    lease_expires_at = now() + interval '1 minute', started_at = now()
+    WHERE id = command RETURNING attempts INTO attempt;
+    PERFORM flows.finish_meter_command_v1(command, 'tap-worker', attempt, jsonb_build_object('result',
+        jsonb_build_object('balance_before', '4.5', 'balance_after', p_balance_after::text,
+                           'transactions_before', 1, 'transactions_after', 2)));
+END
+$$;
+
+SELECT id AS due_olive FROM api.schedule_payment(:'acct1', 25, pg_temp.uk_tomorrow('09:00')) \gset
+SELECT id AS due_tina FROM api.schedule_payment(:'acct2', 30.5, pg_temp.uk_tomorrow('23:59')) \gset
+SELECT id AS later FROM api.schedule_payment(:'acct1', 25, pg_temp.uk_tomorrow('09:00') + interval '1 day') \gset
+SELECT id AS cancelled FROM api.schedule_payment(:'acct1', 40, pg_temp.uk_tomorrow('10:00')) \gset
+SELECT id AS gone FROM api.schedule_payment(:'acct2', 15, pg_temp.uk_tomorrow('08:00')) \gset
+SELECT status FROM api.cancel_payment(:'cancelled', 'asked by the customer');
+UPDATE billing.payments SET submitted_at = now(), status = 'created', provider_reference = 'pi_gone' WHERE id = :'gone';
+SELECT pg_temp.run();
+SELECT is((SELECT array_agg(channel || ' ' || recipient ORDER BY channel, recipient) FROM queued WHERE rule = 'payment_due'),
+          ARRAY['email olive@notify.example', 'email tina@notify.example', 'sms +447700900123'],
+          'payments due tomorrow: their payers are told on the channels they chose');
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'payment_due' AND dedupe_key ~ (:'cancelled' || '|' || :'gone' || '|' || :'later')),
+          0, 'not a cancelled payment, one already gone to the processor, nor one due the day after');
+SELECT is((SELECT parameters ->> 'amount' || ' ' || (parameters ->> 'method') || ' ' || (parameters ->> 'method_label') || ' '
+                  || (parameters ->> 'due_on') FROM queued WHERE rule = 'payment_due' AND channel = 'email'
+                                                            AND recipient = 'olive@notify.example'),
+          '25.00 direct_debit Bacs ending 6789 ' || to_char(pg_temp.uk_tomorrow('09:00') AT TIME ZONE 'Europe/London',
+                                                            'FMDay FMDD FMMonth YYYY'),
+          'the amount, how it is paid and the day (UK)');
+SELECT is((SELECT parameters ->> 'amount' FROM queued WHERE rule = 'payment_due' AND recipient = 'tina@notify.example'),
+          '30.50', 'amounts to the penny');
+SELECT is((SELECT send_after FROM queued WHERE rule = 'payment_due' AND channel = 'sms'),
+          flows.after_quiet_hours(now(), '21:00', '08:00'), 'the text waits for the end of the quiet hours');
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'payment_due'), 3, 'once per payment');
+SELECT lives_ok(format($$UPDATE flows.notification_preferences SET opted_out = '{low_balance,payment_due,topup_applied}'
+                         WHERE customer_id = %L$$, :'tina'), 'payment_due and topup_applied can be opted out of');
+SELECT id AS due_tina2 FROM api.schedule_payment(:'acct2', 12, pg_temp.uk_tomorrow('12:00')) \gset
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'payment_due' AND recipient = 'tina@notify.example'), 1,
+          'Tina opted out: her second payment due tomorrow is not told');
+
+-- Tomorrow is the UK's, across the clocks changing. The rule's first pass of a day (its window holds the
+-- day's start) tells every payment due the next day; a later pass only those scheduled since.
+CREATE TEMP TABLE olive_pays AS
+SELECT :'acct1'::uuid AS account, :'olive'::uuid AS customer, m.id AS method
+FROM billing.payment_methods AS m WHERE m.processor_method = 'pm_bacs_olive';
+CREATE FUNCTION pg_temp.due_at(at timestamptz, made timestamptz DEFAULT '2026-03-01 12:00+00') RETURNS uuid LANGUAGE sql AS $$
+    INSERT INTO billing.payments (esco, account_id, customer_id, amount, provider, origin, payment_method_id, scheduled_at,
+                                  requested_by, created_at)
+    SELECT '00000000-0000-4000-8000-0000000000d1', o.account, o.customer, 10, 'stripe', 'operator', o.method, at,
+           'pgtap', made
+    FROM olive_pays AS o
+    RETURNING id
+$$;
+SELECT pg_temp.due_at('2026-03-29 00:15+00') AS spring_a, pg_temp.due_at('2026-03-29 23:30+01') AS spring_b,
+       pg_temp.due_at('2026-03-30 00:15+01') AS spring_monday, pg_temp.due_at('2026-03-28 23:45+00') AS spring_today \gset
+SELECT is((SELECT array_agg(key ORDER BY key) FROM flows.payment_due_events('2026-03-28 00:00+00', '2026-03-28 23:30+00')),
+          (SELECT array_agg(k ORDER BY k) FROM unnest(ARRAY[:'spring_a', :'spring_b']) AS k),
+          'on Saturday 28 March (GMT), tomorrow is Sunday (clocks forward): 00:15 GMT to 23:30 BST, not Monday 00:15 BST');
+SELECT pg_temp.due_at('2026-10-25 00:30+01') AS autumn_a, pg_temp.due_at('2026-10-25 23:30+00') AS autumn_b,
+       pg_temp.due_at('2026-10-26 00:30+00') AS autumn_monday, pg_temp.due_at('2026-10-24 23:45+01') AS autumn_today \gset
+SELECT is((SELECT array_agg(key ORDER BY key) FROM flows.payment_due_events('2026-10-24 00:00+01', '2026-10-24 23:30+01')),
+          (SELECT array_agg(k ORDER BY k) FROM unnest(ARRAY[:'autumn_a', :'autumn_b']) AS k),
+          'on Saturday 24 October (BST), tomorrow is the 25-hour Sunday: 00:30 BST (23:30 UTC the day before) to 23:30 GMT');
+SELECT pg_temp.due_at('2026-10-25 12:00+00', '2026-10-24 23:10+01') AS autumn_late \gset
+SELECT is((SELECT array_agg(key) FROM flows.payment_due_events('2026-10-24 23:00+01', '2026-10-24 23:30+01')),
+          ARRAY[:'autumn_late'], 'a later pass: only the payment for tomorrow scheduled since the last');
+SELECT is((SELECT parameters ->> 'due_on' FROM flows.payment_due_events('2026-10-24 00:00+01', '2026-10-24 23:30+01')
+           WHERE key = :'autumn_a'), 'Sunday 25 October 2026', 'its day as the UK has it');
+DELETE FROM billing.payments WHERE requested_by = 'pgtap';
+
+-- A payment that failed: its payer told once; essential, so no opting out.
+SELECT id AS declined FROM api.schedule_payment(:'acct1', 18) \gset
+SELECT outcome FROM billing.apply_processor_event_v1('stripe', format(
+    '{"id": "evt_tap_declined", "type": "payment_intent.payment_failed", "created": 1790000000, "data": {"object": {
+      "id": "pi_tap_declined", "object": "payment_intent", "amount": 1800, "currency": "gbp",
+      "status": "requires_payment_method", "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
+      "metadata": {"payment_id": "%s"}}}}', :'declined')::jsonb);
+SELECT pg_temp.run();
+SELECT is((SELECT array_agg(channel || ' ' || (parameters ->> 'amount') || ' ' || (parameters ->> 'reason') ORDER BY channel)
+           FROM queued WHERE rule = 'payment_failed'),
+          ARRAY['email 18.00 Your card was declined.', 'sms 18.00 Your card was declined.'],
+          'a declined payment: Olive is told the amount and why, by email and text');
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'payment_failed'), 2, 'once');
+SELECT throws_ok(format($$UPDATE flows.notification_preferences SET opted_out = '{payment_failed}' WHERE customer_id = %L$$,
+                        :'olive'), '23514', 'opted_out names payment_failed which cannot be opted out of',
+                 'payment_failed is essential');
+
+-- A top-up credited on the meter: its payer told once, with the amount, the source and the new balance.
+SELECT id AS cash FROM api.record_payment(:'acct1', 12.5) \gset
+SELECT id AS cash_topup FROM billing.topups WHERE payment_id = :'cash' \gset
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'topup_applied'), 0, 'paid, not on the meter yet: nothing');
+SELECT pg_temp.credit(:'cash_topup', 24.845);
+SELECT pg_temp.run();
+SELECT is((SELECT array_agg(channel ORDER BY channel) FROM queued WHERE rule = 'topup_applied'), ARRAY['email', 'sms'],
+          'credited: Olive is told by email and text');
+SELECT is((SELECT concat_ws(' ', parameters ->> 'amount', parameters ->> 'source', parameters ->> 'paid_by',
+                            parameters ->> 'balance_after', parameters ->> 'serial')
+           FROM queued WHERE rule = 'topup_applied' AND channel = 'email'),
+          '12.50 payment cash 24.85 EML3200000001', 'the amount, the source, the balance after (half-up) and the meter');
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'topup_applied'), 2, 'once per top-up');
+SELECT id AS gift FROM api.create_gift(:'acct1', 5, 'winter fund') \gset
+SELECT pg_temp.credit((SELECT id FROM billing.topups WHERE gift_id = :'gift'), 29.85);
+SELECT id AS cancelled_topup FROM api.create_adjustment_topup(:'acct1', 3, 'goodwill') \gset
+SELECT status FROM api.cancel_topup(:'cancelled_topup', 'entered twice');
+SELECT id AS deduction FROM api.create_adjustment_topup(:'acct1', -2, 'meter reading corrected') \gset
+SELECT pg_temp.run();
+SELECT is((SELECT array_agg(parameters ->> 'source' || ' ' || (parameters ->> 'reason')) FROM queued
+           WHERE rule = 'topup_applied' AND channel = 'email' AND parameters ->> 'source' <> 'payment'),
+          ARRAY['gift winter fund'], 'a gift credited is told with its reason; a cancelled top-up and a deduction are not');
+SELECT id AS tina_cash FROM api.record_payment(:'acct2', 20) \gset
+SELECT id AS tina_topup FROM billing.topups WHERE payment_id = :'tina_cash' \gset
+SELECT pg_temp.credit(:'tina_topup', 22);
+SELECT pg_temp.run();
+SELECT is((SELECT count(*)::int FROM queued WHERE rule = 'topup_applied' AND recipient = 'tina@notify.example'), 0,
+          'Tina opted out of topup_applied');
+SELECT is((SELECT count(*)::int FROM flows.topup_applied_events(now() - interval '1 hour', now()) WHERE key = :'tina_topup'),
+          1, 'though the rule saw her top-up');
+SELECT is((SELECT string_agg(rule || ': ' || last_error, '; ') FROM flows.notification_rules WHERE last_error IS NOT NULL),
+          NULL, 'no rule failed');
 
 -- Sending: claim, fence, retry with backoff, dead letter, release ----------------------------
 SELECT is((SELECT count(*)::int FROM flows.claim_notifications_v1('email', 'w1', 100)),

@@ -2,16 +2,19 @@
 customers of billing_factory.py, all made by the product's factories: Olive's
 card and wallet, a cash payment (partly refunded), a card payment that arrived
 as a processor event (its top-up's token refused by the meter: failed, to be
-retried), a payment to come, a gift given and one scheduled, an adjustment,
-solar credit for last month (Olive under a solar contract, her neighbour Tina
-without), and Tina's bank transfer. Their top-ups wait on pending send_token
-commands (no worker runs in the tenancy tests).
+retried), a payment to come, one due tomorrow (UK day) and one the processor
+declined, a gift given (credited on the meter) and one scheduled, an
+adjustment, solar credit for last month (Olive under a solar contract, her
+neighbour Tina without), and Tina's bank transfer. The other top-ups wait on
+pending send_token commands (no worker runs in the tenancy tests).
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from flows import factories as f
 from flows.payments.test_processor import event_object, intent_object
@@ -22,7 +25,7 @@ from tests.support.billing_factory import BillingData, last_month_start
 class MoneyData:
     payment_method: str = ""  # Olive's card
     wallet: str = ""  # Olive's meter's
-    payments: dict[str, str] = field(default_factory=dict)  # Olive's: cash, card, scheduled
+    payments: dict[str, str] = field(default_factory=dict)  # Olive's: cash, card, scheduled, tomorrow, declined
     refund: str = ""
     topups: dict[str, str] = field(default_factory=dict)  # Olive's: cash, card, gift, adjustment, solar
     gifts: dict[str, str] = field(default_factory=dict)  # given, scheduled
@@ -50,6 +53,14 @@ def build_money(conn: psycopg.Connection, esco: str, code: str, properties: list
     f.apply_processor_event(conn, event_object("payment_intent.succeeded", intent))
     data.payments["card"] = _one(conn, "SELECT id FROM billing.payments WHERE provider_reference = %s", intent["id"])
     data.payments["scheduled"] = f.schedule_payment(conn, account, 25, scheduled_at=now + timedelta(days=3))
+    # (for the notification rules: a payment due tomorrow, 09:00 UK time, and one the processor declined)
+    uk = ZoneInfo("Europe/London")
+    tomorrow = datetime.combine(now.astimezone(uk).date() + timedelta(days=1), time(9), tzinfo=uk)
+    data.payments["tomorrow"] = f.schedule_payment(conn, account, 25, scheduled_at=tomorrow)
+    data.payments["declined"] = f.schedule_payment(conn, account, "18.00")
+    declined = {**intent_object(1800, {"payment_id": data.payments["declined"]}, status="requires_payment_method"),
+                "last_payment_error": {"code": "card_declined", "message": "Your card was declined."}}
+    f.apply_processor_event(conn, event_object("payment_intent.payment_failed", declined))
     for source in ("cash", "card"):
         data.topups[source] = _one(conn, "SELECT id FROM billing.topups WHERE payment_id = %s", data.payments[source])
     card_command = _one(conn, "SELECT command_id FROM billing.topups WHERE id = %s", data.topups["card"])
@@ -58,6 +69,13 @@ def build_money(conn: psycopg.Connection, esco: str, code: str, properties: list
     data.gifts["given"] = f.create_gift(conn, account, "5.00", "sign-up bonus")
     data.gifts["scheduled"] = f.create_gift(conn, account, "7.50", "winter fund", scheduled_at=now + timedelta(days=10))
     data.topups["gift"] = _one(conn, "SELECT id FROM billing.topups WHERE gift_id = %s", data.gifts["given"])
+    # The gift is credited: its command done with the meter's answer, as the top-up's mirror sees it (not through
+    # flows.finish_meter_command_v1, which would also record the meter reached now: the sample's meters stay last
+    # reached five hours ago, for the offline rules and dashboards).
+    conn.execute("UPDATE flows.meter_commands SET status = 'done', started_at = now(), finished_at = now(),"
+                 " result = %s WHERE id = (SELECT command_id FROM billing.topups WHERE id = %s)",
+                 (Jsonb({"balance_before": "4.25", "balance_after": "9.25", "transactions_before": 34,
+                         "transactions_after": 35}), data.topups["gift"]))
     data.topups["adjustment"] = f.add_adjustment(conn, account, "3.00", "goodwill: a late top-up")
 
     month = last_month_start(now.date())

@@ -14,8 +14,14 @@ BEGIN
     PERFORM channel, pending, due, sending, oldest_due_seconds, sent_last_hour, dead_last_day
     FROM monitoring.notifications;
     ASSERT (SELECT array_agg(rule ORDER BY rule) FROM flows.notification_rules)
-           = ARRAY['low_balance', 'meter_offline', 'statement_ready', 'tariff_rollout_failed'],
-        'the four rules are registered';
+           = ARRAY['low_balance', 'meter_offline', 'payment_due', 'payment_failed', 'statement_ready',
+                   'tariff_rollout_failed', 'topup_applied'],
+        'the seven rules are registered';
+    ASSERT NOT (SELECT essential FROM flows.notification_rules WHERE rule = 'payment_due')
+           AND NOT (SELECT essential FROM flows.notification_rules WHERE rule = 'topup_applied'),
+        'customers can opt out of payment_due and topup_applied';
+    ASSERT pg_catalog.has_function_privilege('flows_service',
+        'flows.topup_applied_events(timestamptz, timestamptz)', 'EXECUTE'), 'the workers cannot run topup_applied';
     ASSERT NOT EXISTS (SELECT FROM flows.escos AS e
                        WHERE NOT EXISTS (SELECT FROM flows.notification_settings AS s WHERE s.esco = e.id)),
         'every ESCO has its notification settings';
