@@ -139,7 +139,8 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
         data.commands[f"tariff.{i}"] = command
 
     # A worker that serves this ESCO only.
-    data.workers = [f.add_worker(conn, escos=[esco.code])]
+    # (a heartbeat interval longer than any test: its derived state stays 'running' while the matrices read it)
+    data.workers = [f.add_worker(conn, escos=[esco.code], heartbeat=timedelta(hours=1))]
 
     # Half hours of the last two UK days, with gaps (so register_interval_hh_missing shows them).
     ids, times, imports, exports = [], [], [], []
