@@ -53,6 +53,8 @@ SET ROLE flows_owner;
 \ir schema/billing/topups.sql
 \ir schema/billing/ledger.sql
 \ir schema/billing/money_pass.sql
+-- reconciliation: payments <-> top-ups <-> credit on the meter, the shadow prepay ledger
+\ir schema/billing/reconciliation.sql
 -- what the Prometheus exporter reads (counts, after every table it counts)
 \ir schema/monitoring.sql
 \ir schema/realtime.sql
@@ -88,6 +90,7 @@ SET ROLE flows_owner;
 \ir rpc/billing/solar.sql
 \ir rpc/billing/wallets.sql
 \ir rpc/billing/ledger.sql
+\ir rpc/billing/reconciliation.sql
 
 -- who changed what (after every table)
 \ir schema/audit_registry.sql

@@ -49,3 +49,8 @@ CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_e
 -- Logins and credentials.
 CALL flows.audit('flows.sql_login_claims', esco_column => NULL);
 CALL flows.audit('flows.api_keys');
+
+-- Reconciliation: the settings, the debts meters were loaded with, the operators' decisions on exceptions.
+CALL flows.audit('billing.reconciliation_settings', ignored_columns => '{updated_at}');
+CALL flows.audit('billing.prepay_debts');
+CALL flows.audit('billing.reconciliation_decisions');
