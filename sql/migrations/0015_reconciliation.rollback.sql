@@ -1,0 +1,10 @@
+-- Rollback of 0015_reconciliation.
+SET LOCAL ROLE flows_owner;
+DROP FUNCTION api.reconciliation(text, date), api.decide_reconciliation_exception(text, text, text, text);
+DROP VIEW api.reconciliation_exceptions, api.reconciliation_days, api.shadow_ledger_days, api.reconciliation_settings,
+          api.prepay_debts;
+DROP FUNCTION billing.reconciliation_summary(uuid, date, date), billing.reconciliation_exceptions(uuid, date, date),
+              billing.shadow_ledger(uuid, date, date), billing.shadow_ledger_intervals(uuid, date, date);
+DROP VIEW billing.meter_tariff_periods;
+DROP FUNCTION billing.uk_midnight(date);
+DROP TABLE billing.reconciliation_decisions, billing.prepay_debts, billing.reconciliation_settings;
