@@ -172,8 +172,8 @@ WITH settings AS (
     SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day) AS charged
     FROM (
         SELECT p.meter_id, g.day::date AS day,
-               p.standing_charge + coalesce(d.recovered - lag(d.recovered, 1, 0::numeric) OVER (
-                   PARTITION BY p.meter_id ORDER BY g.day), 0) AS charge
+               p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
+                   PARTITION BY p.meter_id ORDER BY g.day) AS charge
         FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
         JOIN periods AS p ON billing.uk_midnight(g.day::date) >= p.valid_from
                          AND billing.uk_midnight(g.day::date) < p.valid_to
