@@ -109,6 +109,10 @@ CALLS: dict[str, dict] = {
     "generate_solar_credits": {"esco_code": Ref("code"), "month": last_month_start(NOW.date()).isoformat()},
     "set_wallet": {"account_id": Ref("billing.account"), "target_balance": 50,
                    "payment_method_id": Ref("money.payment_method")},
+    # reconciliation (docs/reconciliation.md)
+    "reconciliation": {"esco_code": Ref("code"), "day": NOW.date().isoformat()},
+    "decide_reconciliation_exception": {"esco_code": Ref("code"), "exception_key": "unexplained_deduction:x",
+                                        "status": "resolved", "note": "a meter fault, refunded"},
 }
 # api functions taking a row id that an operator may not call at all (the platform's, for administrators):
 # how an administrator calls them. The operator is refused every one, on anyone's rows, and nothing changes.
