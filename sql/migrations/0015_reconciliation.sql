@@ -593,6 +593,8 @@ GRANT EXECUTE ON FUNCTION
     api.reconciliation(text, date)
 TO flows_admin, flows_operator, flows_analyst, flows_service;
 GRANT EXECUTE ON FUNCTION api.decide_reconciliation_exception(text, text, text, text) TO flows_admin, flows_operator;
+-- (the exceptions ask whether an account takes top-ups, for analysts too)
+GRANT EXECUTE ON FUNCTION billing.topup_problem(billing.accounts, boolean) TO flows_analyst;
 
 -- ---- rls/policies.sql ----
 -- == Reconciliation ==========================================================
