@@ -68,6 +68,11 @@ CREATE TABLE billing.reconciliation_decisions (
 COMMENT ON TABLE billing.reconciliation_decisions IS
     'Operator decisions on reconciliation exceptions (by exception_key): acknowledged or resolved, with a note.';
 
+-- The meter logs event 48 when it applies a credit token (BILLING.md, "Reconciliation"); the protocol's enum
+-- leaves it unnamed, so recording it would otherwise name it unknown_48.
+INSERT INTO flows.meter_event_log_type (id, name) VALUES (48, 'credit_token_applied')
+ON CONFLICT (id) DO UPDATE SET name = excluded.name;
+
 -- The UTC instant of a UK day's midnight.
 CREATE FUNCTION billing.uk_midnight(p_day date) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
