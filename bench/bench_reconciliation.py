@@ -15,6 +15,7 @@ event on one meter in five; written in bulk as the benchmark's setup.
 Prints meters/s of each and the ratio (target >= 10x).
 """
 
+import json
 import random
 import sys
 import time
@@ -29,17 +30,23 @@ METERS = 2000
 DAYS = 30
 FIRST = "2026-09-01"
 SAMPLE = 100
+RATES = {"prepayment_emergency_credit": "15", "prepayment_ecredit_availability": "10",
+         "prepayment_debt_recovery_rate": "0.25", "unit_rate_element_b": "0.1"}
+OLD = {**RATES, "standing_charge": "0.5", "unit_rate_element_a": "0.2"}
+NEW = {**RATES, "standing_charge": "0.6", "unit_rate_element_a": "0.3"}
 
 PER_METER = """
 WITH obs AS (
-    SELECT b."timestamp" AS at, b.balance, lag(b."timestamp") OVER w AS prev_at, lag(b.balance) OVER w AS prev_balance
+    SELECT b."timestamp" AS at, b.balance, lag(b."timestamp") OVER w AS prev_at,
+           lag(b.balance) OVER w AS prev_balance
     FROM flows.meter_prepay_balance AS b
     WHERE b.meter_id = %(meter)s AND b."timestamp" >= %(t0)s AND b."timestamp" < %(t1)s
     WINDOW w AS (ORDER BY b."timestamp")
 )
 SELECT (o.at AT TIME ZONE 'Europe/London')::date AS day,
        sum(o.balance - o.prev_balance
-           + (SELECT coalesce(sum(i.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), 0)
+           + (SELECT coalesce(sum(i.import_kwh * CASE r.element WHEN 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END),
+                              0)
               FROM flows.meter_registers AS r
               JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
               JOIN billing.meter_tariff_periods AS p ON p.meter_id = r.meter_id
@@ -49,7 +56,8 @@ SELECT (o.at AT TIME ZONE 'Europe/London')::date AS day,
               FROM generate_series((o.prev_at AT TIME ZONE 'Europe/London')::date + 1,
                                    (o.at AT TIME ZONE 'Europe/London')::date, interval '1 day') AS g (day)
               JOIN billing.meter_tariff_periods AS p ON p.meter_id = %(meter)s
-                   AND billing.uk_midnight(g.day::date) >= p.valid_from AND billing.uk_midnight(g.day::date) < p.valid_to)
+                   AND billing.uk_midnight(g.day::date) >= p.valid_from
+                   AND billing.uk_midnight(g.day::date) < p.valid_to)
            - (SELECT coalesce(sum(t.amount), 0) FROM billing.topups AS t
               WHERE t.meter_id = %(meter)s AND t.status = 'completed' AND t.used_at > o.prev_at AND t.used_at <= o.at)
        ) AS residual
@@ -65,25 +73,30 @@ SELECT ('00000000-0000-4000-8001-' || lpad(to_hex(n), 12, '0'))::uuid, 'EML44' |
 FROM generate_series(1, %(meters)s) AS n;
 INSERT INTO flows.meter_registers (meter_id, esco, element, nature, direction_reversed, start_time)
 SELECT m.id, m.esco, e.element, 'power', false, '2025-01-01'
-FROM flows.meter_registry AS m, (VALUES ('A'), ('B')) AS e (element) WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1';
+FROM flows.meter_registry AS m, (VALUES ('A'), ('B')) AS e (element)
+WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1';
 SELECT flows.ensure_partitions(t, %(t0)s::timestamptz - interval '2 days', %(t1)s::timestamptz)
-FROM unnest(ARRAY['flows.register_interval_hh', 'flows.meter_prepay_balance', 'flows.meter_event_log']::regclass[]) AS t;
+FROM unnest(ARRAY['flows.register_interval_hh', 'flows.meter_prepay_balance',
+                  'flows.meter_event_log']::regclass[]) AS t;
 INSERT INTO flows.meter_tariff_history (meter_id, "timestamp", kind, tariff)
 SELECT m.id, v.at, v.kind, v.tariff
 FROM flows.meter_registry AS m, (VALUES
-    (%(t0)s::timestamptz - interval '1 day', 'active', '{"standing_charge": "0.5", "unit_rate_element_a": "0.2", "unit_rate_element_b": "0.1", "prepayment_emergency_credit": "15", "prepayment_ecredit_availability": "10", "prepayment_debt_recovery_rate": "0.25"}'::jsonb),
-    (%(t0)s::timestamptz + interval '10 days', 'future', '{"standing_charge": "0.6", "unit_rate_element_a": "0.3", "unit_rate_element_b": "0.1", "prepayment_emergency_credit": "15", "prepayment_ecredit_availability": "10", "prepayment_debt_recovery_rate": "0.25"}'::jsonb || jsonb_build_object('activation_datetime', %(change)s::text)),
-    (%(t0)s::timestamptz + interval '15 days 6 hours', 'active', '{"standing_charge": "0.6", "unit_rate_element_a": "0.3", "unit_rate_element_b": "0.1", "prepayment_emergency_credit": "15", "prepayment_ecredit_availability": "10", "prepayment_debt_recovery_rate": "0.25"}'::jsonb)
+    (%(t0)s::timestamptz - interval '1 day', 'active', %(old)s::jsonb),
+    (%(t0)s::timestamptz + interval '10 days', 'future',
+     %(new)s::jsonb || jsonb_build_object('activation_datetime', %(change)s::text)),
+    (%(t0)s::timestamptz + interval '15 days 6 hours', 'active', %(new)s::jsonb)
 ) AS v (at, kind, tariff) WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1';
 INSERT INTO flows.register_interval_hh (register_id, "timestamp", import_kwh, export_kwh, source)
 SELECT r.register_id, g.at, round((0.05 + random() * 0.4)::numeric, 3), NULL, 'profile_log'
 FROM flows.meter_registers AS r
-CROSS JOIN generate_series(%(t0)s::timestamptz - interval '1 day', %(t1)s::timestamptz - interval '30 minutes', interval '30 minutes') AS g (at)
+CROSS JOIN generate_series(%(t0)s::timestamptz - interval '1 day', %(t1)s::timestamptz - interval '30 minutes',
+                           interval '30 minutes') AS g (at)
 WHERE r.esco = '00000000-0000-4000-8000-00000000b0e1';
 INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
 SELECT m.id, g.at, round((40 - extract(epoch FROM g.at - %(t0)s::timestamptz) / 86400 + random() * 0.02)::numeric, 5)
 FROM flows.meter_registry AS m
-CROSS JOIN generate_series(%(t0)s::timestamptz - interval '1 day', %(t1)s::timestamptz - interval '1 hour', interval '2 hours') AS g (at)
+CROSS JOIN generate_series(%(t0)s::timestamptz - interval '1 day', %(t1)s::timestamptz - interval '1 hour',
+                           interval '2 hours') AS g (at)
 WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1';
 INSERT INTO billing.prepay_debts (meter_id, esco, amount, as_of)
 SELECT m.id, m.esco, 30, %(t0)s::timestamptz - interval '5 days' FROM flows.meter_registry AS m
@@ -103,7 +116,8 @@ def main() -> None:
         started = time.perf_counter()
         for statement in SETUP.split(";\n"):
             if statement.strip():
-                conn.execute(statement, {"meters": METERS, "t0": t0, "t1": t1, "change": change.isoformat()})
+                conn.execute(statement, {"meters": METERS, "t0": t0, "t1": t1, "change": change.isoformat(),
+                                         "old": json.dumps(OLD), "new": json.dumps(NEW)})
         setup = time.perf_counter() - started
         esco = "00000000-0000-4000-8000-00000000b0e1"
         last = conn.execute("SELECT %s::date + %s - 1", (FIRST, DAYS)).fetchone()[0]
