@@ -221,14 +221,21 @@ WITH settings AS (
       AND NOT EXISTS (SELECT FROM billing.topups AS t
                       WHERE t.meter_id = e.meter_id AND t.status = 'completed' AND t.amount > 0
                         AND t.used_at BETWEEN e."timestamp" - interval '15 minutes' AND e."timestamp" + interval '15 minutes')
+), placed AS (  -- each credit and unexplained token in the interval that ends at the first observation after it
+    SELECT x.meter_id, ended.at AS ended_at, sum(x.amount) AS topup_credits, count(x.token)::integer AS token_events
+    FROM (SELECT c.meter_id, c.at, c.amount, NULL::integer AS token FROM credits AS c
+          UNION ALL
+          SELECT k.meter_id, k.at, 0, 1 FROM tokens AS k) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.at
+    ) AS ended
+    GROUP BY x.meter_id, ended.at
 ), stepped AS (
-    SELECT i.*,
-           coalesce((SELECT sum(c.amount) FROM credits AS c
-                     WHERE c.meter_id = i.meter_id AND c.at > i.started_at AND c.at <= i.ended_at), 0) AS topup_credits,
-           (SELECT count(*) FROM tokens AS k
-            WHERE k.meter_id = i.meter_id AND k.at > i.started_at AND k.at <= i.ended_at)::integer AS token_events,
+    SELECT i.*, coalesce(c.topup_credits, 0) AS topup_credits, coalesce(c.token_events, 0) AS token_events,
            p.emergency_credit AS offered, p.ecredit_availability
     FROM intervals AS i
+    LEFT JOIN placed AS c ON c.meter_id = i.meter_id AND c.ended_at = i.ended_at
     LEFT JOIN periods AS p ON p.meter_id = i.meter_id AND i.started_at >= p.valid_from AND i.started_at < p.valid_to
 ), explained AS (
     SELECT s.*, s.closing_balance - s.opening_balance AS observed_change,
