@@ -73,12 +73,6 @@ COMMENT ON TABLE billing.reconciliation_decisions IS
 INSERT INTO flows.meter_event_log_type (id, name) VALUES (48, 'credit_token_applied')
 ON CONFLICT (id) DO UPDATE SET name = excluded.name;
 
--- The UTC instant of a UK day's midnight.
-CREATE FUNCTION billing.uk_midnight(p_day date) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = ''
-RETURN p_day::timestamp AT TIME ZONE 'Europe/London';
-
 -- The tariff active on each meter over time, from the tariffs read from it:
 -- each active tariff from its activation time (the future tariff it came from,
 -- read as UK wall clock when the meter corrects for daylight saving), else from
@@ -114,6 +108,43 @@ FROM (
 COMMENT ON VIEW billing.meter_tariff_periods IS
     'The tariff active on each meter from valid_from to valid_to (rates GBP: per kWh of element A and B, per day).';
 
+-- The daily charges of each prepay meter of an ESCO at each UK midnight from
+-- p_from to p_to (of the tariff active at that midnight: standing charge, and
+-- debt recovery while a debt loaded on the meter lasts), as a running total
+-- per meter: what the meter has taken by the end of that day's midnight.
+CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, charged numeric)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t
+    JOIN flows.meter_registry AS m ON m.id = t.meter_id
+    WHERE m.esco = p_esco AND m.prepay_enabled
+), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
+    SELECT d.meter_id, g.day,
+           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+    FROM billing.prepay_debts AS d
+    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON p.meter_id = d.meter_id
+                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
+    WHERE d.esco = p_esco
+)
+SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
+FROM (
+    SELECT p.meter_id, g.day::date AS day,
+           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
+               PARTITION BY p.meter_id ORDER BY g.day) AS charge
+    FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON flows.uk_day_start(g.day::date) >= p.valid_from
+                     AND flows.uk_day_start(g.day::date) < p.valid_to
+    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
+) AS c
+$$;
+COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
+    'Running total per prepay meter of an ESCO of the daily charges (standing charge, debt recovery) taken at '
+    'each UK midnight from p_from to p_to (GBP).';
+
 -- The shadow prepay ledger, interval by interval: between consecutive balance
 -- observations of each prepay meter of the ESCO ending in the UK days
 -- [p_from, p_to], what the charging model (docs/reconciliation.md) expects
@@ -124,84 +155,36 @@ COMMENT ON VIEW billing.meter_tariff_periods IS
 -- balance_after) and tokens the meter logged (event 48) that no top-up
 -- explains; emergency credit: an upward step of the emergency credit amount
 -- taken below the availability threshold, repaid first from the next credit.
--- residual = observed - expected, after all of that.
-CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date)
+-- residual = observed - expected, after all of that. p_steps_only: only the
+-- intervals a credit, a token, a rise of the balance or a balance below the
+-- emergency credit threshold could make special (what billing.shadow_ledger
+-- needs beyond its daily totals), their half hours looked up by index.
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_only boolean DEFAULT false)
 RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
                closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
                token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
                observed_change numeric, expected_change numeric, residual numeric, complete boolean)
 LANGUAGE sql STABLE
 SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
 AS $$
 WITH settings AS (
     SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
 ), bounds AS (
-    SELECT billing.uk_midnight(p_from) AS t_from, billing.uk_midnight(p_to + 1) AS t_to,
-           billing.uk_midnight(p_from - 1) AS t_before
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
 ), meters AS (
     SELECT m.id FROM flows.meter_registry AS m
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
-), observations AS (
-    SELECT b.meter_id, b."timestamp" AS at, b.balance,
+), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in
+    SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
            lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance
     FROM flows.meter_prepay_balance AS b, bounds
     WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
     WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
-), half_hours AS (  -- cost per meter and half hour, and running totals (cost before it, half hours up to it)
-    SELECT h.meter_id, h.at, h.cost,
-           coalesce(sum(h.cost) OVER w, 0) - h.cost AS cost_before, row_number() OVER w AS n
-    FROM (
-        SELECT r.meter_id, i."timestamp" AS at,
-               sum(coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END) AS cost
-        FROM flows.meter_registers AS r
-        JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
-        JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to,
-             bounds
-        WHERE r.meter_id IN (SELECT id FROM meters)
-          AND i."timestamp" >= bounds.t_before - interval '30 minutes' AND i."timestamp" < bounds.t_to
-          AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-        GROUP BY r.meter_id, i."timestamp"
-    ) AS h
-    WINDOW w AS (PARTITION BY h.meter_id ORDER BY h.at)
-), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
-    SELECT d.meter_id, g.day,
-           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
-    FROM billing.prepay_debts AS d
-    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON p.meter_id = d.meter_id
-                     AND billing.uk_midnight(g.day::date) >= p.valid_from AND billing.uk_midnight(g.day::date) < p.valid_to
-    WHERE d.esco = p_esco
-), midnights AS (  -- the daily charges of each midnight, and their running total per meter
-    SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day) AS charged
-    FROM (
-        SELECT p.meter_id, g.day::date AS day,
-               p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
-                   PARTITION BY p.meter_id ORDER BY g.day) AS charge
-        FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-        JOIN periods AS p ON billing.uk_midnight(g.day::date) >= p.valid_from
-                         AND billing.uk_midnight(g.day::date) < p.valid_to
-        LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
-    ) AS c
-), intervals AS (
-    SELECT o.meter_id, (o.at AT TIME ZONE 'Europe/London')::date AS day, o.previous_at AS started_at,
-           o.at AS ended_at, o.previous_balance AS opening_balance, o.balance AS closing_balance,
-           (h1.cost_before + h1.cost * extract(epoch FROM o.at - h1.at) / 1800)
-             - (h0.cost_before + h0.cost * extract(epoch FROM o.previous_at - h0.at) / 1800) AS energy_cost,
-           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
-           h0.n IS NOT NULL AND h1.n IS NOT NULL
-             AND h1.n - h0.n = extract(epoch FROM h1.at - h0.at) / 1800 AS complete
-    FROM observations AS o
-    CROSS JOIN bounds
-    -- the half hour an observation falls in (one ending exactly at it: the one before)
-    LEFT JOIN half_hours AS h0 ON h0.meter_id = o.meter_id
-        AND h0.at = date_bin('30 minutes', o.previous_at - interval '1 microsecond', 'epoch')
-    LEFT JOIN half_hours AS h1 ON h1.meter_id = o.meter_id
-        AND h1.at = date_bin('30 minutes', o.at - interval '1 microsecond', 'epoch')
-    LEFT JOIN midnights AS c0 ON c0.meter_id = o.meter_id AND c0.day = (o.previous_at AT TIME ZONE 'Europe/London')::date
-    LEFT JOIN midnights AS c1 ON c1.meter_id = o.meter_id AND c1.day = (o.at AT TIME ZONE 'Europe/London')::date
-    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
 ), credits AS (  -- completed top-ups, at the observation that read their balance_after
     SELECT t.meter_id, t.amount, coalesce(seen.at, t.used_at) AS at
     FROM billing.topups AS t
@@ -231,17 +214,86 @@ WITH settings AS (
         WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.at
     ) AS ended
     GROUP BY x.meter_id, ended.at
-), stepped AS (
-    SELECT i.*, coalesce(c.topup_credits, 0) AS topup_credits, coalesce(c.token_events, 0) AS token_events,
-           p.emergency_credit AS offered, p.ecredit_availability
-    FROM intervals AS i
-    LEFT JOIN placed AS c ON c.meter_id = i.meter_id AND c.ended_at = i.ended_at
-    LEFT JOIN periods AS p ON p.meter_id = i.meter_id AND i.started_at >= p.valid_from AND i.started_at < p.valid_to
-), explained AS (
-    SELECT s.*, s.closing_balance - s.opening_balance AS observed_change,
-           s.topup_credits - s.energy_cost - s.daily_charges AS before_emergency,
-           s.topup_credits > 0 OR s.token_events > 0 AS credited
+), stepped AS (  -- the intervals ending in the days, with their credits and the emergency credit on offer
+    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_balance AS opening_balance,
+           o.balance AS closing_balance, coalesce(c.topup_credits, 0) AS topup_credits,
+           coalesce(c.token_events, 0) AS token_events, p.emergency_credit AS offered, p.ecredit_availability
+    FROM observations AS o
+    CROSS JOIN bounds
+    LEFT JOIN placed AS c ON c.meter_id = o.meter_id AND c.ended_at = o.at
+    LEFT JOIN periods AS p ON p.meter_id = o.meter_id AND o.previous_at >= p.valid_from AND o.previous_at < p.valid_to
+    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
+      AND (NOT p_steps_only OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
+           OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
+    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats FROM observations AS o
+    WHERE NOT p_steps_only GROUP BY o.meter_id
+), priced AS (  -- the registers' half hours, each at its element's rate then
+    SELECT r.meter_id, r.register_id, i."timestamp" AS at,
+           coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END AS cost
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+), energy AS (  -- each interval's half hours (pieces, one per register) and their cost, prorated at its ends
+    SELECT x.meter_id, x.k, count(*) AS pieces, sum(x.cost) AS cost
+    FROM (  -- every half hour of the days, split between the intervals it overlaps: interval k ends at observation
+            -- k, found by bisection (width_bucket), in one pass
+        SELECT h.meter_id, h.j + 1 AS k,
+               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.ats[h.j + 1])
+                                           - greatest(h.at, h.ats[h.j])) / 1800 AS cost
+        FROM (
+            SELECT x.meter_id, x.at, x.cost, m.ats,
+                   generate_series(greatest(width_bucket(x.at, m.ats), 1),
+                                   least(width_bucket(x.at + interval '30 minutes' - interval '1 microsecond', m.ats),
+                                         cardinality(m.ats) - 1)) AS j
+            FROM priced AS x
+            JOIN moments AS m ON m.meter_id = x.meter_id
+            CROSS JOIN bounds
+            WHERE NOT p_steps_only
+              AND x.at >= bounds.t_before - interval '30 minutes' AND x.at < bounds.t_to
+        ) AS h
+        OFFSET 0  -- computed here, so that the aggregate does not carry each meter's array of observations
+    ) AS x
+    GROUP BY x.meter_id, x.k
+    UNION ALL
+    SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
+           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at)) / 1800)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.k, s.started_at, s.ended_at, r.element, h.hh, h.kwh
+        FROM stepped AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes' AND i."timestamp" < s.ended_at
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE p_steps_only OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.k
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), intervals AS (
+    SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
+           coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the interval overlaps
+           n.n > 0 AND coalesce(e.pieces, 0) = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
+                                                           - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
     FROM stepped AS s
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r GROUP BY r.meter_id) AS n
+      ON n.meter_id = s.meter_id
+    LEFT JOIN energy AS e ON e.meter_id = s.meter_id AND e.k = s.k
+    LEFT JOIN midnights AS c0 ON c0.meter_id = s.meter_id AND c0.day = (s.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN midnights AS c1 ON c1.meter_id = s.meter_id AND c1.day = (s.ended_at AT TIME ZONE 'Europe/London')::date
+), explained AS (
+    SELECT i.*, i.closing_balance - i.opening_balance AS observed_change,
+           i.topup_credits - i.energy_cost - i.daily_charges AS before_emergency,
+           i.topup_credits > 0 OR i.token_events > 0 AS credited
+    FROM intervals AS i
 ), granted AS (  -- emergency credit: an upward step of its amount, taken below the threshold, no token
     SELECT e.*,
            CASE WHEN NOT e.credited AND e.offered > 0 AND e.opening_balance < e.ecredit_availability
@@ -271,36 +323,166 @@ SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing
        r.complete
 FROM repaid AS r
 $$;
-COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date) IS
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, boolean) IS
     'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
-    'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md).';
+    'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
+    'p_steps_only: only the intervals a credit, a rise or a low balance could make special.';
 
--- The shadow ledger per meter and UK day (the sum of its intervals): a day is
--- judged only when its half hours are complete; beyond the tolerance its
--- residual is a finding.
+-- The shadow ledger per meter and UK day: what the sum of its intervals
+-- (billing.shadow_ledger_intervals) gives, computed from the day's ends: the
+-- energy between the observation before the day's first and its last is the
+-- whole days' cost between them (register_interval_daily, priced by the
+-- tariff of the day; a day a tariff changes in priced by its half hours), less
+-- the half hours after the last observation of its day, plus those after the
+-- first one's; only the intervals a credit, a rise or a low balance could make
+-- special are computed one by one. A day is judged only when its half hours
+-- are complete; beyond the tolerance its residual is a finding.
 CREATE FUNCTION billing.shadow_ledger(p_esco uuid, p_from date, p_to date)
 RETURNS TABLE (meter_id uuid, day date, observations integer, opening_balance numeric, closing_balance numeric,
                energy_cost numeric, daily_charges numeric, topup_credits numeric, token_credit numeric,
                emergency_credit numeric, repaid numeric, observed_change numeric, expected_change numeric,
-               residual numeric, complete boolean, finding text)
+               residual numeric, complete boolean, finding text, steps jsonb)
 LANGUAGE sql STABLE
 SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
 AS $$
-SELECT i.meter_id, i.day, count(*)::integer,
-       (array_agg(i.opening_balance ORDER BY i.ended_at))[1], (array_agg(i.closing_balance ORDER BY i.ended_at DESC))[1],
-       sum(i.energy_cost), sum(i.daily_charges), sum(i.topup_credits), sum(i.token_credit), sum(i.emergency_credit),
-       sum(i.repaid), sum(i.observed_change), sum(i.expected_change) + sum(i.token_credit), sum(i.residual),
-       bool_and(i.complete),
-       CASE WHEN NOT bool_and(i.complete) OR abs(sum(i.residual)) <= max(s.tolerance) THEN NULL
-            WHEN sum(i.residual) < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END
-FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to) AS i
+WITH bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), observations AS (  -- with their UK day, their rank in it, and whether they are its last
+    SELECT b.meter_id, b.at, b.balance, b.day, row_number() OVER w AS k, row_number() OVER d AS nth,
+           lag(b.at) OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
+           lead(b.day) OVER w IS DISTINCT FROM b.day AS last_of_day
+    FROM (SELECT o.meter_id, o."timestamp" AS at, o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day
+          FROM flows.meter_prepay_balance AS o, bounds
+          WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before
+            AND o."timestamp" < bounds.t_to) AS b
+    WINDOW w AS (PARTITION BY b.meter_id ORDER BY b.day, b.at), d AS (PARTITION BY b.meter_id, b.day ORDER BY b.at)
+), days AS (  -- each meter's UK days: from the observation before the day's first to its last
+    SELECT o.meter_id, o.day, count(*)::integer AS observations, min(o.previous_at) AS started_at,
+           max(o.at) AS ended_at,
+           sum(o.previous_balance) FILTER (WHERE o.nth = 1 OR o.k = 2) AS opening_balance,
+           sum(o.balance) FILTER (WHERE o.last_of_day) AS closing_balance
+    FROM observations AS o, bounds
+    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
+    GROUP BY o.meter_id, o.day
+), tails AS (  -- from each day's last observation (and the first one read) to the day's end: the half hours'
+               -- cost after it, those overlapping it and those starting at or after it
+    SELECT x.meter_id, x.at,
+           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END * extract(epoch FROM x.hh + interval '30 minutes' - greatest(x.hh, x.at)) / 1800) AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE x.hh >= x.at) AS after
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT o.meter_id, o.at, r.element, h.hh, h.kwh
+        FROM observations AS o
+        JOIN flows.meter_registers AS r ON r.meter_id = o.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > o.at - interval '30 minutes' AND i."timestamp" < flows.uk_day_start(o.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE o.last_of_day OR o.k = 1 OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.at
+), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
+    SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
+             AS cost, sum(d.intervals) AS n
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= flows.uk_day_start(d.day)
+                     AND p.valid_to >= flows.uk_day_start(d.day + 1)
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+    UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT c.meter_id, c.day, r.element, h.hh, h.kwh
+        FROM (SELECT DISTINCT p.meter_id, (p.valid_from AT TIME ZONE 'Europe/London')::date AS day FROM periods AS p
+              WHERE p.valid_from > flows.uk_day_start((p.valid_from AT TIME ZONE 'Europe/London')::date)) AS c
+        JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day) AND i."timestamp" < flows.uk_day_start(c.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE c.day BETWEEN p_from - 1 AND p_to OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), cumulative AS (  -- running totals per meter of the whole days' cost and half hours
+    SELECT m.id AS meter_id, g.day::date AS day,
+           sum(coalesce(w.cost, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS cost,
+           sum(coalesce(w.n, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS n
+    FROM meters AS m
+    CROSS JOIN generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
+    LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), steps AS (  -- the intervals computed one by one, per day
+    SELECT s.meter_id, s.day,
+           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
+           sum(s.residual) AS residual,
+           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
+           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
+           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
+                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
+                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
+                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
+                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
+                                        'repaid', s.repaid) ORDER BY s.ended_at)
+             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
+    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, true) AS s
+    GROUP BY s.meter_id, s.day
+), ledger AS (
+    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
+           w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
+           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the day overlaps
+           n.n > 0 AND w1.n - w0.n - coalesce(t1.after, 0) + coalesce(t0.overlapping, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
+    FROM days AS d
+    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
+    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN tails AS t1 ON t1.meter_id = d.meter_id AND t1.at = d.ended_at
+    LEFT JOIN tails AS t0 ON t0.meter_id = d.meter_id AND t0.at = d.started_at
+    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
+    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
+                             AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r GROUP BY r.meter_id) AS n
+      ON n.meter_id = d.meter_id
+), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
+    SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,
+           round(l.observed_change + l.energy_cost + l.daily_charges
+                 - coalesce(s.observed + s.spent, 0) + coalesce(s.residual, 0), 5) AS residual,
+           round(coalesce(s.expected + s.spent, 0) - l.energy_cost - l.daily_charges, 5) AS expected_change
+    FROM ledger AS l
+    LEFT JOIN steps AS s ON s.meter_id = l.meter_id AND s.day = l.day
+)
+SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5), j.daily_charges,
+       coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0), coalesce(j.repaid, 0),
+       j.observed_change, j.expected_change, j.residual, j.complete,
+       CASE WHEN NOT j.complete OR abs(j.residual) <= s.tolerance THEN NULL
+            WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
+       coalesce(j.steps, '[]')
+FROM judged AS j
 CROSS JOIN (SELECT coalesce((SELECT r.tolerance FROM billing.reconciliation_settings AS r WHERE r.esco = p_esco),
                             0.01) AS tolerance) AS s
-GROUP BY i.meter_id, i.day
 $$;
 COMMENT ON FUNCTION billing.shadow_ledger(uuid, date, date) IS
     'The shadow prepay ledger per meter and UK day: expected vs observed change of the balance, residual, and a '
-    'finding (unexplained_deduction | unexplained_credit) beyond the ESCO''s tolerance on a complete day.';
+    'finding (unexplained_deduction | unexplained_credit) beyond the ESCO''s tolerance on a complete day, and the '
+    'steps (intervals) a credit token no top-up explains or emergency credit made.';
 
 -- The three-way reconciliation's exceptions of an ESCO for the UK days
 -- [p_from, p_to], each with its evidence and any operator decision.
@@ -314,7 +496,9 @@ WITH settings AS (
     SELECT coalesce((SELECT s.topup_grace FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco),
                     interval '2 hours') AS grace
 ), bounds AS (
-    SELECT billing.uk_midnight(p_from) AS t_from, billing.uk_midnight(p_to + 1) AS t_to
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
+), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
+    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
 ), found AS (
     -- a succeeded payment whose top-up is not completed after the grace period
     SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
@@ -367,21 +551,20 @@ WITH settings AS (
       AND ((event.at IS NULL AND log.read_past) OR t.transaction_count IS NULL OR t.balance_after <= t.balance_before)
     UNION ALL
     -- from the shadow ledger: tokens no top-up explains, emergency credit taken
-    SELECT i.day, CASE WHEN i.token_events > 0 THEN 'credit_without_topup' ELSE 'emergency_credit_taken' END,
-           format('%s:%s', i.meter_id, extract(epoch FROM i.ended_at)::bigint), i.meter_id, a.id,
-           CASE WHEN i.token_events > 0 THEN i.token_credit ELSE i.emergency_credit END,
-           CASE WHEN i.token_events > 0
+    SELECT l.day, CASE WHEN i.credit_events > 0 THEN 'credit_without_topup' ELSE 'emergency_credit_taken' END,
+           format('%s:%s', l.meter_id, extract(epoch FROM i.ended_at)::bigint), l.meter_id, a.id,
+           CASE WHEN i.credit_events > 0 THEN i.token_credit ELSE i.emergency_credit END,
+           CASE WHEN i.credit_events > 0
                 THEN format('the meter logged %s credit token(s) (event 48) no top-up explains: a token typed on the '
-                            'keypad?', i.token_events)
+                            'keypad?', i.credit_events)
                 ELSE format('the balance rose by the emergency credit (%s) below the threshold (%s)',
                             i.emergency_credit, i.opening_balance) END,
-           jsonb_build_object('started_at', i.started_at, 'ended_at', i.ended_at, 'opening_balance', i.opening_balance,
-                              'closing_balance', i.closing_balance, 'energy_cost', i.energy_cost,
-                              'daily_charges', i.daily_charges, 'topup_credits', i.topup_credits,
-                              'credit_events', i.token_events, 'repaid', i.repaid)
-    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to) AS i
-    LEFT JOIN billing.accounts AS a ON a.meter_id = i.meter_id AND a.type = 'supply' AND a.status <> 'closed'
-    WHERE i.token_events > 0 OR i.emergency_credit > 0
+           step - 'token_credit' - 'emergency_credit'
+    FROM ledger AS l
+    CROSS JOIN LATERAL jsonb_array_elements(l.steps) AS step
+    CROSS JOIN LATERAL jsonb_to_record(step) AS i (ended_at timestamptz, opening_balance numeric, credit_events integer,
+                                                   token_credit numeric, emergency_credit numeric)
+    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
     UNION ALL
     -- from the shadow ledger: a day whose balance moved more than the charging model explains
     SELECT l.day, CASE l.finding WHEN 'unexplained_deduction' THEN 'unexplained_deduction' ELSE 'credit_without_topup' END,
@@ -396,7 +579,7 @@ WITH settings AS (
                               'emergency_credit', l.emergency_credit, 'repaid', l.repaid,
                               'expected_change', l.expected_change, 'observed_change', l.observed_change,
                               'residual', l.residual)
-    FROM billing.shadow_ledger(p_esco, p_from, p_to) AS l
+    FROM ledger AS l
     LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
     WHERE l.finding IS NOT NULL
 )
@@ -441,8 +624,8 @@ SELECT p_esco, d.day,
           AND NOT EXISTS (SELECT FROM exceptions AS x
                           WHERE x.kind = 'topup_without_credit' AND x.exception_key = 'topup_without_credit:' || t.id))::integer,
        (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
-        WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= billing.uk_midnight(d.day)
-          AND e."timestamp" < billing.uk_midnight(d.day + 1))::integer,
+        WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
+          AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
        (SELECT count(*) FROM ledger AS l WHERE l.day = d.day)::integer,
        (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND l.complete AND l.finding IS NULL)::integer,
        (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND NOT l.complete)::integer,
@@ -597,8 +780,8 @@ GRANT INSERT (esco, topup_grace, tolerance), UPDATE (topup_grace, tolerance)
 GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, notes)
     ON api.prepay_debts TO flows_admin, flows_operator;
 GRANT EXECUTE ON FUNCTION
-    billing.uk_midnight(date),
-    billing.shadow_ledger_intervals(uuid, date, date),
+    billing.prepay_daily_charges(uuid, date, date),
+    billing.shadow_ledger_intervals(uuid, date, date, boolean),
     billing.shadow_ledger(uuid, date, date),
     billing.reconciliation_exceptions(uuid, date, date),
     billing.reconciliation_summary(uuid, date, date),

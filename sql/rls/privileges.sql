@@ -555,8 +555,8 @@ GRANT INSERT (esco, topup_grace, tolerance), UPDATE (topup_grace, tolerance)
 GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, notes)
     ON api.prepay_debts TO flows_admin, flows_operator;
 GRANT EXECUTE ON FUNCTION
-    billing.uk_midnight(date),
-    billing.shadow_ledger_intervals(uuid, date, date),
+    billing.prepay_daily_charges(uuid, date, date),
+    billing.shadow_ledger_intervals(uuid, date, date, boolean),
     billing.shadow_ledger(uuid, date, date),
     billing.reconciliation_exceptions(uuid, date, date),
     billing.reconciliation_summary(uuid, date, date),

@@ -10,7 +10,10 @@ BEGIN
     PERFORM esco, day, kind, meter_id, account_id, amount, evidence FROM api.reconciliation_exceptions WHERE false;
     PERFORM esco, day, payments, payments_matched, exceptions FROM api.reconciliation_days WHERE false;
     PERFORM meter_id, day, residual, finding FROM api.shadow_ledger_days WHERE false;
-    ASSERT billing.uk_midnight('2026-07-01') = '2026-06-30T23:00:00Z', 'a UK midnight in summer is 23:00 UTC';
+    ASSERT pg_catalog.to_regprocedure('billing.shadow_ledger_intervals(uuid, date, date, boolean)') IS NOT NULL,
+        'billing.shadow_ledger_intervals is missing';
+    ASSERT pg_catalog.to_regprocedure('billing.prepay_daily_charges(uuid, date, date)') IS NOT NULL,
+        'billing.prepay_daily_charges is missing';
     ASSERT (SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = 'billing.reconciliation_decisions'::regclass),
         'reconciliation decisions are tenant data';
     ASSERT pg_catalog.to_regprocedure('api.reconciliation(text, date)') IS NOT NULL, 'api.reconciliation is missing';
