@@ -104,9 +104,9 @@ CROSS JOIN generate_series(%(t0)s::timestamptz - interval '1 day', %(t1)s::times
 WHERE r.esco = '00000000-0000-4000-8000-00000000b0e1';
 INSERT INTO flows.meter_prepay_balance (meter_id, "timestamp", balance)
 SELECT o.meter_id, o.at,
-       100 - coalesce(spent.upto, 0)
+       200 - coalesce(spent.upto, 0)
        - 0.5 * o.midnights - 0.1 * greatest(0, o.midnights - 15) - CASE WHEN o.debt THEN 0.25 * o.midnights ELSE 0 END
-       + CASE WHEN o.keypad AND o.at > %(t0)s::timestamptz + interval '3 days 10 hours' THEN 5 ELSE 0 END
+       + CASE WHEN o.keypad AND o.at > %(t0)s::timestamptz + interval '3 days 10 hours 13 minutes' THEN 5 ELSE 0 END
        - CASE WHEN o.faulty AND o.at > %(t0)s::timestamptz + interval '20 days 13 hours' THEN 1 ELSE 0 END
 FROM (
     SELECT m.id AS meter_id, g.at, m.serial LIKE '%%0' AS debt, m.serial ~ '[05]$' AS keypad,
@@ -131,7 +131,7 @@ INSERT INTO billing.prepay_debts (meter_id, esco, amount, as_of)
 SELECT m.id, m.esco, 30, %(t0)s::timestamptz - interval '5 days' FROM flows.meter_registry AS m
 WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1' AND m.serial LIKE '%%0';
 INSERT INTO flows.meter_event_log (meter_id, "timestamp", event_type, event_set)
-SELECT m.id, %(t0)s::timestamptz + interval '3 days 10 hours', 48, 1 FROM flows.meter_registry AS m
+SELECT m.id, %(t0)s::timestamptz + interval '3 days 10 hours 13 minutes', 48, 1 FROM flows.meter_registry AS m
 WHERE m.esco = '00000000-0000-4000-8000-00000000b0e1' AND m.serial ~ '[05]$';
 ANALYZE;
 """

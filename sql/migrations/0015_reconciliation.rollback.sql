@@ -6,7 +6,7 @@ DROP VIEW api.reconciliation_exceptions, api.reconciliation_days, api.shadow_led
           api.prepay_debts;
 DROP FUNCTION billing.reconciliation_summary(uuid, date, date), billing.reconciliation_exceptions(uuid, date, date),
               billing.shadow_ledger(uuid, date, date),
-              billing.shadow_ledger_intervals(uuid, date, date, boolean), billing.prepay_daily_charges(uuid, date, date);
+              billing.shadow_ledger_intervals(uuid, date, date, uuid[]), billing.prepay_daily_charges(uuid, date, date);
 DROP VIEW billing.meter_tariff_periods;
 DROP TABLE billing.reconciliation_decisions, billing.prepay_debts, billing.reconciliation_settings;
 UPDATE flows.meter_event_log_type SET name = 'unknown_48' WHERE id = 48;

@@ -155,11 +155,12 @@ COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
 -- balance_after) and tokens the meter logged (event 48) that no top-up
 -- explains; emergency credit: an upward step of the emergency credit amount
 -- taken below the availability threshold, repaid first from the next credit.
--- residual = observed - expected, after all of that. p_steps_only: only the
--- intervals a credit, a token, a rise of the balance or a balance below the
--- emergency credit threshold could make special (what billing.shadow_ledger
--- needs beyond its daily totals), their half hours looked up by index.
-CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_only boolean DEFAULT false)
+-- residual = observed - expected, after all of that. p_steps_of: only these
+-- meters' intervals a credit, a token, a rise of the balance or a balance
+-- below the emergency credit threshold could make special (what
+-- billing.shadow_ledger needs beyond its daily totals), their half hours
+-- looked up by index.
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL)
 RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
                closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
                token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
@@ -177,6 +178,7 @@ WITH settings AS (
 ), meters AS (
     SELECT m.id FROM flows.meter_registry AS m
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+      AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
 ), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in
@@ -223,11 +225,11 @@ WITH settings AS (
     LEFT JOIN placed AS c ON c.meter_id = o.meter_id AND c.ended_at = o.at
     LEFT JOIN periods AS p ON p.meter_id = o.meter_id AND o.previous_at >= p.valid_from AND o.previous_at < p.valid_to
     WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
-      AND (NOT p_steps_only OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
+      AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
            OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
 ), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
     SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats FROM observations AS o
-    WHERE NOT p_steps_only GROUP BY o.meter_id
+    WHERE p_steps_of IS NULL GROUP BY o.meter_id
 ), priced AS (  -- the registers' half hours, each at its element's rate then
     SELECT r.meter_id, r.register_id, i."timestamp" AS at,
            coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END AS cost
@@ -250,7 +252,7 @@ WITH settings AS (
             FROM priced AS x
             JOIN moments AS m ON m.meter_id = x.meter_id
             CROSS JOIN bounds
-            WHERE NOT p_steps_only
+            WHERE p_steps_of IS NULL
               AND x.at >= bounds.t_before - interval '30 minutes' AND x.at < bounds.t_to
         ) AS h
         OFFSET 0  -- computed here, so that the aggregate does not carry each meter's array of observations
@@ -271,7 +273,7 @@ WITH settings AS (
               AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
             OFFSET 0
         ) AS h
-        WHERE p_steps_only OFFSET 0
+        WHERE p_steps_of IS NOT NULL OFFSET 0
     ) AS x
     JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
     GROUP BY x.meter_id, x.k
@@ -323,10 +325,10 @@ SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing
        r.complete
 FROM repaid AS r
 $$;
-COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, boolean) IS
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[]) IS
     'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
     'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
-    'p_steps_only: only the intervals a credit, a rise or a low balance could make special.';
+    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special.';
 
 -- The shadow ledger per meter and UK day: what the sum of its intervals
 -- (billing.shadow_ledger_intervals) gives, computed from the day's ends: the
@@ -347,7 +349,9 @@ SET search_path = ''
 SET jit = off
 SET work_mem = '64MB'
 AS $$
-WITH bounds AS (
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
     SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
            flows.uk_day_start(p_from - 1) AS t_before
 ), meters AS (
@@ -355,43 +359,49 @@ WITH bounds AS (
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
-), observations AS (  -- with their UK day, their rank in it, and whether they are its last
-    SELECT b.meter_id, b.at, b.balance, b.day, row_number() OVER w AS k, row_number() OVER d AS nth,
-           lag(b.at) OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
-           lead(b.day) OVER w IS DISTINCT FROM b.day AS last_of_day
-    FROM (SELECT o.meter_id, o."timestamp" AS at, o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day
-          FROM flows.meter_prepay_balance AS o, bounds
-          WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before
-            AND o."timestamp" < bounds.t_to) AS b
-    WINDOW w AS (PARTITION BY b.meter_id ORDER BY b.day, b.at), d AS (PARTITION BY b.meter_id, b.day ORDER BY b.at)
-), days AS (  -- each meter's UK days: from the observation before the day's first to its last
-    SELECT o.meter_id, o.day, count(*)::integer AS observations, min(o.previous_at) AS started_at,
-           max(o.at) AS ended_at,
-           sum(o.previous_balance) FILTER (WHERE o.nth = 1 OR o.k = 2) AS opening_balance,
-           sum(o.balance) FILTER (WHERE o.last_of_day) AS closing_balance
-    FROM observations AS o, bounds
-    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
-    GROUP BY o.meter_id, o.day
-), tails AS (  -- from each day's last observation (and the first one read) to the day's end: the half hours'
-               -- cost after it, those overlapping it and those starting at or after it
-    SELECT x.meter_id, x.at,
-           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END * extract(epoch FROM x.hh + interval '30 minutes' - greatest(x.hh, x.at)) / 1800) AS cost,
-           count(*) AS overlapping, count(*) FILTER (WHERE x.hh >= x.at) AS after
-    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
-           -- nor the tariff periods looked up for each)
-        SELECT o.meter_id, o.at, r.element, h.hh, h.kwh
-        FROM observations AS o
-        JOIN flows.meter_registers AS r ON r.meter_id = o.meter_id
-        CROSS JOIN LATERAL (
-            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" > o.at - interval '30 minutes' AND i."timestamp" < flows.uk_day_start(o.day + 1)
-              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-            OFFSET 0
-        ) AS h
-        WHERE o.last_of_day OR o.k = 1 OFFSET 0
-    ) AS x
-    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
-    GROUP BY x.meter_id, x.at
+), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
+                  -- first and the last and the balance then, the lowest balance (by groups, no sort)
+    SELECT o.meter_id, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day, count(*)::integer AS n,
+           min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
+           (min(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS first_balance,
+           (max(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS last_balance, min(o.balance) AS lowest
+    FROM flows.meter_prepay_balance AS o, bounds
+    WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
+    GROUP BY 1, 2
+), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+              -- before it that had one; the day's first when there is none) to its last
+    SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, r.previous_balance) AS lowest
+    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
+          FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
+    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
+), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
+    SELECT r.meter_id, r.last_at AS at, r.day FROM readings AS r
+    UNION
+    SELECT d.meter_id, d.started_at, (d.started_at AT TIME ZONE 'Europe/London')::date FROM days AS d
+), slots AS (  -- the half hours some tail covers (the same few at the end of every day, when reads are regular)
+    SELECT DISTINCT g.slot
+    FROM ends AS e
+    CROSS JOIN LATERAL generate_series(date_bin('30 minutes', e.at, 'epoch'),
+                                       flows.uk_day_start(e.day + 1) - interval '30 minutes', interval '30 minutes')
+        AS g (slot)
+), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
+               -- many start at or after it (read slot by slot, by time: those half hours of every meter at once)
+    SELECT e.meter_id, e.at,
+           sum(coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.at)) / 1800)
+             AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE i."timestamp" >= e.at) AS after
+    FROM slots AS s
+    JOIN flows.register_interval_hh AS i ON i."timestamp" = s.slot
+    JOIN flows.meter_registers AS r ON r.register_id = i.register_id
+    JOIN ends AS e ON e.meter_id = r.meter_id AND e.day = (i."timestamp" AT TIME ZONE 'Europe/London')::date
+                  AND i."timestamp" > e.at - interval '30 minutes'
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+    GROUP BY e.meter_id, e.at
 ), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
     SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
              AS cost, sum(d.intervals) AS n
@@ -428,21 +438,6 @@ WITH bounds AS (
     LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
 ), midnights AS (
     SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
-), steps AS (  -- the intervals computed one by one, per day
-    SELECT s.meter_id, s.day,
-           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
-           sum(s.residual) AS residual,
-           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
-           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
-           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
-                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
-                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
-                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
-                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
-                                        'repaid', s.repaid) ORDER BY s.ended_at)
-             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
-    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, true) AS s
-    GROUP BY s.meter_id, s.day
 ), ledger AS (
     SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
            w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
@@ -461,6 +456,38 @@ WITH bounds AS (
                              AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r GROUP BY r.meter_id) AS n
       ON n.meter_id = d.meter_id
+), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
+                 -- explain, a balance below the emergency credit threshold, a credit or a token
+    SELECT array_agg(DISTINCT x.meter_id) AS meters
+    FROM (
+        SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
+        LEFT JOIN (SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+                   WHERE p.emergency_credit > 0 GROUP BY p.meter_id) AS e ON e.meter_id = l.meter_id
+        WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
+        UNION ALL
+        SELECT t.meter_id FROM billing.topups AS t, bounds
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+          AND t.used_at < bounds.t_to + interval '10 minutes'
+        UNION ALL
+        SELECT e.meter_id FROM flows.meter_event_log AS e, bounds
+        WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+          AND e."timestamp" < bounds.t_to
+    ) AS x
+), steps AS (  -- the intervals computed one by one, per day
+    SELECT s.meter_id, s.day,
+           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
+           sum(s.residual) AS residual,
+           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
+           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
+           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
+                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
+                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
+                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
+                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
+                                        'repaid', s.repaid) ORDER BY s.ended_at)
+             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
+    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, (SELECT coalesce(x.meters, '{}') FROM special AS x)) AS s
+    GROUP BY s.meter_id, s.day
 ), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
     SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,
            round(l.observed_change + l.energy_cost + l.daily_charges
@@ -476,8 +503,7 @@ SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, 
             WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
        coalesce(j.steps, '[]')
 FROM judged AS j
-CROSS JOIN (SELECT coalesce((SELECT r.tolerance FROM billing.reconciliation_settings AS r WHERE r.esco = p_esco),
-                            0.01) AS tolerance) AS s
+CROSS JOIN settings AS s
 $$;
 COMMENT ON FUNCTION billing.shadow_ledger(uuid, date, date) IS
     'The shadow prepay ledger per meter and UK day: expected vs observed change of the balance, residual, and a '
@@ -781,7 +807,7 @@ GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, note
     ON api.prepay_debts TO flows_admin, flows_operator;
 GRANT EXECUTE ON FUNCTION
     billing.prepay_daily_charges(uuid, date, date),
-    billing.shadow_ledger_intervals(uuid, date, date, boolean),
+    billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
     billing.shadow_ledger(uuid, date, date),
     billing.reconciliation_exceptions(uuid, date, date),
     billing.reconciliation_summary(uuid, date, date),

@@ -36,7 +36,7 @@ homes = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fleet=st.lists(homes, min_size=3, max_size=3))
 def test_the_ledger_explains_thirty_days_of_an_emulated_fleet(stack, fleet):
     asyncio.run(_thirty_days(stack, fleet))

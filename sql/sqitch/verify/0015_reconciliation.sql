@@ -10,7 +10,7 @@ BEGIN
     PERFORM esco, day, kind, meter_id, account_id, amount, evidence FROM api.reconciliation_exceptions WHERE false;
     PERFORM esco, day, payments, payments_matched, exceptions FROM api.reconciliation_days WHERE false;
     PERFORM meter_id, day, residual, finding FROM api.shadow_ledger_days WHERE false;
-    ASSERT pg_catalog.to_regprocedure('billing.shadow_ledger_intervals(uuid, date, date, boolean)') IS NOT NULL,
+    ASSERT pg_catalog.to_regprocedure('billing.shadow_ledger_intervals(uuid, date, date, uuid[])') IS NOT NULL,
         'billing.shadow_ledger_intervals is missing';
     ASSERT pg_catalog.to_regprocedure('billing.prepay_daily_charges(uuid, date, date)') IS NOT NULL,
         'billing.prepay_daily_charges is missing';
