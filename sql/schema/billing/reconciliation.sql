@@ -253,7 +253,8 @@ WITH settings AS (
     UNION ALL
     SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
            sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
-               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at)) / 1800)
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at))
+               / 1800)
     FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
            -- nor the tariff periods looked up for each)
         SELECT s.meter_id, s.k, s.started_at, s.ended_at, r.element, h.hh, h.kwh
@@ -261,7 +262,8 @@ WITH settings AS (
         JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
         CROSS JOIN LATERAL (
             SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes' AND i."timestamp" < s.ended_at
+            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes'
+              AND i."timestamp" < s.ended_at
               AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
             OFFSET 0
         ) AS h
@@ -275,10 +277,12 @@ WITH settings AS (
     SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
            coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
            -- every element's every half hour the interval overlaps
-           n.n > 0 AND coalesce(e.pieces, 0) = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
-                                                           - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
+           n.n > 0 AND coalesce(e.pieces, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
     FROM stepped AS s
-    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r GROUP BY r.meter_id) AS n
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
       ON n.meter_id = s.meter_id
     LEFT JOIN energy AS e ON e.meter_id = s.meter_id AND e.k = s.k
     LEFT JOIN midnights AS c0 ON c0.meter_id = s.meter_id AND c0.day = (s.started_at AT TIME ZONE 'Europe/London')::date
@@ -413,7 +417,8 @@ WITH settings AS (
         JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
         CROSS JOIN LATERAL (
             SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day) AND i."timestamp" < flows.uk_day_start(c.day + 1)
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day)
+              AND i."timestamp" < flows.uk_day_start(c.day + 1)
               AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
             OFFSET 0
         ) AS h
@@ -446,7 +451,8 @@ WITH settings AS (
     LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
     LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
                              AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
-    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r GROUP BY r.meter_id) AS n
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
       ON n.meter_id = d.meter_id
 ), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
                  -- explain, a balance below the emergency credit threshold, a credit or a token
@@ -488,8 +494,9 @@ WITH settings AS (
     FROM ledger AS l
     LEFT JOIN steps AS s ON s.meter_id = l.meter_id AND s.day = l.day
 )
-SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5), j.daily_charges,
-       coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0), coalesce(j.repaid, 0),
+SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5),
+       j.daily_charges, coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0),
+       coalesce(j.repaid, 0),
        j.observed_change, j.expected_change, j.residual, j.complete,
        CASE WHEN NOT j.complete OR abs(j.residual) <= s.tolerance THEN NULL
             WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
