@@ -529,13 +529,14 @@ WITH settings AS (
     SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
            p.id::text AS subject, a.meter_id, p.account_id, p.amount,
            CASE WHEN t.id IS NULL THEN 'no top-up was created for the payment'
-                ELSE format('its top-up is %s%s', t.status, coalesce(': ' || coalesce(t.last_error, t.waiting_reason), ''))
+                ELSE format('its top-up is %s%s', t.status,
+                            coalesce(': ' || coalesce(t.last_error, t.waiting_reason), ' (' || t.notes || ')', ''))
            END AS reason,
            jsonb_build_object('payment', jsonb_build_object('id', p.id, 'amount', p.amount, 'provider', p.provider,
                                                             'received_at', p.received_at, 'reference', p.provider_reference),
                               'topup', CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
                                   'id', t.id, 'status', t.status, 'rounds', t.rounds, 'last_error', t.last_error,
-                                  'waiting_reason', t.waiting_reason) END,
+                                  'waiting_reason', t.waiting_reason, 'notes', t.notes) END,
                               'grace', settings.grace) AS evidence
     FROM billing.payments AS p
     JOIN billing.accounts AS a ON a.id = p.account_id
