@@ -62,6 +62,8 @@ SET ROLE flows_owner;
 \ir schema/notifications/sending.sql
 -- bank statements and matching
 \ir schema/billing/bank.sql
+-- reconciliation: payments <-> top-ups <-> credit on the meter, the shadow prepay ledger
+\ir schema/billing/reconciliation.sql
 -- what the Prometheus exporter reads (counts, after every table it counts)
 \ir schema/monitoring.sql
 \ir schema/realtime.sql
@@ -108,6 +110,7 @@ SET ROLE flows_owner;
 \ir rpc/notifications.sql
 \ir rpc/gdpr.sql
 \ir rpc/billing/bank.sql
+\ir rpc/billing/reconciliation.sql
 
 -- who changed what, and where personal data lives (after every table)
 \ir schema/audit_registry.sql

@@ -101,3 +101,23 @@ def test_demo_community_has_a_year_of_history(db, db_url):
                              " USING (register_id) JOIN flows.meter_registry m ON m.id = r.meter_id"
                              " WHERE m.hardware = 'P1.ax'").fetchone()[0]
     assert three_phase > 0, "the three-phase meter's interval profile too"
+
+
+def test_demo_community_has_one_reconciliation_exception_of_each_kind(db, db_url):
+    """The reconciliation queue (demo_reconciliation.py): one exception of each kind waiting, each on its home, and
+    the shadow ledger explaining every other day of the homes whose story was told."""
+    demo.create(db_url, 41000)
+    esco = db.execute("SELECT id FROM flows.escos WHERE code = 'DEMO'").fetchone()[0]
+    today = datetime.now(UTC).date()
+    found = db.execute("SELECT x.kind, p.plot, x.amount FROM billing.reconciliation_exceptions(%s, %s, %s) x"
+                       " JOIN billing.accounts a ON a.id = x.account_id JOIN flows.properties p ON p.id = a.property"
+                       " ORDER BY x.kind", (esco, today - timedelta(days=30), today)).fetchall()
+    assert [(kind, plot) for kind, plot, _ in found] == [
+        ("credit_without_topup", "DM-05"), ("emergency_credit_taken", "DM-14"), ("payment_without_topup", "DM-17"),
+        ("topup_without_credit", "DM-14"), ("unexplained_deduction", "DM-12")], found
+    amounts = [amount for _, _, amount in found]
+    assert abs(amounts[0] - 5) < Decimal("0.01") and amounts[1:4] == [15, 20, 15], found
+    assert abs(amounts[4] - Decimal("1.5")) < Decimal("0.01"), found
+    days = db.execute("SELECT count(*) FILTER (WHERE complete), count(*) FILTER (WHERE complete AND finding IS NULL)"
+                      " FROM billing.shadow_ledger(%s, %s, %s)", (esco, today - timedelta(days=2), today)).fetchone()
+    assert days[0] >= 6 and days[1] == days[0] - 1, days

@@ -133,6 +133,10 @@ CALLS: dict[str, dict] = {
                                "parts": [{"amount": 5, "account_id": Ref("billing.account")},
                                          {"amount": 3, "account_id": Ref("billing.account")}]},
     "dismiss_bank_transaction": {"transaction_id": Ref("bank.transactions.queued"), "reason": "not ours"},
+    # reconciliation (docs/reconciliation.md)
+    "reconciliation": {"esco_code": Ref("code"), "day": NOW.date().isoformat()},
+    "decide_reconciliation_exception": {"esco_code": Ref("code"), "exception_key": "unexplained_deduction:x",
+                                        "status": "resolved", "note": "a meter fault, refunded"},
 }
 # api functions taking a row id that an operator may not call at all (the platform's, for administrators):
 # how an administrator calls them. The operator is refused every one, on anyone's rows, and nothing changes.

@@ -606,4 +606,25 @@ ALTER TABLE billing.bank_matches ENABLE ROW LEVEL SECURITY;
 CREATE POLICY bank_matches_all ON billing.bank_matches TO flows_admin, flows_service
     USING (true);
 CREATE POLICY bank_matches_own_esco ON billing.bank_matches TO flows_operator, flows_analyst
+
+
+-- == Reconciliation ==========================================================
+-- Tenant = ESCO. Operators and analysts read their ESCO's settings, debts and
+-- decisions; operators write them (analysts only read). Customers see none of it.
+ALTER TABLE billing.reconciliation_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reconciliation_settings_all ON billing.reconciliation_settings TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY reconciliation_settings_own_esco ON billing.reconciliation_settings TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.prepay_debts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY prepay_debts_all ON billing.prepay_debts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY prepay_debts_own_esco ON billing.prepay_debts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.reconciliation_decisions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reconciliation_decisions_all ON billing.reconciliation_decisions TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY reconciliation_decisions_own_esco ON billing.reconciliation_decisions TO flows_operator, flows_analyst
     USING (esco = (SELECT flows.current_esco_id()));

@@ -683,3 +683,29 @@ GRANT EXECUTE ON FUNCTION
     api.split_bank_transaction(uuid, jsonb, text),
     api.dismiss_bank_transaction(uuid, text)
 TO flows_admin, flows_operator;
+
+
+-- == Reconciliation ==========================================================
+-- Computed by invoker functions from what the caller may read; operators and
+-- admins record decisions, settings and debts (analysts read).
+GRANT SELECT ON billing.reconciliation_settings, api.reconciliation_settings, billing.prepay_debts, api.prepay_debts,
+                billing.reconciliation_decisions, billing.meter_tariff_periods,
+                api.reconciliation_exceptions, api.reconciliation_days, api.shadow_ledger_days
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT INSERT, UPDATE ON billing.reconciliation_settings, billing.prepay_debts, billing.reconciliation_decisions
+    TO flows_admin, flows_operator;
+GRANT INSERT (esco, topup_grace, tolerance), UPDATE (topup_grace, tolerance)
+    ON api.reconciliation_settings TO flows_admin, flows_operator;
+GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, notes)
+    ON api.prepay_debts TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION
+    billing.prepay_daily_charges(uuid, date, date),
+    billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
+    billing.shadow_ledger(uuid, date, date),
+    billing.reconciliation_exceptions(uuid, date, date),
+    billing.reconciliation_summary(uuid, date, date),
+    api.reconciliation(text, date)
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT EXECUTE ON FUNCTION api.decide_reconciliation_exception(text, text, text, text) TO flows_admin, flows_operator;
+-- (the exceptions ask whether an account takes top-ups, for analysts too)
+GRANT EXECUTE ON FUNCTION billing.topup_problem(billing.accounts, boolean) TO flows_analyst;

@@ -62,3 +62,7 @@ CALL flows.audit('billing.bank_accounts');
 CALL flows.audit('billing.bank_transactions', ignored_columns => '{queue_reason}',
                  only_rows => '{row}.status <> ''unmatched''');
 CALL flows.audit('billing.bank_decisions');
+-- Reconciliation: the settings, the debts meters were loaded with, the operators' decisions on exceptions.
+CALL flows.audit('billing.reconciliation_settings', ignored_columns => '{updated_at}');
+CALL flows.audit('billing.prepay_debts');
+CALL flows.audit('billing.reconciliation_decisions');

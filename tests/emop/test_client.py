@@ -59,18 +59,24 @@ async def test_time_advances_registers_and_debits_the_balance(fleet, client):
     meter = connect(client, emulated)
     before_a, before_b = await meter.read_element_a(), await meter.read_element_b()
     balance_before = await meter.prepay_balance()
-    fleet.clock.advance(timedelta(hours=6))
+    fleet.clock.advance(timedelta(hours=6))  # 12:07 -> 18:07 UTC: no midnight, energy only
     after_a, after_b = await meter.read_element_a(), await meter.read_element_b()
     balance_after = await meter.prepay_balance()
     used_a = after_a.import_active - before_a.import_active
     used_b = after_b.import_active - before_b.import_active
     assert used_a > Decimal("0.5") and used_b > 0
     rate = Decimal("0.23812")
-    expected = (used_a + used_b) * rate + Decimal("0.6975") / 4
-    assert abs((balance_before - balance_after) - expected) < Decimal("0.001")
+    assert abs((balance_before - balance_after) - (used_a + used_b) * rate) < Decimal("0.001")
+    fleet.clock.advance(timedelta(hours=6))  # past UK midnight (GMT in March before the clocks change)
+    a, b = await meter.read_element_a(), await meter.read_element_b()
+    used = a.import_active - after_a.import_active + b.import_active - after_b.import_active
+    expected = used * rate + Decimal("0.6975")  # the day's standing charge, once, at midnight
+    assert abs((balance_after - await meter.prepay_balance()) - expected) < Decimal("0.001")
 
 
-async def test_emergency_credit_and_supply_cut(start_fleet, client):
+async def test_emergency_credit_and_supply_cut(start_fleet, client, vendor):
+    """Below the availability threshold the customer may take emergency credit: the balance rises by it and the
+    next credit repays it first; when the credit runs out the supply goes off, the standing charge runs on."""
     config = MeterConfig(
         "EML2400000009",
         balance=Decimal("10.20"),
@@ -79,18 +85,26 @@ async def test_emergency_credit_and_supply_cut(start_fleet, client):
     fleet = await start_fleet(meters=[config], time_factor=0, start=START)
     emulated = fleet.meters[0]
     meter = connect(client, emulated)
+    assert not emulated.model.take_emergency_credit()  # 10.20 is not below the 10 GBP threshold
     fleet.clock.advance(timedelta(hours=2))
-    assert await meter.prepay_balance() < 10
-    assert emulated.model.emergency_active
+    below = await meter.prepay_balance()
+    assert below < 10 and not emulated.model.emergency_active
+    assert emulated.model.take_emergency_credit() and emulated.model.emergency_active
+    assert await meter.prepay_balance() == below + 15
+    assert not emulated.model.take_emergency_credit()  # once until repaid
     fleet.clock.advance(timedelta(days=5))
     balance = await meter.prepay_balance()
-    # the 15 GBP of emergency credit are used up; the standing charge (5 x 0.6975) runs on without supply
-    assert Decimal("-15") - Decimal("3.4875") - 1 < balance <= Decimal("-15")
+    # the credit is used up: the supply went off at zero; the standing charge (a few midnights of it) runs on
+    assert Decimal("-0.6975") * 5 - 1 < balance < 0
     assert not emulated.model.supply_on
     registers = await meter.read_element_a()
     fleet.clock.advance(timedelta(hours=3))
     assert await meter.read_element_a() == registers  # no supply, no consumption
     assert await meter.instantaneous_active_power() == 0
+    before = await meter.prepay_balance()
+    await meter.prepay_top_up((await vendor.vend(emulated.serial, Decimal("40"))).token)
+    assert await meter.prepay_balance() == before + 40 - 15  # the emergency credit is repaid first
+    assert emulated.model.supply_on and not emulated.model.emergency_active
 
 
 async def test_top_up_once_and_only_once(fleet, client, vendor):

@@ -188,6 +188,18 @@ def sample_esco(conn: psycopg.Connection, code: str | None = None) -> SampleEsco
     data.erasure = f.erase_customer(conn, data.prospect, reference="DSR-1")
     # Its bank account and a statement: a transfer and a payout matched, charges dismissed, a gift queued.
     data.bank = build_bank(conn, data.esco, data.code, data.billing, data.money)
+    # Reconciliation: the ESCO's settings (no grace: the cash payment's waiting top-up is an exception), an
+    # earlier balance of the prepay meters (the shadow ledger's first day), a debt loaded on the twin-element
+    # meter, a decision on an exception.
+    conn.execute("INSERT INTO api.reconciliation_settings (esco, topup_grace, tolerance) VALUES (%s, '0', 0.02)",
+                 (data.esco,))
+    earlier = datetime.now(UTC) - timedelta(hours=8)
+    f.record_states(conn, [{"meter_id": data.meters[0], "observed_at": earlier, "balance": "5.2"},
+                           {"meter_id": data.meters[1], "observed_at": earlier, "balance": "53.0"}])
+    conn.execute("INSERT INTO api.prepay_debts (meter_id, esco, amount, as_of, notes) VALUES (%s, %s, 12.5, now(), %s)",
+                 (data.meters[0], data.esco, "from the previous supplier"))
+    conn.execute("SELECT api.decide_reconciliation_exception(%s, %s, 'acknowledged', 'looking into it')",
+                 (data.code, f"unexplained_deduction:{data.meters[0]}:2026-01-10"))
     return data
 
 

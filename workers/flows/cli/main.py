@@ -11,6 +11,7 @@ from flows.cli.emulator import emulator
 from flows.cli.gateway import gateway
 from flows.cli.gdpr import gdpr_group
 from flows.cli.mail import mail
+from flows.cli.reconcile import reconcile
 from flows.cli.statement import statement
 from flows.cli.test_processor import test_processor
 from flows.cli.vend import vend
@@ -37,6 +38,7 @@ cli.add_command(vend)
 cli.add_command(worker)
 cli.add_command(api_key)
 cli.add_command(statement)
+cli.add_command(reconcile)
 cli.add_command(gateway)
 cli.add_command(test_processor)
 cli.add_command(workers)

@@ -62,6 +62,8 @@ class MeterConfig:
     faults: FaultPlan = field(default_factory=FaultPlan)
     firmware: str = "3020"
     import_kwh: Decimal | None = None  # element A import register at start; None: from the serial
+    # the customer presses the button as soon as emergency credit is offered (False: only take_emergency_credit())
+    takes_emergency_credit: bool = False
 
     def __post_init__(self) -> None:
         if self.hardware not in HARDWARE:

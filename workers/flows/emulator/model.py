@@ -2,12 +2,15 @@
 
 State advances lazily: every request (and every state access from Python)
 first brings the meter to the current simulated time, half hour by half hour:
-registers grow with the load profile, the balance (in prepay mode) is debited
-by energy x unit rate, the standing charge and debt recovery; emergency credit
-is taken below the availability threshold; the supply goes off when credit runs
-out; a half-hourly profile record is kept at every half-hour boundary and a
-daily snapshot event at midnight; a future tariff becomes active at its
-activation time (meter-local UK time when the daylight-savings flag is set).
+registers grow with the load profile; in prepay mode the balance is charged as
+docs/reconciliation.md ("The charging model") says, the model the shadow
+prepay ledger (sql/schema/billing/reconciliation.sql) follows too: energy x the
+unit rate of its element as it is used, the standing charge and debt recovery
+once a day at UK midnight, emergency credit when the customer takes it (added
+to the balance, repaid first from the next credit); the supply goes off when
+credit runs out; a half-hourly profile record is kept at every half-hour
+boundary and a daily snapshot event at midnight; a future tariff becomes active
+at its activation time (meter-local UK time when the daylight-savings flag is set).
 
 Money is kept in integer units of 1e-11 GBP (1e-6 of the wire's 0.00001 GBP), energy
 in integer mWh, so nothing drifts and nothing is a float.
@@ -30,6 +33,7 @@ from flows.emop.frame import (
 )
 from flows.emop.objects import OBJECTS, by_id
 from flows.emop.units import (
+    UK,
     datetime_to_epoch2000,
     epoch2000_to_datetime,
     from_meter_local,
@@ -54,6 +58,7 @@ NAK_SECURITY = 6
 NAK_ADDRESS = 7
 
 EVENT_POWER_UP, EVENT_POWER_DOWN, EVENT_DAILY_SNAPSHOT, EVENT_COVER = 33, 34, 38, 4
+EVENT_CREDIT = 48  # a credit token applied (BILLING.md, "Reconciliation")
 THREE_PHASE_CHANNELS = (0x010800, 0x020800, 0x030800, 0x040800)
 SINGLE_PHASE_ONLY = {
     "hardware_version",
@@ -130,6 +135,7 @@ class MeterModel:
         self.balance_n = money_to_raw(config.balance, signed=True) * NANO
         self.debt_n = money_to_raw(config.debt) * NANO
         self.emergency_active = False
+        self.emergency_owed_n = 0  # emergency credit taken and not yet repaid from a credit
         self.supply_on = True
         self.clock_offset = float(config.clock_offset_seconds)
         self.drift_base = now
@@ -265,27 +271,50 @@ class MeterModel:
             return
         cost = used["A"][0] * self._raw_money("tariff_active_price")
         cost += used["B"][0] * self._raw_money("tariff_active_element_b_price")
-        cost += int(self._raw_money("tariff_active_standing_charge") * NANO * seconds / DAY)
+        self._debit(cost)
+
+    def _daily_charges(self) -> None:
+        """At UK midnight: the day's standing charge and debt recovery, at the tariff active then."""
+        if self.kind == "three" or not self._get("prepay_enabled_flag"):
+            return
+        cost = self._raw_money("tariff_active_standing_charge") * NANO
         if self.debt_n > 0 and not (
             self.emergency_active and self._get("prepay_no_debt_recovery_when_emergency_credit_flag")
         ):
-            recovered = min(
-                self.debt_n,
-                int(self._raw_money("tariff_active_prepayment_debt_recovery_rate") * NANO * seconds / DAY),
-            )
+            recovered = min(self.debt_n, self._raw_money("tariff_active_prepayment_debt_recovery_rate") * NANO)
             self.debt_n -= recovered
             cost += recovered
+        self._debit(cost)
+
+    def _debit(self, cost: int) -> None:
         self.balance_n -= cost
-        availability = self._raw_money("tariff_active_prepayment_ecredit_availability") * NANO
-        emergency = self._raw_money("tariff_active_prepayment_emergency_credit") * NANO
-        if not self.emergency_active and emergency and self.balance_n < availability:
-            self.emergency_active = True
-        floor = -emergency if self.emergency_active else 0
-        if self.supply_on and self.balance_n <= floor:
+        if self.config.takes_emergency_credit and self._emergency_offered():
+            self._take_emergency_credit()
+        if self.supply_on and self.balance_n <= 0:
             self.supply_on = False
             self._event(int(self.meter_seconds(self.as_of)), EVENT_POWER_DOWN)
 
+    def _emergency_offered(self) -> bool:
+        availability = self._raw_money("tariff_active_prepayment_ecredit_availability") * NANO
+        return (not self.emergency_active and self._raw_money("tariff_active_prepayment_emergency_credit") > 0
+                and self.balance_n < availability)
+
+    def _take_emergency_credit(self) -> None:
+        emergency = self._raw_money("tariff_active_prepayment_emergency_credit") * NANO
+        self.balance_n += emergency
+        self.emergency_owed_n += emergency
+        self.emergency_active = True
+        self._supply_back()
+
+    def _supply_back(self) -> None:
+        if not self.supply_on and self.balance_n > 0:
+            self.supply_on = True
+            self._event(int(self.meter_seconds()), EVENT_POWER_UP)
+
     def _on_half_hour(self, hh: int) -> None:
+        if hh % 2 == 0 and _is_uk_midnight(hh * HALF_HOUR):
+            self._maybe_activate_tariff()  # a tariff activating at midnight charges that day's standing charge
+            self._daily_charges()
         self.live.append(self._record(hh))
         if len(self.live) > LIVE_RECORDS_KEPT:
             del self.live[: len(self.live) - LIVE_RECORDS_KEPT]
@@ -347,6 +376,27 @@ class MeterModel:
         self.balance_n = money_to_raw(amount, signed=True) * NANO
         self.supply_on = True
         self.emergency_active = False
+        self.emergency_owed_n = 0
+
+    # -- what a customer or a fault does to the money (reconciliation tests) ---------------
+
+    def take_emergency_credit(self) -> bool:
+        """The customer presses the button: taken (True) when the balance is below the availability threshold."""
+        self.advance()
+        if self.kind == "three" or not self._get("prepay_enabled_flag") or not self._emergency_offered():
+            return False
+        self._take_emergency_credit()
+        return True
+
+    def type_token(self, amount) -> None:
+        """A token typed on the keypad (vended outside Flows): credited like any token, counted, event 48."""
+        self.advance()
+        self._credit(money_to_raw(Decimal(str(amount))))
+
+    def inject_deduction(self, amount) -> None:
+        """A fault: the balance falls by ``amount`` for no reason the tariff explains (no event, no count)."""
+        self.advance()
+        self._debit(money_to_raw(Decimal(str(amount))) * NANO)
 
     def registers(self, element: str = "A") -> RegisterRead:
         self.advance()
@@ -486,16 +536,20 @@ class MeterModel:
             self.rejected_tokens += 1
             return NAK_SECURITY
         self.used_sequences.add(token.sequence)
-        credit = money_to_raw(token.amount)
-        self.balance_n += credit * NANO
+        self._credit(money_to_raw(token.amount))
+        return 0
+
+    def _credit(self, credit: int) -> None:
+        """A credit token applied: emergency credit owed is repaid first; counted; event 48."""
+        repaid = min(self.emergency_owed_n, credit * NANO)
+        self.emergency_owed_n -= repaid
+        self.balance_n += credit * NANO - repaid
         self.transaction_count += 1
         self.last_payment = (int(self.meter_seconds()), credit)
-        if self.emergency_active and self.balance_n >= 0:
+        self._event(int(self.meter_seconds()), EVENT_CREDIT)
+        if self.emergency_active and self.emergency_owed_n == 0:
             self.emergency_active = False
-        if not self.supply_on and self.balance_n > 0:
-            self.supply_on = True
-            self._event(int(self.meter_seconds()), EVENT_POWER_UP)
-        return 0
+        self._supply_back()
 
     # dynamic objects: _read_<object name>
     def _read_time(self):
@@ -679,6 +733,7 @@ class MeterModel:
             "balance_n": self.balance_n,
             "debt_n": self.debt_n,
             "emergency_active": self.emergency_active,
+            "emergency_owed_n": self.emergency_owed_n,
             "supply_on": self.supply_on,
             "clock_offset": self.clock_offset,
             "drift_base": self.drift_base,
@@ -703,6 +758,7 @@ class MeterModel:
         self.balance_n = state["balance_n"]
         self.debt_n = state["debt_n"]
         self.emergency_active = state["emergency_active"]
+        self.emergency_owed_n = state.get("emergency_owed_n", 0)
         self.supply_on = state["supply_on"]
         self.clock_offset = state["clock_offset"]
         self.drift_base = state["drift_base"]
@@ -716,6 +772,18 @@ class MeterModel:
         self._history = None
         self.events = [tuple(e) for e in state["events"]]
         self.event_sets = {int(k): v for k, v in state["event_sets"].items()}
+
+
+_midnights: dict[int, bool] = {}
+
+
+def _is_uk_midnight(seconds: int) -> bool:
+    """Whether an epoch-2000 moment (on a whole hour) is 00:00 in Europe/London."""
+    known = _midnights.get(seconds)
+    if known is None:
+        local = epoch2000_to_datetime(seconds).astimezone(UK)
+        known = _midnights[seconds] = local.hour == 0 and local.minute == 0
+    return known
 
 
 def _nak_data(data: bytes) -> bytes:

@@ -37,7 +37,7 @@ from flows.db.connect import connect
 from flows.emulator.clock import SimClock
 from flows.emulator.config import MeterConfig
 from flows.emulator.model import MeterModel
-from flows.stack import demo_bank, demo_billing, demo_payments
+from flows.stack import demo_bank, demo_billing, demo_payments, demo_reconciliation
 
 ESCO = ("DEMO", "Demo Community Energy")
 SITE = ("DM", "Demo Meadows")
@@ -111,17 +111,18 @@ def create(database_url: str, base_port: int) -> int:
     recorded = record_history(database_url, meters, meter_configs(base_port), installed)
     demo_billing.create(database_url)  # the money side builds on the meters above and their history
     with connect(database_url) as conn, conn.transaction():
-        _money_on_meters(conn, esco)
+        configs = {m["plot"]: c for m, c in zip(fleet_plan(), meter_configs(base_port), strict=True)}
+        _money_on_meters(conn, esco, configs)
     return recorded
 
 
-def _money_on_meters(conn: psycopg.Connection, esco: str) -> None:
+def _money_on_meters(conn: psycopg.Connection, esco: str, configs: dict[str, MeterConfig]) -> None:
     """Money flow to watch on the meters (dashboards, audit, the ledger): payments, wallets, a gift and solar
     credit made through the platform (demo_payments.py), bank statements imported and matched (demo_bank.py),
-    their top-ups on the meters; and next quarter's customer tariffs rolled out to the prepay meters. Each
-    happens once, however often the demo is created; the meter
-    commands wait a minute behind the first syncs, so live readings come first, as they would on a real first
-    day."""
+    their top-ups on the meters; next quarter's customer tariffs rolled out to the prepay meters; then the
+    reconciliation queue, one exception of each kind waiting (demo_reconciliation.py). Each happens once,
+    however often the demo is created; the meter commands wait a minute behind the first syncs, so live
+    readings come first, as they would on a real first day."""
     demo_payments.create(conn, esco, ESCO[0], demo_billing.last_month(datetime.now(UTC).date()))
     demo_bank.create(conn, esco, ESCO[0])
     if not conn.execute("SELECT FROM flows.meter_commands WHERE esco = %s AND kind = 'set_future_tariff'",
@@ -131,6 +132,7 @@ def _money_on_meters(conn: psycopg.Connection, esco: str) -> None:
     conn.execute("UPDATE flows.meter_commands SET run_at = now() + interval '1 minute' WHERE esco = %s"
                  " AND status = 'pending' AND kind IN ('send_token', 'set_future_tariff')"
                  " AND requested_by <> 'scheduler'", (esco,))
+    demo_reconciliation.create(conn, esco, configs)
 
 
 def installation(conn, esco: str) -> datetime:

@@ -1,0 +1,848 @@
+-- 0015_reconciliation: three-way reconciliation (payments <-> top-ups <-> credit on the meter) and the
+-- shadow prepay ledger (docs/reconciliation.md): settings per ESCO, debts loaded on meters, operators'
+-- decisions on exceptions; the ledger, exceptions and daily summary as invoker functions and api views.
+
+-- Everything below is created by, and owned by, flows_owner.
+SET LOCAL ROLE flows_owner;
+
+-- ---- schema/billing/reconciliation.sql ----
+-- Reconciliation: payments <-> top-ups <-> credit on the meter, and the shadow
+-- prepay ledger that explains every movement of a prepay balance
+-- (docs/reconciliation.md). Everything is computed, set-based, from what is
+-- recorded (payments, top-ups, meter_prepay_balance, meter_event_log,
+-- register_interval_hh, meter_tariff_history) for one ESCO and a range of UK
+-- days; only the operator's decisions on exceptions, the settings and the
+-- debts meters were loaded with are stored.
+
+-- Per ESCO (no row: the defaults): how long a succeeded payment may wait for
+-- its completed top-up, and the tolerance of the shadow ledger per meter and day.
+CREATE TABLE billing.reconciliation_settings (
+    esco        uuid          PRIMARY KEY REFERENCES flows.escos (id) ON DELETE CASCADE,
+    topup_grace interval      NOT NULL DEFAULT '2 hours',
+    tolerance   numeric(6, 5) NOT NULL DEFAULT 0.01,
+    updated_at  timestamptz   NOT NULL DEFAULT now(),
+    CONSTRAINT reconciliation_settings_grace_range CHECK (topup_grace BETWEEN '0' AND '14 days'),
+    CONSTRAINT reconciliation_settings_tolerance_range CHECK (tolerance BETWEEN 0 AND 1)
+);
+COMMENT ON TABLE billing.reconciliation_settings IS
+    'Per ESCO: topup_grace (a succeeded payment without a completed top-up after it is an exception) and '
+    'tolerance (GBP per meter and day the shadow ledger forgives). Defaults when absent: 2 hours, 0.01.';
+
+CREATE TRIGGER reconciliation_settings_touch BEFORE UPDATE ON billing.reconciliation_settings
+    FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
+
+-- Debt a prepay meter was loaded with (e.g. from the previous supplier), from
+-- as_of: the meter recovers it at its tariff's debt recovery rate each UK
+-- midnight until it is paid (the shadow ledger does the same).
+CREATE TABLE billing.prepay_debts (
+    meter_id    uuid           PRIMARY KEY,
+    esco        uuid           NOT NULL,
+    amount      numeric(10, 5) NOT NULL,
+    as_of       timestamptz    NOT NULL,
+    notes       text,
+    recorded_by text           NOT NULL DEFAULT current_user,
+    created_at  timestamptz    NOT NULL DEFAULT now(),
+    CONSTRAINT prepay_debts_meter_esco_fkey FOREIGN KEY (meter_id, esco) REFERENCES flows.meter_registry (id, esco),
+    CONSTRAINT prepay_debts_amount_range CHECK (amount BETWEEN 0 AND 10000)
+);
+COMMENT ON TABLE billing.prepay_debts IS
+    'Debt loaded on a prepay meter at as_of, recovered by the meter at the debt recovery rate each UK midnight.';
+
+-- An operator's decision on an exception, by its key (kind:subject, stable
+-- across recomputations): acknowledged (being worked) or resolved, with a note.
+CREATE TABLE billing.reconciliation_decisions (
+    esco          uuid        NOT NULL,
+    exception_key text        NOT NULL,
+    kind          text        NOT NULL,
+    status        text        NOT NULL,
+    note          text        NOT NULL,
+    decided_by    text        NOT NULL,
+    decided_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (esco, exception_key),
+    CONSTRAINT reconciliation_decisions_esco_fkey FOREIGN KEY (esco) REFERENCES flows.escos (id),
+    CONSTRAINT reconciliation_decisions_kind_valid CHECK (kind IN ('payment_without_topup', 'topup_without_credit',
+        'credit_without_topup', 'emergency_credit_taken', 'unexplained_deduction')),
+    CONSTRAINT reconciliation_decisions_status_valid CHECK (status IN ('acknowledged', 'resolved')),
+    CONSTRAINT reconciliation_decisions_note_not_blank CHECK (btrim(note) <> '')
+);
+COMMENT ON TABLE billing.reconciliation_decisions IS
+    'Operator decisions on reconciliation exceptions (by exception_key): acknowledged or resolved, with a note.';
+
+-- The meter logs event 48 when it applies a credit token (BILLING.md, "Reconciliation"); the protocol's enum
+-- leaves it unnamed, so recording it would otherwise name it unknown_48.
+INSERT INTO flows.meter_event_log_type (id, name) VALUES (48, 'credit_token_applied')
+ON CONFLICT (id) DO UPDATE SET name = excluded.name;
+
+-- The tariff active on each meter over time, from the tariffs read from it:
+-- each active tariff from its activation time (the future tariff it came from,
+-- read as UK wall clock when the meter corrects for daylight saving), else from
+-- when it was first read; the first one known is taken as active before that.
+CREATE VIEW billing.meter_tariff_periods WITH (security_invoker = true) AS
+SELECT p.meter_id, p.esco, p.valid_from,
+       coalesce(lead(p.valid_from) OVER (PARTITION BY p.meter_id ORDER BY p.valid_from), 'infinity') AS valid_to,
+       (p.tariff ->> 'unit_rate_element_a')::numeric AS unit_rate_a,
+       coalesce(p.tariff ->> 'unit_rate_element_b', p.tariff ->> 'unit_rate_element_a')::numeric AS unit_rate_b,
+       (p.tariff ->> 'standing_charge')::numeric AS standing_charge,
+       coalesce((p.tariff ->> 'prepayment_debt_recovery_rate')::numeric, 0) AS debt_recovery_rate,
+       coalesce((p.tariff ->> 'prepayment_emergency_credit')::numeric, 0) AS emergency_credit,
+       coalesce((p.tariff ->> 'prepayment_ecredit_availability')::numeric, 0) AS ecredit_availability
+FROM (
+    SELECT h.meter_id, m.esco, h.tariff,
+           CASE WHEN h."timestamp" = min(h."timestamp") OVER (PARTITION BY h.meter_id) THEN '-infinity'
+                ELSE coalesce(activated.at, h."timestamp") END AS valid_from
+    FROM flows.meter_tariff_history AS h
+    JOIN flows.meter_registry AS m ON m.id = h.meter_id
+    LEFT JOIN LATERAL (
+        SELECT CASE WHEN m.daylight_savings_correction_enabled
+                    THEN ((f.tariff ->> 'activation_datetime')::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'Europe/London'
+                    ELSE (f.tariff ->> 'activation_datetime')::timestamptz END AS at
+        FROM flows.meter_tariff_history AS f
+        WHERE f.meter_id = h.meter_id AND f.kind = 'future' AND f."timestamp" <= h."timestamp"
+          AND f.tariff ->> 'unit_rate_element_a' = h.tariff ->> 'unit_rate_element_a'
+          AND f.tariff ->> 'standing_charge' = h.tariff ->> 'standing_charge'
+        ORDER BY f."timestamp" DESC
+        LIMIT 1
+    ) AS activated ON activated.at <= h."timestamp"
+    WHERE h.kind = 'active'
+) AS p;
+COMMENT ON VIEW billing.meter_tariff_periods IS
+    'The tariff active on each meter from valid_from to valid_to (rates GBP: per kWh of element A and B, per day).';
+
+-- The daily charges of each prepay meter of an ESCO at each UK midnight from
+-- p_from to p_to (of the tariff active at that midnight: standing charge, and
+-- debt recovery while a debt loaded on the meter lasts), as a running total
+-- per meter: what the meter has taken by the end of that day's midnight.
+CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, charged numeric)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t
+    JOIN flows.meter_registry AS m ON m.id = t.meter_id
+    WHERE m.esco = p_esco AND m.prepay_enabled
+), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
+    SELECT d.meter_id, g.day,
+           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+    FROM billing.prepay_debts AS d
+    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON p.meter_id = d.meter_id
+                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
+    WHERE d.esco = p_esco
+)
+SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
+FROM (
+    SELECT p.meter_id, g.day::date AS day,
+           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
+               PARTITION BY p.meter_id ORDER BY g.day) AS charge
+    FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON flows.uk_day_start(g.day::date) >= p.valid_from
+                     AND flows.uk_day_start(g.day::date) < p.valid_to
+    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
+) AS c
+$$;
+COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
+    'Running total per prepay meter of an ESCO of the daily charges (standing charge, debt recovery) taken at '
+    'each UK midnight from p_from to p_to (GBP).';
+
+-- The shadow prepay ledger, interval by interval: between consecutive balance
+-- observations of each prepay meter of the ESCO ending in the UK days
+-- [p_from, p_to], what the charging model (docs/reconciliation.md) expects
+-- and what the meter showed. Energy: each half hour's kWh per element x that
+-- element's unit rate then, prorated inside the half hour an observation
+-- falls in; at each UK midnight the standing charge and the debt recovery;
+-- credits: the completed top-ups (placed at the observation that read their
+-- balance_after) and tokens the meter logged (event 48) that no top-up
+-- explains; emergency credit: an upward step of the emergency credit amount
+-- taken below the availability threshold, repaid first from the next credit.
+-- residual = observed - expected, after all of that. p_steps_of: only these
+-- meters' intervals a credit, a token, a rise of the balance or a balance
+-- below the emergency credit threshold could make special (what
+-- billing.shadow_ledger needs beyond its daily totals), their half hours
+-- looked up by index.
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL)
+RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
+               closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
+               token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
+               observed_change numeric, expected_change numeric, residual numeric, complete boolean)
+LANGUAGE sql STABLE
+SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+      AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in
+    SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
+           lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance
+    FROM flows.meter_prepay_balance AS b, bounds
+    WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+    WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
+), credits AS (  -- completed top-ups, at the observation that read their balance_after
+    SELECT t.meter_id, t.amount, coalesce(seen.at, t.used_at) AS at
+    FROM billing.topups AS t
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT max(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = t.meter_id AND b.balance = t.balance_after
+          AND b."timestamp" BETWEEN t.used_at - interval '10 minutes' AND t.used_at
+    ) AS seen ON true
+    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+      AND t.used_at >= bounds.t_before AND t.used_at < bounds.t_to + interval '10 minutes'
+), tokens AS (  -- credit events no top-up explains (a token typed on the keypad)
+    SELECT e.meter_id, e."timestamp" AS at
+    FROM flows.meter_event_log AS e CROSS JOIN bounds
+    WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48
+      AND e."timestamp" >= bounds.t_before AND e."timestamp" < bounds.t_to
+      AND NOT EXISTS (SELECT FROM billing.topups AS t
+                      WHERE t.meter_id = e.meter_id AND t.status = 'completed' AND t.amount > 0
+                        AND t.used_at BETWEEN e."timestamp" - interval '15 minutes' AND e."timestamp" + interval '15 minutes')
+), placed AS (  -- each credit and unexplained token in the interval that ends at the first observation after it
+    SELECT x.meter_id, ended.at AS ended_at, sum(x.amount) AS topup_credits, count(x.token)::integer AS token_events
+    FROM (SELECT c.meter_id, c.at, c.amount, NULL::integer AS token FROM credits AS c
+          UNION ALL
+          SELECT k.meter_id, k.at, 0, 1 FROM tokens AS k) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.at
+    ) AS ended
+    GROUP BY x.meter_id, ended.at
+), stepped AS (  -- the intervals ending in the days, with their credits and the emergency credit on offer
+    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_balance AS opening_balance,
+           o.balance AS closing_balance, coalesce(c.topup_credits, 0) AS topup_credits,
+           coalesce(c.token_events, 0) AS token_events, p.emergency_credit AS offered, p.ecredit_availability
+    FROM observations AS o
+    CROSS JOIN bounds
+    LEFT JOIN placed AS c ON c.meter_id = o.meter_id AND c.ended_at = o.at
+    LEFT JOIN periods AS p ON p.meter_id = o.meter_id AND o.previous_at >= p.valid_from AND o.previous_at < p.valid_to
+    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
+      AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
+           OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
+    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats FROM observations AS o
+    WHERE p_steps_of IS NULL GROUP BY o.meter_id
+), priced AS (  -- the registers' half hours, each at its element's rate then
+    SELECT r.meter_id, r.register_id, i."timestamp" AS at,
+           coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END AS cost
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+), energy AS (  -- each interval's half hours (pieces, one per register) and their cost, prorated at its ends
+    SELECT x.meter_id, x.k, count(*) AS pieces, sum(x.cost) AS cost
+    FROM (  -- every half hour of the days, split between the intervals it overlaps: interval k ends at observation
+            -- k, found by bisection (width_bucket), in one pass
+        SELECT h.meter_id, h.j + 1 AS k,
+               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.ats[h.j + 1])
+                                           - greatest(h.at, h.ats[h.j])) / 1800 AS cost
+        FROM (
+            SELECT x.meter_id, x.at, x.cost, m.ats,
+                   generate_series(greatest(width_bucket(x.at, m.ats), 1),
+                                   least(width_bucket(x.at + interval '30 minutes' - interval '1 microsecond', m.ats),
+                                         cardinality(m.ats) - 1)) AS j
+            FROM priced AS x
+            JOIN moments AS m ON m.meter_id = x.meter_id
+            CROSS JOIN bounds
+            WHERE p_steps_of IS NULL
+              AND x.at >= bounds.t_before - interval '30 minutes' AND x.at < bounds.t_to
+        ) AS h
+        OFFSET 0  -- computed here, so that the aggregate does not carry each meter's array of observations
+    ) AS x
+    GROUP BY x.meter_id, x.k
+    UNION ALL
+    SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
+           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at))
+               / 1800)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.k, s.started_at, s.ended_at, r.element, h.hh, h.kwh
+        FROM stepped AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes'
+              AND i."timestamp" < s.ended_at
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE p_steps_of IS NOT NULL OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.k
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), intervals AS (
+    SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
+           coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the interval overlaps
+           n.n > 0 AND coalesce(e.pieces, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
+    FROM stepped AS s
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = s.meter_id
+    LEFT JOIN energy AS e ON e.meter_id = s.meter_id AND e.k = s.k
+    LEFT JOIN midnights AS c0 ON c0.meter_id = s.meter_id AND c0.day = (s.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN midnights AS c1 ON c1.meter_id = s.meter_id AND c1.day = (s.ended_at AT TIME ZONE 'Europe/London')::date
+), explained AS (
+    SELECT i.*, i.closing_balance - i.opening_balance AS observed_change,
+           i.topup_credits - i.energy_cost - i.daily_charges AS before_emergency,
+           i.topup_credits > 0 OR i.token_events > 0 AS credited
+    FROM intervals AS i
+), granted AS (  -- emergency credit: an upward step of its amount, taken below the threshold, no token
+    SELECT e.*,
+           CASE WHEN NOT e.credited AND e.offered > 0 AND e.opening_balance < e.ecredit_availability
+                     AND abs(e.observed_change - e.before_emergency - e.offered) <= settings.tolerance
+                THEN e.offered ELSE 0 END AS emergency_credit,
+           count(*) FILTER (WHERE e.credited) OVER (PARTITION BY e.meter_id ORDER BY e.ended_at
+                                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS credits_before
+    FROM explained AS e CROSS JOIN settings
+), repaid AS (  -- the next credit repays the emergency credit taken since the one before it
+    SELECT g.*,
+           CASE WHEN g.credited THEN sum(g.emergency_credit) OVER (PARTITION BY g.meter_id, coalesce(g.credits_before, 0))
+                ELSE 0 END AS owed
+    FROM granted AS g
+)
+SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing_balance,
+       round(r.energy_cost, 5), r.daily_charges, r.topup_credits, r.token_events,
+       -- a token no top-up explains credited whatever the balance says it did
+       CASE WHEN r.token_events > 0
+            THEN round(r.observed_change - r.before_emergency + r.owed, 5) ELSE 0 END,
+       r.emergency_credit,
+       CASE WHEN r.token_events > 0 THEN r.owed ELSE least(r.owed, r.topup_credits) END,
+       r.observed_change,
+       round(r.before_emergency + r.emergency_credit - least(r.owed, r.topup_credits), 5),
+       CASE WHEN r.token_events > 0 THEN 0
+            ELSE round(r.observed_change - r.before_emergency - r.emergency_credit + least(r.owed, r.topup_credits), 5)
+       END,
+       r.complete
+FROM repaid AS r
+$$;
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[]) IS
+    'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
+    'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
+    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special.';
+
+-- The shadow ledger per meter and UK day: what the sum of its intervals
+-- (billing.shadow_ledger_intervals) gives, computed from the day's ends: the
+-- energy between the observation before the day's first and its last is the
+-- whole days' cost between them (register_interval_daily, priced by the
+-- tariff of the day; a day a tariff changes in priced by its half hours), less
+-- the half hours after the last observation of its day, plus those after the
+-- first one's; only the intervals a credit, a rise or a low balance could make
+-- special are computed one by one. A day is judged only when its half hours
+-- are complete; beyond the tolerance its residual is a finding.
+CREATE FUNCTION billing.shadow_ledger(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, observations integer, opening_balance numeric, closing_balance numeric,
+               energy_cost numeric, daily_charges numeric, topup_credits numeric, token_credit numeric,
+               emergency_credit numeric, repaid numeric, observed_change numeric, expected_change numeric,
+               residual numeric, complete boolean, finding text, steps jsonb)
+LANGUAGE sql STABLE
+SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
+                  -- first and the last and the balance then, the lowest balance (by groups, no sort)
+    SELECT o.meter_id, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day, count(*)::integer AS n,
+           min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
+           (min(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS first_balance,
+           (max(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS last_balance, min(o.balance) AS lowest
+    FROM flows.meter_prepay_balance AS o, bounds
+    WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
+    GROUP BY 1, 2
+), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+              -- before it that had one; the day's first when there is none) to its last
+    SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, r.previous_balance) AS lowest
+    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
+          FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
+    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
+), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
+    SELECT r.meter_id, r.last_at AS at, r.day FROM readings AS r
+    UNION
+    SELECT d.meter_id, d.started_at, (d.started_at AT TIME ZONE 'Europe/London')::date FROM days AS d
+), slots AS (  -- the half hours some tail covers (the same few at the end of every day, when reads are regular)
+    SELECT DISTINCT g.slot
+    FROM ends AS e
+    CROSS JOIN LATERAL generate_series(date_bin('30 minutes', e.at, 'epoch'),
+                                       flows.uk_day_start(e.day + 1) - interval '30 minutes', interval '30 minutes')
+        AS g (slot)
+), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
+               -- many start at or after it (read slot by slot, by time: those half hours of every meter at once)
+    SELECT e.meter_id, e.at,
+           sum(coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.at)) / 1800)
+             AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE i."timestamp" >= e.at) AS after
+    FROM slots AS s
+    JOIN flows.register_interval_hh AS i ON i."timestamp" = s.slot
+    JOIN flows.meter_registers AS r ON r.register_id = i.register_id
+    JOIN ends AS e ON e.meter_id = r.meter_id AND e.day = (i."timestamp" AT TIME ZONE 'Europe/London')::date
+                  AND i."timestamp" > e.at - interval '30 minutes'
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+    GROUP BY e.meter_id, e.at
+), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
+    SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
+             AS cost, sum(d.intervals) AS n
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= flows.uk_day_start(d.day)
+                     AND p.valid_to >= flows.uk_day_start(d.day + 1)
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+    UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT c.meter_id, c.day, r.element, h.hh, h.kwh
+        FROM (SELECT DISTINCT p.meter_id, (p.valid_from AT TIME ZONE 'Europe/London')::date AS day FROM periods AS p
+              WHERE p.valid_from > flows.uk_day_start((p.valid_from AT TIME ZONE 'Europe/London')::date)) AS c
+        JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day)
+              AND i."timestamp" < flows.uk_day_start(c.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE c.day BETWEEN p_from - 1 AND p_to OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), cumulative AS (  -- running totals per meter of the whole days' cost and half hours
+    SELECT m.id AS meter_id, g.day::date AS day,
+           sum(coalesce(w.cost, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS cost,
+           sum(coalesce(w.n, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS n
+    FROM meters AS m
+    CROSS JOIN generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
+    LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), ledger AS (
+    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
+           w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
+           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the day overlaps
+           n.n > 0 AND w1.n - w0.n - coalesce(t1.after, 0) + coalesce(t0.overlapping, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
+    FROM days AS d
+    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
+    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN tails AS t1 ON t1.meter_id = d.meter_id AND t1.at = d.ended_at
+    LEFT JOIN tails AS t0 ON t0.meter_id = d.meter_id AND t0.at = d.started_at
+    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
+    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
+                             AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = d.meter_id
+), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
+                 -- explain, a balance below the emergency credit threshold, a credit or a token
+    SELECT array_agg(DISTINCT x.meter_id) AS meters
+    FROM (
+        SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
+        LEFT JOIN (SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+                   WHERE p.emergency_credit > 0 GROUP BY p.meter_id) AS e ON e.meter_id = l.meter_id
+        WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
+        UNION ALL
+        SELECT t.meter_id FROM billing.topups AS t, bounds
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+          AND t.used_at < bounds.t_to + interval '10 minutes'
+        UNION ALL
+        SELECT e.meter_id FROM flows.meter_event_log AS e, bounds
+        WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+          AND e."timestamp" < bounds.t_to
+    ) AS x
+), steps AS (  -- the intervals computed one by one, per day
+    SELECT s.meter_id, s.day,
+           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
+           sum(s.residual) AS residual,
+           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
+           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
+           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
+                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
+                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
+                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
+                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
+                                        'repaid', s.repaid) ORDER BY s.ended_at)
+             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
+    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, (SELECT coalesce(x.meters, '{}') FROM special AS x)) AS s
+    GROUP BY s.meter_id, s.day
+), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
+    SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,
+           round(l.observed_change + l.energy_cost + l.daily_charges
+                 - coalesce(s.observed + s.spent, 0) + coalesce(s.residual, 0), 5) AS residual,
+           round(coalesce(s.expected + s.spent, 0) - l.energy_cost - l.daily_charges, 5) AS expected_change
+    FROM ledger AS l
+    LEFT JOIN steps AS s ON s.meter_id = l.meter_id AND s.day = l.day
+)
+SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5),
+       j.daily_charges, coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0),
+       coalesce(j.repaid, 0),
+       j.observed_change, j.expected_change, j.residual, j.complete,
+       CASE WHEN NOT j.complete OR abs(j.residual) <= s.tolerance THEN NULL
+            WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
+       coalesce(j.steps, '[]')
+FROM judged AS j
+CROSS JOIN settings AS s
+$$;
+COMMENT ON FUNCTION billing.shadow_ledger(uuid, date, date) IS
+    'The shadow prepay ledger per meter and UK day: expected vs observed change of the balance, residual, and a '
+    'finding (unexplained_deduction | unexplained_credit) beyond the ESCO''s tolerance on a complete day, and the '
+    'steps (intervals) a credit token no top-up explains or emergency credit made.';
+
+-- The three-way reconciliation's exceptions of an ESCO for the UK days
+-- [p_from, p_to], each with its evidence and any operator decision.
+CREATE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.topup_grace FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco),
+                    interval '2 hours') AS grace
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
+), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
+    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
+), found AS (
+    -- a succeeded payment whose top-up is not completed after the grace period
+    SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
+           p.id::text AS subject, a.meter_id, p.account_id, p.amount,
+           CASE WHEN t.id IS NULL THEN 'no top-up was created for the payment'
+                ELSE format('its top-up is %s%s', t.status,
+                            coalesce(': ' || coalesce(t.last_error, t.waiting_reason), ' (' || t.notes || ')', ''))
+           END AS reason,
+           jsonb_build_object('payment', jsonb_build_object('id', p.id, 'amount', p.amount, 'provider', p.provider,
+                                                            'received_at', p.received_at, 'reference', p.provider_reference),
+                              'topup', CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
+                                  'id', t.id, 'status', t.status, 'rounds', t.rounds, 'last_error', t.last_error,
+                                  'waiting_reason', t.waiting_reason, 'notes', t.notes) END,
+                              'grace', settings.grace) AS evidence
+    FROM billing.payments AS p
+    JOIN billing.accounts AS a ON a.id = p.account_id
+    LEFT JOIN billing.topups AS t ON t.payment_id = p.id
+    CROSS JOIN settings CROSS JOIN bounds
+    WHERE p.esco = p_esco AND p.status = 'succeeded' AND p.received_at >= bounds.t_from AND p.received_at < bounds.t_to
+      AND p.received_at + settings.grace < now()
+      AND a.type = 'supply' AND billing.topup_problem(a, true) IS NULL
+      AND (t.id IS NULL OR t.status <> 'completed')
+    UNION ALL
+    -- a completed top-up the meter shows no credit for: no credit event near it (once the meter's log was read
+    -- past it), no transaction count, or a balance that did not rise
+    SELECT (t.used_at AT TIME ZONE 'Europe/London')::date, 'topup_without_credit', t.id::text, t.meter_id,
+           t.account_id, t.amount,
+           concat_ws('; ',
+               CASE WHEN event.at IS NULL AND log.read_past THEN 'the meter logged no credit (event 48) for it' END,
+               CASE WHEN t.transaction_count IS NULL THEN 'no token transaction count was read after it' END,
+               CASE WHEN t.balance_after <= t.balance_before THEN
+                   format('the balance did not rise (%s -> %s)', t.balance_before, t.balance_after) END),
+           jsonb_build_object('topup', jsonb_build_object('id', t.id, 'amount', t.amount, 'used_at', t.used_at,
+                                                          'transaction_count', t.transaction_count,
+                                                          'balance_before', t.balance_before,
+                                                          'balance_after', t.balance_after, 'token', t.token),
+                              'credit_event', event.at, 'event_log_read_past', log.read_past)
+    FROM billing.topups AS t
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT max(e."timestamp") AS at FROM flows.meter_event_log AS e
+        WHERE e.meter_id = t.meter_id AND e.event_type = 48
+          AND e."timestamp" BETWEEN t.used_at - interval '15 minutes' AND t.used_at + interval '15 minutes'
+    ) AS event ON true
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT FROM flows.meter_event_log AS e
+                       WHERE e.meter_id = t.meter_id AND e."timestamp" > t.used_at + interval '15 minutes') AS read_past
+    ) AS log
+    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+      AND t.used_at >= bounds.t_from AND t.used_at < bounds.t_to
+      AND ((event.at IS NULL AND log.read_past) OR t.transaction_count IS NULL OR t.balance_after <= t.balance_before)
+    UNION ALL
+    -- from the shadow ledger: tokens no top-up explains, emergency credit taken
+    SELECT l.day, CASE WHEN i.credit_events > 0 THEN 'credit_without_topup' ELSE 'emergency_credit_taken' END,
+           format('%s:%s', l.meter_id, extract(epoch FROM i.ended_at)::bigint), l.meter_id, a.id,
+           CASE WHEN i.credit_events > 0 THEN i.token_credit ELSE i.emergency_credit END,
+           CASE WHEN i.credit_events > 0
+                THEN format('the meter logged %s credit token(s) (event 48) no top-up explains: a token typed on the '
+                            'keypad?', i.credit_events)
+                ELSE format('the balance rose by the emergency credit (%s) below the threshold (%s)',
+                            i.emergency_credit, i.opening_balance) END,
+           step - 'token_credit' - 'emergency_credit'
+    FROM ledger AS l
+    CROSS JOIN LATERAL jsonb_array_elements(l.steps) AS step
+    CROSS JOIN LATERAL jsonb_to_record(step) AS i (ended_at timestamptz, opening_balance numeric, credit_events integer,
+                                                   token_credit numeric, emergency_credit numeric)
+    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
+    UNION ALL
+    -- from the shadow ledger: a day whose balance moved more than the charging model explains
+    SELECT l.day, CASE l.finding WHEN 'unexplained_deduction' THEN 'unexplained_deduction' ELSE 'credit_without_topup' END,
+           format('%s:%s', l.meter_id, l.day), l.meter_id, a.id, abs(l.residual),
+           CASE l.finding WHEN 'unexplained_deduction'
+                THEN format('the balance fell %s more than consumption, standing charge and debt recovery explain',
+                            -l.residual)
+                ELSE format('the balance rose %s more than top-ups explain, with no credit event', l.residual) END,
+           jsonb_build_object('opening_balance', l.opening_balance, 'closing_balance', l.closing_balance,
+                              'observations', l.observations, 'energy_cost', l.energy_cost,
+                              'daily_charges', l.daily_charges, 'topup_credits', l.topup_credits,
+                              'emergency_credit', l.emergency_credit, 'repaid', l.repaid,
+                              'expected_change', l.expected_change, 'observed_change', l.observed_change,
+                              'residual', l.residual)
+    FROM ledger AS l
+    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
+    WHERE l.finding IS NOT NULL
+)
+SELECT p_esco, f.day, f.kind, f.kind || ':' || f.subject, f.meter_id, f.account_id, f.amount, f.reason, f.evidence,
+       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at
+FROM found AS f
+LEFT JOIN billing.reconciliation_decisions AS d ON d.esco = p_esco AND d.exception_key = f.kind || ':' || f.subject
+$$;
+COMMENT ON FUNCTION billing.reconciliation_exceptions(uuid, date, date) IS
+    'Typed reconciliation exceptions of an ESCO for UK days p_from..p_to (payment_without_topup, '
+    'topup_without_credit, credit_without_topup, emergency_credit_taken, unexplained_deduction) with evidence '
+    'and the operator''s decision (status open | acknowledged | resolved).';
+
+-- The day's picture per ESCO: what matched, and the exceptions by kind.
+CREATE FUNCTION billing.reconciliation_summary(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, payments integer, payments_matched integer, topups integer,
+               topups_matched integer, credit_events integer, meters_ledgered integer, meter_days_explained integer,
+               meter_days_incomplete integer, exceptions jsonb, open_exceptions integer)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH days AS (
+    SELECT g.day::date AS day FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+), exceptions AS (
+    SELECT * FROM billing.reconciliation_exceptions(p_esco, p_from, p_to)
+), ledger AS (
+    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
+)
+SELECT p_esco, d.day,
+       (SELECT count(*) FROM billing.payments AS p
+        WHERE p.esco = p_esco AND p.status = 'succeeded'
+          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.payments AS p JOIN billing.topups AS t ON t.payment_id = p.id
+        WHERE p.esco = p_esco AND p.status = 'succeeded' AND t.status = 'completed'
+          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.topups AS t
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.topups AS t
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day
+          AND NOT EXISTS (SELECT FROM exceptions AS x
+                          WHERE x.kind = 'topup_without_credit' AND x.exception_key = 'topup_without_credit:' || t.id))::integer,
+       (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
+        WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
+          AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day)::integer,
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND l.complete AND l.finding IS NULL)::integer,
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND NOT l.complete)::integer,
+       coalesce((SELECT jsonb_object_agg(k.kind, k.n)
+                 FROM (SELECT x.kind, count(*) AS n FROM exceptions AS x WHERE x.day = d.day GROUP BY x.kind) AS k),
+                '{}'),
+       (SELECT count(*) FROM exceptions AS x WHERE x.day = d.day AND x.status <> 'resolved')::integer
+FROM days AS d
+$$;
+COMMENT ON FUNCTION billing.reconciliation_summary(uuid, date, date) IS
+    'Per UK day: succeeded payments (and matched to a completed top-up), completed top-ups (and matched to '
+    'credit on the meter), credit events, meters in the shadow ledger (explained, incomplete), exceptions by kind.';
+
+-- ---- rpc/billing/reconciliation.sql ----
+-- Reconciliation through the API (docs/reconciliation.md): the exceptions and
+-- the day's picture over the last 31 UK days as views (each ESCO its own, by
+-- RLS on what they are computed from), one day of any date as an RPC, and the
+-- operator's decisions on exceptions.
+
+CREATE VIEW api.reconciliation_exceptions WITH (security_invoker = true) AS
+SELECT x.esco, e.code AS esco_code, x.day, x.kind, x.exception_key, x.meter_id, m.serial, x.account_id,
+       a.account_number, x.amount, x.reason, x.evidence, x.status, x.note, x.decided_by, x.decided_at
+FROM flows.escos AS e
+CROSS JOIN LATERAL billing.reconciliation_exceptions(
+    e.id, (now() AT TIME ZONE 'Europe/London')::date - 30, (now() AT TIME ZONE 'Europe/London')::date) AS x
+LEFT JOIN flows.meter_registry AS m ON m.id = x.meter_id
+LEFT JOIN billing.accounts AS a ON a.id = x.account_id;
+COMMENT ON VIEW api.reconciliation_exceptions IS
+    'Reconciliation exceptions of the last 31 UK days: kind payment_without_topup | topup_without_credit | '
+    'credit_without_topup | emergency_credit_taken | unexplained_deduction, amount (GBP), reason, evidence, '
+    'status open | acknowledged | resolved. Any other day: rpc/reconciliation.';
+
+CREATE VIEW api.reconciliation_days WITH (security_invoker = true) AS
+SELECT s.*, e.code AS esco_code
+FROM flows.escos AS e
+CROSS JOIN LATERAL billing.reconciliation_summary(
+    e.id, (now() AT TIME ZONE 'Europe/London')::date - 30, (now() AT TIME ZONE 'Europe/London')::date) AS s;
+COMMENT ON VIEW api.reconciliation_days IS
+    'The three-way reconciliation per ESCO and UK day (last 31 days): payments and top-ups and how many matched, '
+    'credit events, meters in the shadow ledger, exceptions by kind.';
+
+CREATE VIEW api.shadow_ledger_days WITH (security_invoker = true) AS
+SELECT e.id AS esco, l.*, m.serial
+FROM flows.escos AS e
+CROSS JOIN LATERAL billing.shadow_ledger(
+    e.id, (now() AT TIME ZONE 'Europe/London')::date - 30, (now() AT TIME ZONE 'Europe/London')::date) AS l
+JOIN flows.meter_registry AS m ON m.id = l.meter_id;
+COMMENT ON VIEW api.shadow_ledger_days IS
+    'The shadow prepay ledger per meter and UK day (last 31 days): expected and observed change of the balance, '
+    'residual (GBP), finding beyond the tolerance.';
+
+-- One UK day of an ESCO: its summary and exceptions, as flows reconcile prints them.
+CREATE FUNCTION api.reconciliation(esco_code text, day date) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    esco_id uuid := billing.esco_by_code(reconciliation.esco_code);
+BEGIN
+    IF reconciliation.day IS NULL OR reconciliation.day > (pg_catalog.now() AT TIME ZONE 'Europe/London')::date THEN
+        RAISE EXCEPTION 'day must be a UK day up to today, got %', coalesce(reconciliation.day::text, 'nothing')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN (
+        SELECT pg_catalog.jsonb_build_object(
+            'esco', reconciliation.esco_code, 'day', reconciliation.day,
+            'summary', (SELECT pg_catalog.to_jsonb(s) - 'esco' - 'day'
+                        FROM billing.reconciliation_summary(esco_id, reconciliation.day, reconciliation.day) AS s),
+            'exceptions', coalesce((
+                SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                           'kind', x.kind, 'exception_key', x.exception_key, 'meter', m.serial,
+                           'account', a.account_number, 'amount', x.amount, 'reason', x.reason,
+                           'status', x.status, 'note', x.note, 'evidence', x.evidence)
+                       ORDER BY x.kind, m.serial, x.exception_key)
+                FROM billing.reconciliation_exceptions(esco_id, reconciliation.day, reconciliation.day) AS x
+                LEFT JOIN flows.meter_registry AS m ON m.id = x.meter_id
+                LEFT JOIN billing.accounts AS a ON a.id = x.account_id), '[]')));
+END
+$$;
+COMMENT ON FUNCTION api.reconciliation(text, date) IS
+    'The three-way reconciliation of an ESCO for one UK day: summary (matched counts, exceptions by kind) and the '
+    'exceptions with kind, meter, account, amount, reason, status and evidence.';
+
+-- An operator's decision on an exception: acknowledged (being worked) or
+-- resolved, with a note; deciding again replaces it (audited).
+CREATE FUNCTION api.decide_reconciliation_exception(esco_code text, exception_key text, status text, note text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    esco_id uuid := billing.esco_by_code(decide_reconciliation_exception.esco_code);
+    kind text := pg_catalog.split_part(decide_reconciliation_exception.exception_key, ':', 1);
+    decision billing.reconciliation_decisions;
+BEGIN
+    IF kind NOT IN ('payment_without_topup', 'topup_without_credit', 'credit_without_topup', 'emergency_credit_taken',
+                    'unexplained_deduction') THEN
+        RAISE EXCEPTION 'exception_key % is not a reconciliation exception''s key',
+            coalesce(pg_catalog.quote_literal(decide_reconciliation_exception.exception_key), 'null')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'use the exception_key of api.reconciliation_exceptions';
+    END IF;
+    IF decide_reconciliation_exception.status IS NULL
+       OR decide_reconciliation_exception.status NOT IN ('acknowledged', 'resolved') THEN
+        RAISE EXCEPTION 'status must be acknowledged or resolved, got %',
+            coalesce(decide_reconciliation_exception.status, 'nothing') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(btrim(decide_reconciliation_exception.note), '') = '' THEN
+        RAISE EXCEPTION 'note must say what was found or done' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO billing.reconciliation_decisions AS d (esco, exception_key, kind, status, note, decided_by)
+    VALUES (esco_id, decide_reconciliation_exception.exception_key, kind, decide_reconciliation_exception.status,
+            decide_reconciliation_exception.note, flows.requester())
+    ON CONFLICT ON CONSTRAINT reconciliation_decisions_pkey DO UPDATE
+    SET status = excluded.status, note = excluded.note, decided_by = flows.requester(), decided_at = pg_catalog.now()
+    RETURNING * INTO decision;
+    RETURN pg_catalog.to_jsonb(decision);
+END
+$$;
+COMMENT ON FUNCTION api.decide_reconciliation_exception(text, text, text, text) IS
+    'Records an operator''s decision on a reconciliation exception (by its exception_key): acknowledged or '
+    'resolved, with a note.';
+
+-- The ESCO's reconciliation settings (grace period of a payment's top-up, the ledger's tolerance).
+CREATE VIEW api.reconciliation_settings WITH (security_invoker = true) AS
+SELECT s.esco, s.topup_grace, s.tolerance, s.updated_at FROM billing.reconciliation_settings AS s;
+COMMENT ON VIEW api.reconciliation_settings IS
+    'Per ESCO: topup_grace and tolerance (GBP) of the reconciliation; no row = 2 hours and 0.01.';
+
+CREATE VIEW api.prepay_debts WITH (security_invoker = true) AS
+SELECT d.meter_id, d.esco, d.amount, d.as_of, d.notes, d.recorded_by, d.created_at FROM billing.prepay_debts AS d;
+COMMENT ON VIEW api.prepay_debts IS
+    'Debt loaded on a prepay meter at as_of (GBP), recovered at the debt recovery rate each UK midnight.';
+
+-- ---- schema/audit_registry.sql ----
+-- Reconciliation: the settings, the debts meters were loaded with, the operators' decisions on exceptions.
+CALL flows.audit('billing.reconciliation_settings', ignored_columns => '{updated_at}');
+CALL flows.audit('billing.prepay_debts');
+CALL flows.audit('billing.reconciliation_decisions');
+
+-- ---- rls/privileges.sql ----
+-- == Reconciliation ==========================================================
+-- Computed by invoker functions from what the caller may read; operators and
+-- admins record decisions, settings and debts (analysts read).
+GRANT SELECT ON billing.reconciliation_settings, api.reconciliation_settings, billing.prepay_debts, api.prepay_debts,
+                billing.reconciliation_decisions, billing.meter_tariff_periods,
+                api.reconciliation_exceptions, api.reconciliation_days, api.shadow_ledger_days
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT INSERT, UPDATE ON billing.reconciliation_settings, billing.prepay_debts, billing.reconciliation_decisions
+    TO flows_admin, flows_operator;
+GRANT INSERT (esco, topup_grace, tolerance), UPDATE (topup_grace, tolerance)
+    ON api.reconciliation_settings TO flows_admin, flows_operator;
+GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, notes)
+    ON api.prepay_debts TO flows_admin, flows_operator;
+GRANT EXECUTE ON FUNCTION
+    billing.prepay_daily_charges(uuid, date, date),
+    billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
+    billing.shadow_ledger(uuid, date, date),
+    billing.reconciliation_exceptions(uuid, date, date),
+    billing.reconciliation_summary(uuid, date, date),
+    api.reconciliation(text, date)
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT EXECUTE ON FUNCTION api.decide_reconciliation_exception(text, text, text, text) TO flows_admin, flows_operator;
+-- (the exceptions ask whether an account takes top-ups, for analysts too)
+GRANT EXECUTE ON FUNCTION billing.topup_problem(billing.accounts, boolean) TO flows_analyst;
+
+-- ---- rls/policies.sql ----
+-- == Reconciliation ==========================================================
+-- Tenant = ESCO. Operators and analysts read their ESCO's settings, debts and
+-- decisions; operators write them (analysts only read). Customers see none of it.
+ALTER TABLE billing.reconciliation_settings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reconciliation_settings_all ON billing.reconciliation_settings TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY reconciliation_settings_own_esco ON billing.reconciliation_settings TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.prepay_debts ENABLE ROW LEVEL SECURITY;
+CREATE POLICY prepay_debts_all ON billing.prepay_debts TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY prepay_debts_own_esco ON billing.prepay_debts TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
+
+ALTER TABLE billing.reconciliation_decisions ENABLE ROW LEVEL SECURITY;
+CREATE POLICY reconciliation_decisions_all ON billing.reconciliation_decisions TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY reconciliation_decisions_own_esco ON billing.reconciliation_decisions TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
