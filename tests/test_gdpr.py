@@ -145,8 +145,8 @@ def test_export_holds_every_registered_table(api, community):
             " JOIN flows.meter_registers r ON r.meter_id = a.meter_id AND r.register_id = h.register_id"
             " WHERE h.timestamp >= (SELECT min(start_time) FROM billing.customer_accounts WHERE customer_id = %s)",
             (a.billing.account, a.billing.customer)).fetchone()[0]
-        bank_topups = {str(t) for (t,) in conn.execute("SELECT id FROM billing.topups WHERE payment_id = ANY(%s::uuid[])",
-                                                        (list(a.bank.customer_ids()),))}
+        bank_topups = {str(t) for (t,) in conn.execute(
+            "SELECT id FROM billing.topups WHERE payment_id = ANY(%s::uuid[])", (list(a.bank.customer_ids()),))}
     assert set(document["tables"]) == relations and len(relations) >= 32
     tables = document["tables"]
     ids = {name: {row.get("id") for row in rows} for name, rows in tables.items()}
@@ -397,8 +397,10 @@ def money_figures(conn) -> tuple:
         "       (SELECT (count(*), sum(amount), sum(abs(amount))) FROM billing.journal_entries),"
         "       (SELECT (count(*), sum(amount), string_agg(dedup_key || status, ',' ORDER BY id))"
         "          FROM billing.bank_transactions),"
-        "       (SELECT (count(*), string_agg(action || coalesce(rule, ''), ',' ORDER BY id)) FROM billing.bank_decisions),"
-        "       (SELECT (count(*), sum(amount), string_agg(payment_id::text, ',' ORDER BY id)) FROM billing.bank_matches)"
+        "       (SELECT (count(*), string_agg(action || coalesce(rule, ''), ',' ORDER BY id))"
+        "          FROM billing.bank_decisions),"
+        "       (SELECT (count(*), sum(amount), string_agg(payment_id::text, ',' ORDER BY id))"
+        "          FROM billing.bank_matches)"
         ).fetchone()
 
 
