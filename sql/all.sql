@@ -77,8 +77,9 @@ SET ROLE flows_owner;
 \ir schema/gdpr/registry.sql
 \ir schema/gdpr/access.sql
 \ir schema/gdpr/consents.sql
-\ir schema/gdpr/subjects.sql
 \ir schema/gdpr/erasure.sql
+-- (after erasure.sql: bank entries are found by the identities it defines)
+\ir schema/gdpr/subjects.sql
 \ir schema/gdpr/export.sql
 
 -- what is offered

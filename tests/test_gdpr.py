@@ -145,6 +145,8 @@ def test_export_holds_every_registered_table(api, community):
             " JOIN flows.meter_registers r ON r.meter_id = a.meter_id AND r.register_id = h.register_id"
             " WHERE h.timestamp >= (SELECT min(start_time) FROM billing.customer_accounts WHERE customer_id = %s)",
             (a.billing.account, a.billing.customer)).fetchone()[0]
+        bank_topups = {str(t) for (t,) in conn.execute(
+            "SELECT id FROM billing.topups WHERE payment_id = ANY(%s::uuid[])", (list(a.bank.customer_ids()),))}
     assert set(document["tables"]) == relations and len(relations) >= 32
     tables = document["tables"]
     ids = {name: {row.get("id") for row in rows} for name, rows in tables.items()}
@@ -161,14 +163,25 @@ def test_export_holds_every_registered_table(api, community):
     assert ids["flows.properties"] == {a.properties[0]} and ids["flows.meter_registry"] == {a.meters[0]}
     assert ids["gdpr.consents"] == {a.consent} and document["consents"] == {"half_hourly_data": True}
     money = a.money
-    assert ids["billing.payments"] == set(money.payments.values())
+    bank = a.bank
+    assert ids["billing.payments"] == set(money.payments.values()) | bank.customer_ids(), "hers, bank ones too"
+    # her bank transfer, the rule's decision and its match; the processor payout of her card payment: its link
+    # only (the payout entry is the processor's, for every payment it pays); not the charges, nor mum's gift
+    assert ids["billing.bank_transactions"] == {bank.transactions["transfer"]}
+    assert tables["billing.bank_transactions"][0]["counterparty"] == "Olive Owner"
+    assert [(d["transaction_id"], d["rule"]) for d in tables["billing.bank_decisions"]] == \
+        [(bank.transactions["transfer"], "account_reference")]
+    assert [m["payment_id"] for m in tables["billing.bank_matches"]] == [bank.payment]
+    assert [(p["payout_id"], p["payment_id"]) for p in tables["billing.processor_payout_payments"]] == \
+        [(bank.payout, money.payments["card"])]
     assert ids["billing.refunds"] == {money.refund}
     assert ids["billing.payment_methods"] == {money.payment_method} and ids["billing.wallets"] == {money.wallet}
-    assert ids["billing.topups"] == set(money.topups.values())
+    assert ids["billing.topups"] == set(money.topups.values()) | bank_topups and len(bank_topups) == 3
     assert ids["billing.gifts"] == set(money.gifts.values())
     assert ids["billing.solar_credits"] == {money.solar["credit.olive"]}
     assert {e["payment_id"] for e in tables["billing.processor_events"]} == {money.payments["card"],
-                                                                             money.payments["declined"]}
+                                                                             money.payments["declined"],
+                                                                             bank.payments["card"]}
     assert {e["payload"]["data"]["object"]["object"] for e in tables["billing.processor_events"]} == {"payment_intent"}
     journals = {j["id"]: j for j in tables["billing.journals"]}
     assert {j["kind"] for j in journals.values()} >= {"payment_received", "refund", "topup_funded",
@@ -373,14 +386,22 @@ def test_erasure_waits_for_a_billing_run_that_could_freeze_the_name(api):
 # -- erasure: effects ---------------------------------------------------------------------------
 
 def money_figures(conn) -> tuple:
-    """Every money figure and processor reference: erasure changes none of them."""
+    """Every money figure and processor reference, and the bank's entries (their dedup keys and statuses),
+    decisions and matches: erasure changes none of them."""
     return conn.execute(
         "SELECT (SELECT (count(*), sum(amount), sum(refunded_amount), string_agg(provider_reference, ','"
         "                ORDER BY id)) FROM billing.payments),"
         "       (SELECT (count(*), sum(amount)) FROM billing.refunds),"
         "       (SELECT (count(*), sum(amount), string_agg(status, ',' ORDER BY id)) FROM billing.topups),"
         "       (SELECT (count(*), string_agg(memo, ',' ORDER BY id)) FROM billing.journals),"
-        "       (SELECT (count(*), sum(amount), sum(abs(amount))) FROM billing.journal_entries)").fetchone()
+        "       (SELECT (count(*), sum(amount), sum(abs(amount))) FROM billing.journal_entries),"
+        "       (SELECT (count(*), sum(amount), string_agg(dedup_key || status, ',' ORDER BY id))"
+        "          FROM billing.bank_transactions),"
+        "       (SELECT (count(*), string_agg(action || coalesce(rule, ''), ',' ORDER BY id))"
+        "          FROM billing.bank_decisions),"
+        "       (SELECT (count(*), sum(amount), string_agg(payment_id::text, ',' ORDER BY id))"
+        "          FROM billing.bank_matches)"
+        ).fetchone()
 
 
 @pytest.fixture
@@ -425,11 +446,28 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
         ok(operator.post("/rpc/move_out", json={"account_id": a.billing.account, "move_out": start}))
         with api.sql() as conn:
             refunds = settle_money(conn, olive)
+            # the bank's next statement: a bank transfer paid back to her, and her mother's transfer for her meter,
+            # which names no account (queued)
+            today = conn.execute("SELECT flows.uk_day(now())").fetchone()[0]
+            owed_back = f.statement([(today, "-8.00", "refund", "OLIVE OWNER"),
+                                     (today, "3.00", "for Olive Owner's meter", "M OWNER")], "138.50", today, today)
+            f.import_statement(conn, "main", [owed_back], esco_code=a.code)
+            paid_back, queued = (str(conn.execute("SELECT id FROM billing.bank_transactions WHERE bank_account_id"
+                                                  " = %s AND amount = %s", (a.bank.account, amount)).fetchone()[0])
+                                 for amount in ("-8.00", "3.00"))
         refused = operator.post("/rpc/erase_customer", json={"customer_id": olive})
         assert refused.status_code == 409 and "a refund of £20.00 of their payment" in refused.json()["message"]
-        assert {r["check_name"] for r in json.loads(refused.json()["details"])} == {"refund_in_flight", "credit_held"}
+        assert f"a bank credit of £3.00 booked {today} that names them waits in the bank queue (entry {queued})" in \
+            refused.json()["message"]
+        assert {r["check_name"] for r in json.loads(refused.json()["details"])} == \
+            {"refund_in_flight", "credit_held", "bank_entry_queued"}
+        ok(operator.post("/rpc/dismiss_bank_transaction",
+                         json={"transaction_id": paid_back, "reason": "her bank transfers paid back to Olive Owner"}))
+        ok(operator.post("/rpc/dismiss_bank_transaction",
+                         json={"transaction_id": queued, "reason": "sent back to the payer: Olive Owner moved out"}))
         with api.sql() as conn:
-            assert [f.apply_processor_event(conn, event) for event in refunds] == ["applied"]
+            # her two card payments: the money factory's and the bank factory's 8.20 not yet paid out
+            assert [f.apply_processor_event(conn, event) for event in refunds] == ["applied", "applied"]
             render_pending(conn)
             totals = conn.execute("SELECT count(*), sum(net), sum(vat), sum(total), sum(kwh),"
                                   " sum(closing_balance) FROM billing.invoices").fetchone()
@@ -439,7 +477,8 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
             documents = conn.execute("SELECT count(*) FROM billing.invoice_documents d JOIN billing.invoices i"
                                      " ON i.id = d.invoice_id WHERE i.customer_id = %s", (olive,)).fetchone()[0]
         assert {"billing.customers", "billing.invoices", "flows.audit_log", "billing.payments", "billing.topups",
-                "billing.payment_methods", "billing.processor_events", "flows.notification_outbox"} <= set(before)
+                "billing.payment_methods", "billing.processor_events", "flows.notification_outbox",
+                "billing.bank_transactions", "billing.bank_decisions"} <= set(before)
         assert not {"billing.journals", "billing.journal_entries"} & set(before), "the ledger refers to ids only"
 
         erased = ok(operator.post("/rpc/erase_customer", json={"customer_id": olive, "reference": "DSR-9"}))
@@ -453,6 +492,8 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
     assert erased["pseudonym"] == pseudonym and erased["changed"]["billing.invoice_documents"]["deleted"] == 3
     assert erased["changed"]["flows.notification_outbox"]["deleted"] >= 1, "her low balance email"
     assert erased["changed"]["billing.processor_events"]["updated"] == 1, "the charge, which named her"
+    assert erased["changed"]["billing.bank_transactions"]["updated"] == 3, "her transfer, the refund, mum's credit"
+    assert erased["changed"]["billing.bank_decisions"]["updated"] == 2, "the two reasons that named her"
     assert "billing.journals" not in erased["changed"] and \
         {"billing.journals", "billing.payments"} <= {k["relation"] for k in erased["kept"]}
     assert again["already_erased"] is True and again["pseudonym"] == pseudonym
@@ -462,7 +503,13 @@ def test_erasure_leaves_no_name_email_or_phone_and_keeps_every_figure(own_api):
                             " FROM billing.invoices").fetchone() == totals
         assert conn.execute("SELECT count(*), sum(amount), sum(quantity) FROM billing.invoice_lines"
                             ).fetchone() == lines
-        assert money_figures(conn) == money, "payments, refunds, top-ups and the ledger unchanged"
+        assert money_figures(conn) == money, "payments, refunds, top-ups, the ledger and the bank unchanged"
+        assert conn.execute("SELECT array_agg(DISTINCT counterparty) FROM billing.bank_transactions WHERE id IN"
+                            " (%s, %s, %s)", (a.bank.transactions["transfer"], paid_back, queued)).fetchone()[0] == \
+            [pseudonym], "the payer's name as the bank gives it (M OWNER too) is the pseudonym"
+        # the same entries in another bank format: each found again by its dedup key, nothing of hers comes back
+        again_imported = f.import_statement(conn, "main", [owed_back], fmt="mt940", esco_code=a.code)
+        assert again_imported["statements"][0]["added"] == 0 and mentions(conn, identities) == {}
         assert conn.execute("SELECT count(*) FROM flows.notification_outbox WHERE customer_id = %s",
                             (olive,)).fetchone()[0] == 0, "messages to her go at erasure"
         card = a.money.payments["card"]

@@ -1,5 +1,11 @@
 -- Rollback of 0014_bank.
 SET LOCAL ROLE flows_owner;
+DELETE FROM gdpr.erasure_checks WHERE name = 'bank_entry_queued';
+DELETE FROM gdpr.not_personal WHERE relation = 'billing.bank_accounts';
+DELETE FROM gdpr.personal_data  -- and their personal_columns (ON DELETE CASCADE)
+WHERE relation IN ('billing.bank_transactions', 'billing.bank_decisions', 'billing.bank_matches',
+                   'billing.processor_payout_payments');
+DROP FUNCTION gdpr.customer_bank_transactions(uuid);
 DROP FUNCTION api.import_bank_statement(text, jsonb, text), api.rematch_bank_transactions(uuid),
               api.match_bank_transaction_to_account(uuid, uuid, text),
               api.match_bank_transaction_to_payment(uuid, uuid, text),

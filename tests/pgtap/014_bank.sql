@@ -4,7 +4,7 @@
 -- and the operators' decisions (each entry decided once), refusals naming the
 -- field.
 BEGIN;
-SELECT plan(24);
+SELECT plan(28);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-0000000014a1', 'TAPBANK', 'Bank');
 INSERT INTO flows.sites (id, esco, code, name) VALUES ('00000000-0000-4000-8000-0000000014a2', '00000000-0000-4000-8000-0000000014a1', 'S', 'Site');
@@ -71,6 +71,27 @@ SELECT throws_like(format($$SELECT api.match_bank_transaction_to_payout(%L, ARRA
                    'as the payout of a payment already paid out: refused naming payout_payment_ids');
 SELECT lives_ok(format($$SELECT api.match_bank_transaction_to_account(%L, %L, 'Olive''s daughter')$$, :'hello', :'acct'), 'an operator matches it to an account');
 SELECT throws_like(format($$SELECT api.dismiss_bank_transaction(%L, 'not ours')$$, :'hello'), '%already matched: matched by%', 'an entry is decided once');
+
+
+-- Personal data: the entries about Olive (sql/schema/gdpr/subjects.sql) and what her erasure waits for.
+SELECT customer_id AS olive FROM billing.customer_accounts WHERE account_id = :'acct' LIMIT 1 \gset
+SELECT set_eq(format($$SELECT transaction_id FROM gdpr.customer_bank_transactions(%L)$$, :'olive'),
+              $$SELECT m.transaction_id FROM billing.bank_matches m WHERE m.payment_id IS NOT NULL$$,
+              'her entries are those that paid her payments (O OWNER''s too); not the payout, the processor''s');
+SELECT api.import_bank_statement('main', format('{"format": "camt053", "file_hash": "%s", "statements": [{
+  "period_start": "2026-11-04", "period_end": "2026-11-04", "opening_balance": "170.80", "closing_balance": "179.80",
+  "entries": [{"booking_date": "2026-11-04", "amount": "7.00", "reference": "for OLIVE OWNER", "counterparty": "MUM"},
+              {"booking_date": "2026-11-04", "amount": "2.00", "reference": "for Olivia Owners"}]}]}', repeat('c', 64))::jsonb);
+SELECT id AS named FROM billing.bank_transactions WHERE amount = 7 \gset
+SELECT is((SELECT array_agg(t.amount) FROM gdpr.customer_bank_transactions(:'olive') b
+           JOIN billing.bank_transactions t ON t.id = b.transaction_id WHERE t.status = 'unmatched'), ARRAY[7.00],
+          'and a queued one naming her, as a whole name in any case (not Olivia Owners'')');
+SELECT is((SELECT reason FROM gdpr.erasure_refusals(:'olive') WHERE check_name = 'bank_entry_queued'),
+          format('a bank credit of £7.00 booked 2026-11-04 that names them waits in the bank queue (entry %s)', :'named'),
+          'her erasure waits for it to be decided');
+SELECT api.dismiss_bank_transaction(:'named', 'sent back: Olive Owner asked');
+SELECT is((SELECT count(*) FROM gdpr.erasure_refusals(:'olive') WHERE check_name = 'bank_entry_queued'), 0::bigint,
+          'dismissed (still hers: exported, and erased with her), it holds nothing');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -182,6 +182,38 @@ CALL gdpr.register('billing.journal_entries',
                     ' + interval ''6 years''',
     retention => 'The lines of those journals: 6 years (HMRC).');
 
+-- The bank (bank statements and matching, docs/reconciliation.md): the
+-- entries about them (gdpr.customer_bank_transactions: those that paid their
+-- payments, and those that paid nobody but name them) carry the payer's name
+-- as the bank gives it (pseudonymised: "O OWNER" is no whole identity to
+-- scrub) and the reference and remittance they typed (scrubbed); the
+-- decisions on them, the operators' reasons (scrubbed). Accounting records:
+-- 6 years. Amounts, dates, the dedup key, statuses and every link stay, so
+-- that a statement imported again finds its entries and the matches hold.
+CALL gdpr.register('billing.bank_transactions',
+    subject => '{row}.id IN (SELECT b.transaction_id FROM gdpr.customer_bank_transactions({customer}) AS b)',
+    personal => '{"counterparty": "pseudonym", "bank_reference": "scrub", "remittance": "scrub", "queue_reason": "scrub"}',
+    retain_until => '{row}.booking_date + interval ''6 years''',
+    retention => 'Your payments as they came into (or went out of) the ESCO''s bank account: 6 years (HMRC: '
+                 'accounting records); the name and text on them go at erasure.');
+CALL gdpr.register('billing.bank_decisions',
+    subject => '{row}.transaction_id IN (SELECT b.transaction_id FROM gdpr.customer_bank_transactions({customer}) AS b)'
+               ' OR {row}.esco = (SELECT c.esco FROM billing.customers AS c WHERE c.id = {customer})'
+               ' AND {row}.reason ~* (SELECT gdpr.identity_pattern(gdpr.identities({customer})))',
+    personal => '{"reason": "scrub"}',
+    retain_until => '{row}.decided_at::date + interval ''6 years''',
+    retention => 'What was decided about those bank entries, and why: 6 years (HMRC: accounting records).');
+CALL gdpr.register('billing.bank_matches',
+    subject => '{row}.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = {customer})',
+    retain_until => '(SELECT e.booking_date FROM billing.bank_transactions AS e WHERE e.id = {row}.transaction_id)'
+                    ' + interval ''6 years''',
+    retention => 'Which bank entry paid which of your payments: 6 years (HMRC: accounting records).');
+CALL gdpr.register('billing.processor_payout_payments',
+    subject => '{row}.payment_id IN (SELECT p.id FROM billing.payments AS p WHERE p.customer_id = {customer})',
+    retain_until => '(SELECT o.created_at FROM billing.processor_payouts AS o WHERE o.id = {row}.payout_id)::date'
+                    ' + interval ''6 years''',
+    retention => 'Which processor payout paid your card payments to the ESCO: 6 years (HMRC: accounting records).');
+
 -- Notifications: their choices, and the messages sent to them (the outbox:
 -- address, and parameters naming them). A message is kept a year, then goes;
 -- at erasure it goes at once (its recipient is an address or nothing: there
@@ -208,6 +240,9 @@ CALL gdpr.not_personal('flows.meter_registry', '{ip_address}', 'the meter''s mod
 CALL gdpr.not_personal('flows.notification_settings', '{operator_emails,operator_phones}',
     'the ESCO''s own staff contacts for operator alerts, not a customer''s: the ESCO keeps them in its settings '
     'and removes a person''s when they leave');
+CALL gdpr.not_personal('billing.bank_accounts', '{sort_code,account_number,iban}',
+    'the ESCO''s own bank account, which statements are imported into: no customer''s (a payer''s name and '
+    'text are on their bank_transactions)');
 
 
 -- What must be settled before a customer is erased.
@@ -312,3 +347,14 @@ CALL gdpr.erasure_check('topup_unfinished',
       WHERE t.customer_id = {customer} AND t.status NOT IN ('completed', 'cancelled')$$,
     hint => 'let the worker put it on the meter, retry it (rpc/retry_topup) or cancel it (rpc/cancel_topup: a '
             'payment''s money then stays their credit, to pay back)');
+-- A bank entry that names them waits in the bank queue: it may be their money,
+-- not yet credited to anyone, and the operator deciding it needs the name the
+-- erasure would take (docs/operations.md, "GDPR runbook").
+CALL gdpr.erasure_check('bank_entry_queued',
+    $$SELECT format('a bank %s of £%s booked %s that names them waits in the bank queue (entry %s)',
+                    CASE WHEN t.amount < 0 THEN 'payment out' ELSE 'credit' END, abs(t.amount), t.booking_date, t.id)
+      FROM billing.bank_transactions AS t
+      WHERE t.id IN (SELECT b.transaction_id FROM gdpr.customer_bank_transactions({customer}) AS b)
+        AND t.status = 'unmatched'$$,
+    hint => 'decide it first: match it (rpc/match_bank_transaction_to_account, a payment for them to pay back) '
+            'or dismiss it saying what it was (rpc/dismiss_bank_transaction)');

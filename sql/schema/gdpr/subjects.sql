@@ -46,3 +46,27 @@ AS $$
 $$;
 COMMENT ON FUNCTION gdpr.customer_journals(uuid) IS
     'Ledger journals about a customer: of their payments, refunds, top-ups and statements (and their reversals).';
+
+-- The bank entries about a customer: those that paid their payments (a bank
+-- transfer matched to their account, or to a payment recorded for them), and
+-- those that paid nobody (dismissed: money paid back to them, a transfer
+-- returned; or still in the queue) whose counterparty, reference or
+-- remittance names them (one of their identities as a whole token,
+-- gdpr.identity_pattern). An entry that paid another customer's payment or a
+-- processor payout is not theirs, whatever it says. (After their erasure the
+-- entries that only named them are no longer found: their name is gone.)
+CREATE FUNCTION gdpr.customer_bank_transactions(p_customer uuid) RETURNS TABLE (transaction_id uuid)
+LANGUAGE sql STABLE
+AS $$
+    SELECT m.transaction_id
+    FROM billing.bank_matches AS m JOIN billing.payments AS p ON p.id = m.payment_id
+    WHERE p.customer_id = p_customer
+    UNION
+    SELECT t.id
+    FROM billing.bank_transactions AS t
+    WHERE t.esco = (SELECT c.esco FROM billing.customers AS c WHERE c.id = p_customer) AND t.status <> 'matched'
+      AND pg_catalog.concat_ws(' ', t.counterparty, t.bank_reference, t.remittance)
+          ~* (SELECT gdpr.identity_pattern(gdpr.identities(p_customer)))
+$$;
+COMMENT ON FUNCTION gdpr.customer_bank_transactions(uuid) IS
+    'Bank entries about a customer: those that paid their payments, and those that paid nobody but name them.';

@@ -27,6 +27,12 @@ BEGIN
         'customers can read bank entries';
     ASSERT (SELECT relrowsecurity FROM pg_catalog.pg_class WHERE oid = 'billing.bank_transactions'::regclass),
         'bank entries have no row-level security';
+    ASSERT (SELECT count(*) FROM gdpr.personal_data WHERE relation IN ('billing.bank_transactions',
+            'billing.bank_decisions', 'billing.bank_matches', 'billing.processor_payout_payments')) = 4,
+        'the bank tables holding data about customers are not in the GDPR registry';
+    ASSERT NOT EXISTS (SELECT FROM gdpr.unregistered_personal_columns), 'columns named like personal data unregistered';
+    ASSERT EXISTS (SELECT FROM gdpr.erasure_checks WHERE name = 'bank_entry_queued'),
+        'erasure does not wait for the queued bank entries that name the customer';
 END
 $$;
 ROLLBACK;
