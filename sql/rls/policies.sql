@@ -606,6 +606,7 @@ ALTER TABLE billing.bank_matches ENABLE ROW LEVEL SECURITY;
 CREATE POLICY bank_matches_all ON billing.bank_matches TO flows_admin, flows_service
     USING (true);
 CREATE POLICY bank_matches_own_esco ON billing.bank_matches TO flows_operator, flows_analyst
+    USING (esco = (SELECT flows.current_esco_id()));
 
 
 -- == Reconciliation ==========================================================
