@@ -4,7 +4,7 @@
 -- credit, a token typed on the keypad, an injected deduction) and the three-way exceptions with their
 -- evidence, the day's summary, operator decisions (audited), and what each role may see.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-0000000015a1', 'TAPREC', 'Rec');
 INSERT INTO flows.sites (id, esco, code, name) VALUES ('00000000-0000-4000-8000-0000000015a2', '00000000-0000-4000-8000-0000000015a1', 'S', 'Site');
@@ -95,6 +95,8 @@ SELECT results_eq(
 -- Money: Bob paid 12.00 in cash on the 10th and its top-up never happened; an adjustment of 3.00 on m2 was
 -- marked credited on the 12th but the meter logged no credit for it (its log was read past it).
 SELECT id AS payment FROM api.record_payment(:'acct2', 12.00, 'cash', 'R-1', '2026-01-10T10:00:00Z') \gset
+-- (recorded when it was received: the grace runs from when Flows learned of a payment)
+UPDATE billing.payments SET created_at = received_at WHERE id = :'payment';
 INSERT INTO billing.topups (esco, account_id, meter_id, amount, source, notes, status, used_at, transaction_count,
                             balance_before, balance_after, requested_by)
 VALUES ('00000000-0000-4000-8000-0000000015a1', :'acct2', :'m2', 3.00, 'adjustment', 'goodwill', 'completed',
@@ -124,6 +126,7 @@ SELECT is((SELECT count(*)::integer FROM found WHERE status <> 'open'), 0, 'all 
 
 -- Within the grace period a payment is not an exception yet.
 SELECT id AS recent FROM api.record_payment(:'acct1', 5.00, 'cash', 'R-2', now() - interval '1 hour') \gset
+UPDATE billing.payments SET created_at = received_at WHERE id = :'recent';
 INSERT INTO billing.reconciliation_settings (esco, topup_grace) VALUES ('00000000-0000-4000-8000-0000000015a1', '2 hours');
 CREATE TEMP VIEW recent AS SELECT count(*)::integer AS n FROM billing.reconciliation_exceptions(
     '00000000-0000-4000-8000-0000000015a1', (now() AT TIME ZONE 'Europe/London')::date - 1, (now() AT TIME ZONE 'Europe/London')::date)
@@ -131,6 +134,12 @@ CREATE TEMP VIEW recent AS SELECT count(*)::integer AS n FROM billing.reconcilia
 SELECT is((SELECT n FROM recent), 0, 'a payment within its grace period waits');
 UPDATE billing.reconciliation_settings SET topup_grace = '30 minutes';
 SELECT is((SELECT n FROM recent), 1, 'after it, it is an exception');
+-- Cash received five days ago but recorded only now: its grace runs from now.
+SELECT id AS late FROM api.record_payment(:'acct1', 7.00, 'cash', 'R-3', now() - interval '5 days') \gset
+SELECT is((SELECT count(*)::integer FROM billing.reconciliation_exceptions('00000000-0000-4000-8000-0000000015a1',
+               (now() AT TIME ZONE 'Europe/London')::date - 6, (now() AT TIME ZONE 'Europe/London')::date)
+           WHERE exception_key = 'payment_without_topup:' || :'late'), 0,
+          'a payment recorded days after it was received has its grace from when it was recorded');
 -- A wider tolerance forgives the 0.50.
 UPDATE billing.reconciliation_settings SET topup_grace = '2 hours', tolerance = 0.6;
 SELECT is((SELECT finding FROM billing.shadow_ledger('00000000-0000-4000-8000-0000000015a1', '2026-01-11', '2026-01-11') WHERE meter_id = :'m1'),

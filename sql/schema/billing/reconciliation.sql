@@ -525,7 +525,9 @@ WITH settings AS (
 ), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
     SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
 ), found AS (
-    -- a succeeded payment whose top-up is not completed after the grace period
+    -- a succeeded payment whose top-up failed or was cancelled, or is not completed after the grace period
+    -- counted from when Flows learned of the payment (a bank transfer imported days after its booking date
+    -- has its grace from then)
     SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
            p.id::text AS subject, a.meter_id, p.account_id, p.amount,
            CASE WHEN t.id IS NULL THEN 'no top-up was created for the payment'
@@ -543,7 +545,8 @@ WITH settings AS (
     LEFT JOIN billing.topups AS t ON t.payment_id = p.id
     CROSS JOIN settings CROSS JOIN bounds
     WHERE p.esco = p_esco AND p.status = 'succeeded' AND p.received_at >= bounds.t_from AND p.received_at < bounds.t_to
-      AND p.received_at + settings.grace < now()
+      AND (t.status IN ('cancelled', 'failed_token_fetch', 'failed_token_push')
+           OR greatest(p.received_at, p.created_at) + settings.grace < now())
       AND a.type = 'supply' AND billing.topup_problem(a, true) IS NULL
       AND (t.id IS NULL OR t.status <> 'completed')
     UNION ALL
