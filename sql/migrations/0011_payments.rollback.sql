@@ -251,6 +251,20 @@ END
 $$;
 
 DROP INDEX flows.register_interval_daily_estimated_idx;
+CREATE OR REPLACE VIEW billing.payer_periods WITH (security_invoker = true) AS
+SELECT ca.esco, ca.account_id, ca.customer_id, ca.role, tstzrange(ca.start_time, ca.end_time) AS period
+FROM billing.customer_accounts AS ca
+WHERE ca.role = 'occupier'
+UNION ALL
+SELECT o.esco, o.account_id, o.customer_id, o.role, r.period
+FROM billing.customer_accounts AS o
+LEFT JOIN (SELECT x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
+           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.account_id) AS oc
+  ON oc.account_id = o.account_id
+CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(o.start_time, o.end_time))
+                          - coalesce(oc.occupied, '{}'::tstzmultirange)) AS r (period)
+WHERE o.role = 'owner';
+
 CREATE OR REPLACE FUNCTION billing.net_of_vat(gross numeric) RETURNS numeric
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN gross / (1 + billing.included_vat_rate());

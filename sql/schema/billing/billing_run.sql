@@ -108,20 +108,31 @@ AS $$
           ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
     ),
     register_segments AS MATERIALIZED (  -- ... and where a register starts or ends
+        -- (each level computes its columns once: OFFSET 0 keeps the planner from
+        -- pasting the UK-day arithmetic into every expression that uses them)
         SELECT g.*,
                -- the whole UK months in [first_full, end_day) (none: both end_day)
                CASE WHEN m.m_from < m.m_to THEN m.m_from ELSE g.end_day END AS months_from,
                CASE WHEN m.m_from < m.m_to THEN m.m_to ELSE g.end_day END AS months_to
         FROM (
-            SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id,
-                   r.element, r.nature, lower(x.period) AS from_time, upper(x.period) AS to_time,
-                   CASE WHEN flows.uk_day_start(flows.uk_day(lower(x.period))) = lower(x.period)
-                        THEN flows.uk_day(lower(x.period)) ELSE flows.uk_day(lower(x.period)) + 1 END AS first_full,
-                   flows.uk_day(upper(x.period)) AS end_day
-            FROM segments AS s
-            JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
-            CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
-            WHERE NOT isempty(x.period)
+            SELECT p.*,
+                   CASE WHEN flows.uk_day_start(p.from_day) = p.from_time THEN p.from_day ELSE p.from_day + 1 END
+                       AS first_full,
+                   flows.uk_day(p.to_time) AS end_day
+            FROM (
+                SELECT x.*, lower(x.period) AS from_time, upper(x.period) AS to_time,
+                       flows.uk_day(lower(x.period)) AS from_day
+                FROM (
+                    SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id,
+                           r.element, r.nature, s.period * tstzrange(r.start_time, r.end_time) AS period
+                    FROM segments AS s
+                    JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
+                    OFFSET 0
+                ) AS x
+                WHERE NOT isempty(x.period)
+                OFFSET 0
+            ) AS p
+            OFFSET 0
         ) AS g
         CROSS JOIN LATERAL (
             SELECT CASE WHEN flows.uk_month(g.first_full) = g.first_full THEN g.first_full
@@ -335,24 +346,28 @@ BEGIN
         JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
         GROUP BY u.account_id, u.customer_id
     ),
-    months AS (  -- the meter's kWh in each of the 12 months to the statement's (whoever paid then)
-        SELECT t.account_id, t.customer_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
+    meter_months AS (  -- the kWh of the run's meters in each of the 12 months to the statement's, where any
+        SELECT r.meter_id, x.month, sum(x.import_kwh) AS kwh
+        FROM (SELECT DISTINCT t.meter_id FROM totals AS t) AS t
+        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
+        JOIN flows.register_interval_monthly AS x
+          ON x.register_id = r.register_id AND x.month > (run.period_start - interval '12 months')::date
+         AND x.month <= run.period_start
+        GROUP BY r.meter_id, x.month
+    ),
+    usage AS (  -- every one of the 12 months (whoever paid then), 0 where the meter measured nothing
+        SELECT t.account_id, t.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', mo::date, 'kwh', coalesce(mm.kwh, 0))
+                                    ORDER BY mo) AS months,
+               coalesce(sum(mm.kwh), 0) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(coalesce(sum(mm.kwh), 0) * 12 / greatest(count(*) FILTER (WHERE mm.kwh > 0), 1),
+                                     0) AS annual
         FROM totals AS t
         CROSS JOIN generate_series(run.period_start - interval '11 months', run.period_start::timestamp,
                                    interval '1 month') AS mo
-        LEFT JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
-        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
-        GROUP BY t.account_id, t.customer_id, mo
-    ),
-    usage AS (
-        SELECT u.account_id, u.customer_id,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', u.month, 'kwh', u.kwh) ORDER BY u.month)
-                   AS months,
-               sum(u.kwh) AS total,
-               -- a year's kWh: the last 12 months, scaled up when fewer months have data
-               billing.round_half_up(sum(u.kwh) * 12 / greatest(count(*) FILTER (WHERE u.kwh > 0), 1), 0) AS annual
-        FROM months AS u
-        GROUP BY u.account_id, u.customer_id
+        LEFT JOIN meter_months AS mm ON mm.meter_id = t.meter_id AND mm.month = mo::date
+        GROUP BY t.account_id, t.customer_id
     ),
     topups AS (  -- credit put on the meter in the period: its completed top-ups (billing/topups.sql)
         SELECT t.account_id, t.customer_id, count(*)::integer AS n, sum(x.amount) AS value
