@@ -250,6 +250,121 @@ BEGIN
 END
 $$;
 
+DROP INDEX flows.register_interval_daily_estimated_idx;
+CREATE OR REPLACE VIEW billing.payer_periods WITH (security_invoker = true) AS
+SELECT ca.esco, ca.account_id, ca.customer_id, ca.role, tstzrange(ca.start_time, ca.end_time) AS period
+FROM billing.customer_accounts AS ca
+WHERE ca.role = 'occupier'
+UNION ALL
+SELECT o.esco, o.account_id, o.customer_id, o.role, r.period
+FROM billing.customer_accounts AS o
+LEFT JOIN (SELECT x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
+           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.account_id) AS oc
+  ON oc.account_id = o.account_id
+CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(o.start_time, o.end_time))
+                          - coalesce(oc.occupied, '{}'::tstzmultirange)) AS r (period)
+WHERE o.role = 'owner';
+
+CREATE OR REPLACE FUNCTION billing.net_of_vat(gross numeric) RETURNS numeric
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN gross / (1 + billing.included_vat_rate());
+
+CREATE OR REPLACE FUNCTION billing.billed_periods(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
+RETURNS TABLE (account_id uuid, meter_id uuid, customer_id uuid, period tstzrange)
+LANGUAGE sql STABLE
+AS $$
+    SELECT a.id, a.meter_id, p.customer_id, x.period
+    FROM billing.accounts AS a
+    JOIN billing.payer_periods AS p ON p.account_id = a.id
+    CROSS JOIN LATERAL (SELECT p.period * billing.month_range(p_period_start)
+                               * tstzrange(a.opened_at, a.closed_at) AS period) AS x
+    WHERE a.esco = p_esco AND a.type IN ('supply', 'ev') AND a.status <> 'pending'
+      AND (p_accounts IS NULL OR a.id = ANY (p_accounts))
+      AND NOT isempty(x.period)
+$$;
+
+CREATE OR REPLACE FUNCTION billing.statement_lines(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
+RETURNS TABLE (
+    account_id uuid, customer_id uuid, kind text, register_id uuid, element text, nature text,
+    customer_tariff_id uuid, period_from timestamptz, period_to timestamptz, quantity numeric, unit text,
+    rate numeric, amount_exact numeric, half_hours integer, expected_half_hours integer,
+    estimated_half_hours integer, meter_rate numeric
+)
+LANGUAGE sql STABLE
+AS $$
+    WITH segments AS MATERIALIZED (  -- a payer's period split where their tariff changes
+        SELECT b.account_id, b.meter_id, b.customer_id, t.id AS customer_tariff_id, t.unit_rate, t.standing_charge,
+               b.period * tstzrange(t.effective_from, t.effective_to) AS period
+        FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
+        JOIN billing.customer_tariffs AS t
+          ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
+    ),
+    register_segments AS MATERIALIZED (  -- ... and where a register starts or ends
+        SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id, r.element,
+               r.nature, lower(x.period) AS from_time, upper(x.period) AS to_time,
+               CASE WHEN flows.uk_day_start(flows.uk_day(lower(x.period))) = lower(x.period)
+                    THEN flows.uk_day(lower(x.period)) ELSE flows.uk_day(lower(x.period)) + 1 END AS first_full,
+               flows.uk_day(upper(x.period)) AS end_day
+        FROM segments AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
+        CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
+        WHERE NOT isempty(x.period)
+    ),
+    whole_days AS (
+        SELECT g.register_id, g.from_time, sum(d.import_kwh) AS kwh, sum(d.intervals) AS half_hours,
+               sum(d.estimated) AS estimated
+        FROM register_segments AS g
+        JOIN flows.register_interval_daily AS d
+          ON d.register_id = g.register_id AND d.day >= g.first_full AND d.day < g.end_day
+        GROUP BY g.register_id, g.from_time
+    ),
+    edge_half_hours AS (
+        SELECT g.register_id, g.from_time, sum(h.import_kwh) AS kwh, count(*) AS half_hours,
+               count(*) FILTER (WHERE h.source = 'reads') AS estimated
+        FROM register_segments AS g
+        CROSS JOIN LATERAL (  -- before the first whole day, and from the end of the last one
+            VALUES (g.from_time, least(g.to_time, flows.uk_day_start(g.first_full))),
+                   (greatest(g.from_time, flows.uk_day_start(g.end_day)), g.to_time)) AS e (from_time, to_time)
+        JOIN flows.register_interval_hh AS h
+          ON h.register_id = g.register_id AND h."timestamp" >= e.from_time AND h."timestamp" < e.to_time
+        WHERE (g.first_full >= g.end_day AND e.from_time = g.from_time)  -- within one day: the first range only
+           OR (g.first_full < g.end_day AND e.from_time < e.to_time)
+        GROUP BY g.register_id, g.from_time
+    ),
+    meter_tariffs AS (  -- what the meter charged: its active tariff as last read before a period ended
+        SELECT s.meter_id, s.period, mt.tariff
+        FROM (SELECT DISTINCT meter_id, period FROM segments) AS s
+        CROSS JOIN LATERAL (
+            SELECT h.tariff FROM flows.meter_tariff_history AS h
+            WHERE h.meter_id = s.meter_id AND h.kind = 'active' AND h."timestamp" < upper(s.period)
+            ORDER BY h."timestamp" DESC LIMIT 1
+        ) AS mt
+    )
+    SELECT g.account_id, g.customer_id, 'energy', g.register_id, g.element, g.nature, g.customer_tariff_id,
+           g.from_time, g.to_time, x.kwh, 'kWh', g.unit_rate,
+           billing.net_of_vat(x.kwh * g.unit_rate),
+           x.half_hours::integer,
+           ceil(extract(epoch FROM g.to_time - g.from_time) / 1800)::integer,
+           x.estimated::integer,
+           (mt.tariff ->> CASE g.element WHEN 'B' THEN 'unit_rate_element_b' ELSE 'unit_rate_element_a' END)::numeric
+    FROM register_segments AS g
+    LEFT JOIN whole_days AS w ON w.register_id = g.register_id AND w.from_time = g.from_time
+    LEFT JOIN edge_half_hours AS e ON e.register_id = g.register_id AND e.from_time = g.from_time
+    CROSS JOIN LATERAL (SELECT coalesce(w.kwh, 0) + coalesce(e.kwh, 0) AS kwh,
+                               coalesce(w.half_hours, 0) + coalesce(e.half_hours, 0) AS half_hours,
+                               coalesce(w.estimated, 0) + coalesce(e.estimated, 0) AS estimated) AS x
+    LEFT JOIN meter_tariffs AS mt
+      ON mt.meter_id = g.meter_id AND mt.period @> g.from_time
+    UNION ALL
+    SELECT s.account_id, s.customer_id, 'standing_charge', NULL, NULL, NULL, s.customer_tariff_id,
+           lower(s.period), upper(s.period), d.days, 'day', s.standing_charge,
+           billing.net_of_vat(d.days * s.standing_charge), NULL, NULL, NULL,
+           (mt.tariff ->> 'standing_charge')::numeric
+    FROM segments AS s
+    CROSS JOIN LATERAL (SELECT billing.uk_days(lower(s.period), upper(s.period)) AS days) AS d
+    LEFT JOIN meter_tariffs AS mt ON mt.meter_id = s.meter_id AND mt.period = s.period
+$$;
+
 DROP INDEX flows.meter_commands_token_once;
 CREATE UNIQUE INDEX meter_commands_token_once ON flows.meter_commands (meter_id, (parameters ->> 'token'))
     WHERE kind = 'send_token' AND parameters ? 'token';

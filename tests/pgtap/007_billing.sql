@@ -2,7 +2,7 @@
 -- hours, who pays when, the run, numbering, frozen statements, the customer
 -- lifecycle, what a customer sees; and the security rules of the billing schema.
 BEGIN;
-SELECT plan(47);
+SELECT plan(49);
 
 -- The billing schema keeps the rules the flows schema keeps ---------------------------
 SELECT is_empty($$
@@ -184,6 +184,28 @@ SELECT is((SELECT array_agg(DISTINCT customer_id::text) FROM api.invoices), ARRA
           'a customer sees only their own statements');
 SELECT is((SELECT count(*)::int FROM api.properties), 0, 'and, moved out, no longer their former home');
 RESET ROLE;
+
+-- A whole month comes from the monthly rollup, its estimated half hours from the days that have any:
+-- February 2026, half of it estimated from reads, billed as its half hours say
+SELECT flows.record_interval_hh(array_agg(r.register_id), array_agg(t), array_agg(0.3 + (extract(hour FROM t) % 5) * 0.1),
+                                NULL, CASE WHEN p.part = 1 THEN 'reads' ELSE 'profile_log' END)
+FROM flows.meter_registers r,
+     (VALUES (1, flows.uk_day_start('2026-02-01'), flows.uk_day_start('2026-02-15')),
+             (2, flows.uk_day_start('2026-02-15'), flows.uk_day_start('2026-03-01'))) AS p (part, from_time, to_time),
+     generate_series(p.from_time, p.to_time - interval '30 minutes', interval '30 minutes') t
+WHERE r.meter_id IN (:'m1', :'m2')
+GROUP BY p.part;
+SELECT is((SELECT count(*)::int FROM billing.statement_lines('00000000-0000-4000-8000-0000000000b1', '2026-02-01') l
+           WHERE l.kind = 'energy' AND l.period_from = flows.uk_day_start('2026-02-01')
+             AND l.period_to = flows.uk_day_start('2026-03-01') AND l.estimated_half_hours = 14 * 48
+             AND l.half_hours = 28 * 48), 3,
+          'February: a whole-month line per register, a half of its half hours estimated');
+SELECT is_empty($$
+    SELECT l.register_id FROM billing.statement_lines('00000000-0000-4000-8000-0000000000b1', '2026-02-01') l
+    CROSS JOIN LATERAL billing.energy_between(l.register_id, l.period_from, l.period_to) AS e
+    WHERE l.kind = 'energy'
+      AND (l.quantity, l.half_hours, l.estimated_half_hours) IS DISTINCT FROM (e.import_kwh, e.half_hours::int, e.estimated_half_hours::int)
+$$, 'a whole month billed from the monthly rollup is what the half hours say');
 
 SELECT * FROM finish();
 ROLLBACK;

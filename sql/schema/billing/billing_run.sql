@@ -13,6 +13,14 @@
 -- (flows only indexes the enabled ones per element).
 CREATE INDEX meter_registers_meter_idx ON flows.meter_registers (meter_id);
 
+-- Statements take whole UK months from the monthly rollup (one row a month
+-- instead of ~31 daily ones scattered over as many pages), which does not
+-- count estimated half hours: they look those up here, in the few days that
+-- have any (rows change estimated rarely: when reads-derived half hours are
+-- replaced by the meter's log).
+CREATE INDEX register_interval_daily_estimated_idx ON flows.register_interval_daily (register_id, day)
+    WHERE estimated > 0;
+
 -- Energy a register measured from p_from to p_to: whole UK days from the daily
 -- rollup, the part-days at either edge from the half hours (index range
 -- lookups both), so a month costs ~31 rows, not ~1,488, and a split at any half
@@ -58,14 +66,15 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN tstzrange(flows.uk_day_start(p_period_start), flows.uk_day_start((p_period_start + interval '1 month')::date));
 
 -- Who pays which billed account when in a month: supply and ev accounts that
--- are not pending, while open.
+-- are not pending, while open. (p.esco: the view then reads only this ESCO's
+-- occupancies, not every ESCO's.)
 CREATE FUNCTION billing.billed_periods(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
 RETURNS TABLE (account_id uuid, meter_id uuid, customer_id uuid, period tstzrange)
 LANGUAGE sql STABLE
 AS $$
     SELECT a.id, a.meter_id, p.customer_id, x.period
     FROM billing.accounts AS a
-    JOIN billing.payer_periods AS p ON p.account_id = a.id
+    JOIN billing.payer_periods AS p ON p.account_id = a.id AND p.esco = p_esco
     CROSS JOIN LATERAL (SELECT p.period * billing.month_range(p_period_start)
                                * tstzrange(a.opened_at, a.closed_at) AS period) AS x
     WHERE a.esco = p_esco AND a.type IN ('supply', 'ev') AND a.status <> 'pending'
@@ -77,9 +86,11 @@ COMMENT ON FUNCTION billing.billed_periods(uuid, date, uuid[]) IS
 
 -- The lines of every statement of an ESCO's month (all accounts, or
 -- p_accounts), unrounded. Energy is what billing.energy_between gives, written
--- out as joins so that the whole month is a few grouped passes: whole UK days
--- from the daily rollup, the part-days at the edges of a period from the half
--- hours (only periods that start or end mid-day have edges).
+-- out as joins so that the whole month is a few grouped passes: whole UK
+-- months from the monthly rollup, the other whole UK days from the daily one,
+-- the part-days at the edges of a period from the half hours (only periods
+-- that start or end mid-day have edges); estimated half hours from the days
+-- that have any.
 CREATE FUNCTION billing.statement_lines(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
 RETURNS TABLE (
     account_id uuid, customer_id uuid, kind text, register_id uuid, element text, nature text,
@@ -97,23 +108,61 @@ AS $$
           ON t.customer_id = b.customer_id AND tstzrange(t.effective_from, t.effective_to) && b.period
     ),
     register_segments AS MATERIALIZED (  -- ... and where a register starts or ends
-        SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id, r.element,
-               r.nature, lower(x.period) AS from_time, upper(x.period) AS to_time,
-               CASE WHEN flows.uk_day_start(flows.uk_day(lower(x.period))) = lower(x.period)
-                    THEN flows.uk_day(lower(x.period)) ELSE flows.uk_day(lower(x.period)) + 1 END AS first_full,
-               flows.uk_day(upper(x.period)) AS end_day
-        FROM segments AS s
-        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
-        CROSS JOIN LATERAL (SELECT s.period * tstzrange(r.start_time, r.end_time) AS period) AS x
-        WHERE NOT isempty(x.period)
+        -- (each level computes its columns once: OFFSET 0 keeps the planner from
+        -- pasting the UK-day arithmetic into every expression that uses them)
+        SELECT g.*,
+               -- the whole UK months in [first_full, end_day) (none: both end_day)
+               CASE WHEN m.m_from < m.m_to THEN m.m_from ELSE g.end_day END AS months_from,
+               CASE WHEN m.m_from < m.m_to THEN m.m_to ELSE g.end_day END AS months_to
+        FROM (
+            SELECT p.*,
+                   CASE WHEN flows.uk_day_start(p.from_day) = p.from_time THEN p.from_day ELSE p.from_day + 1 END
+                       AS first_full,
+                   flows.uk_day(p.to_time) AS end_day
+            FROM (
+                SELECT x.*, lower(x.period) AS from_time, upper(x.period) AS to_time,
+                       flows.uk_day(lower(x.period)) AS from_day
+                FROM (
+                    SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id,
+                           r.element, r.nature, s.period * tstzrange(r.start_time, r.end_time) AS period
+                    FROM segments AS s
+                    JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
+                    OFFSET 0
+                ) AS x
+                WHERE NOT isempty(x.period)
+                OFFSET 0
+            ) AS p
+            OFFSET 0
+        ) AS g
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN flows.uk_month(g.first_full) = g.first_full THEN g.first_full
+                        ELSE (flows.uk_month(g.first_full) + interval '1 month')::date END AS m_from,
+                   flows.uk_month(g.end_day) AS m_to
+        ) AS m
     ),
     whole_days AS (
-        SELECT g.register_id, g.from_time, sum(d.import_kwh) AS kwh, sum(d.intervals) AS half_hours,
-               sum(d.estimated) AS estimated
-        FROM register_segments AS g
-        JOIN flows.register_interval_daily AS d
-          ON d.register_id = g.register_id AND d.day >= g.first_full AND d.day < g.end_day
-        GROUP BY g.register_id, g.from_time
+        SELECT x.register_id, x.from_time, sum(x.kwh) AS kwh, sum(x.half_hours) AS half_hours,
+               sum(x.estimated) AS estimated
+        FROM (
+            SELECT g.register_id, g.from_time, m.import_kwh AS kwh, m.intervals AS half_hours, 0 AS estimated
+            FROM register_segments AS g
+            JOIN flows.register_interval_monthly AS m
+              ON m.register_id = g.register_id AND m.month >= g.months_from AND m.month < g.months_to
+            UNION ALL  -- days before the first whole month, and from the end of the last one
+            SELECT g.register_id, g.from_time, d.import_kwh, d.intervals, 0
+            FROM register_segments AS g
+            CROSS JOIN LATERAL (VALUES (g.first_full, g.months_from), (g.months_to, g.end_day)) AS r (from_day, to_day)
+            JOIN flows.register_interval_daily AS d
+              ON d.register_id = g.register_id AND d.day >= r.from_day AND d.day < r.to_day
+            WHERE r.from_day < r.to_day
+            UNION ALL  -- estimated half hours of every whole day (register_interval_daily_estimated_idx)
+            SELECT g.register_id, g.from_time, 0, 0, d.estimated
+            FROM register_segments AS g
+            JOIN flows.register_interval_daily AS d
+              ON d.register_id = g.register_id AND d.day >= g.first_full AND d.day < g.end_day
+             AND d.estimated > 0
+        ) AS x
+        GROUP BY x.register_id, x.from_time
     ),
     edge_half_hours AS (
         SELECT g.register_id, g.from_time, sum(h.import_kwh) AS kwh, count(*) AS half_hours,
@@ -297,24 +346,28 @@ BEGIN
         JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
         GROUP BY u.account_id, u.customer_id
     ),
-    months AS (  -- the meter's kWh in each of the 12 months to the statement's (whoever paid then)
-        SELECT t.account_id, t.customer_id, mo::date AS month, coalesce(sum(x.import_kwh), 0) AS kwh
+    meter_months AS (  -- the kWh of the run's meters in each of the 12 months to the statement's, where any
+        SELECT r.meter_id, x.month, sum(x.import_kwh) AS kwh
+        FROM (SELECT DISTINCT t.meter_id FROM totals AS t) AS t
+        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
+        JOIN flows.register_interval_monthly AS x
+          ON x.register_id = r.register_id AND x.month > (run.period_start - interval '12 months')::date
+         AND x.month <= run.period_start
+        GROUP BY r.meter_id, x.month
+    ),
+    usage AS (  -- every one of the 12 months (whoever paid then), 0 where the meter measured nothing
+        SELECT t.account_id, t.customer_id,
+               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', mo::date, 'kwh', coalesce(mm.kwh, 0))
+                                    ORDER BY mo) AS months,
+               coalesce(sum(mm.kwh), 0) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(coalesce(sum(mm.kwh), 0) * 12 / greatest(count(*) FILTER (WHERE mm.kwh > 0), 1),
+                                     0) AS annual
         FROM totals AS t
         CROSS JOIN generate_series(run.period_start - interval '11 months', run.period_start::timestamp,
                                    interval '1 month') AS mo
-        LEFT JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
-        LEFT JOIN flows.register_interval_monthly AS x ON x.register_id = r.register_id AND x.month = mo::date
-        GROUP BY t.account_id, t.customer_id, mo
-    ),
-    usage AS (
-        SELECT u.account_id, u.customer_id,
-               pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('month', u.month, 'kwh', u.kwh) ORDER BY u.month)
-                   AS months,
-               sum(u.kwh) AS total,
-               -- a year's kWh: the last 12 months, scaled up when fewer months have data
-               billing.round_half_up(sum(u.kwh) * 12 / greatest(count(*) FILTER (WHERE u.kwh > 0), 1), 0) AS annual
-        FROM months AS u
-        GROUP BY u.account_id, u.customer_id
+        LEFT JOIN meter_months AS mm ON mm.meter_id = t.meter_id AND mm.month = mo::date
+        GROUP BY t.account_id, t.customer_id
     ),
     topups AS (  -- credit put on the meter in the period: its completed top-ups (billing/topups.sql)
         SELECT t.account_id, t.customer_id, count(*)::integer AS n, sum(x.amount) AS value

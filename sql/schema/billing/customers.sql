@@ -225,9 +225,9 @@ WHERE ca.role = 'occupier'
 UNION ALL
 SELECT o.esco, o.account_id, o.customer_id, o.role, r.period
 FROM billing.customer_accounts AS o
-LEFT JOIN (SELECT x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
-           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.account_id) AS oc
-  ON oc.account_id = o.account_id
+LEFT JOIN (SELECT x.esco, x.account_id, range_agg(tstzrange(x.start_time, x.end_time)) AS occupied
+           FROM billing.customer_accounts AS x WHERE x.role = 'occupier' GROUP BY x.esco, x.account_id) AS oc
+  ON oc.account_id = o.account_id AND oc.esco = o.esco  -- (esco: a filter on it reaches the occupancies too)
 CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(o.start_time, o.end_time))
                           - coalesce(oc.occupied, '{}'::tstzmultirange)) AS r (period)
 WHERE o.role = 'owner';
