@@ -601,6 +601,10 @@ GRANT EXECUTE ON FUNCTION
 TO flows_service, flows_admin;
 
 GRANT SELECT ON monitoring.notifications TO flows_monitor;
+-- The exporter's reconciliation counts (sql/schema/monitoring.sql): the exceptions through their definer function.
+GRANT SELECT ON monitoring.reconciliation, monitoring.bank_queue TO flows_monitor;
+GRANT EXECUTE ON FUNCTION monitoring.unresolved_reconciliation_exceptions() TO flows_monitor;
+
 -- == Personal data (GDPR) ===================================================
 -- The export, erasure and retention functions are SECURITY DEFINER and check
 -- the caller themselves (schema/gdpr/access.sql); the api functions and
@@ -702,6 +706,7 @@ GRANT EXECUTE ON FUNCTION
     billing.prepay_daily_charges(uuid, date, date),
     billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
     billing.shadow_ledger(uuid, date, date),
+    billing.reconciliation_findings(uuid, date, date),
     billing.reconciliation_exceptions(uuid, date, date),
     billing.reconciliation_summary(uuid, date, date),
     api.reconciliation(text, date)

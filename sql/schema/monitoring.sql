@@ -146,3 +146,54 @@ SELECT k.channel,
 FROM (VALUES ('email'), ('sms')) AS k (channel)
 LEFT JOIN flows.notification_outbox AS n ON n.channel = k.channel AND n.status IN ('pending', 'sending')
 GROUP BY k.channel;
+
+-- Reconciliation per ESCO and exception kind (docs/reconciliation.md): the
+-- exceptions of the last 31 UK days (as api.reconciliation_exceptions) not
+-- resolved (open, or acknowledged: being worked), the money they are about,
+-- those nobody has decided on yet (open) and how long the oldest of them has
+-- waited (from the start of its UK day). The exceptions are computed (the
+-- shadow ledger of every meter): the exporter caches them (cache_seconds), and
+-- reads them through a definer function that gives the kind, amount, status
+-- and the start of the UK day of each, nothing else.
+CREATE FUNCTION monitoring.unresolved_reconciliation_exceptions()
+RETURNS TABLE (esco uuid, kind text, amount numeric, status text, since timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT x.esco, x.kind, x.amount, x.status, flows.uk_day_start(x.day)
+FROM flows.escos AS e
+CROSS JOIN LATERAL billing.reconciliation_exceptions(e.id, (now() AT TIME ZONE 'Europe/London')::date - 30,
+                                                     (now() AT TIME ZONE 'Europe/London')::date) AS x
+WHERE x.status <> 'resolved'
+$$;
+COMMENT ON FUNCTION monitoring.unresolved_reconciliation_exceptions() IS
+    'Kind, amount, status and start of the UK day of every reconciliation exception of the last 31 UK days not '
+    'resolved, of every ESCO: what monitoring.reconciliation counts (definer: the exporter reads the monitoring '
+    'views only).';
+
+CREATE VIEW monitoring.reconciliation AS
+SELECT e.code AS esco, k.kind,
+       count(x.kind) AS open,
+       coalesce(sum(x.amount), 0) AS open_gbp,
+       count(x.kind) FILTER (WHERE x.status = 'open') AS undecided,
+       coalesce(extract(epoch FROM now() - min(x.since) FILTER (WHERE x.status = 'open')), 0)
+           AS oldest_undecided_seconds
+FROM flows.escos AS e
+CROSS JOIN (VALUES ('payment_without_topup'), ('topup_without_credit'), ('credit_without_topup'),
+                   ('emergency_credit_taken'), ('unexplained_deduction')) AS k (kind)
+LEFT JOIN (SELECT * FROM monitoring.unresolved_reconciliation_exceptions() OFFSET 0) AS x  -- computed once
+       ON x.esco = e.id AND x.kind = k.kind
+GROUP BY e.code, k.kind;
+
+-- The bank matching queue per ESCO: entries no rule matched, waiting for an
+-- operator (docs/reconciliation.md, "Working the queue"), the money they carry
+-- in and out, and how long the oldest has waited since it was imported.
+CREATE VIEW monitoring.bank_queue AS
+SELECT e.code AS esco,
+       count(t.id) AS unmatched,
+       coalesce(sum(t.amount) FILTER (WHERE t.amount > 0), 0) AS unmatched_in_gbp,
+       coalesce(-sum(t.amount) FILTER (WHERE t.amount < 0), 0) AS unmatched_out_gbp,
+       coalesce(extract(epoch FROM now() - min(t.created_at)), 0) AS oldest_unmatched_seconds
+FROM flows.escos AS e
+LEFT JOIN billing.bank_transactions AS t ON t.esco = e.id AND t.status = 'unmatched'
+GROUP BY e.code;

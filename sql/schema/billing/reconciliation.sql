@@ -121,15 +121,16 @@ WITH periods AS (
     JOIN periods AS p ON p.meter_id = d.meter_id
                      AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
     WHERE d.esco = p_esco
+), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
+    SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
 )
 SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
 FROM (
     SELECT p.meter_id, g.day::date AS day,
            p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
                PARTITION BY p.meter_id ORDER BY g.day) AS charge
-    FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON flows.uk_day_start(g.day::date) >= p.valid_from
-                     AND flows.uk_day_start(g.day::date) < p.valid_to
+    FROM midnights AS g
+    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
     LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
 ) AS c
 $$;
@@ -355,56 +356,61 @@ WITH settings AS (
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
+    SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
+    FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
 ), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
-                  -- first and the last and the balance then, the lowest balance (by groups, no sort)
-    SELECT o.meter_id, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day, count(*)::integer AS n,
-           min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
-           (min(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS first_balance,
-           (max(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS last_balance, min(o.balance) AS lowest
-    FROM flows.meter_prepay_balance AS o, bounds
-    WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
-    GROUP BY 1, 2
+                  -- first and the last and the balance then, the lowest balance (by groups, no sort; each
+                  -- observation's (time, balance) key built once, OFFSET 0, for both ends)
+    SELECT o.meter_id, o.day, count(*)::integer AS n, min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
+           (min(o.keyed))[2] AS first_balance, (max(o.keyed))[2] AS last_balance, min(o.balance) AS lowest
+    FROM (SELECT o.meter_id, o."timestamp", o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day,
+                 ARRAY[extract(epoch FROM o."timestamp"), o.balance] AS keyed
+          FROM flows.meter_prepay_balance AS o, bounds
+          WHERE o.meter_id IN (SELECT id FROM meters)
+            AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
+          OFFSET 0) AS o
+    GROUP BY o.meter_id, o.day
 ), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
               -- before it that had one; the day's first when there is none) to its last
     SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
            coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
            coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
-           least(r.lowest, r.previous_balance) AS lowest
+           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first
     FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
           FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
     WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
 ), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
+                            -- (a day's start is the last observation of an earlier day, or its own first)
     SELECT r.meter_id, r.last_at AS at, r.day FROM readings AS r
-    UNION
-    SELECT d.meter_id, d.started_at, (d.started_at AT TIME ZONE 'Europe/London')::date FROM days AS d
-), slots AS (  -- the half hours some tail covers (the same few at the end of every day, when reads are regular)
-    SELECT DISTINCT g.slot
-    FROM ends AS e
-    CROSS JOIN LATERAL generate_series(date_bin('30 minutes', e.at, 'epoch'),
-                                       flows.uk_day_start(e.day + 1) - interval '30 minutes', interval '30 minutes')
-        AS g (slot)
+    UNION ALL
+    SELECT d.meter_id, d.started_at, d.day FROM days AS d WHERE d.from_first
 ), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
-               -- many start at or after it (read slot by slot, by time: those half hours of every meter at once)
-    SELECT e.meter_id, e.at,
-           sum(coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
-               * extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.at)) / 1800)
-             AS cost,
-           count(*) AS overlapping, count(*) FILTER (WHERE i."timestamp" >= e.at) AS after
-    FROM slots AS s
-    JOIN flows.register_interval_hh AS i ON i."timestamp" = s.slot
-    JOIN flows.meter_registers AS r ON r.register_id = i.register_id
-    JOIN ends AS e ON e.meter_id = r.meter_id AND e.day = (i."timestamp" AT TIME ZONE 'Europe/London')::date
-                  AND i."timestamp" > e.at - interval '30 minutes'
-    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
-    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-    GROUP BY e.meter_id, e.at
+               -- many start at or after it (looked up by index, register by register in key order: a few half
+               -- hours each, however many other meters and days the table holds)
+    SELECT x.meter_id, x.at,
+           sum(h.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.at)) / 1800) AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE h.hh >= x.at) AS after
+    FROM (SELECT e.meter_id, e.at, e.day, r.register_id, r.element, r.start_time, r.end_time
+          FROM ends AS e JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
+          ORDER BY r.register_id, e.at OFFSET 0) AS x
+    CROSS JOIN LATERAL (
+        SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+        WHERE i.register_id = x.register_id AND i."timestamp" > x.at - interval '30 minutes'
+          AND i."timestamp" >= flows.uk_day_start(x.day) AND i."timestamp" < flows.uk_day_start(x.day + 1)
+          AND i."timestamp" >= x.start_time AND (x.end_time IS NULL OR i."timestamp" < x.end_time)
+        OFFSET 0
+    ) AS h
+    JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
+    GROUP BY x.meter_id, x.at
 ), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
     SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
              AS cost, sum(d.intervals) AS n
     FROM flows.meter_registers AS r
     JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
-    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= flows.uk_day_start(d.day)
-                     AND p.valid_to >= flows.uk_day_start(d.day + 1)
+    JOIN calendar AS k ON k.day = d.day
+    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
     WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
     GROUP BY r.meter_id, d.day
     UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
@@ -509,11 +515,15 @@ COMMENT ON FUNCTION billing.shadow_ledger(uuid, date, date) IS
     'finding (unexplained_deduction | unexplained_credit) beyond the ESCO''s tolerance on a complete day, and the '
     'steps (intervals) a credit token no top-up explains or emergency credit made.';
 
--- The three-way reconciliation's exceptions of an ESCO for the UK days
--- [p_from, p_to], each with its evidence and any operator decision.
-CREATE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
+-- The three-way reconciliation of an ESCO for the UK days [p_from, p_to] from
+-- one computation of the shadow ledger: its exceptions (kind set), each with
+-- its evidence and any operator decision, and per day the ledger's tally
+-- (kind NULL: meter-days in it, explained, incomplete). What
+-- billing.reconciliation_exceptions and billing.reconciliation_summary read.
+CREATE FUNCTION billing.reconciliation_findings(p_esco uuid, p_from date, p_to date)
 RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
-               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz,
+               meters_ledgered integer, meter_days_explained integer, meter_days_incomplete integer)
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
@@ -522,7 +532,7 @@ WITH settings AS (
                     interval '2 hours') AS grace
 ), bounds AS (
     SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
-), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
+), ledger AS MATERIALIZED (  -- computed once for both kinds of findings and the tallies
     SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
 ), found AS (
     -- a succeeded payment whose top-up failed or was cancelled, or is not completed after the grace period
@@ -613,9 +623,33 @@ WITH settings AS (
     WHERE l.finding IS NOT NULL
 )
 SELECT p_esco, f.day, f.kind, f.kind || ':' || f.subject, f.meter_id, f.account_id, f.amount, f.reason, f.evidence,
-       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at
+       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at, NULL::integer, NULL::integer, NULL::integer
 FROM found AS f
 LEFT JOIN billing.reconciliation_decisions AS d ON d.esco = p_esco AND d.exception_key = f.kind || ':' || f.subject
+UNION ALL
+SELECT p_esco, l.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)::integer,
+       (count(*) FILTER (WHERE l.complete AND l.finding IS NULL))::integer,
+       (count(*) FILTER (WHERE NOT l.complete))::integer
+FROM ledger AS l
+GROUP BY l.day
+$$;
+COMMENT ON FUNCTION billing.reconciliation_findings(uuid, date, date) IS
+    'The reconciliation of an ESCO for UK days p_from..p_to from one computation of the shadow ledger: the '
+    'exceptions (kind set, as billing.reconciliation_exceptions) and per day the ledger''s tally (kind NULL: '
+    'meters_ledgered, meter_days_explained, meter_days_incomplete).';
+
+-- The three-way reconciliation's exceptions of an ESCO for the UK days
+-- [p_from, p_to], each with its evidence and any operator decision.
+CREATE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+SELECT f.esco, f.day, f.kind, f.exception_key, f.meter_id, f.account_id, f.amount, f.reason, f.evidence, f.status,
+       f.note, f.decided_by, f.decided_at
+FROM billing.reconciliation_findings(p_esco, p_from, p_to) AS f
+WHERE f.kind IS NOT NULL
 $$;
 COMMENT ON FUNCTION billing.reconciliation_exceptions(uuid, date, date) IS
     'Typed reconciliation exceptions of an ESCO for UK days p_from..p_to (payment_without_topup, '
@@ -632,10 +666,12 @@ SET search_path = ''
 AS $$
 WITH days AS (
     SELECT g.day::date AS day FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+), findings AS MATERIALIZED (  -- the exceptions and the shadow ledger's tallies, from one computation of the ledger
+    SELECT * FROM billing.reconciliation_findings(p_esco, p_from, p_to)
 ), exceptions AS (
-    SELECT * FROM billing.reconciliation_exceptions(p_esco, p_from, p_to)
+    SELECT * FROM findings AS f WHERE f.kind IS NOT NULL
 ), ledger AS (
-    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
+    SELECT * FROM findings AS f WHERE f.kind IS NULL
 )
 SELECT p_esco, d.day,
        (SELECT count(*) FROM billing.payments AS p
@@ -655,9 +691,9 @@ SELECT p_esco, d.day,
        (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
         WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
           AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day)::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND l.complete AND l.finding IS NULL)::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND NOT l.complete)::integer,
+       coalesce((SELECT l.meters_ledgered FROM ledger AS l WHERE l.day = d.day), 0),
+       coalesce((SELECT l.meter_days_explained FROM ledger AS l WHERE l.day = d.day), 0),
+       coalesce((SELECT l.meter_days_incomplete FROM ledger AS l WHERE l.day = d.day), 0),
        coalesce((SELECT jsonb_object_agg(k.kind, k.n)
                  FROM (SELECT x.kind, count(*) AS n FROM exceptions AS x WHERE x.day = d.day GROUP BY x.kind) AS k),
                 '{}'),
