@@ -132,7 +132,8 @@ def test_alert_rules_cover_what_pages():
     for name in ("FlowsCommandQueueStuck", "FlowsSyncSuccessFalling", "FlowsTokenPushesFailing", "FlowsTopUpsWaiting",
                  "FlowsPaymentsNotSubmitted", "FlowsProcessorEventsUnmatched", "FlowsLastMonthNotBilled",
                  "FlowsStatementsNotRendered",
-                 "FlowsNotificationsBacklog", "FlowsNotificationsDeadLetters"):
+                 "FlowsNotificationsBacklog", "FlowsNotificationsDeadLetters", "FlowsPaymentWithoutCredit",
+                 "FlowsReconciliationExceptionsWaiting", "FlowsBankEntriesUnmatched"):
         assert f"alertname: {name}" in tested, f"{name} has no promtool test"
 
 
