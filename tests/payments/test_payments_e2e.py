@@ -245,6 +245,8 @@ async def test_a_refund_goes_back_through_the_processor(stack, fleet_of, running
     with stack.sql() as conn:
         await wait_for(lambda: one(conn, "SELECT status FROM billing.payments WHERE id = %s", payment)
                        == "succeeded", timeout=20)
+        # (refunded once credited, as an operator would: the payment's own work is over)
+        await wait_for(lambda: (topup_of(conn, payment) or ("",))[0] == "completed", timeout=30)
     with stack.api.client("operator", code) as operator:
         refund, waiting = await watched(lambda: operator.post(
             "/rpc/refund_payment", json={"payment_id": payment, "reason": "moved away", "amount": 5}), stack)
