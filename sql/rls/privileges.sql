@@ -704,6 +704,7 @@ GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, note
     ON api.prepay_debts TO flows_admin, flows_operator;
 GRANT EXECUTE ON FUNCTION
     billing.prepay_daily_charges(uuid, date, date),
+    billing.split_at(timestamptz, numeric, timestamptz, numeric, timestamptz),
     billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
     billing.shadow_ledger(uuid, date, date),
     billing.reconciliation_findings(uuid, date, date),

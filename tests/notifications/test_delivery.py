@@ -144,7 +144,8 @@ async def test_smtp_refusals_and_broken_templates_are_dead_letters(stack, runnin
         (*_, status, attempts, error, _), = await wait_for(
             lambda: [r for r in outbox(stack, esco) if r[3] == "dead"], timeout=20)
         assert (status, attempts) == ("dead", 1) and "550" in error and "mailbox unavailable" in error
-        assert metric("flows_notifications_failed_total", channel="email", outcome="dead") == dead_before + 1
+        await wait_for(lambda: metric("flows_notifications_failed_total", channel="email", outcome="dead")
+                       == dead_before + 1, timeout=5)  # counted just after the record commits
     finally:
         smtp.stop()
     # (its sender stops with it: else it would claim the next message and retry it against a server now gone)

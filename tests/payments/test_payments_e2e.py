@@ -14,6 +14,7 @@ from flows import factories as f
 from flows.emulator import MeterConfig
 from flows.payments.test_processor import event_object, intent_object, sign
 from tests.payments.conftest import payments_job
+from tests.support.locks import watched
 from tests.support.payments import WEBHOOK_SECRET, paying_homes
 from tests.worker.conftest import new_esco, register, serials, wait_for
 
@@ -244,10 +245,12 @@ async def test_a_refund_goes_back_through_the_processor(stack, fleet_of, running
     with stack.sql() as conn:
         await wait_for(lambda: one(conn, "SELECT status FROM billing.payments WHERE id = %s", payment)
                        == "succeeded", timeout=20)
+        # (refunded once credited, as an operator would: the payment's own work is over)
+        await wait_for(lambda: (topup_of(conn, payment) or ("",))[0] == "completed", timeout=30)
     with stack.api.client("operator", code) as operator:
-        refund = operator.post("/rpc/refund_payment", json={"payment_id": payment, "reason": "moved away",
-                                                            "amount": 5})
-        assert refund.status_code == 200, refund.text
+        refund, waiting = await watched(lambda: operator.post(
+            "/rpc/refund_payment", json={"payment_id": payment, "reason": "moved away", "amount": 5}), stack)
+        assert refund.status_code == 200, f"{refund.text}\nsessions after 10 s:\n{waiting}"
     with stack.sql() as conn:
         await wait_for(lambda: one(conn, "SELECT status FROM billing.refunds WHERE payment_id = %s", payment)
                        == "succeeded", timeout=20)

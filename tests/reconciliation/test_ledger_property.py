@@ -37,14 +37,17 @@ homes = st.fixed_dictionaries({
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(fleet=st.lists(homes, min_size=3, max_size=3))
-def test_the_ledger_explains_thirty_days_of_an_emulated_fleet(stack, fleet):
-    asyncio.run(_thirty_days(stack, fleet))
+@given(fleet=st.lists(homes, min_size=3, max_size=3), second=st.integers(0, 86399))
+def test_the_ledger_explains_thirty_days_of_an_emulated_fleet(stack, fleet, second):
+    asyncio.run(_thirty_days(stack, fleet, second))
 
 
-async def _thirty_days(stack, homes: list[dict]) -> None:
+async def _thirty_days(stack, homes: list[dict], second: int) -> None:
+    """``second``: of the UTC day the emulated time starts, DAYS + 2 days ago (where the reads fall in the day:
+    drawn, so that a failure is replayed where it happened)."""
     esco, _ = new_esco(stack)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=DAYS + 2)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=DAYS + 2) + timedelta(seconds=second)
     configs = [MeterConfig(serial=serial, clock_drift_ppm=0.0, **home)
                for serial, home in zip(serials(3, next(numbers)), homes, strict=True)]
     fleet = Fleet(FleetConfig(meters=configs, time_factor=0, start=start, latency=0.0, vendor_secret=VENDOR_SECRET))

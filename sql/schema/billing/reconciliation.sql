@@ -138,12 +138,39 @@ COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
     'Running total per prepay meter of an ESCO of the daily charges (standing charge, debt recovery) taken at '
     'each UK midnight from p_from to p_to (GBP).';
 
+-- Where a balance observation splits the energy of the half hour it falls in
+-- between the intervals before and after it. The half hour's energy is used
+-- evenly, so at the observation's time; but the supply is off at a balance
+-- of zero or below (the charging model, rule 5): an observation that finds it
+-- off after a read with credit (the credit ran out since) splits at the half
+-- hour's end, all used before it; one that finds it still off, as the read
+-- before it did (in an earlier half hour), at the half hour's start, all used
+-- after it (once a credit or the emergency credit brings the supply back).
+-- At the time itself when the next read falls in the same half hour.
+CREATE FUNCTION billing.split_at(p_at timestamptz, p_balance numeric, p_previous_at timestamptz,
+                                 p_previous_balance numeric, p_next_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- (no SET: inlined into the ledger's queries)
+RETURN CASE WHEN coalesce(p_balance > 0, true) THEN p_at
+            WHEN p_previous_balance <= 0
+                 THEN CASE WHEN p_previous_at <= pg_catalog.date_bin('30 minutes', p_at, 'epoch')
+                           THEN pg_catalog.date_bin('30 minutes', p_at, 'epoch') ELSE p_at END
+            WHEN coalesce(p_next_at, 'infinity')
+                 >= pg_catalog.date_bin('30 minutes', p_at - interval '1 microsecond', 'epoch') + interval '30 minutes'
+                 THEN pg_catalog.date_bin('30 minutes', p_at - interval '1 microsecond', 'epoch') + interval '30 minutes'
+            ELSE p_at END;
+COMMENT ON FUNCTION billing.split_at(timestamptz, numeric, timestamptz, numeric, timestamptz) IS
+    'Where a balance observation splits the energy of its half hour: at its time; at the half hour''s end when it '
+    'finds the supply off after a read with credit, at its start when the read before (p_previous_*, in an earlier '
+    'half hour) found it off too; at its time when the next read (p_next_at) is in the same half hour.';
+
 -- The shadow prepay ledger, interval by interval: between consecutive balance
 -- observations of each prepay meter of the ESCO ending in the UK days
 -- [p_from, p_to], what the charging model (docs/reconciliation.md) expects
 -- and what the meter showed. Energy: each half hour's kWh per element x that
 -- element's unit rate then, prorated inside the half hour an observation
--- falls in; at each UK midnight the standing charge and the debt recovery;
+-- falls in (billing.split_at: none of it after an observation that finds
+-- the supply off); at each UK midnight the standing charge and the debt recovery;
 -- credits: the completed top-ups (placed at the observation that read their
 -- balance_after) and tokens the meter logged (event 48) that no top-up
 -- explains; emergency credit: an upward step of the emergency credit amount
@@ -174,12 +201,18 @@ WITH settings AS (
       AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
-), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in
-    SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
-           lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance
-    FROM flows.meter_prepay_balance AS b, bounds
-    WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
-    WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
+), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in;
+                      -- where each splits the half hour it falls in (billing.split_at), and the one before
+    SELECT o.*, lag(o.split_at) OVER (PARTITION BY o.meter_id ORDER BY o.k) AS previous_split_at
+    FROM (
+        SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
+               lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
+               billing.split_at(b."timestamp", b.balance, lag(b."timestamp") OVER w, lag(b.balance) OVER w,
+                                lead(b."timestamp") OVER w) AS split_at
+        FROM flows.meter_prepay_balance AS b, bounds
+        WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+        WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
+    ) AS o
 ), credits AS (  -- completed top-ups, at the observation that read their balance_after
     SELECT t.meter_id, t.amount, coalesce(seen.at, t.used_at) AS at
     FROM billing.topups AS t
@@ -210,7 +243,8 @@ WITH settings AS (
     ) AS ended
     GROUP BY x.meter_id, ended.at
 ), stepped AS (  -- the intervals ending in the days, with their credits and the emergency credit on offer
-    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_balance AS opening_balance,
+    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_split_at AS split_from,
+           o.split_at AS split_to, o.previous_balance AS opening_balance,
            o.balance AS closing_balance, coalesce(c.topup_credits, 0) AS topup_credits,
            coalesce(c.token_events, 0) AS token_events, p.emergency_credit AS offered, p.ecredit_availability
     FROM observations AS o
@@ -221,7 +255,9 @@ WITH settings AS (
       AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
            OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
 ), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
-    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats FROM observations AS o
+                              -- (and split at their split_at)
+    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats, array_agg(o.split_at ORDER BY o.k) AS splits
+    FROM observations AS o
     WHERE p_steps_of IS NULL GROUP BY o.meter_id
 ), priced AS (  -- the registers' half hours, each at its element's rate then
     SELECT r.meter_id, r.register_id, i."timestamp" AS at,
@@ -235,10 +271,10 @@ WITH settings AS (
     FROM (  -- every half hour of the days, split between the intervals it overlaps: interval k ends at observation
             -- k, found by bisection (width_bucket), in one pass
         SELECT h.meter_id, h.j + 1 AS k,
-               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.ats[h.j + 1])
-                                           - greatest(h.at, h.ats[h.j])) / 1800 AS cost
+               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.splits[h.j + 1])
+                                           - greatest(h.at, h.splits[h.j])) / 1800 AS cost
         FROM (
-            SELECT x.meter_id, x.at, x.cost, m.ats,
+            SELECT x.meter_id, x.at, x.cost, m.splits,
                    generate_series(greatest(width_bucket(x.at, m.ats), 1),
                                    least(width_bucket(x.at + interval '30 minutes' - interval '1 microsecond', m.ats),
                                          cardinality(m.ats) - 1)) AS j
@@ -254,11 +290,11 @@ WITH settings AS (
     UNION ALL
     SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
            sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
-               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at))
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.split_to) - greatest(x.hh, x.split_from))
                / 1800)
     FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
            -- nor the tariff periods looked up for each)
-        SELECT s.meter_id, s.k, s.started_at, s.ended_at, r.element, h.hh, h.kwh
+        SELECT s.meter_id, s.k, s.split_from, s.split_to, r.element, h.hh, h.kwh
         FROM stepped AS s
         JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
         CROSS JOIN LATERAL (
@@ -381,18 +417,27 @@ WITH settings AS (
           FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
     WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
 ), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
-                            -- (a day's start is the last observation of an earlier day, or its own first)
-    SELECT r.meter_id, r.last_at AS at, r.day FROM readings AS r
-    UNION ALL
-    SELECT d.meter_id, d.started_at, d.day FROM days AS d WHERE d.from_first
+                           -- (a day's start is the last observation of an earlier day, or its own first); split
+                           -- where billing.split_at says (the next read is on a later day; the one before is
+                           -- looked up only for a balance of zero or below)
+    SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance FROM readings AS r
+          UNION ALL
+          SELECT d.meter_id, d.started_at, d.day, d.opening_balance FROM days AS d WHERE d.from_first) AS e
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
+        WHERE e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at AND b."timestamp" >= bounds.t_before
+        ORDER BY b."timestamp" DESC LIMIT 1
+    ) AS before ON true
 ), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
                -- many start at or after it (looked up by index, register by register in key order: a few half
                -- hours each, however many other meters and days the table holds)
     SELECT x.meter_id, x.at,
            sum(h.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
-               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.at)) / 1800) AS cost,
+               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.split_at)) / 1800) AS cost,
            count(*) AS overlapping, count(*) FILTER (WHERE h.hh >= x.at) AS after
-    FROM (SELECT e.meter_id, e.at, e.day, r.register_id, r.element, r.start_time, r.end_time
+    FROM (SELECT e.meter_id, e.at, e.split_at, e.day, r.register_id, r.element, r.start_time, r.end_time
           FROM ends AS e JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
           ORDER BY r.register_id, e.at OFFSET 0) AS x
     CROSS JOIN LATERAL (

@@ -1,13 +1,8 @@
--- 0017_reconciliation_speed: the shadow ledger reads only the half hours after each day's last observation (by
--- index, not a scan of every half hour of the days), groups the observations cheaper and computes each UK
--- midnight once; the exceptions and the daily summary share one computation of the ledger
--- (billing.reconciliation_findings) (docs/reconciliation.md, "Performance"); the monitoring of what waits in
--- reconciliation (monitoring.reconciliation_backlog, docs/operations.md).
-
--- Everything below is created by, and owned by, flows_owner.
+-- Rollback of 0020_reconciliation_speed: the functions as 0015_reconciliation and (the shadow ledger)
+-- 0019_ledger_supply_off made them.
 SET LOCAL ROLE flows_owner;
-
--- ---- schema/billing/reconciliation.sql ----
+DROP VIEW monitoring.reconciliation, monitoring.bank_queue;
+DROP FUNCTION monitoring.unresolved_reconciliation_exceptions();
 CREATE OR REPLACE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
 RETURNS TABLE (meter_id uuid, day date, charged numeric)
 LANGUAGE sql STABLE
@@ -25,16 +20,15 @@ WITH periods AS (
     JOIN periods AS p ON p.meter_id = d.meter_id
                      AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
     WHERE d.esco = p_esco
-), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
-    SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
 )
 SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
 FROM (
     SELECT p.meter_id, g.day::date AS day,
            p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
                PARTITION BY p.meter_id ORDER BY g.day) AS charge
-    FROM midnights AS g
-    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
+    FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON flows.uk_day_start(g.day::date) >= p.valid_from
+                     AND flows.uk_day_start(g.day::date) < p.valid_to
     LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
 ) AS c
 $$;
@@ -59,61 +53,66 @@ WITH settings AS (
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
-), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
-    SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
-    FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
 ), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
-                  -- first and the last and the balance then, the lowest balance (by groups, no sort; each
-                  -- observation's (time, balance) key built once, OFFSET 0, for both ends)
-    SELECT o.meter_id, o.day, count(*)::integer AS n, min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
-           (min(o.keyed))[2] AS first_balance, (max(o.keyed))[2] AS last_balance, min(o.balance) AS lowest
-    FROM (SELECT o.meter_id, o."timestamp", o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day,
-                 ARRAY[extract(epoch FROM o."timestamp"), o.balance] AS keyed
-          FROM flows.meter_prepay_balance AS o, bounds
-          WHERE o.meter_id IN (SELECT id FROM meters)
-            AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
-          OFFSET 0) AS o
-    GROUP BY o.meter_id, o.day
+                  -- first and the last and the balance then, the lowest balance (by groups, no sort)
+    SELECT o.meter_id, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day, count(*)::integer AS n,
+           min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
+           (min(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS first_balance,
+           (max(ARRAY[extract(epoch FROM o."timestamp"), o.balance]))[2] AS last_balance, min(o.balance) AS lowest
+    FROM flows.meter_prepay_balance AS o, bounds
+    WHERE o.meter_id IN (SELECT id FROM meters) AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
+    GROUP BY 1, 2
 ), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
               -- before it that had one; the day's first when there is none) to its last
     SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
            coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
            coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
-           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first
+           least(r.lowest, r.previous_balance) AS lowest
     FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
           FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
     WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
-), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
-                            -- (a day's start is the last observation of an earlier day, or its own first)
-    SELECT r.meter_id, r.last_at AS at, r.day FROM readings AS r
-    UNION ALL
-    SELECT d.meter_id, d.started_at, d.day FROM days AS d WHERE d.from_first
+), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read;
+                           -- split where billing.split_at says (the next read is on a later day; the one before
+                           -- is looked up only for a balance of zero or below)
+    SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance FROM readings AS r
+          UNION
+          SELECT d.meter_id, d.started_at, (d.started_at AT TIME ZONE 'Europe/London')::date, d.opening_balance
+          FROM days AS d) AS e
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
+        WHERE e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at AND b."timestamp" >= bounds.t_before
+        ORDER BY b."timestamp" DESC LIMIT 1
+    ) AS before ON true
+), slots AS (  -- the half hours some tail covers (the same few at the end of every day, when reads are regular)
+    SELECT DISTINCT g.slot
+    FROM ends AS e
+    CROSS JOIN LATERAL generate_series(date_bin('30 minutes', e.at, 'epoch'),
+                                       flows.uk_day_start(e.day + 1) - interval '30 minutes', interval '30 minutes')
+        AS g (slot)
 ), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
-               -- many start at or after it (looked up by index, register by register in key order: a few half
-               -- hours each, however many other meters and days the table holds)
-    SELECT x.meter_id, x.at,
-           sum(h.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
-               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.at)) / 1800) AS cost,
-           count(*) AS overlapping, count(*) FILTER (WHERE h.hh >= x.at) AS after
-    FROM (SELECT e.meter_id, e.at, e.day, r.register_id, r.element, r.start_time, r.end_time
-          FROM ends AS e JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
-          ORDER BY r.register_id, e.at OFFSET 0) AS x
-    CROSS JOIN LATERAL (
-        SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-        WHERE i.register_id = x.register_id AND i."timestamp" > x.at - interval '30 minutes'
-          AND i."timestamp" >= flows.uk_day_start(x.day) AND i."timestamp" < flows.uk_day_start(x.day + 1)
-          AND i."timestamp" >= x.start_time AND (x.end_time IS NULL OR i."timestamp" < x.end_time)
-        OFFSET 0
-    ) AS h
-    JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
-    GROUP BY x.meter_id, x.at
+               -- many start at or after it (read slot by slot, by time: those half hours of every meter at once)
+    SELECT e.meter_id, e.at,
+           sum(coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.split_at)) / 1800)
+             AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE i."timestamp" >= e.at) AS after
+    FROM slots AS s
+    JOIN flows.register_interval_hh AS i ON i."timestamp" = s.slot
+    JOIN flows.meter_registers AS r ON r.register_id = i.register_id
+    JOIN ends AS e ON e.meter_id = r.meter_id AND e.day = (i."timestamp" AT TIME ZONE 'Europe/London')::date
+                  AND i."timestamp" > e.at - interval '30 minutes'
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+    GROUP BY e.meter_id, e.at
 ), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
     SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
              AS cost, sum(d.intervals) AS n
     FROM flows.meter_registers AS r
     JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
-    JOIN calendar AS k ON k.day = d.day
-    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
+    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= flows.uk_day_start(d.day)
+                     AND p.valid_to >= flows.uk_day_start(d.day + 1)
     WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
     GROUP BY r.meter_id, d.day
     UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
@@ -214,10 +213,9 @@ FROM judged AS j
 CROSS JOIN settings AS s
 $$;
 
-CREATE FUNCTION billing.reconciliation_findings(p_esco uuid, p_from date, p_to date)
+CREATE OR REPLACE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
 RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
-               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz,
-               meters_ledgered integer, meter_days_explained integer, meter_days_incomplete integer)
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
@@ -226,7 +224,7 @@ WITH settings AS (
                     interval '2 hours') AS grace
 ), bounds AS (
     SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
-), ledger AS MATERIALIZED (  -- computed once for both kinds of findings and the tallies
+), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
     SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
 ), found AS (
     -- a succeeded payment whose top-up failed or was cancelled, or is not completed after the grace period
@@ -317,31 +315,9 @@ WITH settings AS (
     WHERE l.finding IS NOT NULL
 )
 SELECT p_esco, f.day, f.kind, f.kind || ':' || f.subject, f.meter_id, f.account_id, f.amount, f.reason, f.evidence,
-       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at, NULL::integer, NULL::integer, NULL::integer
+       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at
 FROM found AS f
 LEFT JOIN billing.reconciliation_decisions AS d ON d.esco = p_esco AND d.exception_key = f.kind || ':' || f.subject
-UNION ALL
-SELECT p_esco, l.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)::integer,
-       (count(*) FILTER (WHERE l.complete AND l.finding IS NULL))::integer,
-       (count(*) FILTER (WHERE NOT l.complete))::integer
-FROM ledger AS l
-GROUP BY l.day
-$$;
-COMMENT ON FUNCTION billing.reconciliation_findings(uuid, date, date) IS
-    'The reconciliation of an ESCO for UK days p_from..p_to from one computation of the shadow ledger: the '
-    'exceptions (kind set, as billing.reconciliation_exceptions) and per day the ledger''s tally (kind NULL: '
-    'meters_ledgered, meter_days_explained, meter_days_incomplete).';
-
-CREATE OR REPLACE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
-RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
-               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-SELECT f.esco, f.day, f.kind, f.exception_key, f.meter_id, f.account_id, f.amount, f.reason, f.evidence, f.status,
-       f.note, f.decided_by, f.decided_at
-FROM billing.reconciliation_findings(p_esco, p_from, p_to) AS f
-WHERE f.kind IS NOT NULL
 $$;
 
 CREATE OR REPLACE FUNCTION billing.reconciliation_summary(p_esco uuid, p_from date, p_to date)
@@ -353,12 +329,10 @@ SET search_path = ''
 AS $$
 WITH days AS (
     SELECT g.day::date AS day FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
-), findings AS MATERIALIZED (  -- the exceptions and the shadow ledger's tallies, from one computation of the ledger
-    SELECT * FROM billing.reconciliation_findings(p_esco, p_from, p_to)
 ), exceptions AS (
-    SELECT * FROM findings AS f WHERE f.kind IS NOT NULL
+    SELECT * FROM billing.reconciliation_exceptions(p_esco, p_from, p_to)
 ), ledger AS (
-    SELECT * FROM findings AS f WHERE f.kind IS NULL
+    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
 )
 SELECT p_esco, d.day,
        (SELECT count(*) FROM billing.payments AS p
@@ -378,71 +352,13 @@ SELECT p_esco, d.day,
        (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
         WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
           AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
-       coalesce((SELECT l.meters_ledgered FROM ledger AS l WHERE l.day = d.day), 0),
-       coalesce((SELECT l.meter_days_explained FROM ledger AS l WHERE l.day = d.day), 0),
-       coalesce((SELECT l.meter_days_incomplete FROM ledger AS l WHERE l.day = d.day), 0),
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day)::integer,
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND l.complete AND l.finding IS NULL)::integer,
+       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND NOT l.complete)::integer,
        coalesce((SELECT jsonb_object_agg(k.kind, k.n)
                  FROM (SELECT x.kind, count(*) AS n FROM exceptions AS x WHERE x.day = d.day GROUP BY x.kind) AS k),
                 '{}'),
        (SELECT count(*) FROM exceptions AS x WHERE x.day = d.day AND x.status <> 'resolved')::integer
 FROM days AS d
 $$;
-
--- ---- schema/monitoring.sql ----
--- Reconciliation per ESCO and exception kind (docs/reconciliation.md): the
--- exceptions of the last 31 UK days (as api.reconciliation_exceptions) not
--- resolved (open, or acknowledged: being worked), the money they are about,
--- those nobody has decided on yet (open) and how long the oldest of them has
--- waited (from the start of its UK day). The exceptions are computed (the
--- shadow ledger of every meter): the exporter caches them (cache_seconds), and
--- reads them through a definer function that gives the kind, amount, status
--- and the start of the UK day of each, nothing else.
-CREATE FUNCTION monitoring.unresolved_reconciliation_exceptions()
-RETURNS TABLE (esco uuid, kind text, amount numeric, status text, since timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = ''
-AS $$
-SELECT x.esco, x.kind, x.amount, x.status, flows.uk_day_start(x.day)
-FROM flows.escos AS e
-CROSS JOIN LATERAL billing.reconciliation_exceptions(e.id, (now() AT TIME ZONE 'Europe/London')::date - 30,
-                                                     (now() AT TIME ZONE 'Europe/London')::date) AS x
-WHERE x.status <> 'resolved'
-$$;
-COMMENT ON FUNCTION monitoring.unresolved_reconciliation_exceptions() IS
-    'Kind, amount, status and start of the UK day of every reconciliation exception of the last 31 UK days not '
-    'resolved, of every ESCO: what monitoring.reconciliation counts (definer: the exporter reads the monitoring '
-    'views only).';
-
-CREATE VIEW monitoring.reconciliation AS
-SELECT e.code AS esco, k.kind,
-       count(x.kind) AS open,
-       coalesce(sum(x.amount), 0) AS open_gbp,
-       count(x.kind) FILTER (WHERE x.status = 'open') AS undecided,
-       coalesce(extract(epoch FROM now() - min(x.since) FILTER (WHERE x.status = 'open')), 0)
-           AS oldest_undecided_seconds
-FROM flows.escos AS e
-CROSS JOIN (VALUES ('payment_without_topup'), ('topup_without_credit'), ('credit_without_topup'),
-                   ('emergency_credit_taken'), ('unexplained_deduction')) AS k (kind)
-LEFT JOIN (SELECT * FROM monitoring.unresolved_reconciliation_exceptions() OFFSET 0) AS x  -- computed once
-       ON x.esco = e.id AND x.kind = k.kind
-GROUP BY e.code, k.kind;
-
--- The bank matching queue per ESCO: entries no rule matched, waiting for an
--- operator (docs/reconciliation.md, "Working the queue"), the money they carry
--- in and out, and how long the oldest has waited since it was imported.
-CREATE VIEW monitoring.bank_queue AS
-SELECT e.code AS esco,
-       count(t.id) AS unmatched,
-       coalesce(sum(t.amount) FILTER (WHERE t.amount > 0), 0) AS unmatched_in_gbp,
-       coalesce(-sum(t.amount) FILTER (WHERE t.amount < 0), 0) AS unmatched_out_gbp,
-       coalesce(extract(epoch FROM now() - min(t.created_at)), 0) AS oldest_unmatched_seconds
-FROM flows.escos AS e
-LEFT JOIN billing.bank_transactions AS t ON t.esco = e.id AND t.status = 'unmatched'
-GROUP BY e.code;
-
--- ---- rls/privileges.sql ----
-GRANT EXECUTE ON FUNCTION billing.reconciliation_findings(uuid, date, date)
-TO flows_admin, flows_operator, flows_analyst, flows_service;
--- The exporter's reconciliation counts (sql/schema/monitoring.sql): the exceptions through their definer function.
-GRANT SELECT ON monitoring.reconciliation, monitoring.bank_queue TO flows_monitor;
-GRANT EXECUTE ON FUNCTION monitoring.unresolved_reconciliation_exceptions() TO flows_monitor;
+DROP FUNCTION billing.reconciliation_findings(uuid, date, date);

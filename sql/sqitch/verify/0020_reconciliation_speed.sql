@@ -1,4 +1,4 @@
--- Verify flows:0017_reconciliation_speed
+-- Verify flows:0020_reconciliation_speed
 BEGIN;
 DO $$
 BEGIN

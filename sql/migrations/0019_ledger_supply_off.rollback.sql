@@ -1,35 +1,173 @@
--- Rollback of 0017_reconciliation_speed: the functions as 0015_reconciliation made them.
+-- Rollback of 0019_ledger_supply_off: the ledger as 0015_reconciliation defined it.
 SET LOCAL ROLE flows_owner;
-DROP VIEW monitoring.reconciliation, monitoring.bank_queue;
-DROP FUNCTION monitoring.unresolved_reconciliation_exceptions();
-CREATE OR REPLACE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
-RETURNS TABLE (meter_id uuid, day date, charged numeric)
+CREATE OR REPLACE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL)
+RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
+               closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
+               token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
+               observed_change numeric, expected_change numeric, residual numeric, complete boolean)
 LANGUAGE sql STABLE
 SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
 AS $$
-WITH periods AS (
-    SELECT t.* FROM billing.meter_tariff_periods AS t
-    JOIN flows.meter_registry AS m ON m.id = t.meter_id
-    WHERE m.esco = p_esco AND m.prepay_enabled
-), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
-    SELECT d.meter_id, g.day,
-           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
-    FROM billing.prepay_debts AS d
-    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON p.meter_id = d.meter_id
-                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
-    WHERE d.esco = p_esco
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+      AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in
+    SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
+           lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance
+    FROM flows.meter_prepay_balance AS b, bounds
+    WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+    WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
+), credits AS (  -- completed top-ups, at the observation that read their balance_after
+    SELECT t.meter_id, t.amount, coalesce(seen.at, t.used_at) AS at
+    FROM billing.topups AS t
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT max(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = t.meter_id AND b.balance = t.balance_after
+          AND b."timestamp" BETWEEN t.used_at - interval '10 minutes' AND t.used_at
+    ) AS seen ON true
+    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+      AND t.used_at >= bounds.t_before AND t.used_at < bounds.t_to + interval '10 minutes'
+), tokens AS (  -- credit events no top-up explains (a token typed on the keypad)
+    SELECT e.meter_id, e."timestamp" AS at
+    FROM flows.meter_event_log AS e CROSS JOIN bounds
+    WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48
+      AND e."timestamp" >= bounds.t_before AND e."timestamp" < bounds.t_to
+      AND NOT EXISTS (SELECT FROM billing.topups AS t
+                      WHERE t.meter_id = e.meter_id AND t.status = 'completed' AND t.amount > 0
+                        AND t.used_at BETWEEN e."timestamp" - interval '15 minutes' AND e."timestamp" + interval '15 minutes')
+), placed AS (  -- each credit and unexplained token in the interval that ends at the first observation after it
+    SELECT x.meter_id, ended.at AS ended_at, sum(x.amount) AS topup_credits, count(x.token)::integer AS token_events
+    FROM (SELECT c.meter_id, c.at, c.amount, NULL::integer AS token FROM credits AS c
+          UNION ALL
+          SELECT k.meter_id, k.at, 0, 1 FROM tokens AS k) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.at
+    ) AS ended
+    GROUP BY x.meter_id, ended.at
+), stepped AS (  -- the intervals ending in the days, with their credits and the emergency credit on offer
+    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_balance AS opening_balance,
+           o.balance AS closing_balance, coalesce(c.topup_credits, 0) AS topup_credits,
+           coalesce(c.token_events, 0) AS token_events, p.emergency_credit AS offered, p.ecredit_availability
+    FROM observations AS o
+    CROSS JOIN bounds
+    LEFT JOIN placed AS c ON c.meter_id = o.meter_id AND c.ended_at = o.at
+    LEFT JOIN periods AS p ON p.meter_id = o.meter_id AND o.previous_at >= p.valid_from AND o.previous_at < p.valid_to
+    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
+      AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
+           OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
+    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats FROM observations AS o
+    WHERE p_steps_of IS NULL GROUP BY o.meter_id
+), priced AS (  -- the registers' half hours, each at its element's rate then
+    SELECT r.meter_id, r.register_id, i."timestamp" AS at,
+           coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END AS cost
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+), energy AS (  -- each interval's half hours (pieces, one per register) and their cost, prorated at its ends
+    SELECT x.meter_id, x.k, count(*) AS pieces, sum(x.cost) AS cost
+    FROM (  -- every half hour of the days, split between the intervals it overlaps: interval k ends at observation
+            -- k, found by bisection (width_bucket), in one pass
+        SELECT h.meter_id, h.j + 1 AS k,
+               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.ats[h.j + 1])
+                                           - greatest(h.at, h.ats[h.j])) / 1800 AS cost
+        FROM (
+            SELECT x.meter_id, x.at, x.cost, m.ats,
+                   generate_series(greatest(width_bucket(x.at, m.ats), 1),
+                                   least(width_bucket(x.at + interval '30 minutes' - interval '1 microsecond', m.ats),
+                                         cardinality(m.ats) - 1)) AS j
+            FROM priced AS x
+            JOIN moments AS m ON m.meter_id = x.meter_id
+            CROSS JOIN bounds
+            WHERE p_steps_of IS NULL
+              AND x.at >= bounds.t_before - interval '30 minutes' AND x.at < bounds.t_to
+        ) AS h
+        OFFSET 0  -- computed here, so that the aggregate does not carry each meter's array of observations
+    ) AS x
+    GROUP BY x.meter_id, x.k
+    UNION ALL
+    SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
+           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.ended_at) - greatest(x.hh, x.started_at))
+               / 1800)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.k, s.started_at, s.ended_at, r.element, h.hh, h.kwh
+        FROM stepped AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes'
+              AND i."timestamp" < s.ended_at
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE p_steps_of IS NOT NULL OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.k
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), intervals AS (
+    SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
+           coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the interval overlaps
+           n.n > 0 AND coalesce(e.pieces, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
+    FROM stepped AS s
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = s.meter_id
+    LEFT JOIN energy AS e ON e.meter_id = s.meter_id AND e.k = s.k
+    LEFT JOIN midnights AS c0 ON c0.meter_id = s.meter_id AND c0.day = (s.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN midnights AS c1 ON c1.meter_id = s.meter_id AND c1.day = (s.ended_at AT TIME ZONE 'Europe/London')::date
+), explained AS (
+    SELECT i.*, i.closing_balance - i.opening_balance AS observed_change,
+           i.topup_credits - i.energy_cost - i.daily_charges AS before_emergency,
+           i.topup_credits > 0 OR i.token_events > 0 AS credited
+    FROM intervals AS i
+), granted AS (  -- emergency credit: an upward step of its amount, taken below the threshold, no token
+    SELECT e.*,
+           CASE WHEN NOT e.credited AND e.offered > 0 AND e.opening_balance < e.ecredit_availability
+                     AND abs(e.observed_change - e.before_emergency - e.offered) <= settings.tolerance
+                THEN e.offered ELSE 0 END AS emergency_credit,
+           count(*) FILTER (WHERE e.credited) OVER (PARTITION BY e.meter_id ORDER BY e.ended_at
+                                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS credits_before
+    FROM explained AS e CROSS JOIN settings
+), repaid AS (  -- the next credit repays the emergency credit taken since the one before it
+    SELECT g.*,
+           CASE WHEN g.credited THEN sum(g.emergency_credit) OVER (PARTITION BY g.meter_id, coalesce(g.credits_before, 0))
+                ELSE 0 END AS owed
+    FROM granted AS g
 )
-SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
-FROM (
-    SELECT p.meter_id, g.day::date AS day,
-           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
-               PARTITION BY p.meter_id ORDER BY g.day) AS charge
-    FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON flows.uk_day_start(g.day::date) >= p.valid_from
-                     AND flows.uk_day_start(g.day::date) < p.valid_to
-    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
-) AS c
+SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing_balance,
+       round(r.energy_cost, 5), r.daily_charges, r.topup_credits, r.token_events,
+       -- a token no top-up explains credited whatever the balance says it did
+       CASE WHEN r.token_events > 0
+            THEN round(r.observed_change - r.before_emergency + r.owed, 5) ELSE 0 END,
+       r.emergency_credit,
+       CASE WHEN r.token_events > 0 THEN r.owed ELSE least(r.owed, r.topup_credits) END,
+       r.observed_change,
+       round(r.before_emergency + r.emergency_credit - least(r.owed, r.topup_credits), 5),
+       CASE WHEN r.token_events > 0 THEN 0
+            ELSE round(r.observed_change - r.before_emergency - r.emergency_credit + least(r.owed, r.topup_credits), 5)
+       END,
+       r.complete
+FROM repaid AS r
 $$;
 
 CREATE OR REPLACE FUNCTION billing.shadow_ledger(p_esco uuid, p_from date, p_to date)
@@ -202,152 +340,4 @@ FROM judged AS j
 CROSS JOIN settings AS s
 $$;
 
-CREATE OR REPLACE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
-RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
-               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-WITH settings AS (
-    SELECT coalesce((SELECT s.topup_grace FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco),
-                    interval '2 hours') AS grace
-), bounds AS (
-    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
-), ledger AS MATERIALIZED (  -- computed once for both kinds of findings
-    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
-), found AS (
-    -- a succeeded payment whose top-up failed or was cancelled, or is not completed after the grace period
-    -- counted from when Flows learned of the payment (a bank transfer imported days after its booking date
-    -- has its grace from then)
-    SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
-           p.id::text AS subject, a.meter_id, p.account_id, p.amount,
-           CASE WHEN t.id IS NULL THEN 'no top-up was created for the payment'
-                ELSE format('its top-up is %s%s', t.status,
-                            coalesce(': ' || coalesce(t.last_error, t.waiting_reason), ' (' || t.notes || ')', ''))
-           END AS reason,
-           jsonb_build_object('payment', jsonb_build_object('id', p.id, 'amount', p.amount, 'provider', p.provider,
-                                                            'received_at', p.received_at, 'reference', p.provider_reference),
-                              'topup', CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
-                                  'id', t.id, 'status', t.status, 'rounds', t.rounds, 'last_error', t.last_error,
-                                  'waiting_reason', t.waiting_reason, 'notes', t.notes) END,
-                              'grace', settings.grace) AS evidence
-    FROM billing.payments AS p
-    JOIN billing.accounts AS a ON a.id = p.account_id
-    LEFT JOIN billing.topups AS t ON t.payment_id = p.id
-    CROSS JOIN settings CROSS JOIN bounds
-    WHERE p.esco = p_esco AND p.status = 'succeeded' AND p.received_at >= bounds.t_from AND p.received_at < bounds.t_to
-      AND (t.status IN ('cancelled', 'failed_token_fetch', 'failed_token_push')
-           OR greatest(p.received_at, p.created_at) + settings.grace < now())
-      AND a.type = 'supply' AND billing.topup_problem(a, true) IS NULL
-      AND (t.id IS NULL OR t.status <> 'completed')
-    UNION ALL
-    -- a completed top-up the meter shows no credit for: no credit event near it (once the meter's log was read
-    -- past it), no transaction count, or a balance that did not rise
-    SELECT (t.used_at AT TIME ZONE 'Europe/London')::date, 'topup_without_credit', t.id::text, t.meter_id,
-           t.account_id, t.amount,
-           concat_ws('; ',
-               CASE WHEN event.at IS NULL AND log.read_past THEN 'the meter logged no credit (event 48) for it' END,
-               CASE WHEN t.transaction_count IS NULL THEN 'no token transaction count was read after it' END,
-               CASE WHEN t.balance_after <= t.balance_before THEN
-                   format('the balance did not rise (%s -> %s)', t.balance_before, t.balance_after) END),
-           jsonb_build_object('topup', jsonb_build_object('id', t.id, 'amount', t.amount, 'used_at', t.used_at,
-                                                          'transaction_count', t.transaction_count,
-                                                          'balance_before', t.balance_before,
-                                                          'balance_after', t.balance_after, 'token', t.token),
-                              'credit_event', event.at, 'event_log_read_past', log.read_past)
-    FROM billing.topups AS t
-    CROSS JOIN bounds
-    LEFT JOIN LATERAL (
-        SELECT max(e."timestamp") AS at FROM flows.meter_event_log AS e
-        WHERE e.meter_id = t.meter_id AND e.event_type = 48
-          AND e."timestamp" BETWEEN t.used_at - interval '15 minutes' AND t.used_at + interval '15 minutes'
-    ) AS event ON true
-    CROSS JOIN LATERAL (
-        SELECT EXISTS (SELECT FROM flows.meter_event_log AS e
-                       WHERE e.meter_id = t.meter_id AND e."timestamp" > t.used_at + interval '15 minutes') AS read_past
-    ) AS log
-    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
-      AND t.used_at >= bounds.t_from AND t.used_at < bounds.t_to
-      AND ((event.at IS NULL AND log.read_past) OR t.transaction_count IS NULL OR t.balance_after <= t.balance_before)
-    UNION ALL
-    -- from the shadow ledger: tokens no top-up explains, emergency credit taken
-    SELECT l.day, CASE WHEN i.credit_events > 0 THEN 'credit_without_topup' ELSE 'emergency_credit_taken' END,
-           format('%s:%s', l.meter_id, extract(epoch FROM i.ended_at)::bigint), l.meter_id, a.id,
-           CASE WHEN i.credit_events > 0 THEN i.token_credit ELSE i.emergency_credit END,
-           CASE WHEN i.credit_events > 0
-                THEN format('the meter logged %s credit token(s) (event 48) no top-up explains: a token typed on the '
-                            'keypad?', i.credit_events)
-                ELSE format('the balance rose by the emergency credit (%s) below the threshold (%s)',
-                            i.emergency_credit, i.opening_balance) END,
-           step - 'token_credit' - 'emergency_credit'
-    FROM ledger AS l
-    CROSS JOIN LATERAL jsonb_array_elements(l.steps) AS step
-    CROSS JOIN LATERAL jsonb_to_record(step) AS i (ended_at timestamptz, opening_balance numeric, credit_events integer,
-                                                   token_credit numeric, emergency_credit numeric)
-    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
-    UNION ALL
-    -- from the shadow ledger: a day whose balance moved more than the charging model explains
-    SELECT l.day, CASE l.finding WHEN 'unexplained_deduction' THEN 'unexplained_deduction' ELSE 'credit_without_topup' END,
-           format('%s:%s', l.meter_id, l.day), l.meter_id, a.id, abs(l.residual),
-           CASE l.finding WHEN 'unexplained_deduction'
-                THEN format('the balance fell %s more than consumption, standing charge and debt recovery explain',
-                            -l.residual)
-                ELSE format('the balance rose %s more than top-ups explain, with no credit event', l.residual) END,
-           jsonb_build_object('opening_balance', l.opening_balance, 'closing_balance', l.closing_balance,
-                              'observations', l.observations, 'energy_cost', l.energy_cost,
-                              'daily_charges', l.daily_charges, 'topup_credits', l.topup_credits,
-                              'emergency_credit', l.emergency_credit, 'repaid', l.repaid,
-                              'expected_change', l.expected_change, 'observed_change', l.observed_change,
-                              'residual', l.residual)
-    FROM ledger AS l
-    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
-    WHERE l.finding IS NOT NULL
-)
-SELECT p_esco, f.day, f.kind, f.kind || ':' || f.subject, f.meter_id, f.account_id, f.amount, f.reason, f.evidence,
-       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at
-FROM found AS f
-LEFT JOIN billing.reconciliation_decisions AS d ON d.esco = p_esco AND d.exception_key = f.kind || ':' || f.subject
-$$;
-
-CREATE OR REPLACE FUNCTION billing.reconciliation_summary(p_esco uuid, p_from date, p_to date)
-RETURNS TABLE (esco uuid, day date, payments integer, payments_matched integer, topups integer,
-               topups_matched integer, credit_events integer, meters_ledgered integer, meter_days_explained integer,
-               meter_days_incomplete integer, exceptions jsonb, open_exceptions integer)
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-WITH days AS (
-    SELECT g.day::date AS day FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
-), exceptions AS (
-    SELECT * FROM billing.reconciliation_exceptions(p_esco, p_from, p_to)
-), ledger AS (
-    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
-)
-SELECT p_esco, d.day,
-       (SELECT count(*) FROM billing.payments AS p
-        WHERE p.esco = p_esco AND p.status = 'succeeded'
-          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
-       (SELECT count(*) FROM billing.payments AS p JOIN billing.topups AS t ON t.payment_id = p.id
-        WHERE p.esco = p_esco AND p.status = 'succeeded' AND t.status = 'completed'
-          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
-       (SELECT count(*) FROM billing.topups AS t
-        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
-          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
-       (SELECT count(*) FROM billing.topups AS t
-        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
-          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day
-          AND NOT EXISTS (SELECT FROM exceptions AS x
-                          WHERE x.kind = 'topup_without_credit' AND x.exception_key = 'topup_without_credit:' || t.id))::integer,
-       (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
-        WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
-          AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day)::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND l.complete AND l.finding IS NULL)::integer,
-       (SELECT count(*) FROM ledger AS l WHERE l.day = d.day AND NOT l.complete)::integer,
-       coalesce((SELECT jsonb_object_agg(k.kind, k.n)
-                 FROM (SELECT x.kind, count(*) AS n FROM exceptions AS x WHERE x.day = d.day GROUP BY x.kind) AS k),
-                '{}'),
-       (SELECT count(*) FROM exceptions AS x WHERE x.day = d.day AND x.status <> 'resolved')::integer
-FROM days AS d
-$$;
-DROP FUNCTION billing.reconciliation_findings(uuid, date, date);
+DROP FUNCTION billing.split_at(timestamptz, numeric, timestamptz, numeric, timestamptz);

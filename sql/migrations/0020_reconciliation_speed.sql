@@ -1,0 +1,457 @@
+-- 0020_reconciliation_speed: the shadow ledger reads only the half hours after each day's last observation (by
+-- index, not a scan of every half hour of the days), groups the observations cheaper and computes each UK
+-- midnight once; the exceptions and the daily summary share one computation of the ledger
+-- (billing.reconciliation_findings) (docs/reconciliation.md, "Performance"); the monitoring of what waits in
+-- reconciliation (monitoring.reconciliation, monitoring.bank_queue; docs/operations.md).
+
+-- Everything below is created by, and owned by, flows_owner.
+SET LOCAL ROLE flows_owner;
+
+-- ---- schema/billing/reconciliation.sql ----
+CREATE OR REPLACE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, charged numeric)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t
+    JOIN flows.meter_registry AS m ON m.id = t.meter_id
+    WHERE m.esco = p_esco AND m.prepay_enabled
+), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
+    SELECT d.meter_id, g.day,
+           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+    FROM billing.prepay_debts AS d
+    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON p.meter_id = d.meter_id
+                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
+    WHERE d.esco = p_esco
+), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
+    SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+)
+SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
+FROM (
+    SELECT p.meter_id, g.day::date AS day,
+           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
+               PARTITION BY p.meter_id ORDER BY g.day) AS charge
+    FROM midnights AS g
+    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
+    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
+) AS c
+$$;
+
+CREATE OR REPLACE FUNCTION billing.shadow_ledger(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, observations integer, opening_balance numeric, closing_balance numeric,
+               energy_cost numeric, daily_charges numeric, topup_credits numeric, token_credit numeric,
+               emergency_credit numeric, repaid numeric, observed_change numeric, expected_change numeric,
+               residual numeric, complete boolean, finding text, steps jsonb)
+LANGUAGE sql STABLE
+SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
+    SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
+    FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
+), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
+                  -- first and the last and the balance then, the lowest balance (by groups, no sort; each
+                  -- observation's (time, balance) key built once, OFFSET 0, for both ends)
+    SELECT o.meter_id, o.day, count(*)::integer AS n, min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
+           (min(o.keyed))[2] AS first_balance, (max(o.keyed))[2] AS last_balance, min(o.balance) AS lowest
+    FROM (SELECT o.meter_id, o."timestamp", o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day,
+                 ARRAY[extract(epoch FROM o."timestamp"), o.balance] AS keyed
+          FROM flows.meter_prepay_balance AS o, bounds
+          WHERE o.meter_id IN (SELECT id FROM meters)
+            AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
+          OFFSET 0) AS o
+    GROUP BY o.meter_id, o.day
+), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+              -- before it that had one; the day's first when there is none) to its last
+    SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first
+    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
+          FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
+    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
+), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
+                           -- (a day's start is the last observation of an earlier day, or its own first); split
+                           -- where billing.split_at says (the next read is on a later day; the one before is
+                           -- looked up only for a balance of zero or below)
+    SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance FROM readings AS r
+          UNION ALL
+          SELECT d.meter_id, d.started_at, d.day, d.opening_balance FROM days AS d WHERE d.from_first) AS e
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
+        WHERE e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at AND b."timestamp" >= bounds.t_before
+        ORDER BY b."timestamp" DESC LIMIT 1
+    ) AS before ON true
+), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
+               -- many start at or after it (looked up by index, register by register in key order: a few half
+               -- hours each, however many other meters and days the table holds)
+    SELECT x.meter_id, x.at,
+           sum(h.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.split_at)) / 1800) AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE h.hh >= x.at) AS after
+    FROM (SELECT e.meter_id, e.at, e.split_at, e.day, r.register_id, r.element, r.start_time, r.end_time
+          FROM ends AS e JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
+          ORDER BY r.register_id, e.at OFFSET 0) AS x
+    CROSS JOIN LATERAL (
+        SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+        WHERE i.register_id = x.register_id AND i."timestamp" > x.at - interval '30 minutes'
+          AND i."timestamp" >= flows.uk_day_start(x.day) AND i."timestamp" < flows.uk_day_start(x.day + 1)
+          AND i."timestamp" >= x.start_time AND (x.end_time IS NULL OR i."timestamp" < x.end_time)
+        OFFSET 0
+    ) AS h
+    JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
+    GROUP BY x.meter_id, x.at
+), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
+    SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
+             AS cost, sum(d.intervals) AS n
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    JOIN calendar AS k ON k.day = d.day
+    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+    UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT c.meter_id, c.day, r.element, h.hh, h.kwh
+        FROM (SELECT DISTINCT p.meter_id, (p.valid_from AT TIME ZONE 'Europe/London')::date AS day FROM periods AS p
+              WHERE p.valid_from > flows.uk_day_start((p.valid_from AT TIME ZONE 'Europe/London')::date)) AS c
+        JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day)
+              AND i."timestamp" < flows.uk_day_start(c.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE c.day BETWEEN p_from - 1 AND p_to OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), cumulative AS (  -- running totals per meter of the whole days' cost and half hours
+    SELECT m.id AS meter_id, g.day::date AS day,
+           sum(coalesce(w.cost, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS cost,
+           sum(coalesce(w.n, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS n
+    FROM meters AS m
+    CROSS JOIN generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
+    LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), ledger AS (
+    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
+           w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
+           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the day overlaps
+           n.n > 0 AND w1.n - w0.n - coalesce(t1.after, 0) + coalesce(t0.overlapping, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
+    FROM days AS d
+    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
+    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN tails AS t1 ON t1.meter_id = d.meter_id AND t1.at = d.ended_at
+    LEFT JOIN tails AS t0 ON t0.meter_id = d.meter_id AND t0.at = d.started_at
+    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
+    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
+                             AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = d.meter_id
+), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
+                 -- explain, a balance below the emergency credit threshold, a credit or a token
+    SELECT array_agg(DISTINCT x.meter_id) AS meters
+    FROM (
+        SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
+        LEFT JOIN (SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+                   WHERE p.emergency_credit > 0 GROUP BY p.meter_id) AS e ON e.meter_id = l.meter_id
+        WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
+        UNION ALL
+        SELECT t.meter_id FROM billing.topups AS t, bounds
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+          AND t.used_at < bounds.t_to + interval '10 minutes'
+        UNION ALL
+        SELECT e.meter_id FROM flows.meter_event_log AS e, bounds
+        WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+          AND e."timestamp" < bounds.t_to
+    ) AS x
+), steps AS (  -- the intervals computed one by one, per day
+    SELECT s.meter_id, s.day,
+           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
+           sum(s.residual) AS residual,
+           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
+           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
+           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
+                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
+                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
+                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
+                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
+                                        'repaid', s.repaid) ORDER BY s.ended_at)
+             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
+    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, (SELECT coalesce(x.meters, '{}') FROM special AS x)) AS s
+    GROUP BY s.meter_id, s.day
+), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
+    SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,
+           round(l.observed_change + l.energy_cost + l.daily_charges
+                 - coalesce(s.observed + s.spent, 0) + coalesce(s.residual, 0), 5) AS residual,
+           round(coalesce(s.expected + s.spent, 0) - l.energy_cost - l.daily_charges, 5) AS expected_change
+    FROM ledger AS l
+    LEFT JOIN steps AS s ON s.meter_id = l.meter_id AND s.day = l.day
+)
+SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5),
+       j.daily_charges, coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0),
+       coalesce(j.repaid, 0),
+       j.observed_change, j.expected_change, j.residual, j.complete,
+       CASE WHEN NOT j.complete OR abs(j.residual) <= s.tolerance THEN NULL
+            WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
+       coalesce(j.steps, '[]')
+FROM judged AS j
+CROSS JOIN settings AS s
+$$;
+
+CREATE FUNCTION billing.reconciliation_findings(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz,
+               meters_ledgered integer, meter_days_explained integer, meter_days_incomplete integer)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.topup_grace FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco),
+                    interval '2 hours') AS grace
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to
+), ledger AS MATERIALIZED (  -- computed once for both kinds of findings and the tallies
+    SELECT * FROM billing.shadow_ledger(p_esco, p_from, p_to)
+), found AS (
+    -- a succeeded payment whose top-up failed or was cancelled, or is not completed after the grace period
+    -- counted from when Flows learned of the payment (a bank transfer imported days after its booking date
+    -- has its grace from then)
+    SELECT (p.received_at AT TIME ZONE 'Europe/London')::date AS day, 'payment_without_topup' AS kind,
+           p.id::text AS subject, a.meter_id, p.account_id, p.amount,
+           CASE WHEN t.id IS NULL THEN 'no top-up was created for the payment'
+                ELSE format('its top-up is %s%s', t.status,
+                            coalesce(': ' || coalesce(t.last_error, t.waiting_reason), ' (' || t.notes || ')', ''))
+           END AS reason,
+           jsonb_build_object('payment', jsonb_build_object('id', p.id, 'amount', p.amount, 'provider', p.provider,
+                                                            'received_at', p.received_at, 'reference', p.provider_reference),
+                              'topup', CASE WHEN t.id IS NOT NULL THEN jsonb_build_object(
+                                  'id', t.id, 'status', t.status, 'rounds', t.rounds, 'last_error', t.last_error,
+                                  'waiting_reason', t.waiting_reason, 'notes', t.notes) END,
+                              'grace', settings.grace) AS evidence
+    FROM billing.payments AS p
+    JOIN billing.accounts AS a ON a.id = p.account_id
+    LEFT JOIN billing.topups AS t ON t.payment_id = p.id
+    CROSS JOIN settings CROSS JOIN bounds
+    WHERE p.esco = p_esco AND p.status = 'succeeded' AND p.received_at >= bounds.t_from AND p.received_at < bounds.t_to
+      AND (t.status IN ('cancelled', 'failed_token_fetch', 'failed_token_push')
+           OR greatest(p.received_at, p.created_at) + settings.grace < now())
+      AND a.type = 'supply' AND billing.topup_problem(a, true) IS NULL
+      AND (t.id IS NULL OR t.status <> 'completed')
+    UNION ALL
+    -- a completed top-up the meter shows no credit for: no credit event near it (once the meter's log was read
+    -- past it), no transaction count, or a balance that did not rise
+    SELECT (t.used_at AT TIME ZONE 'Europe/London')::date, 'topup_without_credit', t.id::text, t.meter_id,
+           t.account_id, t.amount,
+           concat_ws('; ',
+               CASE WHEN event.at IS NULL AND log.read_past THEN 'the meter logged no credit (event 48) for it' END,
+               CASE WHEN t.transaction_count IS NULL THEN 'no token transaction count was read after it' END,
+               CASE WHEN t.balance_after <= t.balance_before THEN
+                   format('the balance did not rise (%s -> %s)', t.balance_before, t.balance_after) END),
+           jsonb_build_object('topup', jsonb_build_object('id', t.id, 'amount', t.amount, 'used_at', t.used_at,
+                                                          'transaction_count', t.transaction_count,
+                                                          'balance_before', t.balance_before,
+                                                          'balance_after', t.balance_after, 'token', t.token),
+                              'credit_event', event.at, 'event_log_read_past', log.read_past)
+    FROM billing.topups AS t
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT max(e."timestamp") AS at FROM flows.meter_event_log AS e
+        WHERE e.meter_id = t.meter_id AND e.event_type = 48
+          AND e."timestamp" BETWEEN t.used_at - interval '15 minutes' AND t.used_at + interval '15 minutes'
+    ) AS event ON true
+    CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT FROM flows.meter_event_log AS e
+                       WHERE e.meter_id = t.meter_id AND e."timestamp" > t.used_at + interval '15 minutes') AS read_past
+    ) AS log
+    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+      AND t.used_at >= bounds.t_from AND t.used_at < bounds.t_to
+      AND ((event.at IS NULL AND log.read_past) OR t.transaction_count IS NULL OR t.balance_after <= t.balance_before)
+    UNION ALL
+    -- from the shadow ledger: tokens no top-up explains, emergency credit taken
+    SELECT l.day, CASE WHEN i.credit_events > 0 THEN 'credit_without_topup' ELSE 'emergency_credit_taken' END,
+           format('%s:%s', l.meter_id, extract(epoch FROM i.ended_at)::bigint), l.meter_id, a.id,
+           CASE WHEN i.credit_events > 0 THEN i.token_credit ELSE i.emergency_credit END,
+           CASE WHEN i.credit_events > 0
+                THEN format('the meter logged %s credit token(s) (event 48) no top-up explains: a token typed on the '
+                            'keypad?', i.credit_events)
+                ELSE format('the balance rose by the emergency credit (%s) below the threshold (%s)',
+                            i.emergency_credit, i.opening_balance) END,
+           step - 'token_credit' - 'emergency_credit'
+    FROM ledger AS l
+    CROSS JOIN LATERAL jsonb_array_elements(l.steps) AS step
+    CROSS JOIN LATERAL jsonb_to_record(step) AS i (ended_at timestamptz, opening_balance numeric, credit_events integer,
+                                                   token_credit numeric, emergency_credit numeric)
+    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
+    UNION ALL
+    -- from the shadow ledger: a day whose balance moved more than the charging model explains
+    SELECT l.day, CASE l.finding WHEN 'unexplained_deduction' THEN 'unexplained_deduction' ELSE 'credit_without_topup' END,
+           format('%s:%s', l.meter_id, l.day), l.meter_id, a.id, abs(l.residual),
+           CASE l.finding WHEN 'unexplained_deduction'
+                THEN format('the balance fell %s more than consumption, standing charge and debt recovery explain',
+                            -l.residual)
+                ELSE format('the balance rose %s more than top-ups explain, with no credit event', l.residual) END,
+           jsonb_build_object('opening_balance', l.opening_balance, 'closing_balance', l.closing_balance,
+                              'observations', l.observations, 'energy_cost', l.energy_cost,
+                              'daily_charges', l.daily_charges, 'topup_credits', l.topup_credits,
+                              'emergency_credit', l.emergency_credit, 'repaid', l.repaid,
+                              'expected_change', l.expected_change, 'observed_change', l.observed_change,
+                              'residual', l.residual)
+    FROM ledger AS l
+    LEFT JOIN billing.accounts AS a ON a.meter_id = l.meter_id AND a.type = 'supply' AND a.status <> 'closed'
+    WHERE l.finding IS NOT NULL
+)
+SELECT p_esco, f.day, f.kind, f.kind || ':' || f.subject, f.meter_id, f.account_id, f.amount, f.reason, f.evidence,
+       coalesce(d.status, 'open'), d.note, d.decided_by, d.decided_at, NULL::integer, NULL::integer, NULL::integer
+FROM found AS f
+LEFT JOIN billing.reconciliation_decisions AS d ON d.esco = p_esco AND d.exception_key = f.kind || ':' || f.subject
+UNION ALL
+SELECT p_esco, l.day, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)::integer,
+       (count(*) FILTER (WHERE l.complete AND l.finding IS NULL))::integer,
+       (count(*) FILTER (WHERE NOT l.complete))::integer
+FROM ledger AS l
+GROUP BY l.day
+$$;
+COMMENT ON FUNCTION billing.reconciliation_findings(uuid, date, date) IS
+    'The reconciliation of an ESCO for UK days p_from..p_to from one computation of the shadow ledger: the '
+    'exceptions (kind set, as billing.reconciliation_exceptions) and per day the ledger''s tally (kind NULL: '
+    'meters_ledgered, meter_days_explained, meter_days_incomplete).';
+
+CREATE OR REPLACE FUNCTION billing.reconciliation_exceptions(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, kind text, exception_key text, meter_id uuid, account_id uuid, amount numeric,
+               reason text, evidence jsonb, status text, note text, decided_by text, decided_at timestamptz)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+SELECT f.esco, f.day, f.kind, f.exception_key, f.meter_id, f.account_id, f.amount, f.reason, f.evidence, f.status,
+       f.note, f.decided_by, f.decided_at
+FROM billing.reconciliation_findings(p_esco, p_from, p_to) AS f
+WHERE f.kind IS NOT NULL
+$$;
+
+CREATE OR REPLACE FUNCTION billing.reconciliation_summary(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (esco uuid, day date, payments integer, payments_matched integer, topups integer,
+               topups_matched integer, credit_events integer, meters_ledgered integer, meter_days_explained integer,
+               meter_days_incomplete integer, exceptions jsonb, open_exceptions integer)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH days AS (
+    SELECT g.day::date AS day FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+), findings AS MATERIALIZED (  -- the exceptions and the shadow ledger's tallies, from one computation of the ledger
+    SELECT * FROM billing.reconciliation_findings(p_esco, p_from, p_to)
+), exceptions AS (
+    SELECT * FROM findings AS f WHERE f.kind IS NOT NULL
+), ledger AS (
+    SELECT * FROM findings AS f WHERE f.kind IS NULL
+)
+SELECT p_esco, d.day,
+       (SELECT count(*) FROM billing.payments AS p
+        WHERE p.esco = p_esco AND p.status = 'succeeded'
+          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.payments AS p JOIN billing.topups AS t ON t.payment_id = p.id
+        WHERE p.esco = p_esco AND p.status = 'succeeded' AND t.status = 'completed'
+          AND (p.received_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.topups AS t
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day)::integer,
+       (SELECT count(*) FROM billing.topups AS t
+        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+          AND (t.used_at AT TIME ZONE 'Europe/London')::date = d.day
+          AND NOT EXISTS (SELECT FROM exceptions AS x
+                          WHERE x.kind = 'topup_without_credit' AND x.exception_key = 'topup_without_credit:' || t.id))::integer,
+       (SELECT count(*) FROM flows.meter_event_log AS e JOIN flows.meter_registry AS m ON m.id = e.meter_id
+        WHERE m.esco = p_esco AND e.event_type = 48 AND e."timestamp" >= flows.uk_day_start(d.day)
+          AND e."timestamp" < flows.uk_day_start(d.day + 1))::integer,
+       coalesce((SELECT l.meters_ledgered FROM ledger AS l WHERE l.day = d.day), 0),
+       coalesce((SELECT l.meter_days_explained FROM ledger AS l WHERE l.day = d.day), 0),
+       coalesce((SELECT l.meter_days_incomplete FROM ledger AS l WHERE l.day = d.day), 0),
+       coalesce((SELECT jsonb_object_agg(k.kind, k.n)
+                 FROM (SELECT x.kind, count(*) AS n FROM exceptions AS x WHERE x.day = d.day GROUP BY x.kind) AS k),
+                '{}'),
+       (SELECT count(*) FROM exceptions AS x WHERE x.day = d.day AND x.status <> 'resolved')::integer
+FROM days AS d
+$$;
+
+-- ---- schema/monitoring.sql ----
+-- Reconciliation per ESCO and exception kind (docs/reconciliation.md): the
+-- exceptions of the last 31 UK days (as api.reconciliation_exceptions) not
+-- resolved (open, or acknowledged: being worked), the money they are about,
+-- those nobody has decided on yet (open) and how long the oldest of them has
+-- waited (from the start of its UK day). The exceptions are computed (the
+-- shadow ledger of every meter): the exporter caches them (cache_seconds), and
+-- reads them through a definer function that gives the kind, amount, status
+-- and the start of the UK day of each, nothing else.
+CREATE FUNCTION monitoring.unresolved_reconciliation_exceptions()
+RETURNS TABLE (esco uuid, kind text, amount numeric, status text, since timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = ''
+AS $$
+SELECT x.esco, x.kind, x.amount, x.status, flows.uk_day_start(x.day)
+FROM flows.escos AS e
+CROSS JOIN LATERAL billing.reconciliation_exceptions(e.id, (now() AT TIME ZONE 'Europe/London')::date - 30,
+                                                     (now() AT TIME ZONE 'Europe/London')::date) AS x
+WHERE x.status <> 'resolved'
+$$;
+COMMENT ON FUNCTION monitoring.unresolved_reconciliation_exceptions() IS
+    'Kind, amount, status and start of the UK day of every reconciliation exception of the last 31 UK days not '
+    'resolved, of every ESCO: what monitoring.reconciliation counts (definer: the exporter reads the monitoring '
+    'views only).';
+
+CREATE VIEW monitoring.reconciliation AS
+SELECT e.code AS esco, k.kind,
+       count(x.kind) AS open,
+       coalesce(sum(x.amount), 0) AS open_gbp,
+       count(x.kind) FILTER (WHERE x.status = 'open') AS undecided,
+       coalesce(extract(epoch FROM now() - min(x.since) FILTER (WHERE x.status = 'open')), 0)
+           AS oldest_undecided_seconds
+FROM flows.escos AS e
+CROSS JOIN (VALUES ('payment_without_topup'), ('topup_without_credit'), ('credit_without_topup'),
+                   ('emergency_credit_taken'), ('unexplained_deduction')) AS k (kind)
+LEFT JOIN (SELECT * FROM monitoring.unresolved_reconciliation_exceptions() OFFSET 0) AS x  -- computed once
+       ON x.esco = e.id AND x.kind = k.kind
+GROUP BY e.code, k.kind;
+
+-- The bank matching queue per ESCO: entries no rule matched, waiting for an
+-- operator (docs/reconciliation.md, "Working the queue"), the money they carry
+-- in and out, and how long the oldest has waited since it was imported.
+CREATE VIEW monitoring.bank_queue AS
+SELECT e.code AS esco,
+       count(t.id) AS unmatched,
+       coalesce(sum(t.amount) FILTER (WHERE t.amount > 0), 0) AS unmatched_in_gbp,
+       coalesce(-sum(t.amount) FILTER (WHERE t.amount < 0), 0) AS unmatched_out_gbp,
+       coalesce(extract(epoch FROM now() - min(t.created_at)), 0) AS oldest_unmatched_seconds
+FROM flows.escos AS e
+LEFT JOIN billing.bank_transactions AS t ON t.esco = e.id AND t.status = 'unmatched'
+GROUP BY e.code;
+
+-- ---- rls/privileges.sql ----
+GRANT EXECUTE ON FUNCTION billing.reconciliation_findings(uuid, date, date)
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+-- The exporter's reconciliation counts (sql/schema/monitoring.sql): the exceptions through their definer function.
+GRANT SELECT ON monitoring.reconciliation, monitoring.bank_queue TO flows_monitor;
+GRANT EXECUTE ON FUNCTION monitoring.unresolved_reconciliation_exceptions() TO flows_monitor;
