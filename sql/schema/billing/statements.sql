@@ -56,7 +56,6 @@ CREATE TABLE billing.invoices (
     details         jsonb          NOT NULL DEFAULT '{}',
     created_at      timestamptz    NOT NULL DEFAULT now(),
     CONSTRAINT invoices_id_esco_key UNIQUE (id, esco),
-    CONSTRAINT invoices_esco_number_key UNIQUE (esco, number),
     CONSTRAINT invoices_run_esco_fkey FOREIGN KEY (run_id, esco) REFERENCES billing.billing_runs (id, esco),
     CONSTRAINT invoices_account_esco_fkey FOREIGN KEY (account_id, esco) REFERENCES billing.accounts (id, esco),
     CONSTRAINT invoices_customer_esco_fkey FOREIGN KEY (customer_id, esco) REFERENCES billing.customers (id, esco),
@@ -74,6 +73,12 @@ CREATE TABLE billing.invoices (
 COMMENT ON TABLE billing.invoices IS
     'Statements (and credit notes) per account and payer and month: net, VAT, total (GBP), prepayment '
     'balance figures, and details frozen at computation (names, address, meter, readings, 12-month usage).';
+-- Numbers are unique per ESCO. Drafts have none and are not in the index: a
+-- billing run writes no entry for them, and the foreign key checks of a run's
+-- lines (id = $1 AND esco = $2) cannot take it for a lookup by ESCO, which,
+-- planned while the table looked empty, read every statement of the ESCO for
+-- each line: quadratic in the run's accounts.
+CREATE UNIQUE INDEX invoices_esco_number_key ON billing.invoices (esco, number) WHERE number IS NOT NULL;
 -- One live statement per account, payer and month; one credit note per statement.
 CREATE UNIQUE INDEX invoices_one_statement ON billing.invoices (account_id, customer_id, period_start)
     WHERE kind = 'statement' AND status <> 'void';
@@ -81,7 +86,7 @@ CREATE UNIQUE INDEX invoices_one_credit_note ON billing.invoices (corrects) WHER
 CREATE INDEX invoices_run_idx ON billing.invoices (run_id);
 CREATE INDEX invoices_customer_idx ON billing.invoices (customer_id, period_start);
 CREATE INDEX invoices_account_idx ON billing.invoices (account_id, period_start);
-CREATE INDEX invoices_corrects_idx ON billing.invoices (corrects);
+CREATE INDEX invoices_corrects_idx ON billing.invoices (corrects) WHERE corrects IS NOT NULL;  -- (most are NULL)
 
 
 CREATE TABLE billing.invoice_lines (
@@ -123,7 +128,7 @@ COMMENT ON TABLE billing.invoice_lines IS
     'Lines of a statement: energy per register and tariff period (kWh x unit rate), standing charge per '
     'day (days x rate). amount_exact = quantity x rate net of VAT, unrounded; amount = its share of the '
     'statement''s rounded net, to the penny.';
-CREATE INDEX invoice_lines_invoice_idx ON billing.invoice_lines (invoice_id);
+-- (lines by statement: invoice_lines_invoice_position_key)
 CREATE INDEX invoice_lines_tariff_idx ON billing.invoice_lines (customer_tariff_id);
 
 
