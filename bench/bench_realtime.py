@@ -17,9 +17,13 @@ triggers on and off.
 
 Reported: commit-to-delivery p50/p99 (commit = when the writer's COMMIT
 returned; delivery = when the client had the message; same clock), and the
-database CPU per delivered change: the cluster's CPU during the phase less the
-writes-only CPU for as long, divided by the changes clients received (polling:
-the changes a poll noticed). Targets: p50 >= 10x lower, CPU per change >= 10x less.
+database CPU per delivered change: the cluster's CPU during the phase less what
+its writes cost by themselves (the writes-only CPU per write times the phase's
+writes: on a busy machine the writer may not reach its rate, and subtracting the
+writes-only CPU per second would credit a phase with writes it never made),
+divided by the changes clients received (polling: the changes a poll noticed).
+The ratio subtracting per second is printed beside it. Targets: p50 >= 10x
+lower, CPU per change >= 10x less.
 
 usage: python bench/bench_realtime.py [--duration 60] [--scale-duration 20] [--rate 200]
 """
@@ -451,9 +455,11 @@ def main() -> None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(20)
 
-    def per_change(phase):
-        extra = max(0.0, phase["cpu_db"] - idle_rate * phase["elapsed"])
-        return extra / max(1, phase["delivered"])
+    idle_per_write = idle["cpu_db"] / max(1, idle["writes"])
+
+    def per_change(phase, by_time: bool = False):
+        writes_cost = idle_rate * phase["elapsed"] if by_time else idle_per_write * phase["writes"]
+        return max(0.0, phase["cpu_db"] - writes_cost) / max(1, phase["delivered"])
 
     live, poll = phases[("realtime", 1000)], phases[("poll", 1000)]
     lines = [f"writes only: {idle['writes'] / idle['elapsed']:.0f} changes/s, database CPU "
@@ -479,7 +485,9 @@ def main() -> None:
     latency_ratio = poll["p50"] / live["p50"]
     cpu_ratio = per_change(poll) / max(per_change(live), 1e-9)
     lines.append(f"p50 latency: polling / realtime = {latency_ratio:.1f}x (target >= 10x)")
-    lines.append(f"database CPU per delivered change: polling / realtime = {cpu_ratio:.1f}x (target >= 10x)")
+    by_time = per_change(poll, by_time=True) / max(per_change(live, by_time=True), 1e-9)
+    lines.append(f"database CPU per delivered change: polling / realtime = {cpu_ratio:.1f}x (target >= 10x; "
+                 f"subtracting the writes-only CPU per second instead of per write: {by_time:.1f}x)")
     report("realtime vs polling (1,000 clients, 200 changes/s)", min(latency_ratio, cpu_ratio), 10, lines)
 
 

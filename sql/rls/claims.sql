@@ -78,15 +78,20 @@ COMMENT ON FUNCTION flows.current_customer_id() IS 'Customer id named by the "cu
 
 -- Properties a customer sees: those of the accounts they are linked to now
 -- (owner or occupier; a tenant who moved out no longer sees the home).
+-- PL/pgSQL, not SQL, so its plan is kept per session: a SQL function that
+-- cannot be inlined is planned again by every statement calling it, and every
+-- read a customer makes calls it (properties_customer).
 CREATE FUNCTION flows.customer_property_ids() RETURNS uuid[]
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
-    SELECT coalesce(array_agg(DISTINCT a.property), '{}')
-    FROM billing.customer_accounts AS ca
-    JOIN billing.accounts AS a ON a.id = ca.account_id
-    WHERE ca.customer_id = flows.current_customer_id()
-      AND ca.start_time <= pg_catalog.now() AND (ca.end_time IS NULL OR ca.end_time > pg_catalog.now())
+BEGIN
+    RETURN (SELECT coalesce(array_agg(DISTINCT a.property), '{}')
+            FROM billing.customer_accounts AS ca
+            JOIN billing.accounts AS a ON a.id = ca.account_id
+            WHERE ca.customer_id = flows.current_customer_id()
+              AND ca.start_time <= pg_catalog.now() AND (ca.end_time IS NULL OR ca.end_time > pg_catalog.now()));
+END
 $$;
 COMMENT ON FUNCTION flows.customer_property_ids() IS
     'Properties of the accounts the customer of a customer token is linked to now.';

@@ -18,8 +18,10 @@ from flows.cli.common import database_url_option, settings
 @click.option("--poll", default=1.0, show_default=True, help="Seconds between feed steps when no doorbell rings.")
 @click.option("--batch-window", default=0.02, show_default=True,
               help="Seconds a doorbell waits for more commits, so they are read and fanned out in one step.")
+@click.option("--step-interval", default=0.1, show_default=True,
+              help="Least seconds between feed steps: under a stream of commits, each step's reads serve more changes.")
 def gateway(database_url: str | None, host: str, port: int, queue_limit: int, retention: float,
-            prune_interval: float, poll: float, batch_window: float) -> None:
+            prune_interval: float, poll: float, batch_window: float, step_interval: float) -> None:
     """Serve /realtime (WebSocket), /events/stream (SSE), /live, /metrics and POST /webhooks/stripe.
 
     Log in as flows_authenticator (FLOWS_DATABASE_URL), like PostgREST, with the
@@ -34,7 +36,7 @@ def gateway(database_url: str | None, host: str, port: int, queue_limit: int, re
     resolved = settings(database_url)
     config = GatewayConfig(database_url=resolved.database_url, jwt_secret=resolved.jwt_secret, host=host, port=port,
                            queue_limit=queue_limit, retention_seconds=retention, prune_interval=prune_interval,
-                           poll_interval=poll, batch_window=batch_window,
+                           poll_interval=poll, batch_window=batch_window, step_interval=step_interval,
                            stripe_webhook_secret=resolved.stripe_webhook_secret)
     click.echo(f"gateway on http://{host}:{port} (live page /live, metrics /metrics)", err=True)
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, log_level="warning",

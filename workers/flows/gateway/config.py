@@ -16,6 +16,9 @@ class GatewayConfig:
     prune_interval: float = 300.0  # seconds between prunes (0: never; pg_cron may do it instead)
     poll_interval: float = 1.0  # seconds between feed steps without a doorbell (keeps the held snapshot fresh)
     batch_window: float = 0.02  # seconds a doorbell waits for others, to batch them into one step
+    # Least seconds between step starts: under a stream of commits, the read each audience costs per step
+    # (operators' dashboards) is shared by more changes; a commit after a quiet spell is not held up.
+    step_interval: float = 0.1
     heartbeat_interval: float = 15.0  # seconds between keepalives on idle streams
     auth_timeout: float = 10.0  # seconds a WebSocket has to send its token
     stripe_webhook_secret: str | None = None  # POST /webhooks/stripe checks signatures with it (None: 503)

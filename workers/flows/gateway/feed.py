@@ -158,14 +158,18 @@ class Feed:
         self._listener, self._connections = None, []
 
     async def _loop(self) -> None:
+        last_step = 0.0
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
-                if self.config.batch_window:
-                    await asyncio.sleep(self.config.batch_window)
+                # Batch: wait for more commits, and at least step_interval after the last step began.
+                pause = max(self.config.batch_window, last_step + self.config.step_interval - time.monotonic())
+                if pause > 0:
+                    await asyncio.sleep(pause)
             except TimeoutError:
                 pass
             self._wake.clear()
+            last_step = time.monotonic()
             if self._listener is None or self._listener.is_closed():
                 raise ConnectionError("the doorbell connection closed")
             await self.step()
