@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-import asyncpg
-
-from flows.worker.queries import Fenced, QueryFailed, _driver_errors, init_connection
+from flows.worker.queries import Fenced, PooledQueries, QueryFailed, _driver_errors
 
 CHANNEL = "flows_notifications"  # NOTIFY'd when messages are queued (flows.ring_notification_senders)
 
@@ -53,21 +51,7 @@ class RuleRun:
     error: str | None
 
 
-class NotificationQueries:
-    def __init__(self, pool: asyncpg.Pool, worker: str):
-        self.pool = pool
-        self.worker = worker
-
-    @classmethod
-    async def connect(cls, database_url: str, worker: str, pool_size: int) -> "NotificationQueries":
-        with _driver_errors():
-            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
-        return cls(pool, worker)
-
-    async def close(self) -> None:
-        with _driver_errors():
-            await self.pool.close()
-
+class NotificationQueries(PooledQueries):
     async def run_rules(self) -> list[RuleRun]:
         with _driver_errors():
             rows = await self.pool.fetch("SELECT rule, queued, error FROM flows.run_notification_rules_v1()")

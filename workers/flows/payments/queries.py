@@ -6,29 +6,13 @@ payment's lease moved on)."""
 
 from datetime import timedelta
 
-import asyncpg
-
 from flows.payments.processor import DuePayment, DueRefund
-from flows.worker.queries import _driver_errors, init_connection
+from flows.worker.queries import PooledQueries, _driver_errors
 
 CHANNEL = "billing_processor_work"
 
 
-class PaymentQueries:
-    def __init__(self, pool: asyncpg.Pool, worker: str):
-        self.pool = pool
-        self.worker = worker
-
-    @classmethod
-    async def connect(cls, database_url: str, worker: str, pool_size: int = 4) -> "PaymentQueries":
-        with _driver_errors():
-            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
-        return cls(pool, worker)
-
-    async def close(self) -> None:
-        with _driver_errors():
-            await self.pool.close()
-
+class PaymentQueries(PooledQueries):
     async def money_pass(self, retry_base: timedelta, horizon: timedelta) -> dict:
         with _driver_errors():
             return await self.pool.fetchval("SELECT billing.run_money_pass_v1($1, $2)", retry_base, horizon)

@@ -102,6 +102,25 @@ async def listening(database_url: str, callbacks: dict[str, Callable[[str], None
                 await conn.close()
 
 
+class PooledQueries:
+    """SQL calls of an outbound job (payments, notifications): one pool of connections that read and write
+    jsonb as Python objects, and this worker's name for the rows it claims."""
+
+    def __init__(self, pool: asyncpg.Pool, worker: str):
+        self.pool = pool
+        self.worker = worker
+
+    @classmethod
+    async def connect(cls, database_url: str, worker: str, pool_size: int = 4):
+        with _driver_errors():
+            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=pool_size, init=init_connection)
+        return cls(pool, worker)
+
+    async def close(self) -> None:
+        with _driver_errors():
+            await self.pool.close()
+
+
 STEP_CONNECTIONS = 4  # the steps of long work record on connections of their own (Queries.steps)
 
 
