@@ -211,7 +211,11 @@ AS $$
            billing.net_of_vat(d.days * s.standing_charge), NULL, NULL, NULL,
            (mt.tariff ->> 'standing_charge')::numeric
     FROM segments AS s
-    CROSS JOIN LATERAL (SELECT billing.uk_days(lower(s.period), upper(s.period)) AS days) AS d
+    CROSS JOIN LATERAL (  -- (a whole month, most: its days, without the time zone arithmetic)
+        SELECT CASE WHEN s.period = billing.month_range(p_period_start)
+                    THEN billing.round_half_up(((p_period_start + interval '1 month')::date - p_period_start)::numeric, 5)
+                    ELSE billing.uk_days(lower(s.period), upper(s.period)) END AS days
+    ) AS d
     LEFT JOIN meter_tariffs AS mt ON mt.meter_id = s.meter_id AND mt.period = s.period
 $$;
 COMMENT ON FUNCTION billing.statement_lines(uuid, date, uuid[]) IS

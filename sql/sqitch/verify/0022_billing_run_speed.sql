@@ -11,6 +11,9 @@ BEGIN
     ASSERT (SELECT p.prosrc LIKE '%t.esco = p_esco%' FROM pg_catalog.pg_proc AS p
             WHERE p.oid = 'billing.periods_without_tariff(uuid, date, uuid[])'::regprocedure),
         'billing.periods_without_tariff reads every ESCO''s tariffs';
+    ASSERT (SELECT p.prosrc LIKE '%s.period = billing.month_range(p_period_start)%' FROM pg_catalog.pg_proc AS p
+            WHERE p.oid = 'billing.statement_lines(uuid, date, uuid[])'::regprocedure),
+        'billing.statement_lines counts a whole month''s days through the time zone';
     PERFORM account_id, customer_id, uncovered
     FROM billing.periods_without_tariff('00000000-0000-0000-0000-000000000000', date '2026-01-01');
 END
