@@ -13,6 +13,10 @@
 -- (flows only indexes the enabled ones per element).
 CREATE INDEX meter_registers_meter_idx ON flows.meter_registers (meter_id);
 
+-- A run reads who pays its ESCO's accounts (billing.payer_periods by ESCO and
+-- role: occupiers, then owners), not every ESCO's occupancies.
+CREATE INDEX customer_accounts_esco_role_idx ON billing.customer_accounts (esco, role);
+
 -- Statements take whole UK months from the monthly rollup (one row a month
 -- instead of ~31 daily ones scattered over as many pages), which does not
 -- count estimated half hours: they look those up here, in the few days that
@@ -207,7 +211,11 @@ AS $$
            billing.net_of_vat(d.days * s.standing_charge), NULL, NULL, NULL,
            (mt.tariff ->> 'standing_charge')::numeric
     FROM segments AS s
-    CROSS JOIN LATERAL (SELECT billing.uk_days(lower(s.period), upper(s.period)) AS days) AS d
+    CROSS JOIN LATERAL (  -- (a whole month, most: its days, without the time zone arithmetic)
+        SELECT CASE WHEN s.period = billing.month_range(p_period_start)
+                    THEN billing.round_half_up(((p_period_start + interval '1 month')::date - p_period_start)::numeric, 5)
+                    ELSE billing.uk_days(lower(s.period), upper(s.period)) END AS days
+    ) AS d
     LEFT JOIN meter_tariffs AS mt ON mt.meter_id = s.meter_id AND mt.period = s.period
 $$;
 COMMENT ON FUNCTION billing.statement_lines(uuid, date, uuid[]) IS
@@ -227,7 +235,8 @@ AS $$
                           '{}'::tstzmultirange) AS uncovered  -- (tstzrange(null, null) would be everything)
         FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
         LEFT JOIN billing.customer_tariffs AS t  -- overlapping (as in statement_lines)
-          ON t.customer_id = b.customer_id AND t.effective_from < upper(b.period) AND t.effective_to > lower(b.period)
+          ON t.customer_id = b.customer_id AND t.esco = p_esco
+         AND t.effective_from < upper(b.period) AND t.effective_to > lower(b.period)
         GROUP BY b.account_id, b.customer_id, b.period
     ) AS x
     WHERE NOT isempty(x.uncovered)
@@ -258,8 +267,8 @@ BEGIN
                                         lower(u.r), upper(u.r)), '; ' ORDER BY a.account_number)
     INTO missing
     FROM billing.periods_without_tariff(run.esco, run.period_start, p_accounts) AS g
-    JOIN billing.accounts AS a ON a.id = g.account_id
-    JOIN billing.customers AS c ON c.id = g.customer_id
+    JOIN billing.accounts AS a ON a.id = g.account_id AND a.esco = run.esco
+    JOIN billing.customers AS c ON c.id = g.customer_id AND c.esco = run.esco
     CROSS JOIN LATERAL (SELECT x AS r FROM unnest(g.uncovered) AS x LIMIT 1) AS u;
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'no tariff in force for %', missing
@@ -289,23 +298,28 @@ BEGIN
         FROM lines AS l
         GROUP BY l.account_id, l.customer_id
     ),
-    totals AS (
+    totals AS (  -- per statement, with what it prints of the account, payer, home and meter (each joined once)
         SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled, a.meter_id,
+               a.account_number, a.type AS account_type, c.fullname, c.email,
+               concat_ws(', ', p.plot, p.address, si.name) AS supply_address, m.serial, m.hardware,
                (SELECT v.id FROM billing.invoices AS v
                 WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
                   AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
                 ORDER BY v.issued_at DESC LIMIT 1) AS replaces
         FROM sums AS s
         JOIN billing.accounts AS a ON a.id = s.account_id
+        JOIN billing.customers AS c ON c.id = s.customer_id
         JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.sites AS si ON si.id = p.site
         JOIN flows.meter_registry AS m ON m.id = a.meter_id
     ),
     -- What a statement prints besides its lines, frozen with it: the reads
     -- at either end, the tariffs and their price cap, 12 months of the
     -- meter's kWh and an annual estimate, the credit pushed to the meter;
-    -- each one grouped pass over the run. Each JSON object is a row (j, u, d:
-    -- its columns are the keys), which jsonb_agg and to_jsonb turn into JSON
-    -- for less than jsonb_build_object does with the same keys and values.
+    -- each one grouped pass over the run. Each JSON object is a row (its
+    -- columns are the keys) and each list an array of rows, turned into JSON
+    -- once, by the one to_jsonb of the whole document: no JSON is built to be
+    -- taken apart again into a bigger one.
     per_register AS (
         SELECT l.account_id, l.customer_id, l.register_id, l.element, sum(l.quantity) AS kwh,
                sum(l.half_hours) AS half_hours, sum(l.expected_half_hours) AS expected,
@@ -316,7 +330,7 @@ BEGIN
     ),
     readings AS (
         SELECT r.account_id, r.customer_id, sum(r.estimated) AS estimated,
-               pg_catalog.jsonb_agg(j ORDER BY j.element) AS readings
+               array_agg(j ORDER BY j.element) AS readings
         FROM per_register AS r
         JOIN totals AS t ON t.account_id = r.account_id AND t.customer_id = r.customer_id
         LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
@@ -333,7 +347,7 @@ BEGIN
     ),
     tariffs AS (
         SELECT u.account_id, u.customer_id,
-               pg_catalog.jsonb_agg(j ORDER BY j.effective_from) AS tariffs,
+               array_agg(j ORDER BY j.effective_from) AS tariffs,
                (array_agg(ct.unit_rate ORDER BY ct.effective_from DESC))[1] AS unit_rate,
                (array_agg(ct.standing_charge ORDER BY ct.effective_from DESC))[1] AS standing_charge
         FROM (SELECT DISTINCT l.account_id, l.customer_id, l.customer_tariff_id FROM lines AS l) AS u
@@ -356,7 +370,7 @@ BEGIN
     ),
     usage AS (  -- every one of the 12 months (whoever paid then), 0 where the meter measured nothing
         SELECT t.account_id, t.customer_id,
-               pg_catalog.jsonb_agg(u ORDER BY u.month) AS months,
+               array_agg(u ORDER BY u.month) AS months,
                coalesce(sum(mm.kwh), 0) AS total,
                -- a year's kWh: the last 12 months, scaled up when fewer months have data
                billing.round_half_up(coalesce(sum(mm.kwh), 0) * 12 / greatest(count(*) FILTER (WHERE mm.kwh > 0), 1),
@@ -386,13 +400,10 @@ BEGIN
                CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
                coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces, pg_catalog.to_jsonb(d)
         FROM totals AS t
-        JOIN billing.accounts AS a ON a.id = t.account_id
-        JOIN billing.customers AS c ON c.id = t.customer_id
-        JOIN flows.properties AS p ON p.id = a.property
-        JOIN flows.sites AS si ON si.id = p.site
-        JOIN flows.escos AS e ON e.id = a.esco
-        LEFT JOIN billing.esco_billing AS eb ON eb.esco = a.esco
-        JOIN flows.meter_registry AS m ON m.id = t.meter_id
+        CROSS JOIN (SELECT e.code, coalesce(eb.legal_name, e.name) AS name, eb.address, eb.email, eb.phone,
+                           eb.website, eb.vat_number
+                    FROM flows.escos AS e LEFT JOIN billing.esco_billing AS eb ON eb.esco = e.id
+                    WHERE e.id = run.esco) AS es  -- the ESCO's contact: once per run
         LEFT JOIN readings AS rd ON rd.account_id = t.account_id AND rd.customer_id = t.customer_id
         LEFT JOIN tariffs AS tf ON tf.account_id = t.account_id AND tf.customer_id = t.customer_id
         LEFT JOIN usage AS us ON us.account_id = t.account_id AND us.customer_id = t.customer_id
@@ -403,17 +414,16 @@ BEGIN
         LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
                            WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
                            ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
+        CROSS JOIN LATERAL (SELECT t.fullname, t.email) AS cu
+        CROSS JOIN LATERAL (SELECT t.serial, t.hardware, t.prepay_enabled AS prepay) AS me
         CROSS JOIN LATERAL (  -- the details: a key a column
-            SELECT pg_catalog.jsonb_build_object('fullname', c.fullname, 'email', c.email) AS customer,
-                   a.account_number,
-                   a.type AS account_type,
-                   concat_ws(', ', p.plot, p.address, si.name) AS supply_address,
-                   pg_catalog.jsonb_build_object('code', e.code, 'name', coalesce(eb.legal_name, e.name),
-                                                 'address', eb.address, 'email', eb.email, 'phone', eb.phone,
-                                                 'website', eb.website, 'vat_number', eb.vat_number) AS esco,
-                   pg_catalog.jsonb_build_object('serial', m.serial, 'hardware', m.hardware,
-                                                 'prepay', m.prepay_enabled) AS meter,
-                   coalesce(rd.readings, '[]') AS readings,
+            SELECT cu AS customer,
+                   t.account_number,
+                   t.account_type,
+                   t.supply_address,
+                   es AS esco,
+                   me AS meter,
+                   coalesce(rd.readings, '{}') AS readings,  -- (an empty list)
                    tf.tariffs,
                    us.months AS usage_12_months,
                    us.total AS kwh_12_months,
