@@ -150,7 +150,9 @@ COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
 CREATE FUNCTION billing.split_at(p_at timestamptz, p_balance numeric, p_previous_at timestamptz,
                                  p_previous_balance numeric, p_next_at timestamptz)
 RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- (no SET: inlined into the ledger's queries)
+-- STABLE, as what it calls (timestamptz +/- interval): PostgreSQL inlines a function only when its body is no
+-- less volatile than declared, and called once per observation it must be inlined (no SET either)
+LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE WHEN coalesce(p_balance > 0, true) THEN p_at
             WHEN p_previous_balance <= 0
                  THEN CASE WHEN p_previous_at <= pg_catalog.date_bin('30 minutes', p_at, 'epoch')
@@ -395,39 +397,41 @@ WITH settings AS (
 ), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
     SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
     FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
-                  -- first and the last and the balance then, the lowest balance (by groups, no sort; each
-                  -- observation's (time, balance) key built once, OFFSET 0, for both ends)
-    SELECT o.meter_id, o.day, count(*)::integer AS n, min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
-           (min(o.keyed))[2] AS first_balance, (max(o.keyed))[2] AS last_balance, min(o.balance) AS lowest
-    FROM (SELECT o.meter_id, o."timestamp", o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day,
-                 ARRAY[extract(epoch FROM o."timestamp"), o.balance] AS keyed
-          FROM flows.meter_prepay_balance AS o, bounds
-          WHERE o.meter_id IN (SELECT id FROM meters)
-            AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
-          OFFSET 0) AS o
-    GROUP BY o.meter_id, o.day
+), stored AS (  -- each meter's UK days as recorded (flows.meter_ledger_days, from the day before the first), priced
+                -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
+                -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
+    SELECT s.*, p.meter_id IS NOT NULL AS priced,
+           s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
+           s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost,
+           s.first_tail_kwh_a * p.unit_rate_a + s.first_tail_kwh_b * p.unit_rate_b AS first_tail_cost
+    FROM flows.meter_ledger_days AS s
+    JOIN calendar AS k ON k.day = s.day
+    LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
+    WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to
 ), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
               -- before it that had one; the day's first when there is none) to its last
-    SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
+    SELECT r.meter_id, r.day, r.observations - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
            coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
            coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
-           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first
-    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
-          FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
-    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
-), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
-                           -- (a day's start is the last observation of an earlier day, or its own first); split
-                           -- where billing.split_at says (the next read is on a later day; the one before is
-                           -- looked up only for a balance of zero or below)
+           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first,
+           coalesce(r.previous_day, r.day) AS start_day
+    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance,
+                 lag(r.day) OVER w AS previous_day
+          FROM stored AS r WHERE r.observations > 0 WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
+    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.observations > 1)
+), ends AS MATERIALIZED (  -- the ends of the days not priced whole, split as flows.meter_ledger_days splits them:
+                           -- each day's last observation (after the one before it), the first one read when a
+                           -- day starts from its own first (after nothing)
     SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
-    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance FROM readings AS r
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM stored AS r
+          WHERE r.observations > 0 AND NOT r.priced
           UNION ALL
-          SELECT d.meter_id, d.started_at, d.day, d.opening_balance FROM days AS d WHERE d.from_first) AS e
-    CROSS JOIN bounds
+          SELECT s.meter_id, s.first_at, s.day, s.first_balance, false FROM days AS d
+          JOIN stored AS s ON s.meter_id = d.meter_id AND s.day = d.day
+          WHERE d.from_first AND NOT s.priced) AS e
     LEFT JOIN LATERAL (
         SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
-        WHERE e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at AND b."timestamp" >= bounds.t_before
+        WHERE e.last AND e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at
         ORDER BY b."timestamp" DESC LIMIT 1
     ) AS before ON true
 ), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
@@ -449,59 +453,64 @@ WITH settings AS (
     ) AS h
     JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
     GROUP BY x.meter_id, x.at
-), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
-    SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
-             AS cost, sum(d.intervals) AS n
-    FROM flows.meter_registers AS r
-    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
-    JOIN calendar AS k ON k.day = d.day
-    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
-    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
-    GROUP BY r.meter_id, d.day
-    UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
+), wholes AS (  -- each meter's days: as recorded, priced at the day's tariff; a day a tariff changes in:
+                -- its half hours, each at its rate
+    SELECT s.meter_id, s.day, s.whole_cost AS cost, s.intervals AS n FROM stored AS s WHERE s.priced
+    UNION ALL
     SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
     FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
            -- nor the tariff periods looked up for each)
-        SELECT c.meter_id, c.day, r.element, h.hh, h.kwh
-        FROM (SELECT DISTINCT p.meter_id, (p.valid_from AT TIME ZONE 'Europe/London')::date AS day FROM periods AS p
-              WHERE p.valid_from > flows.uk_day_start((p.valid_from AT TIME ZONE 'Europe/London')::date)) AS c
-        JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
+        SELECT s.meter_id, s.day, r.element, h.hh, h.kwh
+        FROM stored AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
         CROSS JOIN LATERAL (
             SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day)
-              AND i."timestamp" < flows.uk_day_start(c.day + 1)
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(s.day)
+              AND i."timestamp" < flows.uk_day_start(s.day + 1)
               AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
             OFFSET 0
         ) AS h
-        WHERE c.day BETWEEN p_from - 1 AND p_to OFFSET 0
+        WHERE NOT s.priced AND s.intervals > 0 AND EXISTS (SELECT FROM periods AS p WHERE p.meter_id = s.meter_id)
+        OFFSET 0
     ) AS x
     JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
     GROUP BY x.meter_id, x.day
-), cumulative AS (  -- running totals per meter of the whole days' cost and half hours
-    SELECT m.id AS meter_id, g.day::date AS day,
-           sum(coalesce(w.cost, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS cost,
-           sum(coalesce(w.n, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS n
-    FROM meters AS m
-    CROSS JOIN generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-    LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
+), cumulative AS (  -- running totals per meter of the days' cost and half hours
+    SELECT s.meter_id, s.day,
+           sum(coalesce(w.cost, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS cost,
+           sum(coalesce(w.n, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS n
+    FROM stored AS s
+    LEFT JOIN wholes AS w ON w.meter_id = s.meter_id AND w.day = s.day
 ), midnights AS (
     SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
 ), ledger AS (
     SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
-           w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
+           w1.cost - w0.cost - t1.cost + t0.cost AS energy_cost,
            coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
            -- every element's every half hour the day overlaps
-           n.n > 0 AND w1.n - w0.n - coalesce(t1.after, 0) + coalesce(t0.overlapping, 0)
+           n.n > 0 AND w1.n - w0.n - t1.after + t0.overlapping
              = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
                                           - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
     FROM days AS d
     JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
-    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
-    LEFT JOIN tails AS t1 ON t1.meter_id = d.meter_id AND t1.at = d.ended_at
-    LEFT JOIN tails AS t0 ON t0.meter_id = d.meter_id AND t0.at = d.started_at
+    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = d.start_day
+    JOIN stored AS s1 ON s1.meter_id = d.meter_id AND s1.day = d.day
+    JOIN stored AS s0 ON s0.meter_id = d.meter_id AND s0.day = d.start_day
+    LEFT JOIN tails AS r1 ON r1.meter_id = d.meter_id AND r1.at = d.ended_at
+    LEFT JOIN tails AS r0 ON r0.meter_id = d.meter_id AND r0.at = d.started_at
+    -- the tails after the day's last observation and after its start: recorded, or from the half hours
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN s1.priced THEN s1.tail_cost ELSE coalesce(r1.cost, 0) END AS cost,
+               CASE WHEN s1.priced THEN s1.tail_after ELSE coalesce(r1.after, 0) END AS after
+    ) AS t1
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN NOT s0.priced THEN coalesce(r0.cost, 0)
+                    WHEN d.from_first THEN s0.first_tail_cost ELSE s0.tail_cost END AS cost,
+               CASE WHEN NOT s0.priced THEN coalesce(r0.overlapping, 0)
+                    WHEN d.from_first THEN s0.first_tail_overlapping ELSE s0.tail_overlapping END AS overlapping
+    ) AS t0
     LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
-    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
-                             AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id AND c0.day = d.start_day
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
                GROUP BY r.meter_id) AS n
       ON n.meter_id = d.meter_id
