@@ -104,7 +104,8 @@ COMMENT ON VIEW billing.meter_tariff_periods IS
 -- p_from to p_to (of the tariff active at that midnight: standing charge, and
 -- debt recovery while a debt loaded on the meter lasts), as a running total
 -- per meter: what the meter has taken by the end of that day's midnight.
-CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
+-- p_meters: these meters only.
+CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date, p_meters uuid[] DEFAULT NULL)
 RETURNS TABLE (meter_id uuid, day date, charged numeric)
 LANGUAGE sql STABLE
 SET search_path = ''
@@ -112,7 +113,7 @@ AS $$
 WITH periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t
     JOIN flows.meter_registry AS m ON m.id = t.meter_id
-    WHERE m.esco = p_esco AND m.prepay_enabled
+    WHERE m.esco = p_esco AND m.prepay_enabled AND (p_meters IS NULL OR m.id = ANY (p_meters))
 ), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
     SELECT d.meter_id, g.day,
            least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
@@ -134,9 +135,9 @@ FROM (
     LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
 ) AS c
 $$;
-COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
-    'Running total per prepay meter of an ESCO of the daily charges (standing charge, debt recovery) taken at '
-    'each UK midnight from p_from to p_to (GBP).';
+COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date, uuid[]) IS
+    'Running total per prepay meter of an ESCO (p_meters: of these) of the daily charges (standing charge, debt '
+    'recovery) taken at each UK midnight from p_from to p_to (GBP).';
 
 -- Where a balance observation splits the energy of the half hour it falls in
 -- between the intervals before and after it. The half hour's energy is used
@@ -181,8 +182,11 @@ COMMENT ON FUNCTION billing.split_at(timestamptz, numeric, timestamptz, numeric,
 -- meters' intervals a credit, a token, a rise of the balance or a balance
 -- below the emergency credit threshold could make special (what
 -- billing.shadow_ledger needs beyond its daily totals), their half hours
--- looked up by index.
-CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL)
+-- looked up by index; with p_steps_on (the UK day of each meter of
+-- p_steps_of, pairwise: a meter may come several times) only the intervals
+-- ending on those days, from the observations around them alone.
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL,
+                                                p_steps_on date[] DEFAULT NULL)
 RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
                closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
                token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
@@ -203,6 +207,22 @@ WITH settings AS (
       AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
 ), periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), steps_on AS (  -- p_steps_on: the days asked for and the observations their intervals need: from the second
+                  -- before the day's first (the split of the one before the first depends on it) to the first
+                  -- after its last (where its last splits)
+    SELECT x.meter_id, x.day, coalesce(before.at, '-infinity') AS from_at, coalesce(after.at, 'infinity') AS to_at
+    FROM (SELECT DISTINCT x.meter_id, x.day FROM unnest(p_steps_of, p_steps_on) AS x (meter_id, day)
+          WHERE p_steps_on IS NOT NULL) AS x
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" < flows.uk_day_start(x.day)
+        ORDER BY b."timestamp" DESC OFFSET 1 LIMIT 1
+    ) AS before ON true
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= flows.uk_day_start(x.day + 1)
+        ORDER BY b."timestamp" LIMIT 1
+    ) AS after ON true
 ), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in;
                       -- where each splits the half hour it falls in (billing.split_at), and the one before
     SELECT o.*, lag(o.split_at) OVER (PARTITION BY o.meter_id ORDER BY o.k) AS previous_split_at
@@ -213,6 +233,8 @@ WITH settings AS (
                                 lead(b."timestamp") OVER w) AS split_at
         FROM flows.meter_prepay_balance AS b, bounds
         WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+          AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = b.meter_id
+                                                AND b."timestamp" BETWEEN x.from_at AND x.to_at))
         WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
     ) AS o
 ), credits AS (  -- completed top-ups, at the observation that read their balance_after
@@ -256,6 +278,8 @@ WITH settings AS (
     WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
       AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
            OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+      AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = o.meter_id
+                                            AND x.day = (o.at AT TIME ZONE 'Europe/London')::date))
 ), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
                               -- (and split at their split_at)
     SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats, array_agg(o.split_at ORDER BY o.k) AS splits
@@ -311,7 +335,7 @@ WITH settings AS (
     JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
     GROUP BY x.meter_id, x.k
 ), midnights AS (
-    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to, p_steps_of)
 ), intervals AS (
     SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
            coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
@@ -360,10 +384,11 @@ SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing
        r.complete
 FROM repaid AS r
 $$;
-COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[]) IS
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[]) IS
     'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
     'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
-    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special.';
+    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special (p_steps_on: '
+    'those ending on these days, pairwise).';
 
 -- The shadow ledger per meter and UK day: what the sum of its intervals
 -- (billing.shadow_ledger_intervals) gives, computed from the day's ends: the
@@ -485,6 +510,7 @@ WITH settings AS (
     SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
 ), ledger AS (
     SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
+           s1.rises OR s1.first_balance > d.opening_balance AS rises,  -- an interval of the day rose
            w1.cost - w0.cost - t1.cost + t0.cost AS energy_cost,
            coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
            -- every element's every half hour the day overlaps
@@ -514,22 +540,46 @@ WITH settings AS (
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
                GROUP BY r.meter_id) AS n
       ON n.meter_id = d.meter_id
+), thresholds AS (  -- below which a meter offers emergency credit (the highest of its tariffs')
+    SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+    WHERE p.emergency_credit > 0 GROUP BY p.meter_id
+), credited AS (  -- completed top-ups and credit events, and the days of the observations they may be placed at (the
+                  -- first at or after them; a top-up's may be the one that read its balance_after, 10 minutes before)
+    SELECT x.meter_id, (placed.at AT TIME ZONE 'Europe/London')::date AS day
+    FROM (SELECT t.meter_id, t.used_at - interval '10 minutes' AS from_at, t.used_at AS to_at
+          FROM billing.topups AS t, bounds
+          WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+            AND t.used_at < bounds.t_to + interval '10 minutes'
+          UNION ALL
+          SELECT e.meter_id, e."timestamp", e."timestamp" FROM flows.meter_event_log AS e, bounds
+          WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+            AND e."timestamp" < bounds.t_to) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.from_at
+        UNION ALL
+        SELECT min(b."timestamp") FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.to_at
+    ) AS placed
 ), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
                  -- explain, a balance below the emergency credit threshold, a credit or a token
-    SELECT array_agg(DISTINCT x.meter_id) AS meters
+    SELECT DISTINCT x.meter_id
     FROM (
         SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
-        LEFT JOIN (SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
-                   WHERE p.emergency_credit > 0 GROUP BY p.meter_id) AS e ON e.meter_id = l.meter_id
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
         WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
         UNION ALL
-        SELECT t.meter_id FROM billing.topups AS t, bounds
-        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
-          AND t.used_at < bounds.t_to + interval '10 minutes'
-        UNION ALL
-        SELECT e.meter_id FROM flows.meter_event_log AS e, bounds
-        WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
-          AND e."timestamp" < bounds.t_to
+        SELECT c.meter_id FROM credited AS c
+    ) AS x
+), special_days AS (  -- the days of those meters such an interval may end on: a rise, a balance below the
+                      -- threshold, a credit or a token placed
+    SELECT array_agg(x.meter_id) AS meters, array_agg(x.day) AS days
+    FROM (
+        SELECT l.meter_id, l.day FROM ledger AS l
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
+        WHERE l.meter_id IN (SELECT s.meter_id FROM special AS s) AND (l.rises OR l.lowest < e.threshold)
+        UNION
+        SELECT c.meter_id, c.day FROM credited AS c WHERE c.day IS NOT NULL
     ) AS x
 ), steps AS (  -- the intervals computed one by one, per day
     SELECT s.meter_id, s.day,
@@ -544,7 +594,9 @@ WITH settings AS (
                                         'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
                                         'repaid', s.repaid) ORDER BY s.ended_at)
              FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
-    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, (SELECT coalesce(x.meters, '{}') FROM special AS x)) AS s
+    FROM special_days AS x
+    CROSS JOIN LATERAL billing.shadow_ledger_intervals(p_esco, p_from, p_to, coalesce(x.meters, '{}'),
+                                                       coalesce(x.days, '{}')) AS s
     GROUP BY s.meter_id, s.day
 ), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
     SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,

@@ -1,5 +1,6 @@
 -- The daily and monthly rollups of half hours (register_interval_daily and
--- _monthly), kept exact by whoever writes half hours (record_interval_hh).
+-- _monthly), kept exact by whoever writes half hours (record_interval_hh);
+-- with them the days of the shadow ledger (flows.meter_ledger_days).
 
 -- Adds newly recorded half hours to the daily and monthly rollups (UK days
 -- and months), aggregated per register and day; p_estimated: derived from reads.
@@ -35,6 +36,10 @@ BEGIN ATOMIC
         SET import_kwh = m.import_kwh + excluded.import_kwh,
             export_kwh = m.export_kwh + excluded.export_kwh,
             intervals = m.intervals + excluded.intervals;
+    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
+    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
 END;
 
 
@@ -67,4 +72,8 @@ BEGIN ATOMIC
     ORDER BY t.register_id, t.month
     ON CONFLICT (register_id, month) DO UPDATE
         SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
+    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
+    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
 END;

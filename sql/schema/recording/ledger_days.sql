@@ -24,6 +24,7 @@ CREATE TABLE flows.meter_ledger_days (
     last_at                timestamptz,
     last_balance           numeric(12, 5),
     lowest                 numeric(12, 5),
+    rises                  boolean        NOT NULL,
     kwh_a                  numeric        NOT NULL,
     kwh_b                  numeric        NOT NULL,
     intervals              integer        NOT NULL,
@@ -38,10 +39,10 @@ CREATE TABLE flows.meter_ledger_days (
 );
 COMMENT ON TABLE flows.meter_ledger_days IS
     'Per meter and UK day, from the raw rows (kept exact as they arrive): balance observations (count, first, last, '
-    'lowest), import kWh of element A (or SINGLE) and B and half hours counted (every register, as '
-    'register_interval_daily), and the kWh after the first and the last observation to the day''s end (tails, '
-    'prorated where billing.split_at splits the half hour; half hours overlapping, and starting at or after, the '
-    'observation). What billing.shadow_ledger reads.';
+    'lowest, whether one rose above the one before it in the day), import kWh of element A (or SINGLE) and B and '
+    'half hours counted (every register, as register_interval_daily), and the kWh after the first and the last '
+    'observation to the day''s end (tails, prorated where billing.split_at splits the half hour; half hours '
+    'overlapping, and starting at or after, the observation). What billing.shadow_ledger reads.';
 
 -- Recomputes the rows of these meters' UK days (pairs of equal arrays) from
 -- the raw rows: meter_prepay_balance, register_interval_daily (kept by the
@@ -59,16 +60,18 @@ BEGIN
     ), observed AS (  -- the day's observations; where its first and last split their half hours (the first as if
                       -- nothing came before it: the ledger takes it as the start only when nothing did)
         SELECT t.meter_id, t.day, t.starts, t.ends, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance,
-               o.lowest,
+               o.lowest, o.rises,
                billing.split_at(o.first_at, o.first_balance, NULL, NULL, 'infinity') AS first_split,
                billing.split_at(o.last_at, o.last_balance, before.at, before.balance, 'infinity') AS last_split
         FROM touched AS t
         CROSS JOIN LATERAL (
             SELECT count(*)::integer AS n, min(b."timestamp") AS first_at, max(b."timestamp") AS last_at,
                    (array_agg(b.balance ORDER BY b."timestamp"))[1] AS first_balance,
-                   (array_agg(b.balance ORDER BY b."timestamp" DESC))[1] AS last_balance, min(b.balance) AS lowest
-            FROM flows.meter_prepay_balance AS b
-            WHERE b.meter_id = t.meter_id AND b."timestamp" >= t.starts AND b."timestamp" < t.ends
+                   (array_agg(b.balance ORDER BY b."timestamp" DESC))[1] AS last_balance, min(b.balance) AS lowest,
+                   coalesce(bool_or(b.rose), false) AS rises
+            FROM (SELECT b."timestamp", b.balance, b.balance > lag(b.balance) OVER (ORDER BY b."timestamp") AS rose
+                  FROM flows.meter_prepay_balance AS b
+                  WHERE b.meter_id = t.meter_id AND b."timestamp" >= t.starts AND b."timestamp" < t.ends) AS b
         ) AS o
         LEFT JOIN LATERAL (  -- the observation before the last (looked up only where the balance is zero or below)
             SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
@@ -105,7 +108,7 @@ BEGIN
         JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
         GROUP BY t.meter_id, t.day
     ), computed AS (
-        SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest,
+        SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
                coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
                coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
                coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after,
@@ -121,8 +124,8 @@ BEGIN
         WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
     )
     INSERT INTO flows.meter_ledger_days AS s (
-        meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, kwh_a, kwh_b, intervals,
-        tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after, first_tail_kwh_a, first_tail_kwh_b,
+        meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
+        intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after, first_tail_kwh_a, first_tail_kwh_b,
         first_tail_overlapping)
     SELECT c.* FROM computed AS c
     WHERE c.n > 0 OR c.intervals > 0
@@ -130,7 +133,8 @@ BEGIN
     ON CONFLICT (meter_id, day) DO UPDATE
         SET observations = excluded.observations, first_at = excluded.first_at,
             first_balance = excluded.first_balance, last_at = excluded.last_at, last_balance = excluded.last_balance,
-            lowest = excluded.lowest, kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b, intervals = excluded.intervals,
+            lowest = excluded.lowest, rises = excluded.rises, kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b,
+            intervals = excluded.intervals,
             tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
             tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after,
             first_tail_kwh_a = excluded.first_tail_kwh_a, first_tail_kwh_b = excluded.first_tail_kwh_b,
@@ -171,6 +175,7 @@ COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestam
 -- erasure): statement triggers, the rows written as transition tables.
 CREATE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
 SET search_path = ''
 AS $$
 BEGIN
@@ -201,6 +206,7 @@ CREATE TRIGGER meter_ledger_days_deleted AFTER DELETE ON flows.meter_prepay_bala
 -- day of its meter.
 CREATE FUNCTION flows.meter_ledger_days_follow_registers() RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
 SET search_path = ''
 AS $$
 BEGIN

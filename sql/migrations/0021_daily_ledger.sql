@@ -1,0 +1,815 @@
+-- 0021_daily_ledger: the shadow prepay ledger reads a row per meter and UK day (flows.meter_ledger_days: the
+-- day's balance observations, its kWh per rate and the kWh after its first and last observation), kept exact as
+-- balances, half hours and registers are written (triggers, and the rollups' writers), instead of every balance
+-- observation and the half hours at the days' ends; the intervals it computes one by one only on the days that
+-- need them; billing.split_at STABLE, so that it is inlined (docs/reconciliation.md, "How the ledger computes",
+-- "Performance").
+
+-- Everything below is created by, and owned by, flows_owner.
+SET LOCAL ROLE flows_owner;
+
+-- ---- schema/recording/ledger_days.sql ----
+-- What the shadow prepay ledger (billing.shadow_ledger, docs/reconciliation.md)
+-- needs of each meter's UK day, kept as the raw rows arrive so that a
+-- reconciliation reads one row per meter and day instead of every balance
+-- observation and half hour: the day's balance observations (how many, the
+-- first and the last, the lowest), its energy per rate (kWh of element B, and
+-- of A or SINGLE) and the energy after its first and its last observation (the
+-- *tails*: the half hours from where the observation splits its half hour,
+-- billing.split_at, to the day's end, kWh prorated). kWh, not money: prices
+-- come from tariffs, which may be read after the half hours they price, so
+-- the ledger prices these rows when it reads them.
+--
+-- Exact whatever order the raw rows come in: a row is recomputed from the raw
+-- rows (flows.refresh_meter_ledger_days) for every meter and day whose
+-- balances (the triggers below, whoever writes them), half hours (the rollup
+-- functions every writer of half hours calls, interval_rollups.sql) or
+-- registers change; a change of balance also recomputes the next day with
+-- observations (its last observation's split may depend on the one before it).
+CREATE TABLE flows.meter_ledger_days (
+    meter_id               uuid           NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
+    day                    date           NOT NULL,
+    observations           integer        NOT NULL,
+    first_at               timestamptz,
+    first_balance          numeric(12, 5),
+    last_at                timestamptz,
+    last_balance           numeric(12, 5),
+    lowest                 numeric(12, 5),
+    rises                  boolean        NOT NULL,
+    kwh_a                  numeric        NOT NULL,
+    kwh_b                  numeric        NOT NULL,
+    intervals              integer        NOT NULL,
+    tail_kwh_a             numeric        NOT NULL,
+    tail_kwh_b             numeric        NOT NULL,
+    tail_overlapping       integer        NOT NULL,
+    tail_after             integer        NOT NULL,
+    first_tail_kwh_a       numeric        NOT NULL,
+    first_tail_kwh_b       numeric        NOT NULL,
+    first_tail_overlapping integer        NOT NULL,
+    PRIMARY KEY (meter_id, day)
+);
+COMMENT ON TABLE flows.meter_ledger_days IS
+    'Per meter and UK day, from the raw rows (kept exact as they arrive): balance observations (count, first, last, '
+    'lowest, whether one rose above the one before it in the day), import kWh of element A (or SINGLE) and B and '
+    'half hours counted (every register, as register_interval_daily), and the kWh after the first and the last '
+    'observation to the day''s end (tails, prorated where billing.split_at splits the half hour; half hours '
+    'overlapping, and starting at or after, the observation). What billing.shadow_ledger reads.';
+
+-- Recomputes the rows of these meters' UK days (pairs of equal arrays) from
+-- the raw rows: meter_prepay_balance, register_interval_daily (kept by the
+-- same writers first) and register_interval_hh for the tails. A day with
+-- neither observations nor half hours has no row.
+CREATE FUNCTION flows.refresh_meter_ledger_days(p_meter_ids uuid[], p_days date[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    WITH touched AS (
+        SELECT DISTINCT x.meter_id, x.day, flows.uk_day_start(x.day) AS starts, flows.uk_day_start(x.day + 1) AS ends
+        FROM unnest(p_meter_ids, p_days) AS x (meter_id, day)
+        WHERE x.meter_id IS NOT NULL AND x.day IS NOT NULL
+    ), observed AS (  -- the day's observations; where its first and last split their half hours (the first as if
+                      -- nothing came before it: the ledger takes it as the start only when nothing did)
+        SELECT t.meter_id, t.day, t.starts, t.ends, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance,
+               o.lowest, o.rises,
+               billing.split_at(o.first_at, o.first_balance, NULL, NULL, 'infinity') AS first_split,
+               billing.split_at(o.last_at, o.last_balance, before.at, before.balance, 'infinity') AS last_split
+        FROM touched AS t
+        CROSS JOIN LATERAL (
+            SELECT count(*)::integer AS n, min(b."timestamp") AS first_at, max(b."timestamp") AS last_at,
+                   (array_agg(b.balance ORDER BY b."timestamp"))[1] AS first_balance,
+                   (array_agg(b.balance ORDER BY b."timestamp" DESC))[1] AS last_balance, min(b.balance) AS lowest,
+                   coalesce(bool_or(b.rose), false) AS rises
+            FROM (SELECT b."timestamp", b.balance, b.balance > lag(b.balance) OVER (ORDER BY b."timestamp") AS rose
+                  FROM flows.meter_prepay_balance AS b
+                  WHERE b.meter_id = t.meter_id AND b."timestamp" >= t.starts AND b."timestamp" < t.ends) AS b
+        ) AS o
+        LEFT JOIN LATERAL (  -- the observation before the last (looked up only where the balance is zero or below)
+            SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
+            WHERE o.last_balance <= 0 AND b.meter_id = t.meter_id AND b."timestamp" < o.last_at
+            ORDER BY b."timestamp" DESC LIMIT 1
+        ) AS before ON true
+    ), tails AS (  -- from each end (first, last) to the day's end, per rate: its half hours by index
+        SELECT e.meter_id, e.day, e.last,
+               coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
+               coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
+               count(h.hh)::integer AS overlapping, (count(h.hh) FILTER (WHERE h.hh >= e.at))::integer AS after
+        FROM (SELECT o.meter_id, o.day, o.ends, false AS last, o.first_at AS at, o.first_split AS split
+              FROM observed AS o WHERE o.n > 0
+              UNION ALL
+              SELECT o.meter_id, o.day, o.ends, true, o.last_at, o.last_split FROM observed AS o WHERE o.n > 0) AS e
+        JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
+        LEFT JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh,
+                   extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.split)) / 1800
+                       AS share
+            FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > e.at - interval '30 minutes'
+              AND i."timestamp" < e.ends
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+        ) AS h ON true
+        GROUP BY e.meter_id, e.day, e.last
+    ), energy AS (  -- the day's half hours per rate (the daily rollups of every register of the meter)
+        SELECT t.meter_id, t.day,
+               coalesce(sum(d.import_kwh) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
+               coalesce(sum(d.import_kwh) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
+               sum(d.intervals)::integer AS intervals
+        FROM touched AS t
+        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id
+        JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
+        GROUP BY t.meter_id, t.day
+    ), computed AS (
+        SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
+               coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
+               coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
+               coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after,
+               coalesce(f.kwh_a, 0) AS first_tail_kwh_a, coalesce(f.kwh_b, 0) AS first_tail_kwh_b,
+               coalesce(f.overlapping, 0) AS first_tail_overlapping
+        FROM observed AS o
+        LEFT JOIN energy AS e ON e.meter_id = o.meter_id AND e.day = o.day
+        LEFT JOIN tails AS l ON l.meter_id = o.meter_id AND l.day = o.day AND l.last
+        LEFT JOIN tails AS f ON f.meter_id = o.meter_id AND f.day = o.day AND NOT f.last
+    ), removed AS (
+        DELETE FROM flows.meter_ledger_days AS s
+        USING computed AS c
+        WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
+    )
+    INSERT INTO flows.meter_ledger_days AS s (
+        meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
+        intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after, first_tail_kwh_a, first_tail_kwh_b,
+        first_tail_overlapping)
+    SELECT c.* FROM computed AS c
+    WHERE c.n > 0 OR c.intervals > 0
+    ORDER BY c.meter_id, c.day
+    ON CONFLICT (meter_id, day) DO UPDATE
+        SET observations = excluded.observations, first_at = excluded.first_at,
+            first_balance = excluded.first_balance, last_at = excluded.last_at, last_balance = excluded.last_balance,
+            lowest = excluded.lowest, rises = excluded.rises, kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b,
+            intervals = excluded.intervals,
+            tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
+            tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after,
+            first_tail_kwh_a = excluded.first_tail_kwh_a, first_tail_kwh_b = excluded.first_tail_kwh_b,
+            first_tail_overlapping = excluded.first_tail_overlapping
+        WHERE (s.*) IS DISTINCT FROM (excluded.*);
+END
+$$;
+COMMENT ON FUNCTION flows.refresh_meter_ledger_days(uuid[], date[]) IS
+    'Recomputes flows.meter_ledger_days of these (meter, UK day) pairs from the raw rows.';
+
+-- Recomputes the rows of the UK days balance observations at p_timestamps
+-- fall on, and of each meter's next day with observations after them (its
+-- last observation's split may depend on the observation before it).
+CREATE FUNCTION flows.refresh_meter_ledger_days_of_balances(p_meter_ids uuid[], p_timestamps timestamptz[])
+RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    SELECT flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
+    FROM (
+        SELECT t.meter_id, t.day FROM (
+            SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
+            FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t
+        UNION ALL
+        SELECT t.meter_id, flows.uk_day(next.at)
+        FROM (SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
+              FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t
+        CROSS JOIN LATERAL (
+            SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+            WHERE b.meter_id = t.meter_id AND b."timestamp" >= flows.uk_day_start(t.day + 1)
+        ) AS next
+    ) AS x;
+END;
+COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestamptz[]) IS
+    'Recomputes flows.meter_ledger_days for balance observations written (their days and the next with observations).';
+
+-- Balances written by anyone (flows.record_meter_states, a correction, an
+-- erasure): statement triggers, the rows written as transition tables.
+CREATE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
+SET search_path = ''
+AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(o.meter_id), array_agg(o."timestamp"))
+        FROM old_rows AS o;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
+        FROM new_rows AS n;
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION flows.meter_ledger_days_follow_balances() IS
+    'Trigger: keeps flows.meter_ledger_days exact when balance observations are inserted, updated or deleted.';
+CREATE TRIGGER meter_ledger_days_inserted AFTER INSERT ON flows.meter_prepay_balance
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
+CREATE TRIGGER meter_ledger_days_updated AFTER UPDATE ON flows.meter_prepay_balance
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
+CREATE TRIGGER meter_ledger_days_deleted AFTER DELETE ON flows.meter_prepay_balance
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
+
+-- A register changed (its element, its start or end) or removed: every stored
+-- day of its meter.
+CREATE FUNCTION flows.meter_ledger_days_follow_registers() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
+    FROM flows.meter_ledger_days AS s
+    WHERE s.meter_id IN (SELECT o.meter_id FROM old_rows AS o);
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION flows.meter_ledger_days_follow_registers() IS
+    'Trigger: recomputes flows.meter_ledger_days of the meters whose registers changed or were removed.';
+CREATE TRIGGER meter_ledger_days_registers_updated AFTER UPDATE ON flows.meter_registers
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_registers();
+CREATE TRIGGER meter_ledger_days_registers_deleted AFTER DELETE ON flows.meter_registers
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_registers();
+
+-- ---- schema/recording/interval_rollups.sql ----
+CREATE OR REPLACE FUNCTION flows.add_to_interval_rollups(
+    p_register_ids uuid[],
+    p_timestamps   timestamptz[],
+    p_import_kwh   numeric[],
+    p_export_kwh   numeric[],
+    p_estimated    boolean
+) RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    WITH daily AS (
+        SELECT x.register_id, flows.uk_day(x.ts) AS day, coalesce(sum(x.import_kwh), 0) AS import_kwh,
+               coalesce(sum(x.export_kwh), 0) AS export_kwh, count(*) AS intervals
+        FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
+        GROUP BY 1, 2
+    ),
+    added_days AS (
+        INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals, estimated)
+        SELECT daily.*, CASE WHEN p_estimated THEN daily.intervals ELSE 0 END FROM daily ORDER BY register_id, day
+        ON CONFLICT (register_id, day) DO UPDATE
+            SET import_kwh = d.import_kwh + excluded.import_kwh,
+                export_kwh = d.export_kwh + excluded.export_kwh,
+                intervals = d.intervals + excluded.intervals,
+                estimated = d.estimated + excluded.estimated
+    )
+    INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
+    SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
+    FROM daily GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (register_id, month) DO UPDATE
+        SET import_kwh = m.import_kwh + excluded.import_kwh,
+            export_kwh = m.export_kwh + excluded.export_kwh,
+            intervals = m.intervals + excluded.intervals;
+    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
+    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
+END;
+
+CREATE OR REPLACE FUNCTION flows.refresh_interval_rollups(p_register_ids uuid[], p_timestamps timestamptz[]) RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals, estimated)
+    SELECT t.register_id, t.day, coalesce(sum(h.import_kwh), 0), coalesce(sum(h.export_kwh), 0), count(*),
+           count(*) FILTER (WHERE h.source = 'reads')
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS t
+    JOIN flows.register_interval_hh AS h
+      ON h.register_id = t.register_id
+     AND h."timestamp" >= flows.uk_day_start(t.day) AND h."timestamp" < flows.uk_day_start(t.day + 1)
+    GROUP BY t.register_id, t.day
+    ORDER BY t.register_id, t.day
+    ON CONFLICT (register_id, day) DO UPDATE
+        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals,
+            estimated = excluded.estimated;
+    INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
+    SELECT t.register_id, t.month, sum(d.import_kwh), sum(d.export_kwh), sum(d.intervals)
+    FROM (SELECT DISTINCT x.register_id, flows.uk_month(flows.uk_day(x.ts)) AS month
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS t
+    JOIN flows.register_interval_daily AS d
+      ON d.register_id = t.register_id AND d.day >= t.month AND d.day < (t.month + interval '1 month')::date
+    GROUP BY t.register_id, t.month
+    ORDER BY t.register_id, t.month
+    ON CONFLICT (register_id, month) DO UPDATE
+        SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
+    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
+    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
+    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
+END;
+
+
+-- ---- schema/billing/reconciliation.sql ----
+CREATE OR REPLACE FUNCTION billing.split_at(p_at timestamptz, p_balance numeric, p_previous_at timestamptz,
+                                 p_previous_balance numeric, p_next_at timestamptz)
+RETURNS timestamptz
+-- STABLE, as what it calls (timestamptz +/- interval): PostgreSQL inlines a function only when its body is no
+-- less volatile than declared, and called once per observation it must be inlined (no SET either)
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN coalesce(p_balance > 0, true) THEN p_at
+            WHEN p_previous_balance <= 0
+                 THEN CASE WHEN p_previous_at <= pg_catalog.date_bin('30 minutes', p_at, 'epoch')
+                           THEN pg_catalog.date_bin('30 minutes', p_at, 'epoch') ELSE p_at END
+            WHEN coalesce(p_next_at, 'infinity')
+                 >= pg_catalog.date_bin('30 minutes', p_at - interval '1 microsecond', 'epoch') + interval '30 minutes'
+                 THEN pg_catalog.date_bin('30 minutes', p_at - interval '1 microsecond', 'epoch') + interval '30 minutes'
+            ELSE p_at END;
+
+DROP FUNCTION billing.prepay_daily_charges(uuid, date, date);
+CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date, p_meters uuid[] DEFAULT NULL)
+RETURNS TABLE (meter_id uuid, day date, charged numeric)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+WITH periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t
+    JOIN flows.meter_registry AS m ON m.id = t.meter_id
+    WHERE m.esco = p_esco AND m.prepay_enabled AND (p_meters IS NULL OR m.id = ANY (p_meters))
+), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
+    SELECT d.meter_id, g.day,
+           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+    FROM billing.prepay_debts AS d
+    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
+    JOIN periods AS p ON p.meter_id = d.meter_id
+                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
+    WHERE d.esco = p_esco
+), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
+    SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
+)
+SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
+FROM (
+    SELECT p.meter_id, g.day::date AS day,
+           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
+               PARTITION BY p.meter_id ORDER BY g.day) AS charge
+    FROM midnights AS g
+    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
+    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
+) AS c
+$$;
+COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date, uuid[]) IS
+    'Running total per prepay meter of an ESCO (p_meters: of these) of the daily charges (standing charge, debt '
+    'recovery) taken at each UK midnight from p_from to p_to (GBP).';
+
+DROP FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[]);
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL,
+                                                p_steps_on date[] DEFAULT NULL)
+RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
+               closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
+               token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
+               observed_change numeric, expected_change numeric, residual numeric, complete boolean)
+LANGUAGE sql STABLE
+SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+      AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), steps_on AS (  -- p_steps_on: the days asked for and the observations their intervals need: from the second
+                  -- before the day's first (the split of the one before the first depends on it) to the first
+                  -- after its last (where its last splits)
+    SELECT x.meter_id, x.day, coalesce(before.at, '-infinity') AS from_at, coalesce(after.at, 'infinity') AS to_at
+    FROM (SELECT DISTINCT x.meter_id, x.day FROM unnest(p_steps_of, p_steps_on) AS x (meter_id, day)
+          WHERE p_steps_on IS NOT NULL) AS x
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" < flows.uk_day_start(x.day)
+        ORDER BY b."timestamp" DESC OFFSET 1 LIMIT 1
+    ) AS before ON true
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= flows.uk_day_start(x.day + 1)
+        ORDER BY b."timestamp" LIMIT 1
+    ) AS after ON true
+), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in;
+                      -- where each splits the half hour it falls in (billing.split_at), and the one before
+    SELECT o.*, lag(o.split_at) OVER (PARTITION BY o.meter_id ORDER BY o.k) AS previous_split_at
+    FROM (
+        SELECT b.meter_id, b."timestamp" AS at, b.balance, row_number() OVER w AS k,
+               lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
+               billing.split_at(b."timestamp", b.balance, lag(b."timestamp") OVER w, lag(b.balance) OVER w,
+                                lead(b."timestamp") OVER w) AS split_at
+        FROM flows.meter_prepay_balance AS b, bounds
+        WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+          AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = b.meter_id
+                                                AND b."timestamp" BETWEEN x.from_at AND x.to_at))
+        WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
+    ) AS o
+), credits AS (  -- completed top-ups, at the observation that read their balance_after
+    SELECT t.meter_id, t.amount, coalesce(seen.at, t.used_at) AS at
+    FROM billing.topups AS t
+    CROSS JOIN bounds
+    LEFT JOIN LATERAL (
+        SELECT max(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = t.meter_id AND b.balance = t.balance_after
+          AND b."timestamp" BETWEEN t.used_at - interval '10 minutes' AND t.used_at
+    ) AS seen ON true
+    WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
+      AND t.used_at >= bounds.t_before AND t.used_at < bounds.t_to + interval '10 minutes'
+), tokens AS (  -- credit events no top-up explains (a token typed on the keypad)
+    SELECT e.meter_id, e."timestamp" AS at
+    FROM flows.meter_event_log AS e CROSS JOIN bounds
+    WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48
+      AND e."timestamp" >= bounds.t_before AND e."timestamp" < bounds.t_to
+      AND NOT EXISTS (SELECT FROM billing.topups AS t
+                      WHERE t.meter_id = e.meter_id AND t.status = 'completed' AND t.amount > 0
+                        AND t.used_at BETWEEN e."timestamp" - interval '15 minutes' AND e."timestamp" + interval '15 minutes')
+), placed AS (  -- each credit and unexplained token in the interval that ends at the first observation after it
+    SELECT x.meter_id, ended.at AS ended_at, sum(x.amount) AS topup_credits, count(x.token)::integer AS token_events
+    FROM (SELECT c.meter_id, c.at, c.amount, NULL::integer AS token FROM credits AS c
+          UNION ALL
+          SELECT k.meter_id, k.at, 0, 1 FROM tokens AS k) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.at
+    ) AS ended
+    GROUP BY x.meter_id, ended.at
+), stepped AS (  -- the intervals ending in the days, with their credits and the emergency credit on offer
+    SELECT o.meter_id, o.k, o.previous_at AS started_at, o.at AS ended_at, o.previous_split_at AS split_from,
+           o.split_at AS split_to, o.previous_balance AS opening_balance,
+           o.balance AS closing_balance, coalesce(c.topup_credits, 0) AS topup_credits,
+           coalesce(c.token_events, 0) AS token_events, p.emergency_credit AS offered, p.ecredit_availability
+    FROM observations AS o
+    CROSS JOIN bounds
+    LEFT JOIN placed AS c ON c.meter_id = o.meter_id AND c.ended_at = o.at
+    LEFT JOIN periods AS p ON p.meter_id = o.meter_id AND o.previous_at >= p.valid_from AND o.previous_at < p.valid_to
+    WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
+      AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
+           OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+      AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = o.meter_id
+                                            AND x.day = (o.at AT TIME ZONE 'Europe/London')::date))
+), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
+                              -- (and split at their split_at)
+    SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats, array_agg(o.split_at ORDER BY o.k) AS splits
+    FROM observations AS o
+    WHERE p_steps_of IS NULL GROUP BY o.meter_id
+), priced AS (  -- the registers' half hours, each at its element's rate then
+    SELECT r.meter_id, r.register_id, i."timestamp" AS at,
+           coalesce(i.import_kwh, 0) * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END AS cost
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_hh AS i ON i.register_id = r.register_id
+    JOIN periods AS p ON p.meter_id = r.meter_id AND i."timestamp" >= p.valid_from AND i."timestamp" < p.valid_to
+    WHERE i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+), energy AS (  -- each interval's half hours (pieces, one per register) and their cost, prorated at its ends
+    SELECT x.meter_id, x.k, count(*) AS pieces, sum(x.cost) AS cost
+    FROM (  -- every half hour of the days, split between the intervals it overlaps: interval k ends at observation
+            -- k, found by bisection (width_bucket), in one pass
+        SELECT h.meter_id, h.j + 1 AS k,
+               h.cost * extract(epoch FROM least(h.at + interval '30 minutes', h.splits[h.j + 1])
+                                           - greatest(h.at, h.splits[h.j])) / 1800 AS cost
+        FROM (
+            SELECT x.meter_id, x.at, x.cost, m.splits,
+                   generate_series(greatest(width_bucket(x.at, m.ats), 1),
+                                   least(width_bucket(x.at + interval '30 minutes' - interval '1 microsecond', m.ats),
+                                         cardinality(m.ats) - 1)) AS j
+            FROM priced AS x
+            JOIN moments AS m ON m.meter_id = x.meter_id
+            CROSS JOIN bounds
+            WHERE p_steps_of IS NULL
+              AND x.at >= bounds.t_before - interval '30 minutes' AND x.at < bounds.t_to
+        ) AS h
+        OFFSET 0  -- computed here, so that the aggregate does not carry each meter's array of observations
+    ) AS x
+    GROUP BY x.meter_id, x.k
+    UNION ALL
+    SELECT x.meter_id, x.k, count(*),  -- the steps only: their own half hours
+           sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM least(x.hh + interval '30 minutes', x.split_to) - greatest(x.hh, x.split_from))
+               / 1800)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.k, s.split_from, s.split_to, r.element, h.hh, h.kwh
+        FROM stepped AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" > s.started_at - interval '30 minutes'
+              AND i."timestamp" < s.ended_at
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE p_steps_of IS NOT NULL OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.k
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to, p_steps_of)
+), intervals AS (
+    SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
+           coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the interval overlaps
+           n.n > 0 AND coalesce(e.pieces, 0)
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', s.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', s.started_at, 'epoch')) / 1800) AS complete
+    FROM stepped AS s
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = s.meter_id
+    LEFT JOIN energy AS e ON e.meter_id = s.meter_id AND e.k = s.k
+    LEFT JOIN midnights AS c0 ON c0.meter_id = s.meter_id AND c0.day = (s.started_at AT TIME ZONE 'Europe/London')::date
+    LEFT JOIN midnights AS c1 ON c1.meter_id = s.meter_id AND c1.day = (s.ended_at AT TIME ZONE 'Europe/London')::date
+), explained AS (
+    SELECT i.*, i.closing_balance - i.opening_balance AS observed_change,
+           i.topup_credits - i.energy_cost - i.daily_charges AS before_emergency,
+           i.topup_credits > 0 OR i.token_events > 0 AS credited
+    FROM intervals AS i
+), granted AS (  -- emergency credit: an upward step of its amount, taken below the threshold, no token
+    SELECT e.*,
+           CASE WHEN NOT e.credited AND e.offered > 0 AND e.opening_balance < e.ecredit_availability
+                     AND abs(e.observed_change - e.before_emergency - e.offered) <= settings.tolerance
+                THEN e.offered ELSE 0 END AS emergency_credit,
+           count(*) FILTER (WHERE e.credited) OVER (PARTITION BY e.meter_id ORDER BY e.ended_at
+                                                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS credits_before
+    FROM explained AS e CROSS JOIN settings
+), repaid AS (  -- the next credit repays the emergency credit taken since the one before it
+    SELECT g.*,
+           CASE WHEN g.credited THEN sum(g.emergency_credit) OVER (PARTITION BY g.meter_id, coalesce(g.credits_before, 0))
+                ELSE 0 END AS owed
+    FROM granted AS g
+)
+SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing_balance,
+       round(r.energy_cost, 5), r.daily_charges, r.topup_credits, r.token_events,
+       -- a token no top-up explains credited whatever the balance says it did
+       CASE WHEN r.token_events > 0
+            THEN round(r.observed_change - r.before_emergency + r.owed, 5) ELSE 0 END,
+       r.emergency_credit,
+       CASE WHEN r.token_events > 0 THEN r.owed ELSE least(r.owed, r.topup_credits) END,
+       r.observed_change,
+       round(r.before_emergency + r.emergency_credit - least(r.owed, r.topup_credits), 5),
+       CASE WHEN r.token_events > 0 THEN 0
+            ELSE round(r.observed_change - r.before_emergency - r.emergency_credit + least(r.owed, r.topup_credits), 5)
+       END,
+       r.complete
+FROM repaid AS r
+$$;
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[]) IS
+    'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
+    'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
+    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special (p_steps_on: '
+    'those ending on these days, pairwise).';
+
+CREATE OR REPLACE FUNCTION billing.shadow_ledger(p_esco uuid, p_from date, p_to date)
+RETURNS TABLE (meter_id uuid, day date, observations integer, opening_balance numeric, closing_balance numeric,
+               energy_cost numeric, daily_charges numeric, topup_credits numeric, token_credit numeric,
+               emergency_credit numeric, repaid numeric, observed_change numeric, expected_change numeric,
+               residual numeric, complete boolean, finding text, steps jsonb)
+LANGUAGE sql STABLE
+SET search_path = ''
+SET jit = off
+SET work_mem = '64MB'
+AS $$
+WITH settings AS (
+    SELECT coalesce((SELECT s.tolerance FROM billing.reconciliation_settings AS s WHERE s.esco = p_esco), 0.01) AS tolerance
+), bounds AS (
+    SELECT flows.uk_day_start(p_from) AS t_from, flows.uk_day_start(p_to + 1) AS t_to,
+           flows.uk_day_start(p_from - 1) AS t_before
+), meters AS (
+    SELECT m.id FROM flows.meter_registry AS m
+    WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
+), periods AS (
+    SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
+    SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
+    FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
+), stored AS (  -- each meter's UK days as recorded (flows.meter_ledger_days, from the day before the first), priced
+                -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
+                -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
+    SELECT s.*, p.meter_id IS NOT NULL AS priced,
+           s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
+           s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost,
+           s.first_tail_kwh_a * p.unit_rate_a + s.first_tail_kwh_b * p.unit_rate_b AS first_tail_cost
+    FROM flows.meter_ledger_days AS s
+    JOIN calendar AS k ON k.day = s.day
+    LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
+    WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to
+), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+              -- before it that had one; the day's first when there is none) to its last
+    SELECT r.meter_id, r.day, r.observations - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first,
+           coalesce(r.previous_day, r.day) AS start_day
+    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance,
+                 lag(r.day) OVER w AS previous_day
+          FROM stored AS r WHERE r.observations > 0 WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
+    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.observations > 1)
+), ends AS MATERIALIZED (  -- the ends of the days not priced whole, split as flows.meter_ledger_days splits them:
+                           -- each day's last observation (after the one before it), the first one read when a
+                           -- day starts from its own first (after nothing)
+    SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM stored AS r
+          WHERE r.observations > 0 AND NOT r.priced
+          UNION ALL
+          SELECT s.meter_id, s.first_at, s.day, s.first_balance, false FROM days AS d
+          JOIN stored AS s ON s.meter_id = d.meter_id AND s.day = d.day
+          WHERE d.from_first AND NOT s.priced) AS e
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
+        WHERE e.last AND e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at
+        ORDER BY b."timestamp" DESC LIMIT 1
+    ) AS before ON true
+), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
+               -- many start at or after it (looked up by index, register by register in key order: a few half
+               -- hours each, however many other meters and days the table holds)
+    SELECT x.meter_id, x.at,
+           sum(h.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END
+               * extract(epoch FROM h.hh + interval '30 minutes' - greatest(h.hh, x.split_at)) / 1800) AS cost,
+           count(*) AS overlapping, count(*) FILTER (WHERE h.hh >= x.at) AS after
+    FROM (SELECT e.meter_id, e.at, e.split_at, e.day, r.register_id, r.element, r.start_time, r.end_time
+          FROM ends AS e JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
+          ORDER BY r.register_id, e.at OFFSET 0) AS x
+    CROSS JOIN LATERAL (
+        SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+        WHERE i.register_id = x.register_id AND i."timestamp" > x.at - interval '30 minutes'
+          AND i."timestamp" >= flows.uk_day_start(x.day) AND i."timestamp" < flows.uk_day_start(x.day + 1)
+          AND i."timestamp" >= x.start_time AND (x.end_time IS NULL OR i."timestamp" < x.end_time)
+        OFFSET 0
+    ) AS h
+    JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
+    GROUP BY x.meter_id, x.at
+), wholes AS (  -- each meter's days: as recorded, priced at the day's tariff; a day a tariff changes in:
+                -- its half hours, each at its rate
+    SELECT s.meter_id, s.day, s.whole_cost AS cost, s.intervals AS n FROM stored AS s WHERE s.priced
+    UNION ALL
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.day, r.element, h.hh, h.kwh
+        FROM stored AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(s.day)
+              AND i."timestamp" < flows.uk_day_start(s.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE NOT s.priced AND s.intervals > 0 AND EXISTS (SELECT FROM periods AS p WHERE p.meter_id = s.meter_id)
+        OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), cumulative AS (  -- running totals per meter of the days' cost and half hours
+    SELECT s.meter_id, s.day,
+           sum(coalesce(w.cost, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS cost,
+           sum(coalesce(w.n, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS n
+    FROM stored AS s
+    LEFT JOIN wholes AS w ON w.meter_id = s.meter_id AND w.day = s.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), ledger AS (
+    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
+           s1.rises OR s1.first_balance > d.opening_balance AS rises,  -- an interval of the day rose
+           w1.cost - w0.cost - t1.cost + t0.cost AS energy_cost,
+           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+           -- every element's every half hour the day overlaps
+           n.n > 0 AND w1.n - w0.n - t1.after + t0.overlapping
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
+    FROM days AS d
+    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
+    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = d.start_day
+    JOIN stored AS s1 ON s1.meter_id = d.meter_id AND s1.day = d.day
+    JOIN stored AS s0 ON s0.meter_id = d.meter_id AND s0.day = d.start_day
+    LEFT JOIN tails AS r1 ON r1.meter_id = d.meter_id AND r1.at = d.ended_at
+    LEFT JOIN tails AS r0 ON r0.meter_id = d.meter_id AND r0.at = d.started_at
+    -- the tails after the day's last observation and after its start: recorded, or from the half hours
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN s1.priced THEN s1.tail_cost ELSE coalesce(r1.cost, 0) END AS cost,
+               CASE WHEN s1.priced THEN s1.tail_after ELSE coalesce(r1.after, 0) END AS after
+    ) AS t1
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN NOT s0.priced THEN coalesce(r0.cost, 0)
+                    WHEN d.from_first THEN s0.first_tail_cost ELSE s0.tail_cost END AS cost,
+               CASE WHEN NOT s0.priced THEN coalesce(r0.overlapping, 0)
+                    WHEN d.from_first THEN s0.first_tail_overlapping ELSE s0.tail_overlapping END AS overlapping
+    ) AS t0
+    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
+    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id AND c0.day = d.start_day
+    LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
+               GROUP BY r.meter_id) AS n
+      ON n.meter_id = d.meter_id
+), thresholds AS (  -- below which a meter offers emergency credit (the highest of its tariffs')
+    SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+    WHERE p.emergency_credit > 0 GROUP BY p.meter_id
+), credited AS (  -- completed top-ups and credit events, and the days of the observations they may be placed at (the
+                  -- first at or after them; a top-up's may be the one that read its balance_after, 10 minutes before)
+    SELECT x.meter_id, (placed.at AT TIME ZONE 'Europe/London')::date AS day
+    FROM (SELECT t.meter_id, t.used_at - interval '10 minutes' AS from_at, t.used_at AS to_at
+          FROM billing.topups AS t, bounds
+          WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+            AND t.used_at < bounds.t_to + interval '10 minutes'
+          UNION ALL
+          SELECT e.meter_id, e."timestamp", e."timestamp" FROM flows.meter_event_log AS e, bounds
+          WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+            AND e."timestamp" < bounds.t_to) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.from_at
+        UNION ALL
+        SELECT min(b."timestamp") FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.to_at
+    ) AS placed
+), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
+                 -- explain, a balance below the emergency credit threshold, a credit or a token
+    SELECT DISTINCT x.meter_id
+    FROM (
+        SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
+        WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
+        UNION ALL
+        SELECT c.meter_id FROM credited AS c
+    ) AS x
+), special_days AS (  -- the days of those meters such an interval may end on: a rise, a balance below the
+                      -- threshold, a credit or a token placed
+    SELECT array_agg(x.meter_id) AS meters, array_agg(x.day) AS days
+    FROM (
+        SELECT l.meter_id, l.day FROM ledger AS l
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
+        WHERE l.meter_id IN (SELECT s.meter_id FROM special AS s) AND (l.rises OR l.lowest < e.threshold)
+        UNION
+        SELECT c.meter_id, c.day FROM credited AS c WHERE c.day IS NOT NULL
+    ) AS x
+), steps AS (  -- the intervals computed one by one, per day
+    SELECT s.meter_id, s.day,
+           sum(s.observed_change) AS observed, sum(s.energy_cost + s.daily_charges) AS spent,
+           sum(s.residual) AS residual,
+           sum(s.expected_change + s.token_credit) AS expected, sum(s.topup_credits) AS topup_credits,
+           sum(s.token_credit) AS token_credit, sum(s.emergency_credit) AS emergency_credit, sum(s.repaid) AS repaid,
+           jsonb_agg(jsonb_build_object('started_at', s.started_at, 'ended_at', s.ended_at,
+                                        'opening_balance', s.opening_balance, 'closing_balance', s.closing_balance,
+                                        'energy_cost', s.energy_cost, 'daily_charges', s.daily_charges,
+                                        'topup_credits', s.topup_credits, 'credit_events', s.token_events,
+                                        'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
+                                        'repaid', s.repaid) ORDER BY s.ended_at)
+             FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
+    FROM special_days AS x
+    CROSS JOIN LATERAL billing.shadow_ledger_intervals(p_esco, p_from, p_to, coalesce(x.meters, '{}'),
+                                                       coalesce(x.days, '{}')) AS s
+    GROUP BY s.meter_id, s.day
+), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
+    SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,
+           round(l.observed_change + l.energy_cost + l.daily_charges
+                 - coalesce(s.observed + s.spent, 0) + coalesce(s.residual, 0), 5) AS residual,
+           round(coalesce(s.expected + s.spent, 0) - l.energy_cost - l.daily_charges, 5) AS expected_change
+    FROM ledger AS l
+    LEFT JOIN steps AS s ON s.meter_id = l.meter_id AND s.day = l.day
+)
+SELECT j.meter_id, j.day, j.observations, j.opening_balance, j.closing_balance, round(j.energy_cost, 5),
+       j.daily_charges, coalesce(j.topup_credits, 0), coalesce(j.token_credit, 0), coalesce(j.emergency_credit, 0),
+       coalesce(j.repaid, 0),
+       j.observed_change, j.expected_change, j.residual, j.complete,
+       CASE WHEN NOT j.complete OR abs(j.residual) <= s.tolerance THEN NULL
+            WHEN j.residual < 0 THEN 'unexplained_deduction' ELSE 'unexplained_credit' END,
+       coalesce(j.steps, '[]')
+FROM judged AS j
+CROSS JOIN settings AS s
+$$;
+COMMENT ON FUNCTION billing.shadow_ledger(uuid, date, date) IS
+    'The shadow prepay ledger per meter and UK day: expected vs observed change of the balance, residual, and a '
+    'finding (unexplained_deduction | unexplained_credit) beyond the ESCO''s tolerance on a complete day, and the '
+    'steps (intervals) a credit token no top-up explains or emergency credit made.';
+
+-- ---- rls/policies.sql ----
+-- The shadow ledger's days (kept by triggers and the rollups' writers, read by
+-- the ledger's invoker functions): visible with the meter, to those who see
+-- the reconciliation.
+ALTER TABLE flows.meter_ledger_days ENABLE ROW LEVEL SECURITY;
+CREATE POLICY meter_ledger_days_all ON flows.meter_ledger_days FOR SELECT TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY meter_ledger_days_visible_meter ON flows.meter_ledger_days FOR SELECT
+    TO flows_operator, flows_analyst
+    USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
+-- ---- rls/privileges.sql ----
+-- The shadow ledger's days: written by their triggers and the rollups' writers only (definers).
+GRANT SELECT ON flows.meter_ledger_days TO flows_admin, flows_operator, flows_analyst, flows_service;
+GRANT EXECUTE ON FUNCTION
+    billing.prepay_daily_charges(uuid, date, date, uuid[]),
+    billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[])
+TO flows_admin, flows_operator, flows_analyst, flows_service;
+
+-- ---- the days of what is already recorded ----
+SELECT flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
+FROM (SELECT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b
+      UNION
+      SELECT r.meter_id, d.day FROM flows.register_interval_daily AS d
+      JOIN flows.meter_registers AS r ON r.register_id = d.register_id) AS x;
