@@ -2,10 +2,9 @@
 -- 0019_ledger_supply_off made it, the rollups' functions as 0003_readings did).
 SET LOCAL ROLE flows_owner;
 DROP TRIGGER meter_ledger_days_inserted ON flows.meter_prepay_balance;
-DROP TRIGGER meter_ledger_days_updated ON flows.meter_prepay_balance;
-DROP TRIGGER meter_ledger_days_deleted ON flows.meter_prepay_balance;
-DROP TRIGGER meter_ledger_days_registers_updated ON flows.meter_registers;
-DROP TRIGGER meter_ledger_days_registers_deleted ON flows.meter_registers;
+DROP TRIGGER meter_ledger_days_changed ON flows.meter_prepay_balance;
+DROP TRIGGER meter_ledger_days_register_changed ON flows.meter_registers;
+DROP TRIGGER meter_ledger_days_register_deleted ON flows.meter_registers;
 CREATE OR REPLACE FUNCTION flows.add_to_interval_rollups(
     p_register_ids uuid[],
     p_timestamps   timestamptz[],
@@ -69,7 +68,8 @@ BEGIN ATOMIC
         SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
 END;
 
-DROP FUNCTION flows.meter_ledger_days_follow_balances(), flows.meter_ledger_days_follow_registers(),
+DROP FUNCTION flows.meter_ledger_days_follow_balances(), flows.meter_ledger_days_follow_balance(),
+    flows.meter_ledger_days_follow_register(),
     flows.refresh_meter_ledger_days_of_balances(uuid[], timestamptz[]), flows.refresh_meter_ledger_days(uuid[], date[]);
 DROP TABLE flows.meter_ledger_days;
 CREATE OR REPLACE FUNCTION billing.split_at(p_at timestamptz, p_balance numeric, p_previous_at timestamptz,

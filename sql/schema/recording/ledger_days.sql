@@ -171,56 +171,66 @@ END;
 COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestamptz[]) IS
     'Recomputes flows.meter_ledger_days for balance observations written (their days and the next with observations).';
 
--- Balances written by anyone (flows.record_meter_states, a correction, an
--- erasure): statement triggers, the rows written as transition tables.
+-- Balances written by anyone (flows.record_meter_states, a correction, the
+-- retention's deletion): inserted, a statement trigger (the rows as a
+-- transition table); updated or deleted (rare), a row trigger.
 CREATE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
 SET search_path = ''
 AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(o.meter_id), array_agg(o."timestamp"))
-        FROM old_rows AS o;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
-        FROM new_rows AS n;
-    END IF;
+    PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
+    FROM new_rows AS n;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION flows.meter_ledger_days_follow_balances() IS
-    'Trigger: keeps flows.meter_ledger_days exact when balance observations are inserted, updated or deleted.';
+    'Trigger: keeps flows.meter_ledger_days exact when balance observations are inserted.';
 CREATE TRIGGER meter_ledger_days_inserted AFTER INSERT ON flows.meter_prepay_balance
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
-CREATE TRIGGER meter_ledger_days_updated AFTER UPDATE ON flows.meter_prepay_balance
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
-CREATE TRIGGER meter_ledger_days_deleted AFTER DELETE ON flows.meter_prepay_balance
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_balances();
 
--- A register changed (its element, its start or end) or removed: every stored
--- day of its meter.
-CREATE FUNCTION flows.meter_ledger_days_follow_registers() RETURNS trigger
+CREATE FUNCTION flows.meter_ledger_days_follow_balance() RETURNS trigger
 LANGUAGE plpgsql
-SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
+SECURITY DEFINER  -- as above
+SET search_path = ''
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        PERFORM flows.refresh_meter_ledger_days_of_balances(ARRAY[OLD.meter_id, NEW.meter_id],
+                                                            ARRAY[OLD."timestamp", NEW."timestamp"]);
+    ELSE
+        PERFORM flows.refresh_meter_ledger_days_of_balances(ARRAY[OLD.meter_id], ARRAY[OLD."timestamp"]);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION flows.meter_ledger_days_follow_balance() IS
+    'Trigger: keeps flows.meter_ledger_days exact when a balance observation is updated or deleted.';
+CREATE TRIGGER meter_ledger_days_changed AFTER UPDATE OR DELETE ON flows.meter_prepay_balance
+    FOR EACH ROW EXECUTE FUNCTION flows.meter_ledger_days_follow_balance();
+
+-- A register changed (its meter, element, start or end) or removed: every
+-- stored day of its meter.
+CREATE FUNCTION flows.meter_ledger_days_follow_register() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- as above (operators edit registers)
 SET search_path = ''
 AS $$
 BEGIN
     PERFORM flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
     FROM flows.meter_ledger_days AS s
-    WHERE s.meter_id IN (SELECT o.meter_id FROM old_rows AS o);
+    WHERE s.meter_id = OLD.meter_id OR (TG_OP = 'UPDATE' AND s.meter_id = NEW.meter_id);
     RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION flows.meter_ledger_days_follow_registers() IS
-    'Trigger: recomputes flows.meter_ledger_days of the meters whose registers changed or were removed.';
-CREATE TRIGGER meter_ledger_days_registers_updated AFTER UPDATE ON flows.meter_registers
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_registers();
-CREATE TRIGGER meter_ledger_days_registers_deleted AFTER DELETE ON flows.meter_registers
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION flows.meter_ledger_days_follow_registers();
+COMMENT ON FUNCTION flows.meter_ledger_days_follow_register() IS
+    'Trigger: recomputes flows.meter_ledger_days of the meter whose register changed or was removed.';
+CREATE TRIGGER meter_ledger_days_register_changed AFTER UPDATE ON flows.meter_registers
+    FOR EACH ROW
+    WHEN (OLD.meter_id IS DISTINCT FROM NEW.meter_id OR OLD.element IS DISTINCT FROM NEW.element
+          OR OLD.start_time IS DISTINCT FROM NEW.start_time OR OLD.end_time IS DISTINCT FROM NEW.end_time)
+    EXECUTE FUNCTION flows.meter_ledger_days_follow_register();
+CREATE TRIGGER meter_ledger_days_register_deleted AFTER DELETE ON flows.meter_registers
+    FOR EACH ROW EXECUTE FUNCTION flows.meter_ledger_days_follow_register();

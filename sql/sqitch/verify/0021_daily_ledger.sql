@@ -9,8 +9,8 @@ BEGIN
     ASSERT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'flows.meter_ledger_days'::regclass),
         'flows.meter_ledger_days has no row-level security';
     ASSERT (SELECT count(*) FROM pg_catalog.pg_trigger AS t
-            WHERE t.tgrelid = 'flows.meter_prepay_balance'::regclass AND t.tgname LIKE 'meter_ledger_days_%') = 3,
-        'the balances do not keep flows.meter_ledger_days (insert, update, delete triggers)';
+            WHERE t.tgrelid = 'flows.meter_prepay_balance'::regclass AND t.tgname LIKE 'meter_ledger_days_%') = 2,
+        'the balances do not keep flows.meter_ledger_days (inserted, changed)';
     ASSERT (SELECT p.prosrc LIKE '%flows.refresh_meter_ledger_days(%' OR pg_catalog.pg_get_functiondef(p.oid)
                 LIKE '%refresh_meter_ledger_days(%'
             FROM pg_catalog.pg_proc AS p
