@@ -345,26 +345,27 @@ WITH periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t
     JOIN flows.meter_registry AS m ON m.id = t.meter_id
     WHERE m.esco = p_esco AND m.prepay_enabled AND (p_meters IS NULL OR m.id = ANY (p_meters))
-), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
-    SELECT d.meter_id, g.day,
-           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
-    FROM billing.prepay_debts AS d
-    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON p.meter_id = d.meter_id
-                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
-    WHERE d.esco = p_esco
+      AND (p_meters IS NULL OR t.meter_id = ANY (p_meters))  -- (the view computes only these meters' periods)
+), debts AS (  -- debt recovered at each midnight since the debt was loaded: the rate, or what is left
+    SELECT x.meter_id, x.day, x.recovered - lag(x.recovered, 1, 0::numeric) OVER (
+               PARTITION BY x.meter_id ORDER BY x.day) AS recovered
+    FROM (SELECT d.meter_id, g.day,
+                 least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+          FROM billing.prepay_debts AS d
+          CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to,
+                                             interval '1 day') AS g (day)
+          JOIN periods AS p ON p.meter_id = d.meter_id
+                           AND flows.uk_day_start(g.day::date) >= p.valid_from
+                           AND flows.uk_day_start(g.day::date) < p.valid_to
+          WHERE d.esco = p_esco) AS x
 ), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
     SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
 )
-SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
-FROM (
-    SELECT p.meter_id, g.day::date AS day,
-           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
-               PARTITION BY p.meter_id ORDER BY g.day) AS charge
-    FROM midnights AS g
-    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
-    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
-) AS c
+SELECT p.meter_id, g.day::date,
+       sum(p.standing_charge + coalesce(d.recovered, 0)) OVER (PARTITION BY p.meter_id ORDER BY g.day)
+FROM midnights AS g
+JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
+LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
 $$;
 COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date, uuid[]) IS
     'Running total per prepay meter of an ESCO (p_meters: of these) of the daily charges (standing charge, debt '
@@ -391,8 +392,9 @@ WITH settings AS (
     SELECT m.id FROM flows.meter_registry AS m
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
       AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
-), periods AS (
+), periods AS (  -- (with p_steps_of the view computes only those meters' periods)
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+    WHERE p_steps_of IS NULL OR t.meter_id = ANY (p_steps_of)
 ), steps_on AS (  -- p_steps_on: the days asked for and the observations their intervals need: from the second
                   -- before the day's first (the split of the one before the first depends on it) to the first
                   -- after its last (where its last splits)
@@ -417,10 +419,17 @@ WITH settings AS (
                lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
                billing.split_at(b."timestamp", b.balance, lag(b."timestamp") OVER w, lag(b.balance) OVER w,
                                 lead(b."timestamp") OVER w) AS split_at
-        FROM flows.meter_prepay_balance AS b, bounds
-        WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
-          AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = b.meter_id
-                                                AND b."timestamp" BETWEEN x.from_at AND x.to_at))
+        FROM (SELECT b.meter_id, b."timestamp", b.balance FROM flows.meter_prepay_balance AS b, bounds
+              WHERE p_steps_on IS NULL AND b.meter_id IN (SELECT id FROM meters)
+                AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+              UNION ALL
+              SELECT DISTINCT b.meter_id, b."timestamp", b.balance  -- p_steps_on: the days' windows, each once
+              FROM steps_on AS x
+              CROSS JOIN bounds
+              JOIN flows.meter_prepay_balance AS b
+                ON b.meter_id = x.meter_id AND b."timestamp" >= greatest(x.from_at, bounds.t_before)
+               AND b."timestamp" <= x.to_at AND b."timestamp" < bounds.t_to
+              WHERE x.meter_id IN (SELECT id FROM meters)) AS b
         WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
     ) AS o
 ), credits AS (  -- completed top-ups, at the observation that read their balance_after
@@ -602,7 +611,9 @@ WITH settings AS (
 ), stored AS (  -- each meter's UK days as recorded (flows.meter_ledger_days, from the day before the first), priced
                 -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
                 -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
-    SELECT s.*, p.meter_id IS NOT NULL AS priced,
+    SELECT s.meter_id, s.day, s.observations, s.first_at, s.first_balance, s.last_at, s.last_balance, s.lowest,
+           s.rises, s.intervals, s.tail_after, s.tail_overlapping, s.first_tail_overlapping,
+           p.meter_id IS NOT NULL AS priced,
            s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
            s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost,
            s.first_tail_kwh_a * p.unit_rate_a + s.first_tail_kwh_b * p.unit_rate_b AS first_tail_cost
@@ -610,27 +621,48 @@ WITH settings AS (
     JOIN calendar AS k ON k.day = s.day
     LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
     WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to
-), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
-              -- before it that had one; the day's first when there is none) to its last
-    SELECT r.meter_id, r.day, r.observations - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
-           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
-           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
-           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first,
-           coalesce(r.previous_day, r.day) AS start_day
-    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance,
-                 lag(r.day) OVER w AS previous_day
-          FROM stored AS r WHERE r.observations > 0 WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
-    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.observations > 1)
+), changed AS (  -- a day a tariff changes in (not priced whole): its half hours, each at its rate
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END) AS cost,
+           count(*) AS n
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.day, r.element, h.hh, h.kwh
+        FROM stored AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(s.day)
+              AND i."timestamp" < flows.uk_day_start(s.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE NOT s.priced AND s.intervals > 0 AND EXISTS (SELECT FROM periods AS p WHERE p.meter_id = s.meter_id)
+        OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), running AS (  -- per meter in day order: running totals of the days' cost and half hours, and the day
+                 -- with observations before each; the daily charges taken by its end
+    SELECT s.*, coalesce(m.charged, 0) AS charged,
+           sum(CASE WHEN s.priced THEN s.whole_cost ELSE coalesce(c.cost, 0) END) OVER w AS cost_upto,
+           sum(CASE WHEN s.priced THEN s.intervals ELSE coalesce(c.n, 0) END) OVER w AS n_upto,
+           max(s.day) FILTER (WHERE s.observations > 0)
+               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_day
+    FROM stored AS s
+    LEFT JOIN changed AS c ON c.meter_id = s.meter_id AND c.day = s.day
+    LEFT JOIN midnights AS m ON m.meter_id = s.meter_id AND m.day = s.day
+    WINDOW w AS (PARTITION BY s.meter_id ORDER BY s.day)
 ), ends AS MATERIALIZED (  -- the ends of the days not priced whole, split as flows.meter_ledger_days splits them:
                            -- each day's last observation (after the one before it), the first one read when a
                            -- day starts from its own first (after nothing)
     SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
-    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM stored AS r
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM running AS r
           WHERE r.observations > 0 AND NOT r.priced
           UNION ALL
-          SELECT s.meter_id, s.first_at, s.day, s.first_balance, false FROM days AS d
-          JOIN stored AS s ON s.meter_id = d.meter_id AND s.day = d.day
-          WHERE d.from_first AND NOT s.priced) AS e
+          SELECT r.meter_id, r.first_at, r.day, r.first_balance, false FROM running AS r
+          WHERE r.observations > 1 AND NOT r.priced AND r.previous_day IS NULL AND r.day >= p_from) AS e
     LEFT JOIN LATERAL (
         SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
         WHERE e.last AND e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at
@@ -655,68 +687,41 @@ WITH settings AS (
     ) AS h
     JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
     GROUP BY x.meter_id, x.at
-), wholes AS (  -- each meter's days: as recorded, priced at the day's tariff; a day a tariff changes in:
-                -- its half hours, each at its rate
-    SELECT s.meter_id, s.day, s.whole_cost AS cost, s.intervals AS n FROM stored AS s WHERE s.priced
-    UNION ALL
-    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
-    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
-           -- nor the tariff periods looked up for each)
-        SELECT s.meter_id, s.day, r.element, h.hh, h.kwh
-        FROM stored AS s
-        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
-        CROSS JOIN LATERAL (
-            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(s.day)
-              AND i."timestamp" < flows.uk_day_start(s.day + 1)
-              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-            OFFSET 0
-        ) AS h
-        WHERE NOT s.priced AND s.intervals > 0 AND EXISTS (SELECT FROM periods AS p WHERE p.meter_id = s.meter_id)
-        OFFSET 0
-    ) AS x
-    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
-    GROUP BY x.meter_id, x.day
-), cumulative AS (  -- running totals per meter of the days' cost and half hours
-    SELECT s.meter_id, s.day,
-           sum(coalesce(w.cost, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS cost,
-           sum(coalesce(w.n, 0)) OVER (PARTITION BY s.meter_id ORDER BY s.day) AS n
-    FROM stored AS s
-    LEFT JOIN wholes AS w ON w.meter_id = s.meter_id AND w.day = s.day
-), midnights AS (
-    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
-), ledger AS (
-    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
-           s1.rises OR s1.first_balance > d.opening_balance AS rises,  -- an interval of the day rose
-           w1.cost - w0.cost - t1.cost + t0.cost AS energy_cost,
-           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+), ledger AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+                -- before it that had one, q; the day's first when there is none) to its last; the energy between
+                -- is the days' cost up to it, less the tail after its last, plus the tail after its start
+    SELECT r.meter_id, r.day, r.observations - CASE WHEN q.day IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(q.last_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(q.last_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, q.last_balance) AS lowest,
+           r.rises OR coalesce(r.first_balance > q.last_balance, false) AS rises,  -- an interval of the day rose
+           r.last_balance - coalesce(q.last_balance, r.first_balance) AS observed_change,
+           r.cost_upto - coalesce(q.cost_upto, r.cost_upto) - t1.cost + t0.cost AS energy_cost,
+           r.charged - coalesce(q.charged, r.charged) AS daily_charges,
            -- every element's every half hour the day overlaps
-           n.n > 0 AND w1.n - w0.n - t1.after + t0.overlapping
-             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
-                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
-    FROM days AS d
-    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
-    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = d.start_day
-    JOIN stored AS s1 ON s1.meter_id = d.meter_id AND s1.day = d.day
-    JOIN stored AS s0 ON s0.meter_id = d.meter_id AND s0.day = d.start_day
-    LEFT JOIN tails AS r1 ON r1.meter_id = d.meter_id AND r1.at = d.ended_at
-    LEFT JOIN tails AS r0 ON r0.meter_id = d.meter_id AND r0.at = d.started_at
+           n.n > 0 AND r.n_upto - coalesce(q.n_upto, r.n_upto) - t1.after + t0.overlapping
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', r.last_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', coalesce(q.last_at, r.first_at), 'epoch')) / 1800)
+             AS complete
+    FROM running AS r
+    LEFT JOIN running AS q ON q.meter_id = r.meter_id AND q.day = r.previous_day
+    LEFT JOIN tails AS r1 ON r1.meter_id = r.meter_id AND r1.at = r.last_at
+    LEFT JOIN tails AS r0 ON r0.meter_id = r.meter_id AND r0.at = coalesce(q.last_at, r.first_at)
     -- the tails after the day's last observation and after its start: recorded, or from the half hours
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN s1.priced THEN s1.tail_cost ELSE coalesce(r1.cost, 0) END AS cost,
-               CASE WHEN s1.priced THEN s1.tail_after ELSE coalesce(r1.after, 0) END AS after
+        SELECT CASE WHEN r.priced THEN r.tail_cost ELSE coalesce(r1.cost, 0) END AS cost,
+               CASE WHEN r.priced THEN r.tail_after ELSE coalesce(r1.after, 0) END AS after
     ) AS t1
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN NOT s0.priced THEN coalesce(r0.cost, 0)
-                    WHEN d.from_first THEN s0.first_tail_cost ELSE s0.tail_cost END AS cost,
-               CASE WHEN NOT s0.priced THEN coalesce(r0.overlapping, 0)
-                    WHEN d.from_first THEN s0.first_tail_overlapping ELSE s0.tail_overlapping END AS overlapping
+        SELECT CASE WHEN NOT coalesce(q.priced, r.priced) THEN coalesce(r0.cost, 0)
+                    WHEN q.day IS NULL THEN r.first_tail_cost ELSE q.tail_cost END AS cost,
+               CASE WHEN NOT coalesce(q.priced, r.priced) THEN coalesce(r0.overlapping, 0)
+                    WHEN q.day IS NULL THEN r.first_tail_overlapping ELSE q.tail_overlapping END AS overlapping
     ) AS t0
-    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
-    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id AND c0.day = d.start_day
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
                GROUP BY r.meter_id) AS n
-      ON n.meter_id = d.meter_id
+      ON n.meter_id = r.meter_id
+    WHERE r.observations > 0 AND r.day >= p_from AND (q.day IS NOT NULL OR r.observations > 1)
 ), thresholds AS (  -- below which a meter offers emergency credit (the highest of its tariffs')
     SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
     WHERE p.emergency_credit > 0 GROUP BY p.meter_id
