@@ -822,9 +822,13 @@ GRANT EXECUTE ON FUNCTION
     billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[])
 TO flows_admin, flows_operator, flows_analyst, flows_service;
 
--- ---- the days of what is already recorded ----
-SELECT flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
-FROM (SELECT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b
-      UNION
-      SELECT r.meter_id, d.day FROM flows.register_interval_daily AS d
-      JOIN flows.meter_registers AS r ON r.register_id = d.register_id) AS x;
+-- ---- the days of what is already recorded (a block: yoyo would print a SELECT's result) ----
+DO $$
+BEGIN
+    PERFORM flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
+    FROM (SELECT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b
+          UNION
+          SELECT r.meter_id, d.day FROM flows.register_interval_daily AS d
+          JOIN flows.meter_registers AS r ON r.register_id = d.register_id) AS x;
+END
+$$;
