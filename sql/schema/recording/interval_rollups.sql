@@ -28,6 +28,22 @@ BEGIN ATOMIC
                 export_kwh = d.export_kwh + excluded.export_kwh,
                 intervals = d.intervals + excluded.intervals,
                 estimated = d.estimated + excluded.estimated
+    ),
+    ledger_days AS (  -- the ledger's days (flows.meter_ledger_days): kWh added per meter, day and rate, as stored above
+        INSERT INTO flows.meter_ledger_days AS s (meter_id, day, observations, rises, kwh_a, kwh_b, intervals,
+                                                  tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after,
+                                                  first_tail_kwh_a, first_tail_kwh_b, first_tail_overlapping)
+        SELECT r.meter_id, d.day, 0, false,
+               coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element <> 'B'), 0),
+               coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element = 'B'), 0), sum(d.intervals),
+               0, 0, 0, 0, 0, 0, 0
+        FROM daily AS d
+        JOIN flows.meter_registers AS r ON r.register_id = d.register_id
+        GROUP BY 1, 2
+        ORDER BY 1, 2
+        ON CONFLICT (meter_id, day) DO UPDATE
+            SET kwh_a = s.kwh_a + excluded.kwh_a, kwh_b = s.kwh_b + excluded.kwh_b,
+                intervals = s.intervals + excluded.intervals
     )
     INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
     SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
@@ -36,10 +52,14 @@ BEGIN ATOMIC
         SET import_kwh = m.import_kwh + excluded.import_kwh,
             export_kwh = m.export_kwh + excluded.export_kwh,
             intervals = m.intervals + excluded.intervals;
-    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
-    FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
-          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
-    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
+    -- The ledger's days whose observations' tails the new half hours may reach (any day of the batch's meters
+    -- with observations, from the first day to the last): recomputed.
+    SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
+    FROM flows.meter_ledger_days AS s
+    WHERE s.meter_id IN (SELECT r.meter_id FROM flows.meter_registers AS r WHERE r.register_id = ANY (p_register_ids))
+      AND s.day BETWEEN (SELECT flows.uk_day(min(t)) FROM unnest(p_timestamps) AS t)
+                    AND (SELECT flows.uk_day(max(t)) FROM unnest(p_timestamps) AS t)
+      AND s.observations > 0;
 END;
 
 
