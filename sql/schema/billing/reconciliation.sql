@@ -435,11 +435,10 @@ WITH settings AS (
                 -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
                 -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
     SELECT s.meter_id, s.day, s.observations, s.first_at, s.first_balance, s.last_at, s.last_balance, s.lowest,
-           s.rises, s.intervals, s.tail_after, s.tail_overlapping, s.first_tail_overlapping,
+           s.rises, s.intervals, s.tail_after, s.tail_overlapping,
            p.meter_id IS NOT NULL AS priced,
            s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
-           s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost,
-           s.first_tail_kwh_a * p.unit_rate_a + s.first_tail_kwh_b * p.unit_rate_b AS first_tail_cost
+           s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost
     FROM flows.meter_ledger_days AS s
     JOIN calendar AS k ON k.day = s.day
     LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
@@ -477,15 +476,15 @@ WITH settings AS (
     LEFT JOIN changed AS c ON c.meter_id = s.meter_id AND c.day = s.day
     LEFT JOIN midnights AS m ON m.meter_id = s.meter_id AND m.day = s.day
     WINDOW w AS (PARTITION BY s.meter_id ORDER BY s.day)
-), ends AS MATERIALIZED (  -- the ends of the days not priced whole, split as flows.meter_ledger_days splits them:
-                           -- each day's last observation (after the one before it), the first one read when a
-                           -- day starts from its own first (after nothing)
+), ends AS MATERIALIZED (  -- the ends whose tails are not kept, split as flows.meter_ledger_days splits them: the
+                           -- last observation of a day not priced whole (after the one before it), and the first
+                           -- of a day that starts from its own first (after nothing: a meter's first day)
     SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
     FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM running AS r
           WHERE r.observations > 0 AND NOT r.priced
           UNION ALL
           SELECT r.meter_id, r.first_at, r.day, r.first_balance, false FROM running AS r
-          WHERE r.observations > 1 AND NOT r.priced AND r.previous_day IS NULL AND r.day >= p_from) AS e
+          WHERE r.observations > 1 AND r.previous_day IS NULL AND r.day >= p_from) AS e
     LEFT JOIN LATERAL (
         SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
         WHERE e.last AND e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at
@@ -536,10 +535,8 @@ WITH settings AS (
                CASE WHEN r.priced THEN r.tail_after ELSE coalesce(r1.after, 0) END AS after
     ) AS t1
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN NOT coalesce(q.priced, r.priced) THEN coalesce(r0.cost, 0)
-                    WHEN q.day IS NULL THEN r.first_tail_cost ELSE q.tail_cost END AS cost,
-               CASE WHEN NOT coalesce(q.priced, r.priced) THEN coalesce(r0.overlapping, 0)
-                    WHEN q.day IS NULL THEN r.first_tail_overlapping ELSE q.tail_overlapping END AS overlapping
+        SELECT CASE WHEN q.priced THEN q.tail_cost ELSE coalesce(r0.cost, 0) END AS cost,
+               CASE WHEN q.priced THEN q.tail_overlapping ELSE coalesce(r0.overlapping, 0) END AS overlapping
     ) AS t0
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
                GROUP BY r.meter_id) AS n

@@ -31,12 +31,11 @@ BEGIN ATOMIC
     ),
     ledger_days AS (  -- the ledger's days (flows.meter_ledger_days): kWh added per meter, day and rate, as stored above
         INSERT INTO flows.meter_ledger_days AS s (meter_id, day, observations, rises, kwh_a, kwh_b, intervals,
-                                                  tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after,
-                                                  first_tail_kwh_a, first_tail_kwh_b, first_tail_overlapping)
+                                                  tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
         SELECT r.meter_id, d.day, 0, false,
                coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element <> 'B'), 0),
                coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element = 'B'), 0), sum(d.intervals),
-               0, 0, 0, 0, 0, 0, 0
+               0, 0, 0, 0
         FROM daily AS d
         JOIN flows.meter_registers AS r ON r.register_id = d.register_id
         GROUP BY 1, 2
@@ -52,14 +51,19 @@ BEGIN ATOMIC
         SET import_kwh = m.import_kwh + excluded.import_kwh,
             export_kwh = m.export_kwh + excluded.export_kwh,
             intervals = m.intervals + excluded.intervals;
-    -- The ledger's days whose observations' tails the new half hours may reach (any day of the batch's meters
-    -- with observations, from the first day to the last): recomputed.
+    -- The ledger's days whose last observation's tail the new half hours may reach (a day of the batch's meters,
+    -- from its first day to its last, with half hours from the last observation's on): recomputed. (Half hours
+    -- estimated from reads end before the read, which comes with its balance: they never do.)
     SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
     FROM flows.meter_ledger_days AS s
     WHERE s.meter_id IN (SELECT r.meter_id FROM flows.meter_registers AS r WHERE r.register_id = ANY (p_register_ids))
       AND s.day BETWEEN (SELECT flows.uk_day(min(t)) FROM unnest(p_timestamps) AS t)
                     AND (SELECT flows.uk_day(max(t)) FROM unnest(p_timestamps) AS t)
-      AND s.observations > 0;
+      AND s.observations > 0
+      AND EXISTS (SELECT FROM flows.meter_registers AS r
+                  JOIN flows.register_interval_hh AS h ON h.register_id = r.register_id
+                  WHERE r.meter_id = s.meter_id AND h."timestamp" > s.last_at - interval '30 minutes'
+                    AND h."timestamp" < flows.uk_day_start(s.day + 1));
 END;
 
 

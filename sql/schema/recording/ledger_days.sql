@@ -16,130 +16,143 @@
 -- registers change; a change of balance also recomputes the next day with
 -- observations (its last observation's split may depend on the one before it).
 CREATE TABLE flows.meter_ledger_days (
-    meter_id               uuid           NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
-    day                    date           NOT NULL,
-    observations           integer        NOT NULL,
-    first_at               timestamptz,
-    first_balance          numeric(12, 5),
-    last_at                timestamptz,
-    last_balance           numeric(12, 5),
-    lowest                 numeric(12, 5),
-    rises                  boolean        NOT NULL,
-    kwh_a                  numeric        NOT NULL,
-    kwh_b                  numeric        NOT NULL,
-    intervals              integer        NOT NULL,
-    tail_kwh_a             numeric        NOT NULL,
-    tail_kwh_b             numeric        NOT NULL,
-    tail_overlapping       integer        NOT NULL,
-    tail_after             integer        NOT NULL,
-    first_tail_kwh_a       numeric        NOT NULL,
-    first_tail_kwh_b       numeric        NOT NULL,
-    first_tail_overlapping integer        NOT NULL,
+    meter_id         uuid           NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
+    day              date           NOT NULL,
+    observations     integer        NOT NULL,
+    first_at         timestamptz,
+    first_balance    numeric(12, 5),
+    last_at          timestamptz,
+    last_balance     numeric(12, 5),
+    lowest           numeric(12, 5),
+    rises            boolean        NOT NULL,
+    kwh_a            numeric        NOT NULL,
+    kwh_b            numeric        NOT NULL,
+    intervals        integer        NOT NULL,
+    tail_kwh_a       numeric        NOT NULL,
+    tail_kwh_b       numeric        NOT NULL,
+    tail_overlapping integer        NOT NULL,
+    tail_after       integer        NOT NULL,
     PRIMARY KEY (meter_id, day)
 );
 COMMENT ON TABLE flows.meter_ledger_days IS
     'Per meter and UK day, from the raw rows (kept exact as they arrive): balance observations (count, first, last, '
     'lowest, whether one rose above the one before it in the day), import kWh of element A (or SINGLE) and B and '
-    'half hours counted (every register, as register_interval_daily), and the kWh after the first and the last '
-    'observation to the day''s end (tails, prorated where billing.split_at splits the half hour; half hours '
-    'overlapping, and starting at or after, the observation). What billing.shadow_ledger reads.';
+    'half hours counted (every register, as register_interval_daily), and the kWh after the last observation to '
+    'the day''s end (the tail, prorated where billing.split_at splits its half hour; half hours overlapping, and '
+    'starting at or after, the observation). What billing.shadow_ledger reads.';
 
 -- Recomputes the rows of these meters' UK days (pairs of equal arrays) from
 -- the raw rows: meter_prepay_balance, register_interval_daily (kept by the
 -- same writers first) and register_interval_hh for the tails. A day with
--- neither observations nor half hours has no row.
+-- neither observations nor half hours has no row. The raw rows are read
+-- between the first day's start and the last day's end only (bounds as
+-- parameters, so that only those partitions are opened); the observation
+-- before a day's only one, where its split needs it (at zero or below), is
+-- the last of the latest earlier day with observations, as kept: a second
+-- pass takes it once the days of this call are kept.
 CREATE FUNCTION flows.refresh_meter_ledger_days(p_meter_ids uuid[], p_days date[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
+SET plan_cache_mode = 'force_generic_plan'  -- called for a day or two at every write: cheaper to run than to plan
 AS $$
+DECLARE
+    low timestamptz;
+    high timestamptz;
 BEGIN
-    WITH touched AS (
-        SELECT DISTINCT x.meter_id, x.day, flows.uk_day_start(x.day) AS starts, flows.uk_day_start(x.day + 1) AS ends
-        FROM unnest(p_meter_ids, p_days) AS x (meter_id, day)
-        WHERE x.meter_id IS NOT NULL AND x.day IS NOT NULL
-    ), observed AS (  -- the day's observations; where its first and last split their half hours (the first as if
-                      -- nothing came before it: the ledger takes it as the start only when nothing did)
-        SELECT t.meter_id, t.day, t.starts, t.ends, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance,
-               o.lowest, o.rises,
-               billing.split_at(o.first_at, o.first_balance, NULL, NULL, 'infinity') AS first_split,
-               billing.split_at(o.last_at, o.last_balance, before.at, before.balance, 'infinity') AS last_split
-        FROM touched AS t
-        CROSS JOIN LATERAL (
-            SELECT count(*)::integer AS n, min(b."timestamp") AS first_at, max(b."timestamp") AS last_at,
-                   (array_agg(b.balance ORDER BY b."timestamp"))[1] AS first_balance,
-                   (array_agg(b.balance ORDER BY b."timestamp" DESC))[1] AS last_balance, min(b.balance) AS lowest,
-                   coalesce(bool_or(b.rose), false) AS rises
-            FROM (SELECT b."timestamp", b.balance, b.balance > lag(b.balance) OVER (ORDER BY b."timestamp") AS rose
-                  FROM flows.meter_prepay_balance AS b
-                  WHERE b.meter_id = t.meter_id AND b."timestamp" >= t.starts AND b."timestamp" < t.ends) AS b
-        ) AS o
-        LEFT JOIN LATERAL (  -- the observation before the last (looked up only where the balance is zero or below)
-            SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
-            WHERE o.last_balance <= 0 AND b.meter_id = t.meter_id AND b."timestamp" < o.last_at
-            ORDER BY b."timestamp" DESC LIMIT 1
-        ) AS before ON true
-    ), tails AS (  -- from each end (first, last) to the day's end, per rate: its half hours by index
-        SELECT e.meter_id, e.day, e.last,
-               coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
-               coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
-               count(h.hh)::integer AS overlapping, (count(h.hh) FILTER (WHERE h.hh >= e.at))::integer AS after
-        FROM (SELECT o.meter_id, o.day, o.ends, false AS last, o.first_at AS at, o.first_split AS split
-              FROM observed AS o WHERE o.n > 0
-              UNION ALL
-              SELECT o.meter_id, o.day, o.ends, true, o.last_at, o.last_split FROM observed AS o WHERE o.n > 0) AS e
-        JOIN flows.meter_registers AS r ON r.meter_id = e.meter_id
-        LEFT JOIN LATERAL (
-            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh,
-                   extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", e.split)) / 1800
-                       AS share
-            FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" > e.at - interval '30 minutes'
-              AND i."timestamp" < e.ends
-              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-        ) AS h ON true
-        GROUP BY e.meter_id, e.day, e.last
-    ), energy AS (  -- the day's half hours per rate (the daily rollups of every register of the meter)
-        SELECT t.meter_id, t.day,
-               coalesce(sum(d.import_kwh) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
-               coalesce(sum(d.import_kwh) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
-               sum(d.intervals)::integer AS intervals
-        FROM touched AS t
-        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id
-        JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
-        GROUP BY t.meter_id, t.day
-    ), computed AS (
-        SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
-               coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
-               coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
-               coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after,
-               coalesce(f.kwh_a, 0) AS first_tail_kwh_a, coalesce(f.kwh_b, 0) AS first_tail_kwh_b,
-               coalesce(f.overlapping, 0) AS first_tail_overlapping
-        FROM observed AS o
-        LEFT JOIN energy AS e ON e.meter_id = o.meter_id AND e.day = o.day
-        LEFT JOIN tails AS l ON l.meter_id = o.meter_id AND l.day = o.day AND l.last
-        LEFT JOIN tails AS f ON f.meter_id = o.meter_id AND f.day = o.day AND NOT f.last
-    ), removed AS (
-        DELETE FROM flows.meter_ledger_days AS s
-        USING computed AS c
-        WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
-    )
-    INSERT INTO flows.meter_ledger_days AS s (
-        meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
-        intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after, first_tail_kwh_a, first_tail_kwh_b,
-        first_tail_overlapping)
-    SELECT c.* FROM computed AS c
-    WHERE c.n > 0 OR c.intervals > 0
-    ORDER BY c.meter_id, c.day
-    ON CONFLICT (meter_id, day) DO UPDATE
-        SET observations = excluded.observations, first_at = excluded.first_at,
-            first_balance = excluded.first_balance, last_at = excluded.last_at, last_balance = excluded.last_balance,
-            lowest = excluded.lowest, rises = excluded.rises, kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b,
-            intervals = excluded.intervals,
-            tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
-            tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after,
-            first_tail_kwh_a = excluded.first_tail_kwh_a, first_tail_kwh_b = excluded.first_tail_kwh_b,
-            first_tail_overlapping = excluded.first_tail_overlapping
-        WHERE (s.*) IS DISTINCT FROM (excluded.*);
+    SELECT flows.uk_day_start(min(d)), flows.uk_day_start(max(d) + 1) INTO low, high FROM unnest(p_days) AS d;
+    IF low IS NULL THEN
+        RETURN;
+    END IF;
+    FOR pass IN 1..2 LOOP
+        WITH touched AS (
+            SELECT DISTINCT x.meter_id, x.day, flows.uk_day_start(x.day) AS starts,
+                   flows.uk_day_start(x.day + 1) AS ends
+            FROM unnest(p_meter_ids, p_days) AS x (meter_id, day)
+            WHERE x.meter_id IS NOT NULL AND x.day IS NOT NULL
+        ), observed AS (  -- the day's observations; where its last splits its half hour
+            SELECT t.meter_id, t.day, t.ends, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest,
+                   o.rises,
+                   billing.split_at(o.last_at, o.last_balance, coalesce(o.before_at, earlier.last_at),
+                                    coalesce(o.before_balance, earlier.last_balance), 'infinity') AS last_split
+            FROM touched AS t
+            CROSS JOIN LATERAL (
+                SELECT count(*)::integer AS n, min(b."timestamp") AS first_at, max(b."timestamp") AS last_at,
+                       (array_agg(b.balance ORDER BY b."timestamp"))[1] AS first_balance,
+                       (array_agg(b.balance ORDER BY b."timestamp" DESC))[1] AS last_balance,
+                       (array_agg(b."timestamp" ORDER BY b."timestamp" DESC))[2] AS before_at,
+                       (array_agg(b.balance ORDER BY b."timestamp" DESC))[2] AS before_balance,
+                       min(b.balance) AS lowest, coalesce(bool_or(b.rose), false) AS rises
+                FROM (SELECT b."timestamp", b.balance, b.balance > lag(b.balance) OVER (ORDER BY b."timestamp") AS rose
+                      FROM flows.meter_prepay_balance AS b
+                      WHERE b.meter_id = t.meter_id AND b."timestamp" >= t.starts AND b."timestamp" < t.ends
+                        AND b."timestamp" >= low AND b."timestamp" < high) AS b
+            ) AS o
+            LEFT JOIN LATERAL (  -- a day's only observation at zero or below: the one before it, on an earlier day
+                SELECT s.last_at, s.last_balance FROM flows.meter_ledger_days AS s
+                WHERE o.n = 1 AND o.last_balance <= 0 AND s.meter_id = t.meter_id AND s.day < t.day
+                  AND s.observations > 0
+                ORDER BY s.day DESC LIMIT 1
+            ) AS earlier ON true
+        ), tails AS (  -- from the last observation to the day's end, per rate: its half hours by index
+            SELECT o.meter_id, o.day,
+                   coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
+                   coalesce(sum(h.kwh * h.share) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
+                   count(h.hh)::integer AS overlapping, (count(h.hh) FILTER (WHERE h.hh >= o.last_at))::integer AS after
+            FROM observed AS o
+            JOIN flows.meter_registers AS r ON r.meter_id = o.meter_id
+            LEFT JOIN LATERAL (
+                SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh,
+                       extract(epoch FROM i."timestamp" + interval '30 minutes'
+                                          - greatest(i."timestamp", o.last_split)) / 1800 AS share
+                FROM flows.register_interval_hh AS i
+                WHERE i.register_id = r.register_id AND i."timestamp" > o.last_at - interval '30 minutes'
+                  AND i."timestamp" < o.ends AND i."timestamp" >= low AND i."timestamp" < high
+                  AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            ) AS h ON true
+            WHERE o.n > 0
+            GROUP BY o.meter_id, o.day
+        ), energy AS (  -- the day's half hours per rate (the daily rollups of every register of the meter)
+            SELECT t.meter_id, t.day,
+                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
+                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
+                   sum(d.intervals)::integer AS intervals
+            FROM touched AS t
+            JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id
+            JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
+            GROUP BY t.meter_id, t.day
+        ), computed AS (
+            SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
+                   coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
+                   coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
+                   coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after
+            FROM observed AS o
+            LEFT JOIN energy AS e ON e.meter_id = o.meter_id AND e.day = o.day
+            LEFT JOIN tails AS l ON l.meter_id = o.meter_id AND l.day = o.day
+        ), removed AS (
+            DELETE FROM flows.meter_ledger_days AS s
+            USING computed AS c
+            WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
+        )
+        INSERT INTO flows.meter_ledger_days AS s (
+            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
+            intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
+        SELECT c.* FROM computed AS c
+        WHERE c.n > 0 OR c.intervals > 0
+        ORDER BY c.meter_id, c.day
+        ON CONFLICT (meter_id, day) DO UPDATE
+            SET observations = excluded.observations, first_at = excluded.first_at,
+                first_balance = excluded.first_balance, last_at = excluded.last_at,
+                last_balance = excluded.last_balance, lowest = excluded.lowest, rises = excluded.rises,
+                kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b, intervals = excluded.intervals,
+                tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
+                tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after
+            WHERE (s.*) IS DISTINCT FROM (excluded.*);
+        -- the second pass only where a day's only observation is at zero or below (its split looks back)
+        EXIT WHEN pass = 2 OR NOT EXISTS (
+            SELECT FROM flows.meter_ledger_days AS s
+            JOIN unnest(p_meter_ids, p_days) AS x (meter_id, day) ON s.meter_id = x.meter_id AND s.day = x.day
+            WHERE s.observations = 1 AND s.last_balance <= 0);
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION flows.refresh_meter_ledger_days(uuid[], date[]) IS
@@ -150,10 +163,12 @@ COMMENT ON FUNCTION flows.refresh_meter_ledger_days(uuid[], date[]) IS
 -- last observation's split may depend on the observation before it).
 CREATE FUNCTION flows.refresh_meter_ledger_days_of_balances(p_meter_ids uuid[], p_timestamps timestamptz[])
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = ''
-BEGIN ATOMIC
-    SELECT flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
+SET plan_cache_mode = 'force_generic_plan'  -- as above
+AS $$
+BEGIN
+    PERFORM flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
     FROM (
         SELECT t.meter_id, t.day FROM (
             SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
@@ -167,7 +182,8 @@ BEGIN ATOMIC
             WHERE b.meter_id = t.meter_id AND b."timestamp" >= flows.uk_day_start(t.day + 1)
         ) AS next
     ) AS x;
-END;
+END
+$$;
 COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestamptz[]) IS
     'Recomputes flows.meter_ledger_days for balance observations written (their days and the next with observations).';
 
