@@ -170,8 +170,9 @@ COMMENT ON FUNCTION flows.refresh_meter_ledger_days(uuid[], date[]) IS
     'Recomputes flows.meter_ledger_days of these (meter, UK day) pairs from the raw rows.';
 
 -- Recomputes the rows of the UK days balance observations at p_timestamps
--- fall on, and of each meter's next day with observations after them (its
--- last observation's split may depend on the observation before it).
+-- fall on, and then each meter's next day with observations after them when
+-- its only observation is at zero or below (its split looks back to the
+-- observation before it, on an earlier day).
 CREATE FUNCTION flows.refresh_meter_ledger_days_of_balances(p_meter_ids uuid[], p_timestamps timestamptz[])
 RETURNS void
 LANGUAGE plpgsql
@@ -179,24 +180,23 @@ SET search_path = ''
 SET plan_cache_mode = 'force_generic_plan'  -- as above
 AS $$
 BEGIN
-    PERFORM flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
-    FROM (
-        SELECT t.meter_id, t.day FROM (
-            SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
-            FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t
-        UNION ALL
-        SELECT t.meter_id, flows.uk_day(next.at)
-        FROM (SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
-              FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t
-        CROSS JOIN LATERAL (
-            SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
-            WHERE b.meter_id = t.meter_id AND b."timestamp" >= flows.uk_day_start(t.day + 1)
-        ) AS next
-    ) AS x;
+    PERFORM flows.refresh_meter_ledger_days(array_agg(t.meter_id), array_agg(t.day))
+    FROM (SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
+          FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t;
+    PERFORM flows.refresh_meter_ledger_days(array_agg(n.meter_id), array_agg(n.day))
+    FROM (SELECT DISTINCT b.meter_id, flows.uk_day(b.ts) AS day
+          FROM unnest(p_meter_ids, p_timestamps) AS b (meter_id, ts)) AS t
+    CROSS JOIN LATERAL (
+        SELECT s.meter_id, s.day, s.observations, s.last_balance FROM flows.meter_ledger_days AS s
+        WHERE s.meter_id = t.meter_id AND s.day > t.day AND s.observations > 0
+        ORDER BY s.day LIMIT 1
+    ) AS n
+    WHERE n.observations = 1 AND n.last_balance <= 0;
 END
 $$;
 COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestamptz[]) IS
-    'Recomputes flows.meter_ledger_days for balance observations written (their days and the next with observations).';
+    'Recomputes flows.meter_ledger_days for balance observations written (their days, and the next day with '
+    'observations where its split depends on them).';
 
 -- Balances written by anyone (flows.record_meter_states, a correction, the
 -- retention's deletion): inserted, a statement trigger (the rows as a
