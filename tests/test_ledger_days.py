@@ -33,12 +33,8 @@ writes = st.lists(st.one_of(st.tuples(st.just("balances"), balances), st.tuples(
 
 KEPT = "SELECT * FROM flows.meter_ledger_days WHERE meter_id = %s ORDER BY day"
 RECOMPUTE = """
-SELECT flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
-FROM (SELECT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b
-      WHERE b.meter_id = %(m)s
-      UNION
-      SELECT r.meter_id, d.day FROM flows.register_interval_daily AS d
-      JOIN flows.meter_registers AS r ON r.register_id = d.register_id WHERE r.meter_id = %(m)s) AS x
+SELECT flows.refresh_meter_ledger_days(array_agg(b.meter_id), array_agg(flows.uk_day(b."timestamp")))
+FROM flows.meter_prepay_balance AS b WHERE b.meter_id = %(m)s
 """
 
 

@@ -10,57 +10,53 @@ SET LOCAL ROLE flows_owner;
 
 -- ---- schema/recording/ledger_days.sql ----
 -- What the shadow prepay ledger (billing.shadow_ledger, docs/reconciliation.md)
--- needs of each meter's UK day, kept as the raw rows arrive so that a
--- reconciliation reads one row per meter and day instead of every balance
--- observation and half hour: the day's balance observations (how many, the
--- first and the last, the lowest), its energy per rate (kWh of element B, and
--- of A or SINGLE) and the energy after its first and its last observation (the
--- *tails*: the half hours from where the observation splits its half hour,
--- billing.split_at, to the day's end, kWh prorated). kWh, not money: prices
--- come from tariffs, which may be read after the half hours they price, so
--- the ledger prices these rows when it reads them.
+-- needs of each meter's UK day with balance observations, kept as the raw rows
+-- arrive so that a reconciliation reads one row per meter and day instead of
+-- every balance observation and the half hours at the days' ends: the day's
+-- observations (how many, the first and the last, the lowest, whether one rose)
+-- and the energy after its last observation to the day's end (the *tail*: the
+-- half hours from where the observation splits its half hour, billing.split_at,
+-- kWh prorated, per rate: of element B, and of A or SINGLE). kWh, not money:
+-- tariffs may be read after the half hours they price, so the ledger prices
+-- the rows when it reads them; the days' energy it takes from the daily rollups.
 --
 -- Exact whatever order the raw rows come in: a row is recomputed from the raw
 -- rows (flows.refresh_meter_ledger_days) for every meter and day whose
--- balances (the triggers below, whoever writes them), half hours (the rollup
--- functions every writer of half hours calls, interval_rollups.sql) or
--- registers change; a change of balance also recomputes the next day with
--- observations (its last observation's split may depend on the one before it).
+-- balances (the triggers below, whoever writes them), half hours from its last
+-- observation on (the rollup functions every writer of half hours calls,
+-- interval_rollups.sql) or registers change; and the next day with
+-- observations when its only observation's split looks back to the changed day.
 CREATE TABLE flows.meter_ledger_days (
     meter_id         uuid           NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
     day              date           NOT NULL,
     observations     integer        NOT NULL,
-    first_at         timestamptz,
-    first_balance    numeric(12, 5),
-    last_at          timestamptz,
-    last_balance     numeric(12, 5),
-    lowest           numeric(12, 5),
+    first_at         timestamptz    NOT NULL,
+    first_balance    numeric(12, 5) NOT NULL,
+    last_at          timestamptz    NOT NULL,
+    last_balance     numeric(12, 5) NOT NULL,
+    lowest           numeric(12, 5) NOT NULL,
     rises            boolean        NOT NULL,
-    kwh_a            numeric        NOT NULL,
-    kwh_b            numeric        NOT NULL,
-    intervals        integer        NOT NULL,
     tail_kwh_a       numeric        NOT NULL,
     tail_kwh_b       numeric        NOT NULL,
     tail_overlapping integer        NOT NULL,
     tail_after       integer        NOT NULL,
-    PRIMARY KEY (meter_id, day)
+    PRIMARY KEY (meter_id, day),
+    CONSTRAINT meter_ledger_days_observed CHECK (observations > 0)
 );
 COMMENT ON TABLE flows.meter_ledger_days IS
-    'Per meter and UK day, from the raw rows (kept exact as they arrive): balance observations (count, first, last, '
-    'lowest, whether one rose above the one before it in the day), import kWh of element A (or SINGLE) and B and '
-    'half hours counted (every register, as register_interval_daily), and the kWh after the last observation to '
-    'the day''s end (the tail, prorated where billing.split_at splits its half hour; half hours overlapping, and '
-    'starting at or after, the observation). What billing.shadow_ledger reads.';
+    'Per meter and UK day with balance observations, from the raw rows (kept exact as they arrive): the '
+    'observations (count, first, last, lowest, whether one rose above the one before it in the day) and the kWh '
+    'after the last one to the day''s end per rate (the tail, prorated where billing.split_at splits its half '
+    'hour; half hours overlapping, and starting at or after, the observation). What billing.shadow_ledger reads.';
 
 -- Recomputes the rows of these meters' UK days (pairs of equal arrays) from
--- the raw rows: meter_prepay_balance, register_interval_daily (kept by the
--- same writers first) and register_interval_hh for the tails. A day with
--- neither observations nor half hours has no row. The raw rows are read
--- between the first day's start and the last day's end only (bounds as
--- parameters, so that only those partitions are opened); the observation
--- before a day's only one, where its split needs it (at zero or below), is
--- the last of the latest earlier day with observations, as kept: a second
--- pass takes it once the days of this call are kept.
+-- the raw rows: meter_prepay_balance, and register_interval_hh for the tails.
+-- A day without observations has no row. The raw rows are read between the
+-- first day's start and the last day's end only (bounds as parameters, so
+-- that only those partitions are opened); the observation before a day's
+-- only one, where its split needs it (at zero or below), is the last of the
+-- latest earlier day with observations, as kept: a second pass takes it once
+-- the days of this call are kept.
 CREATE FUNCTION flows.refresh_meter_ledger_days(p_meter_ids uuid[], p_days date[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
@@ -122,39 +118,27 @@ BEGIN
             ) AS h ON true
             WHERE o.n > 0
             GROUP BY o.meter_id, o.day
-        ), energy AS (  -- the day's half hours per rate (the daily rollups of every register of the meter)
-            SELECT t.meter_id, t.day,
-                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
-                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
-                   sum(d.intervals)::integer AS intervals
-            FROM touched AS t
-            JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id
-            JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
-            GROUP BY t.meter_id, t.day
         ), computed AS (
             SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
-                   coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
                    coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
                    coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after
             FROM observed AS o
-            LEFT JOIN energy AS e ON e.meter_id = o.meter_id AND e.day = o.day
             LEFT JOIN tails AS l ON l.meter_id = o.meter_id AND l.day = o.day
         ), removed AS (
             DELETE FROM flows.meter_ledger_days AS s
             USING computed AS c
-            WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
+            WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0
         )
         INSERT INTO flows.meter_ledger_days AS s (
-            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
-            intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
+            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises,
+            tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
         SELECT c.* FROM computed AS c
-        WHERE c.n > 0 OR c.intervals > 0
+        WHERE c.n > 0
         ORDER BY c.meter_id, c.day
         ON CONFLICT (meter_id, day) DO UPDATE
             SET observations = excluded.observations, first_at = excluded.first_at,
                 first_balance = excluded.first_balance, last_at = excluded.last_at,
                 last_balance = excluded.last_balance, lowest = excluded.lowest, rises = excluded.rises,
-                kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b, intervals = excluded.intervals,
                 tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
                 tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after
             WHERE (s.*) IS DISTINCT FROM (excluded.*);
@@ -287,21 +271,6 @@ BEGIN ATOMIC
                 export_kwh = d.export_kwh + excluded.export_kwh,
                 intervals = d.intervals + excluded.intervals,
                 estimated = d.estimated + excluded.estimated
-    ),
-    ledger_days AS (  -- the ledger's days (flows.meter_ledger_days): kWh added per meter, day and rate, as stored above
-        INSERT INTO flows.meter_ledger_days AS s (meter_id, day, observations, rises, kwh_a, kwh_b, intervals,
-                                                  tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
-        SELECT r.meter_id, d.day, 0, false,
-               coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element <> 'B'), 0),
-               coalesce(sum(d.import_kwh::numeric(14, 3)) FILTER (WHERE r.element = 'B'), 0), sum(d.intervals),
-               0, 0, 0, 0
-        FROM daily AS d
-        JOIN flows.meter_registers AS r ON r.register_id = d.register_id
-        GROUP BY 1, 2
-        ORDER BY 1, 2
-        ON CONFLICT (meter_id, day) DO UPDATE
-            SET kwh_a = s.kwh_a + excluded.kwh_a, kwh_b = s.kwh_b + excluded.kwh_b,
-                intervals = s.intervals + excluded.intervals
     )
     INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
     SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
@@ -311,14 +280,13 @@ BEGIN ATOMIC
             export_kwh = m.export_kwh + excluded.export_kwh,
             intervals = m.intervals + excluded.intervals;
     -- The ledger's days whose last observation's tail the new half hours may reach (a day of the batch's meters,
-    -- from its first day to its last, with half hours from the last observation's on): recomputed. (Half hours
-    -- estimated from reads end before the read, which comes with its balance: they never do.)
+    -- from its first day to its last, with half hours from its last observation's on): recomputed. (Half hours
+    -- estimated from reads end before the read, which comes with its balance: they do not.)
     SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
     FROM flows.meter_ledger_days AS s
     WHERE s.meter_id IN (SELECT r.meter_id FROM flows.meter_registers AS r WHERE r.register_id = ANY (p_register_ids))
       AND s.day BETWEEN (SELECT flows.uk_day(min(t)) FROM unnest(p_timestamps) AS t)
                     AND (SELECT flows.uk_day(max(t)) FROM unnest(p_timestamps) AS t)
-      AND s.observations > 0
       AND EXISTS (SELECT FROM flows.meter_registers AS r
                   JOIN flows.register_interval_hh AS h ON h.register_id = r.register_id
                   WHERE r.meter_id = s.meter_id AND h."timestamp" > s.last_at - interval '30 minutes'
@@ -352,10 +320,11 @@ BEGIN ATOMIC
     ORDER BY t.register_id, t.month
     ON CONFLICT (register_id, month) DO UPDATE
         SET import_kwh = excluded.import_kwh, export_kwh = excluded.export_kwh, intervals = excluded.intervals;
-    SELECT flows.refresh_meter_ledger_days(array_agg(r.meter_id), array_agg(x.day))
+    SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
     FROM (SELECT DISTINCT x.register_id, flows.uk_day(x.ts) AS day
           FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)) AS x
-    JOIN flows.meter_registers AS r ON r.register_id = x.register_id;
+    JOIN flows.meter_registers AS r ON r.register_id = x.register_id
+    JOIN flows.meter_ledger_days AS s ON s.meter_id = r.meter_id AND s.day = x.day;
 END;
 
 
@@ -648,18 +617,29 @@ WITH settings AS (
 ), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
     SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
     FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-), stored AS (  -- each meter's UK days as recorded (flows.meter_ledger_days, from the day before the first), priced
-                -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
-                -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
-    SELECT s.meter_id, s.day, s.observations, s.first_at, s.first_balance, s.last_at, s.last_balance, s.lowest,
-           s.rises, s.intervals, s.tail_after, s.tail_overlapping,
+), energy AS (  -- each meter's days' half hours per rate (the daily rollups of its registers)
+    SELECT r.meter_id, d.day, sum(d.import_kwh) FILTER (WHERE r.element <> 'B') AS kwh_a,
+           sum(d.import_kwh) FILTER (WHERE r.element = 'B') AS kwh_b, sum(d.intervals) AS intervals
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+), stored AS (  -- each meter's UK days (from the day before the first) with observations (kept:
+                -- flows.meter_ledger_days) or half hours or both, priced at the tariff of the day (kWh of A or SINGLE
+                -- at unit_rate_a, of B at unit_rate_b); a day no one tariff covers (one changes inside it) is not
+                -- priced whole: its half hours and tails one by one
+    SELECT coalesce(s.meter_id, e.meter_id) AS meter_id, coalesce(s.day, e.day) AS day,
+           coalesce(s.observations, 0) AS observations, s.first_at, s.first_balance, s.last_at, s.last_balance,
+           s.lowest, s.rises, coalesce(e.intervals, 0) AS intervals, s.tail_after, s.tail_overlapping,
            p.meter_id IS NOT NULL AS priced,
-           s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
+           coalesce(e.kwh_a, 0) * p.unit_rate_a + coalesce(e.kwh_b, 0) * p.unit_rate_b AS whole_cost,
            s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost
-    FROM flows.meter_ledger_days AS s
-    JOIN calendar AS k ON k.day = s.day
-    LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
-    WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to
+    FROM (SELECT s.* FROM flows.meter_ledger_days AS s
+          WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to) AS s
+    FULL JOIN energy AS e ON e.meter_id = s.meter_id AND e.day = s.day
+    JOIN calendar AS k ON k.day = coalesce(s.day, e.day)
+    LEFT JOIN periods AS p ON p.meter_id = coalesce(s.meter_id, e.meter_id) AND p.valid_from <= k.starts
+                          AND p.valid_to >= k.ends
 ), changed AS (  -- a day a tariff changes in (not priced whole): its half hours, each at its rate
     SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END) AS cost,
            count(*) AS n
@@ -863,9 +843,6 @@ TO flows_admin, flows_operator, flows_analyst, flows_service;
 DO $$
 BEGIN
     PERFORM flows.refresh_meter_ledger_days(array_agg(x.meter_id), array_agg(x.day))
-    FROM (SELECT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b
-          UNION
-          SELECT r.meter_id, d.day FROM flows.register_interval_daily AS d
-          JOIN flows.meter_registers AS r ON r.register_id = d.register_id) AS x;
+    FROM (SELECT DISTINCT b.meter_id, flows.uk_day(b."timestamp") AS day FROM flows.meter_prepay_balance AS b) AS x;
 END
 $$;

@@ -431,18 +431,29 @@ WITH settings AS (
 ), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
     SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
     FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-), stored AS (  -- each meter's UK days as recorded (flows.meter_ledger_days, from the day before the first), priced
-                -- at the tariff of the day (kWh of A or SINGLE at unit_rate_a, of B at unit_rate_b); a day no one
-                -- tariff covers (one changes inside it) is not priced whole: its half hours and tails one by one
-    SELECT s.meter_id, s.day, s.observations, s.first_at, s.first_balance, s.last_at, s.last_balance, s.lowest,
-           s.rises, s.intervals, s.tail_after, s.tail_overlapping,
+), energy AS (  -- each meter's days' half hours per rate (the daily rollups of its registers)
+    SELECT r.meter_id, d.day, sum(d.import_kwh) FILTER (WHERE r.element <> 'B') AS kwh_a,
+           sum(d.import_kwh) FILTER (WHERE r.element = 'B') AS kwh_b, sum(d.intervals) AS intervals
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+), stored AS (  -- each meter's UK days (from the day before the first) with observations (kept:
+                -- flows.meter_ledger_days) or half hours or both, priced at the tariff of the day (kWh of A or SINGLE
+                -- at unit_rate_a, of B at unit_rate_b); a day no one tariff covers (one changes inside it) is not
+                -- priced whole: its half hours and tails one by one
+    SELECT coalesce(s.meter_id, e.meter_id) AS meter_id, coalesce(s.day, e.day) AS day,
+           coalesce(s.observations, 0) AS observations, s.first_at, s.first_balance, s.last_at, s.last_balance,
+           s.lowest, s.rises, coalesce(e.intervals, 0) AS intervals, s.tail_after, s.tail_overlapping,
            p.meter_id IS NOT NULL AS priced,
-           s.kwh_a * p.unit_rate_a + s.kwh_b * p.unit_rate_b AS whole_cost,
+           coalesce(e.kwh_a, 0) * p.unit_rate_a + coalesce(e.kwh_b, 0) * p.unit_rate_b AS whole_cost,
            s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost
-    FROM flows.meter_ledger_days AS s
-    JOIN calendar AS k ON k.day = s.day
-    LEFT JOIN periods AS p ON p.meter_id = s.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
-    WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to
+    FROM (SELECT s.* FROM flows.meter_ledger_days AS s
+          WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to) AS s
+    FULL JOIN energy AS e ON e.meter_id = s.meter_id AND e.day = s.day
+    JOIN calendar AS k ON k.day = coalesce(s.day, e.day)
+    LEFT JOIN periods AS p ON p.meter_id = coalesce(s.meter_id, e.meter_id) AND p.valid_from <= k.starts
+                          AND p.valid_to >= k.ends
 ), changed AS (  -- a day a tariff changes in (not priced whole): its half hours, each at its rate
     SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END) AS cost,
            count(*) AS n

@@ -1,55 +1,51 @@
 -- What the shadow prepay ledger (billing.shadow_ledger, docs/reconciliation.md)
--- needs of each meter's UK day, kept as the raw rows arrive so that a
--- reconciliation reads one row per meter and day instead of every balance
--- observation and half hour: the day's balance observations (how many, the
--- first and the last, the lowest), its energy per rate (kWh of element B, and
--- of A or SINGLE) and the energy after its first and its last observation (the
--- *tails*: the half hours from where the observation splits its half hour,
--- billing.split_at, to the day's end, kWh prorated). kWh, not money: prices
--- come from tariffs, which may be read after the half hours they price, so
--- the ledger prices these rows when it reads them.
+-- needs of each meter's UK day with balance observations, kept as the raw rows
+-- arrive so that a reconciliation reads one row per meter and day instead of
+-- every balance observation and the half hours at the days' ends: the day's
+-- observations (how many, the first and the last, the lowest, whether one rose)
+-- and the energy after its last observation to the day's end (the *tail*: the
+-- half hours from where the observation splits its half hour, billing.split_at,
+-- kWh prorated, per rate: of element B, and of A or SINGLE). kWh, not money:
+-- tariffs may be read after the half hours they price, so the ledger prices
+-- the rows when it reads them; the days' energy it takes from the daily rollups.
 --
 -- Exact whatever order the raw rows come in: a row is recomputed from the raw
 -- rows (flows.refresh_meter_ledger_days) for every meter and day whose
--- balances (the triggers below, whoever writes them), half hours (the rollup
--- functions every writer of half hours calls, interval_rollups.sql) or
--- registers change; a change of balance also recomputes the next day with
--- observations (its last observation's split may depend on the one before it).
+-- balances (the triggers below, whoever writes them), half hours from its last
+-- observation on (the rollup functions every writer of half hours calls,
+-- interval_rollups.sql) or registers change; and the next day with
+-- observations when its only observation's split looks back to the changed day.
 CREATE TABLE flows.meter_ledger_days (
     meter_id         uuid           NOT NULL REFERENCES flows.meter_registry (id) ON DELETE CASCADE,
     day              date           NOT NULL,
     observations     integer        NOT NULL,
-    first_at         timestamptz,
-    first_balance    numeric(12, 5),
-    last_at          timestamptz,
-    last_balance     numeric(12, 5),
-    lowest           numeric(12, 5),
+    first_at         timestamptz    NOT NULL,
+    first_balance    numeric(12, 5) NOT NULL,
+    last_at          timestamptz    NOT NULL,
+    last_balance     numeric(12, 5) NOT NULL,
+    lowest           numeric(12, 5) NOT NULL,
     rises            boolean        NOT NULL,
-    kwh_a            numeric        NOT NULL,
-    kwh_b            numeric        NOT NULL,
-    intervals        integer        NOT NULL,
     tail_kwh_a       numeric        NOT NULL,
     tail_kwh_b       numeric        NOT NULL,
     tail_overlapping integer        NOT NULL,
     tail_after       integer        NOT NULL,
-    PRIMARY KEY (meter_id, day)
+    PRIMARY KEY (meter_id, day),
+    CONSTRAINT meter_ledger_days_observed CHECK (observations > 0)
 );
 COMMENT ON TABLE flows.meter_ledger_days IS
-    'Per meter and UK day, from the raw rows (kept exact as they arrive): balance observations (count, first, last, '
-    'lowest, whether one rose above the one before it in the day), import kWh of element A (or SINGLE) and B and '
-    'half hours counted (every register, as register_interval_daily), and the kWh after the last observation to '
-    'the day''s end (the tail, prorated where billing.split_at splits its half hour; half hours overlapping, and '
-    'starting at or after, the observation). What billing.shadow_ledger reads.';
+    'Per meter and UK day with balance observations, from the raw rows (kept exact as they arrive): the '
+    'observations (count, first, last, lowest, whether one rose above the one before it in the day) and the kWh '
+    'after the last one to the day''s end per rate (the tail, prorated where billing.split_at splits its half '
+    'hour; half hours overlapping, and starting at or after, the observation). What billing.shadow_ledger reads.';
 
 -- Recomputes the rows of these meters' UK days (pairs of equal arrays) from
--- the raw rows: meter_prepay_balance, register_interval_daily (kept by the
--- same writers first) and register_interval_hh for the tails. A day with
--- neither observations nor half hours has no row. The raw rows are read
--- between the first day's start and the last day's end only (bounds as
--- parameters, so that only those partitions are opened); the observation
--- before a day's only one, where its split needs it (at zero or below), is
--- the last of the latest earlier day with observations, as kept: a second
--- pass takes it once the days of this call are kept.
+-- the raw rows: meter_prepay_balance, and register_interval_hh for the tails.
+-- A day without observations has no row. The raw rows are read between the
+-- first day's start and the last day's end only (bounds as parameters, so
+-- that only those partitions are opened); the observation before a day's
+-- only one, where its split needs it (at zero or below), is the last of the
+-- latest earlier day with observations, as kept: a second pass takes it once
+-- the days of this call are kept.
 CREATE FUNCTION flows.refresh_meter_ledger_days(p_meter_ids uuid[], p_days date[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
@@ -111,39 +107,27 @@ BEGIN
             ) AS h ON true
             WHERE o.n > 0
             GROUP BY o.meter_id, o.day
-        ), energy AS (  -- the day's half hours per rate (the daily rollups of every register of the meter)
-            SELECT t.meter_id, t.day,
-                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element <> 'B'), 0) AS kwh_a,
-                   coalesce(sum(d.import_kwh) FILTER (WHERE r.element = 'B'), 0) AS kwh_b,
-                   sum(d.intervals)::integer AS intervals
-            FROM touched AS t
-            JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id
-            JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id AND d.day = t.day
-            GROUP BY t.meter_id, t.day
         ), computed AS (
             SELECT o.meter_id, o.day, o.n, o.first_at, o.first_balance, o.last_at, o.last_balance, o.lowest, o.rises,
-                   coalesce(e.kwh_a, 0) AS kwh_a, coalesce(e.kwh_b, 0) AS kwh_b, coalesce(e.intervals, 0) AS intervals,
                    coalesce(l.kwh_a, 0) AS tail_kwh_a, coalesce(l.kwh_b, 0) AS tail_kwh_b,
                    coalesce(l.overlapping, 0) AS tail_overlapping, coalesce(l.after, 0) AS tail_after
             FROM observed AS o
-            LEFT JOIN energy AS e ON e.meter_id = o.meter_id AND e.day = o.day
             LEFT JOIN tails AS l ON l.meter_id = o.meter_id AND l.day = o.day
         ), removed AS (
             DELETE FROM flows.meter_ledger_days AS s
             USING computed AS c
-            WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0 AND c.intervals = 0
+            WHERE s.meter_id = c.meter_id AND s.day = c.day AND c.n = 0
         )
         INSERT INTO flows.meter_ledger_days AS s (
-            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
-            intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
+            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises,
+            tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
         SELECT c.* FROM computed AS c
-        WHERE c.n > 0 OR c.intervals > 0
+        WHERE c.n > 0
         ORDER BY c.meter_id, c.day
         ON CONFLICT (meter_id, day) DO UPDATE
             SET observations = excluded.observations, first_at = excluded.first_at,
                 first_balance = excluded.first_balance, last_at = excluded.last_at,
                 last_balance = excluded.last_balance, lowest = excluded.lowest, rises = excluded.rises,
-                kwh_a = excluded.kwh_a, kwh_b = excluded.kwh_b, intervals = excluded.intervals,
                 tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
                 tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after
             WHERE (s.*) IS DISTINCT FROM (excluded.*);

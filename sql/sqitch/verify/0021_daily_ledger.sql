@@ -2,8 +2,8 @@
 BEGIN;
 DO $$
 BEGIN
-    PERFORM meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, kwh_a, kwh_b,
-            intervals, tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after
+    PERFORM meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises, tail_kwh_a,
+            tail_kwh_b, tail_overlapping, tail_after
     FROM flows.meter_ledger_days WHERE false;
     ASSERT (SELECT c.relrowsecurity FROM pg_catalog.pg_class AS c WHERE c.oid = 'flows.meter_ledger_days'::regclass),
         'flows.meter_ledger_days has no row-level security';
