@@ -1,6 +1,7 @@
 -- Rollback of 0021_daily_ledger: the ledger as 0020_reconciliation_speed left it (billing.split_at as
 -- 0019_ledger_supply_off made it, the rollups' functions as 0003_readings did).
 SET LOCAL ROLE flows_owner;
+DELETE FROM gdpr.personal_data WHERE relation = 'flows.meter_ledger_days';
 DROP TRIGGER meter_ledger_days_inserted ON flows.meter_prepay_balance;
 DROP TRIGGER meter_ledger_days_changed ON flows.meter_prepay_balance;
 DROP TRIGGER meter_ledger_days_register_changed ON flows.meter_registers;

@@ -839,6 +839,13 @@ GRANT EXECUTE ON FUNCTION
     billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[])
 TO flows_admin, flows_operator, flows_analyst, flows_service;
 
+-- ---- schema/gdpr/personal_data.sql ----
+CALL gdpr.register('flows.meter_ledger_days',
+    subject => 'EXISTS (SELECT FROM gdpr.supply_meters({customer}) AS s WHERE s.meter_id = {row}.meter_id'
+               ' AND s.period && tstzrange(flows.uk_day_start({row}.day), flows.uk_day_start({row}.day + 1)))',
+    retain_until => '{row}.day + interval ''6 years''',
+    retention => 'The shadow ledger''s days (the credit on the meter each day, from its balances): 6 years.');
+
 -- ---- the days of what is already recorded (a block: yoyo would print a SELECT's result) ----
 DO $$
 BEGIN
