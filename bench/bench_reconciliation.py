@@ -8,6 +8,10 @@ tariff then, standing charge and debt recovery at UK midnight; a debt on one
 meter in ten), the daily rollups the recording functions keep; planted: a
 token typed on the keypad (+5.00, event 48) on one meter in five and a 1.00
 deduction no tariff explains on one in a hundred; written in bulk as setup.
+The ledger's days (flows.meter_ledger_days) are filled the way recording
+fills them: by the balances' insert trigger (as for flows.record_meter_states)
+after flows.refresh_interval_rollups (what writers of half hours call), both
+part of the setup's time.
 
   set-based  billing.reconciliation_exceptions for the ESCO's 30 days (the
              shadow ledger of every meter at once, and the three-way

@@ -25,6 +25,7 @@ SET ROLE flows_owner;
 \ir schema/meter_history.sql
 -- recording what meters report: checks, then each writer
 \ir schema/recording/guards.sql
+\ir schema/recording/ledger_days.sql
 \ir schema/recording/interval_rollups.sql
 \ir schema/recording/half_hours.sql
 \ir schema/recording/register_reads.sql

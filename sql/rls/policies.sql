@@ -135,6 +135,16 @@ CREATE POLICY meter_prepay_balance_visible_meter ON flows.meter_prepay_balance F
     TO flows_operator, flows_analyst, flows_customer
     USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
 
+-- The shadow ledger's days (kept by triggers and the rollups' writers, read by
+-- the ledger's invoker functions): visible with the meter, to those who see
+-- the reconciliation.
+ALTER TABLE flows.meter_ledger_days ENABLE ROW LEVEL SECURITY;
+CREATE POLICY meter_ledger_days_all ON flows.meter_ledger_days FOR SELECT TO flows_admin, flows_service
+    USING (true);
+CREATE POLICY meter_ledger_days_visible_meter ON flows.meter_ledger_days FOR SELECT
+    TO flows_operator, flows_analyst
+    USING (meter_id IN (SELECT m.id FROM flows.meter_registry AS m));
+
 ALTER TABLE flows.meter_csq ENABLE ROW LEVEL SECURITY;
 CREATE POLICY meter_csq_all ON flows.meter_csq TO flows_admin, flows_service
     USING (true);

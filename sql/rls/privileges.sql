@@ -702,10 +702,12 @@ GRANT INSERT (esco, topup_grace, tolerance), UPDATE (topup_grace, tolerance)
     ON api.reconciliation_settings TO flows_admin, flows_operator;
 GRANT INSERT (meter_id, esco, amount, as_of, notes), UPDATE (amount, as_of, notes)
     ON api.prepay_debts TO flows_admin, flows_operator;
+-- The shadow ledger's days: written by their triggers and the rollups' writers only (definers).
+GRANT SELECT ON flows.meter_ledger_days TO flows_admin, flows_operator, flows_analyst, flows_service;
 GRANT EXECUTE ON FUNCTION
-    billing.prepay_daily_charges(uuid, date, date),
+    billing.prepay_daily_charges(uuid, date, date, uuid[]),
     billing.split_at(timestamptz, numeric, timestamptz, numeric, timestamptz),
-    billing.shadow_ledger_intervals(uuid, date, date, uuid[]),
+    billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[]),
     billing.shadow_ledger(uuid, date, date),
     billing.reconciliation_findings(uuid, date, date),
     billing.reconciliation_exceptions(uuid, date, date),

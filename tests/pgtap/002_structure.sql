@@ -9,7 +9,7 @@ SELECT tables_are('flows', ARRAY[
     'properties_service_head', 'service_head_meter', 'circuits', 'circuit_register',
     'meter_registry', 'meter_registers', 'meter_shadows', 'meter_metrics',
     'register_import', 'register_export', 'register_interval_hh', 'register_interval_daily', 'register_interval_monthly',
-    'meter_prepay_balance', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
+    'meter_prepay_balance', 'meter_ledger_days', 'meter_csq', 'meter_voltage', 'meter_3p_voltage', 'meter_health_history',
     'meter_clock_drift', 'meter_tariff_history', 'meter_event_log_type', 'meter_event_log',
     'meter_commands', 'meter_metric_runs', 'reads_to_estimate', 'hardware_kinds', 'audit_log', 'api_keys',
     'realtime_relations', 'realtime_sources', 'realtime_events', 'realtime_commits', 'realtime_state', 'workers',
@@ -77,7 +77,9 @@ $$, 'every PL/pgSQL function pins its search_path');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
            WHERE p.pronamespace IN ('flows'::regnamespace, 'api'::regnamespace) AND p.prosecdef),
           ARRAY['audit_row', 'capture_realtime_changes', 'check_request', 'create_meter_shadow', 'ensure_partitions',
-                'estimate_interval_hh', 'jwt_claims', 'number_realtime_commit', 'prune_realtime_events',
+                'estimate_interval_hh', 'jwt_claims', 'meter_ledger_days_follow_balance',
+                'meter_ledger_days_follow_balances', 'meter_ledger_days_follow_register', 'number_realtime_commit',
+                'prune_realtime_events',
                 'realtime_changes', 'realtime_head', 'realtime_pruned_through', 'record_interval_hh',
                 'record_register_reads'],
           'the SECURITY DEFINER functions are the reviewed ones');

@@ -103,8 +103,9 @@ COMMENT ON VIEW billing.meter_tariff_periods IS
 -- The daily charges of each prepay meter of an ESCO at each UK midnight from
 -- p_from to p_to (of the tariff active at that midnight: standing charge, and
 -- debt recovery while a debt loaded on the meter lasts), as a running total
--- per meter: what the meter has taken by the end of that day's midnight.
-CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date)
+-- per meter: what the meter has taken from p_from's midnight to that day's.
+-- p_meters: these meters only.
+CREATE FUNCTION billing.prepay_daily_charges(p_esco uuid, p_from date, p_to date, p_meters uuid[] DEFAULT NULL)
 RETURNS TABLE (meter_id uuid, day date, charged numeric)
 LANGUAGE sql STABLE
 SET search_path = ''
@@ -112,31 +113,32 @@ AS $$
 WITH periods AS (
     SELECT t.* FROM billing.meter_tariff_periods AS t
     JOIN flows.meter_registry AS m ON m.id = t.meter_id
-    WHERE m.esco = p_esco AND m.prepay_enabled
-), debts AS (  -- debt recovered by the end of each midnight since the debt was loaded
-    SELECT d.meter_id, g.day,
-           least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
-    FROM billing.prepay_debts AS d
-    CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to, interval '1 day') AS g (day)
-    JOIN periods AS p ON p.meter_id = d.meter_id
-                     AND flows.uk_day_start(g.day::date) >= p.valid_from AND flows.uk_day_start(g.day::date) < p.valid_to
-    WHERE d.esco = p_esco
+    WHERE m.esco = p_esco AND m.prepay_enabled AND (p_meters IS NULL OR m.id = ANY (p_meters))
+      AND (p_meters IS NULL OR t.meter_id = ANY (p_meters))  -- (the view computes only these meters' periods)
+), debts AS (  -- debt recovered at each midnight since the debt was loaded: the rate, or what is left
+    SELECT x.meter_id, x.day, x.recovered - lag(x.recovered, 1, 0::numeric) OVER (
+               PARTITION BY x.meter_id ORDER BY x.day) AS recovered
+    FROM (SELECT d.meter_id, g.day,
+                 least(d.amount, sum(p.debt_recovery_rate) OVER (PARTITION BY d.meter_id ORDER BY g.day)) AS recovered
+          FROM billing.prepay_debts AS d
+          CROSS JOIN LATERAL generate_series((d.as_of AT TIME ZONE 'Europe/London')::date + 1, p_to,
+                                             interval '1 day') AS g (day)
+          JOIN periods AS p ON p.meter_id = d.meter_id
+                           AND flows.uk_day_start(g.day::date) >= p.valid_from
+                           AND flows.uk_day_start(g.day::date) < p.valid_to
+          WHERE d.esco = p_esco) AS x
 ), midnights AS MATERIALIZED (  -- each day's UK midnight, computed once (not for each tariff period)
     SELECT g.day, flows.uk_day_start(g.day::date) AS at FROM generate_series(p_from, p_to, interval '1 day') AS g (day)
 )
-SELECT c.meter_id, c.day, sum(c.charge) OVER (PARTITION BY c.meter_id ORDER BY c.day)
-FROM (
-    SELECT p.meter_id, g.day::date AS day,
-           p.standing_charge + coalesce(d.recovered, 0) - lag(coalesce(d.recovered, 0), 1, 0::numeric) OVER (
-               PARTITION BY p.meter_id ORDER BY g.day) AS charge
-    FROM midnights AS g
-    JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
-    LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
-) AS c
+SELECT p.meter_id, g.day::date,
+       sum(p.standing_charge + coalesce(d.recovered, 0)) OVER (PARTITION BY p.meter_id ORDER BY g.day)
+FROM midnights AS g
+JOIN periods AS p ON g.at >= p.valid_from AND g.at < p.valid_to
+LEFT JOIN debts AS d ON d.meter_id = p.meter_id AND d.day = g.day
 $$;
-COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
-    'Running total per prepay meter of an ESCO of the daily charges (standing charge, debt recovery) taken at '
-    'each UK midnight from p_from to p_to (GBP).';
+COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date, uuid[]) IS
+    'Running total per prepay meter of an ESCO (p_meters: of these) of the daily charges (standing charge, debt '
+    'recovery) taken at each UK midnight from p_from to p_to (GBP).';
 
 -- Where a balance observation splits the energy of the half hour it falls in
 -- between the intervals before and after it. The half hour's energy is used
@@ -150,7 +152,9 @@ COMMENT ON FUNCTION billing.prepay_daily_charges(uuid, date, date) IS
 CREATE FUNCTION billing.split_at(p_at timestamptz, p_balance numeric, p_previous_at timestamptz,
                                  p_previous_balance numeric, p_next_at timestamptz)
 RETURNS timestamptz
-LANGUAGE sql IMMUTABLE PARALLEL SAFE  -- (no SET: inlined into the ledger's queries)
+-- STABLE, as what it calls (timestamptz +/- interval): PostgreSQL inlines a function only when its body is no
+-- less volatile than declared, and called once per observation it must be inlined (no SET either)
+LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE WHEN coalesce(p_balance > 0, true) THEN p_at
             WHEN p_previous_balance <= 0
                  THEN CASE WHEN p_previous_at <= pg_catalog.date_bin('30 minutes', p_at, 'epoch')
@@ -179,8 +183,11 @@ COMMENT ON FUNCTION billing.split_at(timestamptz, numeric, timestamptz, numeric,
 -- meters' intervals a credit, a token, a rise of the balance or a balance
 -- below the emergency credit threshold could make special (what
 -- billing.shadow_ledger needs beyond its daily totals), their half hours
--- looked up by index.
-CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL)
+-- looked up by index; with p_steps_on (the UK day of each meter of
+-- p_steps_of, pairwise: a meter may come several times) only the intervals
+-- ending on those days, from the observations around them alone.
+CREATE FUNCTION billing.shadow_ledger_intervals(p_esco uuid, p_from date, p_to date, p_steps_of uuid[] DEFAULT NULL,
+                                                p_steps_on date[] DEFAULT NULL)
 RETURNS TABLE (meter_id uuid, day date, started_at timestamptz, ended_at timestamptz, opening_balance numeric,
                closing_balance numeric, energy_cost numeric, daily_charges numeric, topup_credits numeric,
                token_events integer, token_credit numeric, emergency_credit numeric, repaid numeric,
@@ -199,8 +206,25 @@ WITH settings AS (
     SELECT m.id FROM flows.meter_registry AS m
     WHERE m.esco = p_esco AND m.prepay_enabled AND NOT flows.is_three_phase(m)
       AND (p_steps_of IS NULL OR m.id = ANY (p_steps_of))
-), periods AS (
+), periods AS (  -- (with p_steps_of the view computes only those meters' periods)
     SELECT t.* FROM billing.meter_tariff_periods AS t JOIN meters AS m ON m.id = t.meter_id
+    WHERE p_steps_of IS NULL OR t.meter_id = ANY (p_steps_of)
+), steps_on AS (  -- p_steps_on: the days asked for and the observations their intervals need: from the second
+                  -- before the day's first (the split of the one before the first depends on it) to the first
+                  -- after its last (where its last splits)
+    SELECT x.meter_id, x.day, coalesce(before.at, '-infinity') AS from_at, coalesce(after.at, 'infinity') AS to_at
+    FROM (SELECT DISTINCT x.meter_id, x.day FROM unnest(p_steps_of, p_steps_on) AS x (meter_id, day)
+          WHERE p_steps_on IS NOT NULL) AS x
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" < flows.uk_day_start(x.day)
+        ORDER BY b."timestamp" DESC OFFSET 1 LIMIT 1
+    ) AS before ON true
+    LEFT JOIN LATERAL (
+        SELECT b."timestamp" AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= flows.uk_day_start(x.day + 1)
+        ORDER BY b."timestamp" LIMIT 1
+    ) AS after ON true
 ), observations AS (  -- numbered in order per meter (k), the order of the array they are also gathered in;
                       -- where each splits the half hour it falls in (billing.split_at), and the one before
     SELECT o.*, lag(o.split_at) OVER (PARTITION BY o.meter_id ORDER BY o.k) AS previous_split_at
@@ -209,8 +233,17 @@ WITH settings AS (
                lag(b."timestamp") OVER w AS previous_at, lag(b.balance) OVER w AS previous_balance,
                billing.split_at(b."timestamp", b.balance, lag(b."timestamp") OVER w, lag(b.balance) OVER w,
                                 lead(b."timestamp") OVER w) AS split_at
-        FROM flows.meter_prepay_balance AS b, bounds
-        WHERE b.meter_id IN (SELECT id FROM meters) AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+        FROM (SELECT b.meter_id, b."timestamp", b.balance FROM flows.meter_prepay_balance AS b, bounds
+              WHERE p_steps_on IS NULL AND b.meter_id IN (SELECT id FROM meters)
+                AND b."timestamp" >= bounds.t_before AND b."timestamp" < bounds.t_to
+              UNION ALL
+              SELECT DISTINCT b.meter_id, b."timestamp", b.balance  -- p_steps_on: the days' windows, each once
+              FROM steps_on AS x
+              CROSS JOIN bounds
+              JOIN flows.meter_prepay_balance AS b
+                ON b.meter_id = x.meter_id AND b."timestamp" >= greatest(x.from_at, bounds.t_before)
+               AND b."timestamp" <= x.to_at AND b."timestamp" < bounds.t_to
+              WHERE x.meter_id IN (SELECT id FROM meters)) AS b
         WINDOW w AS (PARTITION BY b.meter_id ORDER BY b."timestamp")
     ) AS o
 ), credits AS (  -- completed top-ups, at the observation that read their balance_after
@@ -254,6 +287,8 @@ WITH settings AS (
     WHERE o.previous_at IS NOT NULL AND o.at >= bounds.t_from
       AND (p_steps_of IS NULL OR c.ended_at IS NOT NULL OR o.balance > o.previous_balance
            OR (p.emergency_credit > 0 AND o.previous_balance < p.ecredit_availability))
+      AND (p_steps_on IS NULL OR EXISTS (SELECT FROM steps_on AS x WHERE x.meter_id = o.meter_id
+                                            AND x.day = (o.at AT TIME ZONE 'Europe/London')::date))
 ), moments AS MATERIALIZED (  -- each meter's observation times, sorted: half hours are placed among them by bisection
                               -- (and split at their split_at)
     SELECT o.meter_id, array_agg(o.at ORDER BY o.k) AS ats, array_agg(o.split_at ORDER BY o.k) AS splits
@@ -309,7 +344,7 @@ WITH settings AS (
     JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
     GROUP BY x.meter_id, x.k
 ), midnights AS (
-    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to, p_steps_of)
 ), intervals AS (
     SELECT s.*, (s.ended_at AT TIME ZONE 'Europe/London')::date AS day,
            coalesce(e.cost, 0) AS energy_cost, coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
@@ -358,10 +393,11 @@ SELECT r.meter_id, r.day, r.started_at, r.ended_at, r.opening_balance, r.closing
        r.complete
 FROM repaid AS r
 $$;
-COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[]) IS
+COMMENT ON FUNCTION billing.shadow_ledger_intervals(uuid, date, date, uuid[], date[]) IS
     'The shadow prepay ledger between consecutive balance observations of each prepay meter of an ESCO, for '
     'intervals ending in the UK days p_from..p_to: expected and observed change, residual (docs/reconciliation.md); '
-    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special.';
+    'p_steps_of: only these meters'' intervals a credit, a rise or a low balance could make special (p_steps_on: '
+    'those ending on these days, pairwise).';
 
 -- The shadow ledger per meter and UK day: what the sum of its intervals
 -- (billing.shadow_ledger_intervals) gives, computed from the day's ends: the
@@ -395,39 +431,74 @@ WITH settings AS (
 ), calendar AS MATERIALIZED (  -- the days and the day before, with their UK midnights (computed once)
     SELECT g.day::date AS day, flows.uk_day_start(g.day::date) AS starts, flows.uk_day_start(g.day::date + 1) AS ends
     FROM generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-), readings AS (  -- each meter's UK days of balance observations (from the day before the first): how many, the
-                  -- first and the last and the balance then, the lowest balance (by groups, no sort; each
-                  -- observation's (time, balance) key built once, OFFSET 0, for both ends)
-    SELECT o.meter_id, o.day, count(*)::integer AS n, min(o."timestamp") AS first_at, max(o."timestamp") AS last_at,
-           (min(o.keyed))[2] AS first_balance, (max(o.keyed))[2] AS last_balance, min(o.balance) AS lowest
-    FROM (SELECT o.meter_id, o."timestamp", o.balance, (o."timestamp" AT TIME ZONE 'Europe/London')::date AS day,
-                 ARRAY[extract(epoch FROM o."timestamp"), o.balance] AS keyed
-          FROM flows.meter_prepay_balance AS o, bounds
-          WHERE o.meter_id IN (SELECT id FROM meters)
-            AND o."timestamp" >= bounds.t_before AND o."timestamp" < bounds.t_to
-          OFFSET 0) AS o
-    GROUP BY o.meter_id, o.day
-), days AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
-              -- before it that had one; the day's first when there is none) to its last
-    SELECT r.meter_id, r.day, r.n - CASE WHEN r.previous_at IS NULL THEN 1 ELSE 0 END AS observations,
-           coalesce(r.previous_at, r.first_at) AS started_at, r.last_at AS ended_at,
-           coalesce(r.previous_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
-           least(r.lowest, r.previous_balance) AS lowest, r.previous_at IS NULL AS from_first
-    FROM (SELECT r.*, lag(r.last_at) OVER w AS previous_at, lag(r.last_balance) OVER w AS previous_balance
-          FROM readings AS r WINDOW w AS (PARTITION BY r.meter_id ORDER BY r.day)) AS r
-    WHERE r.day >= p_from AND (r.previous_at IS NOT NULL OR r.n > 1)
-), ends AS MATERIALIZED (  -- where the days' ends' tails start: each day's last observation, the first one read
-                           -- (a day's start is the last observation of an earlier day, or its own first); split
-                           -- where billing.split_at says (the next read is on a later day; the one before is
-                           -- looked up only for a balance of zero or below)
+), energy AS (  -- each meter's days' half hours per rate (the daily rollups of its registers)
+    SELECT r.meter_id, d.day, sum(d.import_kwh) FILTER (WHERE r.element <> 'B') AS kwh_a,
+           sum(d.import_kwh) FILTER (WHERE r.element = 'B') AS kwh_b, sum(d.intervals) AS intervals
+    FROM flows.meter_registers AS r
+    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
+    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
+    GROUP BY r.meter_id, d.day
+), stored AS (  -- each meter's UK days (from the day before the first) with observations (kept:
+                -- flows.meter_ledger_days) or half hours or both, priced at the tariff of the day (kWh of A or SINGLE
+                -- at unit_rate_a, of B at unit_rate_b); a day no one tariff covers (one changes inside it) is not
+                -- priced whole: its half hours and tails one by one
+    SELECT coalesce(s.meter_id, e.meter_id) AS meter_id, coalesce(s.day, e.day) AS day,
+           coalesce(s.observations, 0) AS observations, s.first_at, s.first_balance, s.last_at, s.last_balance,
+           s.lowest, s.rises, coalesce(e.intervals, 0) AS intervals, s.tail_after, s.tail_overlapping,
+           p.meter_id IS NOT NULL AS priced,
+           coalesce(e.kwh_a, 0) * p.unit_rate_a + coalesce(e.kwh_b, 0) * p.unit_rate_b AS whole_cost,
+           s.tail_kwh_a * p.unit_rate_a + s.tail_kwh_b * p.unit_rate_b AS tail_cost
+    FROM (SELECT s.* FROM flows.meter_ledger_days AS s
+          WHERE s.meter_id IN (SELECT id FROM meters) AND s.day BETWEEN p_from - 1 AND p_to) AS s
+    FULL JOIN energy AS e ON e.meter_id = s.meter_id AND e.day = s.day
+    JOIN calendar AS k ON k.day = coalesce(s.day, e.day)
+    LEFT JOIN periods AS p ON p.meter_id = coalesce(s.meter_id, e.meter_id) AND p.valid_from <= k.starts
+                          AND p.valid_to >= k.ends
+), changed AS (  -- a day a tariff changes in (not priced whole): its half hours, each at its rate
+    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END) AS cost,
+           count(*) AS n
+    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
+           -- nor the tariff periods looked up for each)
+        SELECT s.meter_id, s.day, r.element, h.hh, h.kwh
+        FROM stored AS s
+        JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id
+        CROSS JOIN LATERAL (
+            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
+            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(s.day)
+              AND i."timestamp" < flows.uk_day_start(s.day + 1)
+              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            OFFSET 0
+        ) AS h
+        WHERE NOT s.priced AND s.intervals > 0 AND EXISTS (SELECT FROM periods AS p WHERE p.meter_id = s.meter_id)
+        OFFSET 0
+    ) AS x
+    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
+    GROUP BY x.meter_id, x.day
+), midnights AS (
+    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
+), running AS (  -- per meter in day order: running totals of the days' cost and half hours, and the day
+                 -- with observations before each; the daily charges taken by its end
+    SELECT s.*, coalesce(m.charged, 0) AS charged,
+           sum(CASE WHEN s.priced THEN s.whole_cost ELSE coalesce(c.cost, 0) END) OVER w AS cost_upto,
+           sum(CASE WHEN s.priced THEN s.intervals ELSE coalesce(c.n, 0) END) OVER w AS n_upto,
+           max(s.day) FILTER (WHERE s.observations > 0)
+               OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_day
+    FROM stored AS s
+    LEFT JOIN changed AS c ON c.meter_id = s.meter_id AND c.day = s.day
+    LEFT JOIN midnights AS m ON m.meter_id = s.meter_id AND m.day = s.day
+    WINDOW w AS (PARTITION BY s.meter_id ORDER BY s.day)
+), ends AS MATERIALIZED (  -- the ends whose tails are not kept, split as flows.meter_ledger_days splits them: the
+                           -- last observation of a day not priced whole (after the one before it), and the first
+                           -- of a day that starts from its own first (after nothing: a meter's first day)
     SELECT e.meter_id, e.at, e.day, billing.split_at(e.at, e.balance, before.at, before.balance, 'infinity') AS split_at
-    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance FROM readings AS r
+    FROM (SELECT r.meter_id, r.last_at AS at, r.day, r.last_balance AS balance, true AS last FROM running AS r
+          WHERE r.observations > 0 AND NOT r.priced
           UNION ALL
-          SELECT d.meter_id, d.started_at, d.day, d.opening_balance FROM days AS d WHERE d.from_first) AS e
-    CROSS JOIN bounds
+          SELECT r.meter_id, r.first_at, r.day, r.first_balance, false FROM running AS r
+          WHERE r.observations > 1 AND r.previous_day IS NULL AND r.day >= p_from) AS e
     LEFT JOIN LATERAL (
         SELECT b."timestamp" AS at, b.balance FROM flows.meter_prepay_balance AS b
-        WHERE e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at AND b."timestamp" >= bounds.t_before
+        WHERE e.last AND e.balance <= 0 AND b.meter_id = e.meter_id AND b."timestamp" < e.at
         ORDER BY b."timestamp" DESC LIMIT 1
     ) AS before ON true
 ), tails AS (  -- from each end to the end of its day: the half hours' cost after it, how many overlap it and how
@@ -449,78 +520,79 @@ WITH settings AS (
     ) AS h
     JOIN periods AS p ON p.meter_id = x.meter_id AND h.hh >= p.valid_from AND h.hh < p.valid_to
     GROUP BY x.meter_id, x.at
-), wholes AS (  -- each meter's whole days: their half hours (kWh per element) priced at the day's tariff
-    SELECT r.meter_id, d.day, sum(d.import_kwh * CASE WHEN r.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END)
-             AS cost, sum(d.intervals) AS n
-    FROM flows.meter_registers AS r
-    JOIN flows.register_interval_daily AS d ON d.register_id = r.register_id
-    JOIN calendar AS k ON k.day = d.day
-    JOIN periods AS p ON p.meter_id = r.meter_id AND p.valid_from <= k.starts AND p.valid_to >= k.ends
-    WHERE r.meter_id IN (SELECT id FROM meters) AND d.day BETWEEN p_from - 1 AND p_to
-    GROUP BY r.meter_id, d.day
-    UNION ALL  -- a day a tariff changes in: its half hours, each at its rate
-    SELECT x.meter_id, x.day, sum(x.kwh * CASE WHEN x.element = 'B' THEN p.unit_rate_b ELSE p.unit_rate_a END), count(*)
-    FROM (  -- the half hours by index, register by register (OFFSET 0 twice: neither a join of every half hour
-           -- nor the tariff periods looked up for each)
-        SELECT c.meter_id, c.day, r.element, h.hh, h.kwh
-        FROM (SELECT DISTINCT p.meter_id, (p.valid_from AT TIME ZONE 'Europe/London')::date AS day FROM periods AS p
-              WHERE p.valid_from > flows.uk_day_start((p.valid_from AT TIME ZONE 'Europe/London')::date)) AS c
-        JOIN flows.meter_registers AS r ON r.meter_id = c.meter_id
-        CROSS JOIN LATERAL (
-            SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh FROM flows.register_interval_hh AS i
-            WHERE i.register_id = r.register_id AND i."timestamp" >= flows.uk_day_start(c.day)
-              AND i."timestamp" < flows.uk_day_start(c.day + 1)
-              AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
-            OFFSET 0
-        ) AS h
-        WHERE c.day BETWEEN p_from - 1 AND p_to OFFSET 0
-    ) AS x
-    JOIN periods AS p ON p.meter_id = x.meter_id AND x.hh >= p.valid_from AND x.hh < p.valid_to
-    GROUP BY x.meter_id, x.day
-), cumulative AS (  -- running totals per meter of the whole days' cost and half hours
-    SELECT m.id AS meter_id, g.day::date AS day,
-           sum(coalesce(w.cost, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS cost,
-           sum(coalesce(w.n, 0)) OVER (PARTITION BY m.id ORDER BY g.day) AS n
-    FROM meters AS m
-    CROSS JOIN generate_series(p_from - 1, p_to, interval '1 day') AS g (day)
-    LEFT JOIN wholes AS w ON w.meter_id = m.id AND w.day = g.day
-), midnights AS (
-    SELECT * FROM billing.prepay_daily_charges(p_esco, p_from - 1, p_to)
-), ledger AS (
-    SELECT d.*, d.closing_balance - d.opening_balance AS observed_change,
-           w1.cost - w0.cost - coalesce(t1.cost, 0) + coalesce(t0.cost, 0) AS energy_cost,
-           coalesce(c1.charged, 0) - coalesce(c0.charged, 0) AS daily_charges,
+), ledger AS (  -- each meter's UK days: from the observation before the day's first (the last of the latest day
+                -- before it that had one, q; the day's first when there is none) to its last; the energy between
+                -- is the days' cost up to it, less the tail after its last, plus the tail after its start
+    SELECT r.meter_id, r.day, r.observations - CASE WHEN q.day IS NULL THEN 1 ELSE 0 END AS observations,
+           coalesce(q.last_at, r.first_at) AS started_at, r.last_at AS ended_at,
+           coalesce(q.last_balance, r.first_balance) AS opening_balance, r.last_balance AS closing_balance,
+           least(r.lowest, q.last_balance) AS lowest,
+           r.rises OR coalesce(r.first_balance > q.last_balance, false) AS rises,  -- an interval of the day rose
+           r.last_balance - coalesce(q.last_balance, r.first_balance) AS observed_change,
+           r.cost_upto - coalesce(q.cost_upto, r.cost_upto) - t1.cost + t0.cost AS energy_cost,
+           r.charged - coalesce(q.charged, r.charged) AS daily_charges,
            -- every element's every half hour the day overlaps
-           n.n > 0 AND w1.n - w0.n - coalesce(t1.after, 0) + coalesce(t0.overlapping, 0)
-             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', d.ended_at - interval '1 microsecond', 'epoch')
-                                          - date_bin('30 minutes', d.started_at, 'epoch')) / 1800) AS complete
-    FROM days AS d
-    JOIN cumulative AS w1 ON w1.meter_id = d.meter_id AND w1.day = d.day
-    JOIN cumulative AS w0 ON w0.meter_id = d.meter_id AND w0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
-    LEFT JOIN tails AS t1 ON t1.meter_id = d.meter_id AND t1.at = d.ended_at
-    LEFT JOIN tails AS t0 ON t0.meter_id = d.meter_id AND t0.at = d.started_at
-    LEFT JOIN midnights AS c1 ON c1.meter_id = d.meter_id AND c1.day = d.day
-    LEFT JOIN midnights AS c0 ON c0.meter_id = d.meter_id
-                             AND c0.day = (d.started_at AT TIME ZONE 'Europe/London')::date
+           n.n > 0 AND r.n_upto - coalesce(q.n_upto, r.n_upto) - t1.after + t0.overlapping
+             = n.n * (1 + extract(epoch FROM date_bin('30 minutes', r.last_at - interval '1 microsecond', 'epoch')
+                                          - date_bin('30 minutes', coalesce(q.last_at, r.first_at), 'epoch')) / 1800)
+             AS complete
+    FROM running AS r
+    LEFT JOIN running AS q ON q.meter_id = r.meter_id AND q.day = r.previous_day
+    LEFT JOIN tails AS r1 ON r1.meter_id = r.meter_id AND r1.at = r.last_at
+    LEFT JOIN tails AS r0 ON r0.meter_id = r.meter_id AND r0.at = coalesce(q.last_at, r.first_at)
+    -- the tails after the day's last observation and after its start: recorded, or from the half hours
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN r.priced THEN r.tail_cost ELSE coalesce(r1.cost, 0) END AS cost,
+               CASE WHEN r.priced THEN r.tail_after ELSE coalesce(r1.after, 0) END AS after
+    ) AS t1
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN q.priced THEN q.tail_cost ELSE coalesce(r0.cost, 0) END AS cost,
+               CASE WHEN q.priced THEN q.tail_overlapping ELSE coalesce(r0.overlapping, 0) END AS overlapping
+    ) AS t0
     LEFT JOIN (SELECT r.meter_id, count(DISTINCT r.element) AS n FROM flows.meter_registers AS r
                GROUP BY r.meter_id) AS n
-      ON n.meter_id = d.meter_id
+      ON n.meter_id = r.meter_id
+    WHERE r.observations > 0 AND r.day >= p_from AND (q.day IS NOT NULL OR r.observations > 1)
+), thresholds AS (  -- below which a meter offers emergency credit (the highest of its tariffs')
+    SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
+    WHERE p.emergency_credit > 0 GROUP BY p.meter_id
+), credited AS (  -- completed top-ups and credit events, and the days of the observations they may be placed at (the
+                  -- first at or after them; a top-up's may be the one that read its balance_after, 10 minutes before)
+    SELECT x.meter_id, (placed.at AT TIME ZONE 'Europe/London')::date AS day
+    FROM (SELECT t.meter_id, t.used_at - interval '10 minutes' AS from_at, t.used_at AS to_at
+          FROM billing.topups AS t, bounds
+          WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
+            AND t.used_at < bounds.t_to + interval '10 minutes'
+          UNION ALL
+          SELECT e.meter_id, e."timestamp", e."timestamp" FROM flows.meter_event_log AS e, bounds
+          WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
+            AND e."timestamp" < bounds.t_to) AS x
+    CROSS JOIN LATERAL (
+        SELECT min(b."timestamp") AS at FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.from_at
+        UNION ALL
+        SELECT min(b."timestamp") FROM flows.meter_prepay_balance AS b
+        WHERE b.meter_id = x.meter_id AND b."timestamp" >= x.to_at
+    ) AS placed
 ), special AS (  -- the meters an interval of which may be special: a day the charging model alone does not
                  -- explain, a balance below the emergency credit threshold, a credit or a token
-    SELECT array_agg(DISTINCT x.meter_id) AS meters
+    SELECT DISTINCT x.meter_id
     FROM (
         SELECT l.meter_id FROM ledger AS l CROSS JOIN settings
-        LEFT JOIN (SELECT p.meter_id, max(p.ecredit_availability) AS threshold FROM periods AS p
-                   WHERE p.emergency_credit > 0 GROUP BY p.meter_id) AS e ON e.meter_id = l.meter_id
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
         WHERE abs(l.observed_change + l.energy_cost + l.daily_charges) > settings.tolerance OR l.lowest < e.threshold
         UNION ALL
-        SELECT t.meter_id FROM billing.topups AS t, bounds
-        WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0 AND t.used_at >= bounds.t_before
-          AND t.used_at < bounds.t_to + interval '10 minutes'
-        UNION ALL
-        SELECT e.meter_id FROM flows.meter_event_log AS e, bounds
-        WHERE e.meter_id IN (SELECT id FROM meters) AND e.event_type = 48 AND e."timestamp" >= bounds.t_before
-          AND e."timestamp" < bounds.t_to
+        SELECT c.meter_id FROM credited AS c
+    ) AS x
+), special_days AS (  -- the days of those meters such an interval may end on: a rise, a balance below the
+                      -- threshold, a credit or a token placed
+    SELECT array_agg(x.meter_id) AS meters, array_agg(x.day) AS days
+    FROM (
+        SELECT l.meter_id, l.day FROM ledger AS l
+        LEFT JOIN thresholds AS e ON e.meter_id = l.meter_id
+        WHERE l.meter_id IN (SELECT s.meter_id FROM special AS s) AND (l.rises OR l.lowest < e.threshold)
+        UNION
+        SELECT c.meter_id, c.day FROM credited AS c WHERE c.day IS NOT NULL
     ) AS x
 ), steps AS (  -- the intervals computed one by one, per day
     SELECT s.meter_id, s.day,
@@ -535,7 +607,9 @@ WITH settings AS (
                                         'token_credit', s.token_credit, 'emergency_credit', s.emergency_credit,
                                         'repaid', s.repaid) ORDER BY s.ended_at)
              FILTER (WHERE s.token_events > 0 OR s.emergency_credit > 0) AS steps
-    FROM billing.shadow_ledger_intervals(p_esco, p_from, p_to, (SELECT coalesce(x.meters, '{}') FROM special AS x)) AS s
+    FROM special_days AS x
+    CROSS JOIN LATERAL billing.shadow_ledger_intervals(p_esco, p_from, p_to, coalesce(x.meters, '{}'),
+                                                       coalesce(x.days, '{}')) AS s
     GROUP BY s.meter_id, s.day
 ), judged AS (  -- the plain intervals explained by energy and daily charges alone, the steps by themselves
     SELECT l.*, s.topup_credits, s.token_credit, s.emergency_credit, s.repaid, s.steps,

@@ -100,6 +100,11 @@ CALL gdpr.register('flows.meter_prepay_balance',
                ' AND {row}."timestamp" >= lower(s.period) AND (upper_inf(s.period) OR {row}."timestamp" < upper(s.period)))',
     retain_until => '{row}."timestamp"::date + interval ''6 years''',
     retention => 'Credit on the meter: 6 years (the statements'' opening and closing balances).');
+CALL gdpr.register('flows.meter_ledger_days',
+    subject => 'EXISTS (SELECT FROM gdpr.supply_meters({customer}) AS s WHERE s.meter_id = {row}.meter_id'
+               ' AND s.period && tstzrange(flows.uk_day_start({row}.day), flows.uk_day_start({row}.day + 1)))',
+    retain_until => '{row}.day + interval ''6 years''',
+    retention => 'The shadow ledger''s days (the credit on the meter each day, from its balances): 6 years.');
 -- The pushes to their meter: every round of their top-ups (billing.topups
 -- below) and tokens an operator sent by hand, with the meter's answers. The
 -- tokens stay: they are the meter's credit codes, not the customer's identity,
