@@ -58,6 +58,11 @@ LANDED = {
     "0019_ledger_supply_off.sql": "de160cf5826bc94792dbe38fb25f7bbeba28193fdfd8491f0f405d6741fcb27f",
     "0020_reconciliation_speed.rollback.sql": "4bfa84f225c5b7e33ab86eec84fe171197c23977a83962fb958440c318139947",
     "0020_reconciliation_speed.sql": "ee99de1a828a3cfaa1a4dae207f32bf09d6f8d785aeb8a8d2e83eeec11631cd1",
+    # 0021-0022 land with the daily ledger and the billing run's speed
+    "0021_daily_ledger.rollback.sql": "cad8f94a9d5372609e16ddb81ab8cc82f21071bc7c0d2d97af706f14cdd69484",
+    "0021_daily_ledger.sql": "7c4cf1e20fca3e28ecfacc7fc69a22f6b0f96983cfa99b0d1b7cbc2654f22d31",
+    "0022_billing_run_speed.rollback.sql": "497e585a9e1ef6562b494bba39c02551243cd106b9921f67539ba7e7f6a74c40",
+    "0022_billing_run_speed.sql": "bc6d44bc304c45ad4cb2aeb13bafea511546bd82cf4b96304e56ef7683bd6415",
 }
 
 
