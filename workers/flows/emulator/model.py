@@ -219,14 +219,15 @@ class MeterModel:
         return cached[1]
 
     def _seed_events(self) -> None:
-        """Event history for the past days: a daily snapshot at midnight, now and then a power cut."""
+        """Event history for the past days: a daily snapshot at midnight, now and then a power cut. Nothing after
+        the meter's creation: a power cut later on its first day would be logged before it happened."""
         first_day = int(self.created // DAY) - self.config.history_days
         for day in range(first_day + 1, int(self.created // DAY) + 1):
             self._event(day * DAY, EVENT_DAILY_SNAPSHOT)
-            if unit_noise(self.config.seed, day, "outage") < 0.2:
-                hour = 1 + int(20 * unit_noise(self.config.seed, day, "outage-hour"))
-                self._event(day * DAY + hour * 3600, EVENT_POWER_DOWN)
-                self._event(day * DAY + hour * 3600 + 120, EVENT_POWER_UP)
+            cut = day * DAY + 3600 * (1 + int(20 * unit_noise(self.config.seed, day, "outage-hour")))
+            if unit_noise(self.config.seed, day, "outage") < 0.2 and cut + 120 <= self.created:
+                self._event(cut, EVENT_POWER_DOWN)
+                self._event(cut + 120, EVENT_POWER_UP)
         if unit_noise(self.config.seed, 0, "cover") < 0.1:
             self._event(int(self.created) - 3600, EVENT_COVER)
 
