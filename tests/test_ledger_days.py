@@ -1,9 +1,9 @@
 """The shadow ledger's days (flows.meter_ledger_days) stay exact whatever order the raw rows arrive in.
 
-Property: any sequence of writes (batches of balances, of half hours as reads or profile log, balance corrections
-and deletions) leaves the kept rows equal to a recomputation of every day from the raw rows; and where no balance
-is at zero or below, the ledger read from them gives each complete day the energy of its intervals computed from
-the raw rows (billing.shadow_ledger_intervals).
+Property: any sequence of writes (batches of balances, a worker's one-at-a-time latest balances, half hours as reads
+or profile log, balance corrections and deletions) leaves the kept rows equal to a recomputation of every day from
+the raw rows; and where no balance is at zero or below, the ledger read from them gives each complete day the energy
+of its intervals computed from the raw rows (billing.shadow_ledger_intervals).
 """
 
 import json
@@ -27,7 +27,11 @@ balances = st.lists(st.tuples(st.integers(0, len(SLOTS) * 30 - 1),
 half_hours = st.tuples(st.lists(st.tuples(st.integers(0, 1), st.integers(0, len(SLOTS) - 1),
                                           st.decimals(min_value=0, max_value=2, places=3)), min_size=1, max_size=60),
                        st.sampled_from(["reads", "profile_log"]))
+# a worker's syncs: one observation at a time, each after the meter's latest (the appending path)
+appends = st.lists(st.tuples(st.integers(1, 600), st.decimals(min_value=-2, max_value=80, places=2)),
+                   min_size=1, max_size=6)
 writes = st.lists(st.one_of(st.tuples(st.just("balances"), balances), st.tuples(st.just("half_hours"), half_hours),
+                            st.tuples(st.just("appends"), appends),
                             st.tuples(st.just("correct"), st.integers(0, 1000), st.decimals(-2, 80, places=2)),
                             st.tuples(st.just("delete"), st.integers(0, 1000))), min_size=1, max_size=8)
 
@@ -47,6 +51,13 @@ def apply(db, meter, registers, write) -> None:
     if kind == "balances":
         states = [{"meter_id": str(meter), "observed_at": at(m).isoformat(), "balance": str(b)} for m, b in write[1]]
         db.execute("SELECT flows.record_meter_states(%s::jsonb)", (json.dumps(states),))
+    elif kind == "appends":
+        latest = db.execute('SELECT max("timestamp") FROM flows.meter_prepay_balance WHERE meter_id = %s',
+                            (meter,)).fetchone()[0] or START
+        for gap, balance in write[1]:
+            latest += timedelta(minutes=gap)
+            state = {"meter_id": str(meter), "observed_at": latest.isoformat(), "balance": str(balance)}
+            db.execute("SELECT flows.record_meter_states(%s::jsonb)", (json.dumps([state]),))
     elif kind == "half_hours":
         rows, source = write[1]
         db.execute("SELECT flows.record_interval_hh(%s, %s, %s::numeric[], %s::numeric[], %s)",
@@ -93,3 +104,19 @@ def test_kept_days_equal_a_recomputation_whatever_the_order(db, sequence):
             " WHERE meter_id = %s GROUP BY day HAVING bool_and(complete)", (esco, meter.id)).fetchall())
         for day, energy in ledger.items():
             assert abs(energy - intervals[day]) <= Decimal("0.0001"), (day, energy, intervals[day], sequence)
+
+
+def test_the_half_hour_an_observation_falls_in_reaches_its_tail_when_recorded_after_it(db):
+    """A worker's sync at 10:17 and then, alone, the half hour 10:00-10:30 from the profile log: the day's tail
+    takes the 13 minutes after the observation (the appending path and the rollups' probe both)."""
+    with db.transaction(force_rollback=True):
+        esco = factories.add_esco(db, "TAIL", "Tail").id
+        meter = factories.add_meters(db, esco, [factories.MeterSpec(factories.new_serial(), "C1.w")],
+                                     registers_from="2026-01-01T00:00:00Z")[0]
+        observed = START + timedelta(hours=10, minutes=17)
+        apply(db, meter.id, meter.register_ids, ("appends", [(10 * 60 + 17, Decimal("5"))]))
+        db.execute("SELECT flows.record_interval_hh(%s, %s, %s::numeric[], NULL, 'profile_log')",
+                   ([meter.register_ids[0]], [START + timedelta(hours=10)], [Decimal("0.3")]))
+        row = db.execute("SELECT last_at, round(tail_kwh_a, 9), tail_overlapping, tail_after FROM flows.meter_ledger_days"
+                         " WHERE meter_id = %s", (meter.id,)).fetchone()
+        assert row == (observed, Decimal("0.130000000"), 1, 0)

@@ -36,18 +36,16 @@ BEGIN ATOMIC
         SET import_kwh = m.import_kwh + excluded.import_kwh,
             export_kwh = m.export_kwh + excluded.export_kwh,
             intervals = m.intervals + excluded.intervals;
-    -- The ledger's days whose last observation's tail the new half hours may reach (a day of the batch's meters,
-    -- from its first day to its last, with half hours from its last observation's on): recomputed. (Half hours
-    -- estimated from reads end before the read, which comes with its balance: they do not.)
+    -- The ledger's days whose last observation's tail the new half hours reach (a new half hour of the meter on
+    -- the day, after its last observation's half hour began): recomputed. (Half hours estimated from reads end
+    -- before the read, which comes with its balance: they do not.)
     SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
-    FROM flows.meter_ledger_days AS s
-    WHERE s.meter_id IN (SELECT r.meter_id FROM flows.meter_registers AS r WHERE r.register_id = ANY (p_register_ids))
-      AND s.day BETWEEN (SELECT flows.uk_day(min(t)) FROM unnest(p_timestamps) AS t)
-                    AND (SELECT flows.uk_day(max(t)) FROM unnest(p_timestamps) AS t)
-      AND EXISTS (SELECT FROM flows.meter_registers AS r
-                  JOIN flows.register_interval_hh AS h ON h.register_id = r.register_id
-                  WHERE r.meter_id = s.meter_id AND h."timestamp" > s.last_at - interval '30 minutes'
-                    AND h."timestamp" < flows.uk_day_start(s.day + 1));
+    FROM (SELECT r.meter_id, flows.uk_day(x.ts) AS day, max(x.ts) AS latest
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)
+          JOIN flows.meter_registers AS r ON r.register_id = x.register_id
+          GROUP BY 1, 2) AS b
+    JOIN flows.meter_ledger_days AS s ON s.meter_id = b.meter_id AND s.day = b.day
+    WHERE b.latest > s.last_at - interval '30 minutes';
 END;
 
 

@@ -171,17 +171,85 @@ COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestam
     'Recomputes flows.meter_ledger_days for balance observations written (their days, and the next day with '
     'observations where its split depends on them).';
 
+-- The common case, cheaply: a meter's one new observation in a statement,
+-- later than every observation kept of it and with credit (above zero it
+-- splits its half hour at its own time, and no later day looks back to it),
+-- extends its UK day's row or starts the day's: the counts and extremes from
+-- the row kept, the tail from its own half hours alone. Returns the meters it
+-- extended; anything else is recomputed (flows.refresh_meter_ledger_days_of_balances).
+CREATE FUNCTION flows.append_to_meter_ledger_days(p_meter_ids uuid[], p_timestamps timestamptz[],
+                                                  p_balances numeric[])
+RETURNS uuid[]
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    WITH observed AS (
+        SELECT x.meter_id, x.at, x.balance, flows.uk_day(x.at) AS day, count(*) OVER (PARTITION BY x.meter_id) AS n
+        FROM unnest(p_meter_ids, p_timestamps, p_balances) AS x (meter_id, at, balance)
+    ), appended AS (
+        SELECT o.meter_id, o.at, o.balance, o.day, flows.uk_day_start(o.day) AS starts,
+               flows.uk_day_start(o.day + 1) AS ends
+        FROM observed AS o
+        WHERE o.n = 1 AND o.balance > 0
+          AND NOT EXISTS (SELECT FROM flows.meter_ledger_days AS s WHERE s.meter_id = o.meter_id AND s.day >= o.day
+                                                                     AND s.last_at >= o.at)
+    ), extended AS (
+        INSERT INTO flows.meter_ledger_days AS s (
+            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises,
+            tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
+        SELECT a.meter_id, a.day, 1, a.at, a.balance, a.at, a.balance, a.balance, false,
+               coalesce(t.kwh_a, 0), coalesce(t.kwh_b, 0), coalesce(t.overlapping, 0), coalesce(t.after, 0)
+        FROM appended AS a
+        LEFT JOIN LATERAL (  -- as flows.refresh_meter_ledger_days, split at the observation's own time
+            SELECT sum(h.kwh * h.share) FILTER (WHERE r.element <> 'B') AS kwh_a,
+                   sum(h.kwh * h.share) FILTER (WHERE r.element = 'B') AS kwh_b,
+                   count(*)::integer AS overlapping, (count(*) FILTER (WHERE h.hh >= a.at))::integer AS after
+            FROM flows.meter_registers AS r
+            JOIN LATERAL (
+                SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh,
+                       extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", a.at))
+                       / 1800 AS share
+                FROM flows.register_interval_hh AS i
+                WHERE i.register_id = r.register_id AND i."timestamp" > a.at - interval '30 minutes'
+                  AND i."timestamp" >= a.starts AND i."timestamp" < a.ends
+                  AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            ) AS h ON true
+            WHERE r.meter_id = a.meter_id
+        ) AS t ON true
+        ORDER BY a.meter_id
+        ON CONFLICT (meter_id, day) DO UPDATE
+            SET observations = s.observations + 1, last_at = excluded.last_at, last_balance = excluded.last_balance,
+                lowest = least(s.lowest, excluded.lowest), rises = s.rises OR excluded.last_balance > s.last_balance,
+                tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
+                tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after
+            WHERE s.last_at < excluded.last_at  -- the row as it is now: one written meanwhile goes the long way
+        RETURNING s.meter_id
+    )
+    SELECT array_agg(e.meter_id) FROM extended AS e;
+END;
+COMMENT ON FUNCTION flows.append_to_meter_ledger_days(uuid[], timestamptz[], numeric[]) IS
+    'Adds to flows.meter_ledger_days a meter''s one new balance observation that is its latest, with credit; '
+    'returns the meters it did (their days stay exact without a recomputation).';
+
 -- Balances written by anyone (flows.record_meter_states, a correction, the
 -- retention's deletion): inserted, a statement trigger (the rows as a
--- transition table); updated or deleted (rare), a row trigger.
+-- transition table: a meter's latest observation with credit appended, the
+-- rest recomputed); updated or deleted (rare), a row trigger.
 CREATE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
 SET search_path = ''
 AS $$
+DECLARE
+    appended uuid[];
 BEGIN
-    PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
-    FROM new_rows AS n;
+    SELECT flows.append_to_meter_ledger_days(array_agg(n.meter_id), array_agg(n."timestamp"), array_agg(n.balance))
+    INTO appended FROM new_rows AS n;
+    IF EXISTS (SELECT FROM new_rows AS n WHERE appended IS NULL OR n.meter_id <> ALL (appended)) THEN
+        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
+        FROM new_rows AS n
+        WHERE appended IS NULL OR n.meter_id <> ALL (appended);
+    END IF;
     RETURN NULL;
 END
 $$;

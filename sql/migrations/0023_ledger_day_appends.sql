@@ -1,0 +1,139 @@
+-- 0023_ledger_day_appends: a balance observation that is its meter's latest, with credit (what every sync
+-- records), extends its UK day in flows.meter_ledger_days from the row kept and its own half hours, instead
+-- of recomputing the day from every observation of it (docs/reconciliation.md). Any other write still
+-- recomputes. New half hours recompute the days whose tails they fall in only (the days of the batch's
+-- meters from its first day to its last were probed, each a lookup of half hours). Same rows.
+
+-- Everything below is created by, and owned by, flows_owner.
+SET LOCAL ROLE flows_owner;
+
+-- ---- schema/recording/ledger_days.sql ----
+-- The common case, cheaply: a meter's one new observation in a statement,
+-- later than every observation kept of it and with credit (above zero it
+-- splits its half hour at its own time, and no later day looks back to it),
+-- extends its UK day's row or starts the day's: the counts and extremes from
+-- the row kept, the tail from its own half hours alone. Returns the meters it
+-- extended; anything else is recomputed (flows.refresh_meter_ledger_days_of_balances).
+CREATE FUNCTION flows.append_to_meter_ledger_days(p_meter_ids uuid[], p_timestamps timestamptz[],
+                                                  p_balances numeric[])
+RETURNS uuid[]
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    WITH observed AS (
+        SELECT x.meter_id, x.at, x.balance, flows.uk_day(x.at) AS day, count(*) OVER (PARTITION BY x.meter_id) AS n
+        FROM unnest(p_meter_ids, p_timestamps, p_balances) AS x (meter_id, at, balance)
+    ), appended AS (
+        SELECT o.meter_id, o.at, o.balance, o.day, flows.uk_day_start(o.day) AS starts,
+               flows.uk_day_start(o.day + 1) AS ends
+        FROM observed AS o
+        WHERE o.n = 1 AND o.balance > 0
+          AND NOT EXISTS (SELECT FROM flows.meter_ledger_days AS s WHERE s.meter_id = o.meter_id AND s.day >= o.day
+                                                                     AND s.last_at >= o.at)
+    ), extended AS (
+        INSERT INTO flows.meter_ledger_days AS s (
+            meter_id, day, observations, first_at, first_balance, last_at, last_balance, lowest, rises,
+            tail_kwh_a, tail_kwh_b, tail_overlapping, tail_after)
+        SELECT a.meter_id, a.day, 1, a.at, a.balance, a.at, a.balance, a.balance, false,
+               coalesce(t.kwh_a, 0), coalesce(t.kwh_b, 0), coalesce(t.overlapping, 0), coalesce(t.after, 0)
+        FROM appended AS a
+        LEFT JOIN LATERAL (  -- as flows.refresh_meter_ledger_days, split at the observation's own time
+            SELECT sum(h.kwh * h.share) FILTER (WHERE r.element <> 'B') AS kwh_a,
+                   sum(h.kwh * h.share) FILTER (WHERE r.element = 'B') AS kwh_b,
+                   count(*)::integer AS overlapping, (count(*) FILTER (WHERE h.hh >= a.at))::integer AS after
+            FROM flows.meter_registers AS r
+            JOIN LATERAL (
+                SELECT i."timestamp" AS hh, coalesce(i.import_kwh, 0) AS kwh,
+                       extract(epoch FROM i."timestamp" + interval '30 minutes' - greatest(i."timestamp", a.at))
+                       / 1800 AS share
+                FROM flows.register_interval_hh AS i
+                WHERE i.register_id = r.register_id AND i."timestamp" > a.at - interval '30 minutes'
+                  AND i."timestamp" >= a.starts AND i."timestamp" < a.ends
+                  AND i."timestamp" >= r.start_time AND (r.end_time IS NULL OR i."timestamp" < r.end_time)
+            ) AS h ON true
+            WHERE r.meter_id = a.meter_id
+        ) AS t ON true
+        ORDER BY a.meter_id
+        ON CONFLICT (meter_id, day) DO UPDATE
+            SET observations = s.observations + 1, last_at = excluded.last_at, last_balance = excluded.last_balance,
+                lowest = least(s.lowest, excluded.lowest), rises = s.rises OR excluded.last_balance > s.last_balance,
+                tail_kwh_a = excluded.tail_kwh_a, tail_kwh_b = excluded.tail_kwh_b,
+                tail_overlapping = excluded.tail_overlapping, tail_after = excluded.tail_after
+            WHERE s.last_at < excluded.last_at  -- the row as it is now: one written meanwhile goes the long way
+        RETURNING s.meter_id
+    )
+    SELECT array_agg(e.meter_id) FROM extended AS e;
+END;
+COMMENT ON FUNCTION flows.append_to_meter_ledger_days(uuid[], timestamptz[], numeric[]) IS
+    'Adds to flows.meter_ledger_days a meter''s one new balance observation that is its latest, with credit; '
+    'returns the meters it did (their days stay exact without a recomputation).';
+
+-- Balances written by anyone (flows.record_meter_states, a correction, the
+-- retention's deletion): inserted, a statement trigger (the rows as a
+-- transition table: a meter's latest observation with credit appended, the
+-- rest recomputed); updated or deleted (rare), a row trigger.
+CREATE OR REPLACE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER  -- whoever writes the rows (a worker, an operator) keeps the days, which nobody writes directly
+SET search_path = ''
+AS $$
+DECLARE
+    appended uuid[];
+BEGIN
+    SELECT flows.append_to_meter_ledger_days(array_agg(n.meter_id), array_agg(n."timestamp"), array_agg(n.balance))
+    INTO appended FROM new_rows AS n;
+    IF EXISTS (SELECT FROM new_rows AS n WHERE appended IS NULL OR n.meter_id <> ALL (appended)) THEN
+        PERFORM flows.refresh_meter_ledger_days_of_balances(array_agg(n.meter_id), array_agg(n."timestamp"))
+        FROM new_rows AS n
+        WHERE appended IS NULL OR n.meter_id <> ALL (appended);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION flows.meter_ledger_days_follow_balances() IS
+    'Trigger: keeps flows.meter_ledger_days exact when balance observations are inserted.';
+
+-- ---- schema/recording/interval_rollups.sql ----
+CREATE OR REPLACE FUNCTION flows.add_to_interval_rollups(
+    p_register_ids uuid[],
+    p_timestamps   timestamptz[],
+    p_import_kwh   numeric[],
+    p_export_kwh   numeric[],
+    p_estimated    boolean
+) RETURNS void
+LANGUAGE sql
+SET search_path = ''
+BEGIN ATOMIC
+    WITH daily AS (
+        SELECT x.register_id, flows.uk_day(x.ts) AS day, coalesce(sum(x.import_kwh), 0) AS import_kwh,
+               coalesce(sum(x.export_kwh), 0) AS export_kwh, count(*) AS intervals
+        FROM unnest(p_register_ids, p_timestamps, p_import_kwh, p_export_kwh) AS x (register_id, ts, import_kwh, export_kwh)
+        GROUP BY 1, 2
+    ),
+    added_days AS (
+        INSERT INTO flows.register_interval_daily AS d (register_id, day, import_kwh, export_kwh, intervals, estimated)
+        SELECT daily.*, CASE WHEN p_estimated THEN daily.intervals ELSE 0 END FROM daily ORDER BY register_id, day
+        ON CONFLICT (register_id, day) DO UPDATE
+            SET import_kwh = d.import_kwh + excluded.import_kwh,
+                export_kwh = d.export_kwh + excluded.export_kwh,
+                intervals = d.intervals + excluded.intervals,
+                estimated = d.estimated + excluded.estimated
+    )
+    INSERT INTO flows.register_interval_monthly AS m (register_id, month, import_kwh, export_kwh, intervals)
+    SELECT register_id, flows.uk_month(day), sum(import_kwh), sum(export_kwh), sum(intervals)
+    FROM daily GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (register_id, month) DO UPDATE
+        SET import_kwh = m.import_kwh + excluded.import_kwh,
+            export_kwh = m.export_kwh + excluded.export_kwh,
+            intervals = m.intervals + excluded.intervals;
+    -- The ledger's days whose last observation's tail the new half hours reach (a new half hour of the meter on
+    -- the day, after its last observation's half hour began): recomputed. (Half hours estimated from reads end
+    -- before the read, which comes with its balance: they do not.)
+    SELECT flows.refresh_meter_ledger_days(array_agg(s.meter_id), array_agg(s.day))
+    FROM (SELECT r.meter_id, flows.uk_day(x.ts) AS day, max(x.ts) AS latest
+          FROM unnest(p_register_ids, p_timestamps) AS x (register_id, ts)
+          JOIN flows.meter_registers AS r ON r.register_id = x.register_id
+          GROUP BY 1, 2) AS b
+    JOIN flows.meter_ledger_days AS s ON s.meter_id = b.meter_id AND s.day = b.day
+    WHERE b.latest > s.last_at - interval '30 minutes';
+END;
