@@ -180,9 +180,13 @@ COMMENT ON FUNCTION flows.refresh_meter_ledger_days_of_balances(uuid[], timestam
 CREATE FUNCTION flows.append_to_meter_ledger_days(p_meter_ids uuid[], p_timestamps timestamptz[],
                                                   p_balances numeric[])
 RETURNS uuid[]
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = ''
-BEGIN ATOMIC
+SET plan_cache_mode = 'force_generic_plan'  -- called for every batch a worker records: cheaper to run than to plan
+AS $$
+DECLARE
+    appended uuid[];
+BEGIN
     WITH observed AS (
         SELECT x.meter_id, x.at, x.balance, flows.uk_day(x.at) AS day, count(*) OVER (PARTITION BY x.meter_id) AS n
         FROM unnest(p_meter_ids, p_timestamps, p_balances) AS x (meter_id, at, balance)
@@ -225,8 +229,10 @@ BEGIN ATOMIC
             WHERE s.last_at < excluded.last_at  -- the row as it is now: one written meanwhile goes the long way
         RETURNING s.meter_id
     )
-    SELECT array_agg(e.meter_id) FROM extended AS e;
-END;
+    SELECT array_agg(e.meter_id) INTO appended FROM extended AS e;
+    RETURN appended;
+END
+$$;
 COMMENT ON FUNCTION flows.append_to_meter_ledger_days(uuid[], timestamptz[], numeric[]) IS
     'Adds to flows.meter_ledger_days a meter''s one new balance observation that is its latest, with credit; '
     'returns the meters it did (their days stay exact without a recomputation).';
