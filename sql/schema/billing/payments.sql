@@ -146,20 +146,24 @@ CREATE INDEX refunds_processor_work_idx ON billing.refunds (created_at) WHERE st
 CREATE TRIGGER refunds_touch BEFORE UPDATE ON billing.refunds
     FOR EACH ROW EXECUTE FUNCTION flows.touch_updated_at();
 
--- Wakes the payments job: a payment or refund to submit may have arrived (a wake-up, no data).
+-- Wakes the payments job: a payment or refund to submit may have arrived (a wake-up, no data). Only for a
+-- statement that inserted rows: the money pass inserts its regular payments at every pass, mostly none, and a
+-- wake-up for none would start the next pass at once, for ever.
 CREATE FUNCTION billing.notify_processor_work() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_notify('billing_processor_work', TG_TABLE_NAME);
+    IF EXISTS (SELECT FROM new_rows) THEN
+        PERFORM pg_catalog.pg_notify('billing_processor_work', TG_TABLE_NAME);
+    END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER payments_notify AFTER INSERT ON billing.payments
+CREATE TRIGGER payments_notify AFTER INSERT ON billing.payments REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
-CREATE TRIGGER refunds_notify AFTER INSERT ON billing.refunds
+CREATE TRIGGER refunds_notify AFTER INSERT ON billing.refunds REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
 
 

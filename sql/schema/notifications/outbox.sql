@@ -75,17 +75,21 @@ CREATE TRIGGER notification_outbox_touch BEFORE UPDATE ON flows.notification_out
 
 -- The doorbell: new messages wake the senders at once (no payload: they claim
 -- what is due; they also poll, and after a lost connection LISTEN again).
+-- Only for a statement that inserted some: passes that find nothing to send
+-- ring nobody.
 CREATE FUNCTION flows.ring_notification_senders() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_notify('flows_notifications', '');
+    IF EXISTS (SELECT FROM new_rows) THEN
+        PERFORM pg_catalog.pg_notify('flows_notifications', '');
+    END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER notification_outbox_doorbell AFTER INSERT ON flows.notification_outbox
+CREATE TRIGGER notification_outbox_doorbell AFTER INSERT ON flows.notification_outbox REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION flows.ring_notification_senders();
 
 

@@ -1,4 +1,5 @@
--- Rollback of 0023_ledger_day_appends: every inserted balance recomputes its days, as 0021_daily_ledger made it.
+-- Rollback of 0023_sync_speed: every insert into payments, refunds and the outbox wakes their job (as 0011 and
+-- 0012 made it); every inserted balance recomputes its days, as 0021_daily_ledger made it.
 SET LOCAL ROLE flows_owner;
 
 CREATE OR REPLACE FUNCTION flows.meter_ledger_days_follow_balances() RETURNS trigger
@@ -60,3 +61,30 @@ BEGIN ATOMIC
                     AND h."timestamp" < flows.uk_day_start(s.day + 1));
 END;
 DROP FUNCTION flows.append_to_meter_ledger_days(uuid[], timestamptz[], numeric[]);
+DROP TRIGGER payments_notify ON billing.payments;
+DROP TRIGGER refunds_notify ON billing.refunds;
+CREATE OR REPLACE FUNCTION billing.notify_processor_work() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('billing_processor_work', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER payments_notify AFTER INSERT ON billing.payments
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
+CREATE TRIGGER refunds_notify AFTER INSERT ON billing.refunds
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
+DROP TRIGGER notification_outbox_doorbell ON flows.notification_outbox;
+CREATE OR REPLACE FUNCTION flows.ring_notification_senders() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('flows_notifications', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER notification_outbox_doorbell AFTER INSERT ON flows.notification_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.ring_notification_senders();

@@ -1,5 +1,7 @@
--- 0023_ledger_day_appends: a balance observation that is its meter's latest, with credit (what every sync
--- records), extends its UK day in flows.meter_ledger_days from the row kept and its own half hours, instead
+-- 0023_sync_speed: what a worker's sync costs PostgreSQL. The payments job and the notification senders are
+-- woken only by statements that inserted rows (the money pass inserted none at every pass, and the wake-up
+-- for none started the next pass at once: a pass every few milliseconds, for ever, in every worker). A
+-- balance observation that is its meter's latest, with credit (what every sync records), extends its UK day in flows.meter_ledger_days from the row kept and its own half hours, instead
 -- of recomputing the day from every observation of it (docs/reconciliation.md). Any other write still
 -- recomputes. New half hours recompute the days whose tails they fall in only (the days of the batch's
 -- meters from its first day to its last were probed, each a lookup of half hours). Same rows.
@@ -143,3 +145,38 @@ BEGIN ATOMIC
     JOIN flows.meter_ledger_days AS s ON s.meter_id = b.meter_id AND s.day = b.day
     WHERE b.latest > s.last_at - interval '30 minutes';
 END;
+
+-- ---- schema/billing/payments.sql ----
+CREATE OR REPLACE FUNCTION billing.notify_processor_work() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM new_rows) THEN
+        PERFORM pg_catalog.pg_notify('billing_processor_work', TG_TABLE_NAME);
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER payments_notify ON billing.payments;
+DROP TRIGGER refunds_notify ON billing.refunds;
+CREATE TRIGGER payments_notify AFTER INSERT ON billing.payments REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
+CREATE TRIGGER refunds_notify AFTER INSERT ON billing.refunds REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION billing.notify_processor_work();
+
+-- ---- schema/notifications/outbox.sql ----
+CREATE OR REPLACE FUNCTION flows.ring_notification_senders() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM new_rows) THEN
+        PERFORM pg_catalog.pg_notify('flows_notifications', '');
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER notification_outbox_doorbell ON flows.notification_outbox;
+CREATE TRIGGER notification_outbox_doorbell AFTER INSERT ON flows.notification_outbox REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION flows.ring_notification_senders();
