@@ -117,6 +117,6 @@ def test_the_half_hour_an_observation_falls_in_reaches_its_tail_when_recorded_af
         apply(db, meter.id, meter.register_ids, ("appends", [(10 * 60 + 17, Decimal("5"))]))
         db.execute("SELECT flows.record_interval_hh(%s, %s, %s::numeric[], NULL, 'profile_log')",
                    ([meter.register_ids[0]], [START + timedelta(hours=10)], [Decimal("0.3")]))
-        row = db.execute("SELECT last_at, round(tail_kwh_a, 9), tail_overlapping, tail_after FROM flows.meter_ledger_days"
-                         " WHERE meter_id = %s", (meter.id,)).fetchone()
+        row = db.execute("SELECT last_at, round(tail_kwh_a, 9), tail_overlapping, tail_after"
+                         " FROM flows.meter_ledger_days WHERE meter_id = %s", (meter.id,)).fetchone()
         assert row == (observed, Decimal("0.130000000"), 1, 0)
