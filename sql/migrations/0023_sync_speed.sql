@@ -1,10 +1,14 @@
--- 0023_sync_speed: what a worker's sync costs PostgreSQL. The payments job and the notification senders are
--- woken only by statements that inserted rows (the money pass inserted none at every pass, and the wake-up
--- for none started the next pass at once: a pass every few milliseconds, for ever, in every worker). A
--- balance observation that is its meter's latest, with credit (what every sync records), extends its UK day in flows.meter_ledger_days from the row kept and its own half hours, instead
--- of recomputing the day from every observation of it (docs/reconciliation.md). Any other write still
--- recomputes. New half hours recompute the days whose tails they fall in only (the days of the batch's
--- meters from its first day to its last were probed, each a lookup of half hours). Same rows.
+-- 0023_sync_speed: what a worker's sync costs PostgreSQL (docs/workers.md, Speed).
+-- - The payments job and the notification senders are woken only by statements that inserted rows (the
+--   money pass inserted none at every pass, and the wake-up for none started the next pass at once: a pass
+--   every few milliseconds, for ever, in every worker).
+-- - A balance observation that is its meter's latest, with credit (what every sync records), extends its
+--   UK day in flows.meter_ledger_days from the row kept and its own half hours instead of recomputing the
+--   day from every observation of it; any other write still recomputes. New half hours recompute only the
+--   days whose tails they fall in (every day of the batch's meters from its first day to its last was
+--   probed, each a lookup of half hours). Same rows.
+-- - A claim locks only the commands it chose (it locked every due command at each claim), so that a worker
+--   claims a large queue in batches and starts the first sooner.
 
 -- Everything below is created by, and owned by, flows_owner.
 SET LOCAL ROLE flows_owner;
@@ -180,3 +184,96 @@ $$;
 DROP TRIGGER notification_outbox_doorbell ON flows.notification_outbox;
 CREATE TRIGGER notification_outbox_doorbell AFTER INSERT ON flows.notification_outbox REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION flows.ring_notification_senders();
+
+-- ---- schema/commands.sql ----
+CREATE OR REPLACE FUNCTION flows.claim_meter_commands_v2(p_worker text, p_limit integer, p_lease interval DEFAULT '2 minutes')
+RETURNS TABLE (
+    id uuid, kind text, parameters jsonb, attempt smallint, max_attempts smallint, progress jsonb,
+    meter_id uuid, serial text, ip_address inet, emop_port integer, hardware text, three_phase boolean,
+    esco_code text, registers jsonb, created_at timestamptz, lease_expires_at timestamptz
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    global_limit text := nullif(pg_catalog.current_setting('flows.max_running_commands', true), '');
+    global_free bigint;
+    me flows.workers;
+BEGIN
+    IF global_limit !~ '^[0-9]{1,9}$' THEN
+        RAISE EXCEPTION 'flows.max_running_commands must be a whole number, got %', global_limit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO me FROM flows.workers AS w WHERE w.name = p_worker;
+    IF me.drain_requested_at IS NOT NULL OR me.stopped_at IS NOT NULL THEN
+        RETURN;
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(flows.lock_key('command_claims'), 0);
+    PERFORM flows.expire_meter_commands();
+    SELECT global_limit::integer - count(*) INTO global_free
+    FROM flows.meter_commands AS r WHERE r.status = 'running' AND r.lease_expires_at >= pg_catalog.now();
+    IF least(p_limit, global_free) < 1 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH due AS (
+        SELECT c.id, c.meter_id, c.esco, c.kind, c.run_at, c.created_at, c.status = 'running' AS orphaned,
+               flows.command_priority(c.kind) AS priority
+        FROM flows.meter_commands AS c
+        WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
+           OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
+    ),
+    busy AS (  -- meters with a live command
+        SELECT DISTINCT r.meter_id
+        FROM flows.meter_commands AS r
+        WHERE r.status = 'running' AND r.lease_expires_at >= pg_catalog.now()
+    ),
+    room AS (  -- per ESCO, how many more may run
+        SELECT e.id AS esco,
+               e.max_running_commands - (SELECT count(*) FROM flows.meter_commands AS r
+                                         WHERE r.esco = e.id AND r.status = 'running'
+                                           AND r.lease_expires_at >= pg_catalog.now()) AS free
+        FROM flows.escos AS e
+        WHERE me.escos IS NULL OR e.id = ANY (me.escos)
+    ),
+    one_per_meter AS (  -- a command a dead worker left half done goes first: it may need reconciling
+        SELECT DISTINCT ON (d.meter_id) d.id, d.esco, d.kind, d.priority, d.run_at, d.created_at
+        FROM due AS d
+        JOIN flows.meter_registry AS m ON m.id = d.meter_id
+        WHERE m.mode = 'active' AND NOT EXISTS (SELECT FROM busy AS b WHERE b.meter_id = d.meter_id)
+        ORDER BY d.meter_id, d.orphaned DESC, d.priority, d.run_at, d.created_at
+    ),
+    chosen AS (
+        SELECT o.id
+        FROM (SELECT o.*, row_number() OVER (PARTITION BY o.esco ORDER BY o.priority, o.run_at, o.created_at) AS n
+              FROM one_per_meter AS o
+              WHERE o.kind <> 'emop_session') AS o
+        JOIN room AS r ON r.esco = o.esco
+        WHERE o.n <= r.free
+        ORDER BY o.priority, o.run_at, o.created_at
+        LIMIT least(p_limit, global_free)
+    ),
+    locked AS (  -- still due once locked (a row changed meanwhile is read again as it is now)
+        SELECT c.id
+        FROM flows.meter_commands AS c
+        JOIN chosen AS ch ON ch.id = c.id
+        WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
+           OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
+        FOR UPDATE OF c SKIP LOCKED
+    )
+    UPDATE flows.meter_commands AS c
+    SET status = 'running',
+        attempts = c.attempts + 1,
+        lease_owner = p_worker,
+        lease_expires_at = pg_catalog.now() + p_lease,
+        started_at = coalesce(c.started_at, pg_catalog.now())
+    FROM locked AS ch, flows.meter_registry AS m, flows.escos AS e
+    WHERE c.id = ch.id AND m.id = c.meter_id AND e.id = c.esco
+    RETURNING c.id, c.kind, c.parameters, c.attempts, c.max_attempts, c.progress,
+              m.id, m.serial, m.ip_address, m.emop_port, m.hardware, flows.is_three_phase(m), e.code,
+              (SELECT coalesce(pg_catalog.jsonb_object_agg(r.element, pg_catalog.jsonb_build_object(
+                          'register_id', r.register_id, 'direction_reversed', r.direction_reversed)), '{}')
+               FROM flows.meter_registers AS r WHERE r.meter_id = m.id AND r.status = 'enabled'),
+              c.created_at, c.lease_expires_at;
+END
+$$;

@@ -157,8 +157,11 @@ END;
 -- flows.max_running_commands = 300; unset: no limit), for what the network to
 -- the meters can carry. Top-ups go first (a customer is waiting for credit),
 -- then the oldest due. Claims are serialised (one advisory lock), which makes those
--- checks exact; a claim takes milliseconds. Returns what the worker needs to
--- reach the meter and what kind of meter it is (flows.hardware_kinds).
+-- checks exact; a claim takes milliseconds. Only the commands chosen are
+-- locked (one an operator cancelled meanwhile drops out), so a worker may
+-- claim a large queue in batches, each reading it without writing to it.
+-- Returns what the worker needs to reach the meter and what kind of meter it
+-- is (flows.hardware_kinds).
 --
 -- A worker registered in flows.workers claims nothing once it is draining or
 -- stopped, and only commands of the ESCOs it serves (every ESCO when it names
@@ -201,7 +204,6 @@ BEGIN
         FROM flows.meter_commands AS c
         WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
            OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
-        FOR UPDATE OF c SKIP LOCKED
     ),
     busy AS (  -- meters with a live command
         SELECT DISTINCT r.meter_id
@@ -232,6 +234,14 @@ BEGIN
         WHERE o.n <= r.free
         ORDER BY o.priority, o.run_at, o.created_at
         LIMIT least(p_limit, global_free)
+    ),
+    locked AS (  -- still due once locked (a row changed meanwhile is read again as it is now)
+        SELECT c.id
+        FROM flows.meter_commands AS c
+        JOIN chosen AS ch ON ch.id = c.id
+        WHERE (c.status = 'pending' AND c.run_at <= pg_catalog.now())
+           OR (c.status = 'running' AND c.lease_expires_at < pg_catalog.now())
+        FOR UPDATE OF c SKIP LOCKED
     )
     UPDATE flows.meter_commands AS c
     SET status = 'running',
@@ -239,7 +249,7 @@ BEGIN
         lease_owner = p_worker,
         lease_expires_at = pg_catalog.now() + p_lease,
         started_at = coalesce(c.started_at, pg_catalog.now())
-    FROM chosen AS ch, flows.meter_registry AS m, flows.escos AS e
+    FROM locked AS ch, flows.meter_registry AS m, flows.escos AS e
     WHERE c.id = ch.id AND m.id = c.meter_id AND e.id = c.esco
     RETURNING c.id, c.kind, c.parameters, c.attempts, c.max_attempts, c.progress,
               m.id, m.serial, m.ip_address, m.emop_port, m.hardware, flows.is_three_phase(m), e.code,
