@@ -7,8 +7,8 @@
 --   day from every observation of it; any other write still recomputes. New half hours recompute only the
 --   days whose tails they fall in (every day of the batch's meters from its first day to its last was
 --   probed, each a lookup of half hours). Same rows.
--- - A claim locks only the commands it chose (it locked every due command at each claim), so that a worker
---   claims a large queue in batches and starts the first sooner.
+-- - A claim locks only the commands it chose: it locked every due command at each claim, the whole queue
+--   when it is longer than the free slots (the scheduler's hourly syncs of a large fleet).
 
 -- Everything below is created by, and owned by, flows_owner.
 SET LOCAL ROLE flows_owner;

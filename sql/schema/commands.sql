@@ -158,8 +158,8 @@ END;
 -- the meters can carry. Top-ups go first (a customer is waiting for credit),
 -- then the oldest due. Claims are serialised (one advisory lock), which makes those
 -- checks exact; a claim takes milliseconds. Only the commands chosen are
--- locked (one an operator cancelled meanwhile drops out), so a worker may
--- claim a large queue in batches, each reading it without writing to it.
+-- locked (one an operator cancelled meanwhile drops out): a queue longer
+-- than the free slots is read, not written, by each claim.
 -- Returns what the worker needs to reach the meter and what kind of meter it
 -- is (flows.hardware_kinds).
 --

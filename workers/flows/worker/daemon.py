@@ -48,10 +48,6 @@ from flows.worker.queries import CHANNEL, WORKERS_CHANNEL, Command, Fenced, Quer
 from flows.worker.steps import HandedBack, Steps
 from flows.worker.workflows import RECORDED_STEPS, UNSTEPPED, WORKFLOWS, Context
 
-# Claimed at once at most: a large queue is claimed in batches, so the first commands start while the next are
-# claimed (one claim of 2,000 commands took 0.2 s, all of it before the first exchange).
-CLAIM_BATCH = 250
-
 log = get_logger("flows.worker")
 
 
@@ -104,7 +100,7 @@ class Worker:
         self.claims = 0  # how many times the claim loop ran (tests wait on it)
         self.finished = 0  # commands done, failed or retried since start
         self.handed_back: list[tuple[Command, str]] = []  # (command, yielded | released)
-        self.saturated = False  # the last claim got all it asked for (CLAIM_BATCH at most): there may be more
+        self.saturated = False  # the last claim filled every free slot: there may be more to claim
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -195,7 +191,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
             self.wake.clear()
-            free = min(self.config.concurrency - len(self.running), CLAIM_BATCH)
+            free = self.config.concurrency - len(self.running)
             claimed = []
             if free > 0:
                 try:
