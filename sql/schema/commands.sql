@@ -198,7 +198,7 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-    WITH due AS (
+    WITH due AS MATERIALIZED (  -- read once by its indexes, whatever the statistics say of a queue just filled
         SELECT c.id, c.meter_id, c.esco, c.kind, c.run_at, c.created_at, c.status = 'running' AS orphaned,
                flows.command_priority(c.kind) AS priority
         FROM flows.meter_commands AS c
@@ -210,7 +210,7 @@ BEGIN
         FROM flows.meter_commands AS r
         WHERE r.status = 'running' AND r.lease_expires_at >= pg_catalog.now()
     ),
-    room AS (  -- per ESCO, how many more may run
+    room AS MATERIALIZED (  -- per ESCO, how many more may run (counted once, whatever the plan)
         SELECT e.id AS esco,
                e.max_running_commands - (SELECT count(*) FROM flows.meter_commands AS r
                                          WHERE r.esco = e.id AND r.status = 'running'
