@@ -4,7 +4,7 @@
 -- credit, a token typed on the keypad, an injected deduction) and the three-way exceptions with their
 -- evidence, the day's summary, operator decisions (audited), and what each role may see.
 BEGIN;
-SELECT plan(30);
+SELECT plan(32);
 
 INSERT INTO flows.escos (id, code, name) VALUES ('00000000-0000-4000-8000-0000000015a1', 'TAPREC', 'Rec');
 INSERT INTO flows.sites (id, esco, code, name) VALUES ('00000000-0000-4000-8000-0000000015a2', '00000000-0000-4000-8000-0000000015a1', 'S', 'Site');
@@ -186,6 +186,20 @@ WHERE login = session_user;
 SET LOCAL ROLE flows_customer;
 SELECT throws_ok($$SELECT * FROM billing.reconciliation_decisions$$, '42501', NULL, 'customers cannot read decisions');
 RESET ROLE;
+
+-- A meter clock running ahead: the only event after a second adjustment on m2 (the 12th at 13:00) is dated
+-- after now, which does not show its log read past the adjustment; an event dated before now does.
+INSERT INTO billing.topups (esco, account_id, meter_id, amount, source, notes, status, used_at, transaction_count,
+                            balance_before, balance_after, requested_by)
+VALUES ('00000000-0000-4000-8000-0000000015a1', :'acct2', :'m2', 2.00, 'adjustment', 'goodwill', 'completed',
+        '2026-01-12T13:00:00Z', 5, 16.50, 18.50, 'tap') RETURNING id AS ahead \gset
+CREATE TEMP VIEW ahead AS SELECT count(*)::integer AS n
+FROM billing.reconciliation_exceptions('00000000-0000-4000-8000-0000000015a1', '2026-01-12', '2026-01-12')
+WHERE exception_key = 'topup_without_credit:' || :'ahead';
+SELECT flows.record_meter_events(:'m2', ARRAY[now() + interval '12 hours'], ARRAY[38], ARRAY[2]);
+SELECT is((SELECT n FROM ahead), 0, 'an event dated after now does not show the log read past a top-up');
+SELECT flows.record_meter_events(:'m2', ARRAY['2026-01-12T14:00:00Z']::timestamptz[], ARRAY[38], ARRAY[3]);
+SELECT is((SELECT n FROM ahead), 1, 'an event dated before now, after the top-up, does');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -700,9 +700,10 @@ WITH settings AS (
         WHERE e.meter_id = t.meter_id AND e.event_type = 48
           AND e."timestamp" BETWEEN t.used_at - interval '15 minutes' AND t.used_at + interval '15 minutes'
     ) AS event ON true
-    CROSS JOIN LATERAL (
+    CROSS JOIN LATERAL (  -- an event dated after now is a meter clock running ahead: no sign the log was read past
         SELECT EXISTS (SELECT FROM flows.meter_event_log AS e
-                       WHERE e.meter_id = t.meter_id AND e."timestamp" > t.used_at + interval '15 minutes') AS read_past
+                       WHERE e.meter_id = t.meter_id AND e."timestamp" > t.used_at + interval '15 minutes'
+                         AND e."timestamp" <= pg_catalog.now()) AS read_past
     ) AS log
     WHERE t.esco = p_esco AND t.status = 'completed' AND t.amount > 0
       AND t.used_at >= bounds.t_from AND t.used_at < bounds.t_to
