@@ -172,3 +172,51 @@ BEGIN
               c.created_at, c.lease_expires_at;
 END
 $$;
+DROP TRIGGER audit_insert ON flows.meter_commands;
+DROP TRIGGER audit_update ON flows.meter_commands;
+DROP TRIGGER audit_delete ON flows.meter_commands;
+DROP PROCEDURE flows.audit(regclass, text, text[], text, boolean);
+DROP FUNCTION flows.audit_statement();
+-- Attaches the audit trail to a table: the one call sql/schema/audit_registry.sql
+-- makes per audited table (CALL flows.audit('flows.payments')).
+--   esco_column      the column holding the row's ESCO (null: the row belongs to none)
+--   ignored_columns  an UPDATE that changes only these is not audited (e.g. updated_at, leases)
+--   only_rows        a condition on the row, written with {row} (e.g. '{row}.requested_by <> ''scheduler''')
+CREATE PROCEDURE flows.audit(relation regclass, esco_column text DEFAULT 'esco',
+                             ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    key_columns text;
+    arguments text;
+    changed text;
+BEGIN
+    SELECT string_agg(pg_catalog.quote_literal(a.attname), ', ' ORDER BY k.n) INTO key_columns
+    FROM pg_catalog.pg_index AS i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+    JOIN pg_catalog.pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = relation AND i.indisprimary;
+    IF key_columns IS NULL THEN
+        RAISE EXCEPTION '% has no primary key to identify audited rows by', relation
+            USING ERRCODE = 'invalid_table_definition';
+    END IF;
+    arguments := pg_catalog.quote_literal(coalesce(esco_column, '')) || ', ' || key_columns;
+    changed := pg_catalog.format('(pg_catalog.to_jsonb(OLD.*) OPERATOR(pg_catalog.-) %1$L::text[]) IS DISTINCT FROM '
+                                 '(pg_catalog.to_jsonb(NEW.*) OPERATOR(pg_catalog.-) %1$L::text[])',
+                                 coalesce(ignored_columns, '{}'));
+    EXECUTE pg_catalog.format('CREATE TRIGGER audit_insert AFTER INSERT ON %s FOR EACH ROW %s '
+                              'EXECUTE FUNCTION flows.audit_row(%s)', relation,
+                              'WHEN (' || pg_catalog.replace(only_rows, '{row}', 'NEW') || ')', arguments);
+    EXECUTE pg_catalog.format('CREATE TRIGGER audit_update AFTER UPDATE ON %s FOR EACH ROW WHEN (%s%s) '
+                              'EXECUTE FUNCTION flows.audit_row(%s)', relation, changed,
+                              ' AND (' || pg_catalog.replace(only_rows, '{row}', 'NEW') || ')', arguments);
+    EXECUTE pg_catalog.format('CREATE TRIGGER audit_delete AFTER DELETE ON %s FOR EACH ROW %s '
+                              'EXECUTE FUNCTION flows.audit_row(%s)', relation,
+                              'WHEN (' || pg_catalog.replace(only_rows, '{row}', 'OLD') || ')', arguments);
+END
+$$;
+COMMENT ON PROCEDURE flows.audit(regclass, text, text[], text) IS
+    'Audits a table: its inserts, updates (ignoring ignored_columns) and deletes go to flows.audit_log.';
+CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}',
+                 only_rows => '{row}.requested_by <> ''scheduler''');

@@ -100,13 +100,67 @@ END
 $$;
 
 
+-- The audit trigger of a table written in bulk (flows.audit's per_statement):
+-- one INSERT for every row a statement changed, from its transition tables;
+-- an update's old and new rows are paired by primary key, which such a table
+-- never changes. Arguments (set by flows.audit): the ESCO column ('' for
+-- none), the ignored columns (an array literal), the rows' condition with
+-- {row} ('' for every row), then the primary key columns.
+CREATE FUNCTION flows.audit_statement() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+SET enable_nestloop = off  -- transition tables have no statistics: old and new rows paired by a hash, not n x n
+AS $$
+DECLARE
+    claims jsonb := flows.jwt_claims();
+    request_id text;
+    image text := CASE TG_OP WHEN 'DELETE' THEN 'o' ELSE 'n' END;  -- the row the key, ESCO and condition read
+    row_key text;
+    pairing text;
+BEGIN
+    SELECT string_agg(pg_catalog.format('%L, %s.%I', k, image, k), ', '),
+           string_agg(pg_catalog.format('n.%1$I = o.%1$I', k), ' AND ')
+    INTO row_key, pairing
+    FROM unnest(TG_ARGV[3:TG_NARGS - 1]) AS k;
+    IF session_user = 'flows_authenticator' THEN  -- only PostgREST's headers are the client's
+        request_id := nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb ->> 'x-request-id';
+    END IF;
+    EXECUTE pg_catalog.format(
+        'INSERT INTO flows.audit_log (esco, relation, operation, row_key, before, after, actor_sub, actor_role,'
+        ' actor_esco, api_key, request_id, db_user, transaction_id)'
+        ' SELECT %s, %L, %L, pg_catalog.jsonb_build_object(%s), %s, %s, $1 ->> ''sub'','
+        ' coalesce($1 ->> ''role'', session_user::text), $1 ->> ''esco'','
+        ' CASE WHEN $1 ->> ''api_key'' ~ ''^[0-9a-f-]{36}$'' THEN ($1 ->> ''api_key'')::uuid END, $2,'
+        ' session_user::text, pg_catalog.txid_current()'
+        ' FROM %s WHERE %s AND %s',
+        CASE WHEN TG_ARGV[0] = '' THEN 'NULL::uuid' ELSE pg_catalog.format('%s.%I::uuid', image, TG_ARGV[0]) END,
+        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP, row_key,
+        CASE WHEN TG_OP = 'INSERT' THEN 'NULL' ELSE 'pg_catalog.to_jsonb(o)' END,
+        CASE WHEN TG_OP = 'DELETE' THEN 'NULL' ELSE 'pg_catalog.to_jsonb(n)' END,
+        CASE TG_OP WHEN 'INSERT' THEN 'new_rows AS n' WHEN 'DELETE' THEN 'old_rows AS o'
+                   ELSE 'old_rows AS o JOIN new_rows AS n ON ' || pairing END,
+        CASE WHEN TG_OP = 'UPDATE'
+             THEN pg_catalog.format('(pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.-) %1$L::text[]) IS DISTINCT FROM '
+                                    '(pg_catalog.to_jsonb(n) OPERATOR(pg_catalog.-) %1$L::text[])', TG_ARGV[1])
+             ELSE 'true' END,
+        coalesce(nullif(pg_catalog.replace(TG_ARGV[2], '{row}', image), ''), 'true'))
+    USING claims, pg_catalog.left(request_id, 200);
+    RETURN NULL;
+END
+$$;
+
+
 -- Attaches the audit trail to a table: the one call sql/schema/audit_registry.sql
 -- makes per audited table (CALL flows.audit('flows.payments')).
 --   esco_column      the column holding the row's ESCO (null: the row belongs to none)
 --   ignored_columns  an UPDATE that changes only these is not audited (e.g. updated_at, leases)
 --   only_rows        a condition on the row, written with {row} (e.g. '{row}.requested_by <> ''scheduler''')
+--   per_statement    one trigger call per statement (flows.audit_statement) instead of one per row: for a
+--                    table written thousands of rows at a time, whose primary key is never updated
 CREATE PROCEDURE flows.audit(relation regclass, esco_column text DEFAULT 'esco',
-                             ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL)
+                             ignored_columns text[] DEFAULT '{updated_at}', only_rows text DEFAULT NULL,
+                             per_statement boolean DEFAULT false)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -124,6 +178,18 @@ BEGIN
         RAISE EXCEPTION '% has no primary key to identify audited rows by', relation
             USING ERRCODE = 'invalid_table_definition';
     END IF;
+    IF per_statement THEN
+        arguments := pg_catalog.format('%L, %L, %L, %s', coalesce(esco_column, ''), coalesce(ignored_columns, '{}'),
+                                       coalesce(only_rows, ''), key_columns);
+        EXECUTE pg_catalog.format('CREATE TRIGGER audit_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION flows.audit_statement(%s)', relation, arguments);
+        EXECUTE pg_catalog.format('CREATE TRIGGER audit_update AFTER UPDATE ON %s '
+                                  'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION flows.audit_statement(%s)', relation, arguments);
+        EXECUTE pg_catalog.format('CREATE TRIGGER audit_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                                  'FOR EACH STATEMENT EXECUTE FUNCTION flows.audit_statement(%s)', relation, arguments);
+        RETURN;
+    END IF;
     arguments := pg_catalog.quote_literal(coalesce(esco_column, '')) || ', ' || key_columns;
     changed := pg_catalog.format('(pg_catalog.to_jsonb(OLD.*) OPERATOR(pg_catalog.-) %1$L::text[]) IS DISTINCT FROM '
                                  '(pg_catalog.to_jsonb(NEW.*) OPERATOR(pg_catalog.-) %1$L::text[])',
@@ -139,5 +205,5 @@ BEGIN
                               'WHEN (' || pg_catalog.replace(only_rows, '{row}', 'OLD') || ')', arguments);
 END
 $$;
-COMMENT ON PROCEDURE flows.audit(regclass, text, text[], text) IS
+COMMENT ON PROCEDURE flows.audit(regclass, text, text[], text, boolean) IS
     'Audits a table: its inserts, updates (ignoring ignored_columns) and deletes go to flows.audit_log.';

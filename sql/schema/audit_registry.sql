@@ -43,7 +43,7 @@ CALL flows.audit('billing.solar_credits');
 -- Requested commands: top-ups (money), tariffs, syncs and clock settings people
 -- asked for, and how each went (status changes); the scheduler's own syncs and
 -- lease renewals are not audited.
-CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}',
+CALL flows.audit('flows.meter_commands', ignored_columns => '{updated_at,lease_expires_at}', per_statement => true,
                  only_rows => '{row}.requested_by <> ''scheduler''');
 
 -- Logins and credentials.

@@ -76,7 +76,8 @@ SELECT is_empty($$
 $$, 'every PL/pgSQL function pins its search_path');
 SELECT is((SELECT array_agg(p.proname::text ORDER BY p.proname) FROM pg_proc p
            WHERE p.pronamespace IN ('flows'::regnamespace, 'api'::regnamespace) AND p.prosecdef),
-          ARRAY['audit_row', 'capture_realtime_changes', 'check_request', 'create_meter_shadow', 'ensure_partitions',
+          ARRAY['audit_row', 'audit_statement', 'capture_realtime_changes', 'check_request', 'create_meter_shadow',
+                'ensure_partitions',
                 'estimate_interval_hh', 'jwt_claims', 'meter_ledger_days_follow_balance',
                 'meter_ledger_days_follow_balances', 'meter_ledger_days_follow_register', 'number_realtime_commit',
                 'prune_realtime_events',
