@@ -34,13 +34,25 @@ UPDATE billing.invoices SET details = '{}' WHERE status = 'draft' AND kind = 'st
 -- one grouped pass over the statements asked for. Each JSON object is a row
 -- (its columns are the keys) and each list an array of rows, turned into JSON
 -- once, by the one to_jsonb of the whole document.
--- (search_path pinned: that also keeps it from being inlined into api.invoices,
--- whose readers then need its tables only when they read a draft.)
+-- PL/pgSQL: never inlined into api.invoices, whose readers then need its
+-- tables only when they read a draft; and planned for the statements asked
+-- each time. Many (issuing a run): hash joins, whatever the statistics say of
+-- drafts written moments ago (analyzed while the table held none, a run's
+-- 1,000 are estimated as one statement, and nested loops over them took 40 s);
+-- a few (a draft read through api.invoices): index lookups. JIT off (as for
+-- the run: compiling would take seconds; nested loops turned off also make
+-- every plan's cost look far above jit_above_cost).
 CREATE FUNCTION billing.statement_details(p_invoices uuid[])
 RETURNS TABLE (invoice_id uuid, details jsonb)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
+SET jit = off
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
 AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('enable_nestloop', (pg_catalog.cardinality(p_invoices) <= 20)::text, true);
+    RETURN QUERY
     WITH statements AS MATERIALIZED (  -- with what they print of the account, payer, home and meter
         SELECT i.id, i.esco, i.period_start, i.period_from, i.period_to, a.meter_id, a.account_number,
                a.type AS account_type, c.fullname, c.email, concat_ws(', ', p.plot, p.address, si.name) AS supply_address,
@@ -154,7 +166,8 @@ AS $$
                us.annual AS estimated_annual_kwh,
                billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2) AS estimated_annual_cost,
                coalesce(rd.estimated, 0) AS estimated_half_hours
-    ) AS d
+    ) AS d;
+END
 $$;
 COMMENT ON FUNCTION billing.statement_details(uuid[]) IS
     'What the given statements print besides their figures and lines (frozen at issue into invoices.details).';
@@ -298,23 +311,19 @@ AS $$
     -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
     -- statements get what they print frozen now (a credit note carries its statement's already)
     WITH numbered AS (
-        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n
-        FROM billing.invoices AS i JOIN billing.accounts AS a ON a.id = i.account_id
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
+                                                  WHERE x.id = ANY (p_ids) AND x.status = 'draft'
+                                                    AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
         WHERE i.id = ANY (p_ids) AND i.status = 'draft'
     ),
-    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number),
-    frozen AS (
-        SELECT d.invoice_id, d.details
-        FROM billing.statement_details(ARRAY(SELECT i.id FROM billing.invoices AS i
-                                             WHERE i.id = ANY (p_ids) AND i.status = 'draft'
-                                               AND i.kind = 'statement')) AS d
-    )
+    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number)
     UPDATE billing.invoices AS i
     SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
-        details = coalesce(z.details, i.details)
-    FROM numbered AS n
-    CROSS JOIN first AS f
-    LEFT JOIN frozen AS z ON z.invoice_id = n.id
+        details = coalesce(n.details, i.details)
+    FROM numbered AS n, first AS f
     WHERE i.id = n.id
 $$;
 

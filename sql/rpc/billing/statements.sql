@@ -92,23 +92,19 @@ AS $$
     -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
     -- statements get what they print frozen now (a credit note carries its statement's already)
     WITH numbered AS (
-        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n
-        FROM billing.invoices AS i JOIN billing.accounts AS a ON a.id = i.account_id
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
+                                                  WHERE x.id = ANY (p_ids) AND x.status = 'draft'
+                                                    AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
         WHERE i.id = ANY (p_ids) AND i.status = 'draft'
     ),
-    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number),
-    frozen AS (
-        SELECT d.invoice_id, d.details
-        FROM billing.statement_details(ARRAY(SELECT i.id FROM billing.invoices AS i
-                                             WHERE i.id = ANY (p_ids) AND i.status = 'draft'
-                                               AND i.kind = 'statement')) AS d
-    )
+    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number)
     UPDATE billing.invoices AS i
     SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
-        details = coalesce(z.details, i.details)
-    FROM numbered AS n
-    CROSS JOIN first AS f
-    LEFT JOIN frozen AS z ON z.invoice_id = n.id
+        details = coalesce(n.details, i.details)
+    FROM numbered AS n, first AS f
     WHERE i.id = n.id
 $$;
 

@@ -255,13 +255,25 @@ $$;
 -- one grouped pass over the statements asked for. Each JSON object is a row
 -- (its columns are the keys) and each list an array of rows, turned into JSON
 -- once, by the one to_jsonb of the whole document.
--- (search_path pinned: that also keeps it from being inlined into api.invoices,
--- whose readers then need its tables only when they read a draft.)
+-- PL/pgSQL: never inlined into api.invoices, whose readers then need its
+-- tables only when they read a draft; and planned for the statements asked
+-- each time. Many (issuing a run): hash joins, whatever the statistics say of
+-- drafts written moments ago (analyzed while the table held none, a run's
+-- 1,000 are estimated as one statement, and nested loops over them took 40 s);
+-- a few (a draft read through api.invoices): index lookups. JIT off (as for
+-- the run: compiling would take seconds; nested loops turned off also make
+-- every plan's cost look far above jit_above_cost).
 CREATE FUNCTION billing.statement_details(p_invoices uuid[])
 RETURNS TABLE (invoice_id uuid, details jsonb)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = ''
+SET jit = off
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
 AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('enable_nestloop', (pg_catalog.cardinality(p_invoices) <= 20)::text, true);
+    RETURN QUERY
     WITH statements AS MATERIALIZED (  -- with what they print of the account, payer, home and meter
         SELECT i.id, i.esco, i.period_start, i.period_from, i.period_to, a.meter_id, a.account_number,
                a.type AS account_type, c.fullname, c.email, concat_ws(', ', p.plot, p.address, si.name) AS supply_address,
@@ -375,7 +387,8 @@ AS $$
                us.annual AS estimated_annual_kwh,
                billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2) AS estimated_annual_cost,
                coalesce(rd.estimated, 0) AS estimated_half_hours
-    ) AS d
+    ) AS d;
+END
 $$;
 COMMENT ON FUNCTION billing.statement_details(uuid[]) IS
     'What the given statements print besides their figures and lines (frozen at issue into invoices.details).';
