@@ -304,6 +304,9 @@ GRANT EXECUTE ON FUNCTION
     api.statement_document(uuid)
 TO flows_admin, flows_service;
 GRANT EXECUTE ON FUNCTION api.statement_document(uuid) TO flows_operator;
+-- What a draft would print (api.invoices computes it for drafts; customers see no drafts).
+GRANT EXECUTE ON FUNCTION billing.statement_details(uuid[])
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT EXECUTE ON FUNCTION api.statement_pdf(integer, text)
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT USAGE ON DOMAIN api."application/pdf"

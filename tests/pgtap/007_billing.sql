@@ -2,7 +2,7 @@
 -- hours, who pays when, the run, numbering, frozen statements, the customer
 -- lifecycle, what a customer sees; and the security rules of the billing schema.
 BEGIN;
-SELECT plan(49);
+SELECT plan(52);
 
 -- The billing schema keeps the rules the flows schema keeps ---------------------------
 SELECT is_empty($$
@@ -167,7 +167,19 @@ $$, :'run'), 'every energy line is what billing.energy_between says for its regi
 SELECT ok(NOT EXISTS (SELECT FROM billing.invoices WHERE run_id = :'run' AND total <> net + vat
                       OR abs(vat - net * 0.05) > 0.005), 'VAT is 5% of the net, to the half penny');
 
+SELECT is((SELECT count(*)::int FROM billing.invoices WHERE run_id = :'run' AND details = '{}'), 3,
+          'a draft holds no printed details: they are frozen when it is issued');
+CREATE TEMP TABLE draft_documents AS
+SELECT id, details FROM api.invoices WHERE run_id = :'run';
+SELECT is((SELECT count(*)::int FROM draft_documents
+           WHERE details ->> 'account_number' IS NOT NULL AND jsonb_array_length(details -> 'usage_12_months') = 12
+             AND details -> 'customer' ->> 'fullname' IS NOT NULL),
+          3, 'a draft read through the API shows what it would print');
+
 SELECT * FROM api.finalise_billing_run(:'run');
+SELECT is((SELECT count(*)::int FROM billing.invoices AS i JOIN draft_documents AS d USING (id)
+           WHERE i.details = d.details), 3,
+          'finalising freezes what the drafts showed');
 SELECT is((SELECT array_agg(number ORDER BY number) FROM billing.invoices WHERE run_id = :'run'), ARRAY[1, 2, 3],
           'finalised statements are numbered 1, 2, 3');
 SELECT throws_ok($$ UPDATE billing.invoices SET net = 0 WHERE number = 1 $$, '55000', NULL,

@@ -13,13 +13,17 @@ SELECT i.id, i.esco, i.run_id, i.account_id, i.customer_id, i.kind, i.status, i.
        e.code || '-' || lpad(i.number::text, 6, '0') AS reference, i.issued_at,
        i.period_start, i.period_end, i.period_from, i.period_to, i.kwh, i.days, i.net, i.vat_rate, i.vat, i.total,
        i.prepay, i.opening_balance, i.closing_balance, i.topups_count, i.topups_value, i.corrects, i.reason,
-       i.details, i.created_at
+       -- a draft's document is not frozen yet: what it would print if issued now
+       CASE WHEN i.status = 'draft' THEN (SELECT d.details FROM billing.statement_details(ARRAY[i.id]) AS d)
+            ELSE i.details END AS details,
+       i.created_at
 FROM billing.invoices AS i
 JOIN flows.escos AS e ON e.id = i.esco;
 COMMENT ON VIEW api.invoices IS
     'Statements and credit notes: account, payer, month (period_start; billed from period_from to period_to), '
     'number (gap-free per ESCO, given at finalisation; reference = ESCO-number), status draft/final/void, net, '
-    'vat, total (GBP), prepayment balances and top-ups, details as printed. PDF: rpc/statement_pdf.';
+    'vat, total (GBP), prepayment balances and top-ups, details as printed (frozen when issued; a draft''s as it '
+    'would be issued now). PDF: rpc/statement_pdf.';
 COMMENT ON COLUMN api.invoices.corrects IS
     'A credit note: the statement it cancels; a statement: the voided one it replaces.';
 
@@ -85,15 +89,21 @@ COMMENT ON FUNCTION api.create_billing_run(text, date) IS
 CREATE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
 LANGUAGE sql
 AS $$
-    -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free
+    -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
+    -- statements get what they print frozen now (a credit note carries its statement's already)
     WITH numbered AS (
-        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n
-        FROM billing.invoices AS i JOIN billing.accounts AS a ON a.id = i.account_id
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
+                                                  WHERE x.id = ANY (p_ids) AND x.status = 'draft'
+                                                    AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
         WHERE i.id = ANY (p_ids) AND i.status = 'draft'
     ),
     first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number)
     UPDATE billing.invoices AS i
-    SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now()
+    SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
+        details = coalesce(n.details, i.details)
     FROM numbered AS n, first AS f
     WHERE i.id = n.id
 $$;
@@ -119,7 +129,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.finalise_billing_run(uuid) IS
-    'Issues a run''s draft statements: numbers them (gap-free per ESCO, in account order) and freezes them. '
+    'Issues a run''s draft statements: numbers them (gap-free per ESCO, in account order) and freezes them, '
+    'with what they print (details). '
     'Finalising a final run changes nothing.';
 
 

@@ -7,7 +7,9 @@
 --                    where a register starts or ends: energy per register
 --                    (kWh from the half hours) and standing charge per day
 --   compute_statements  rounds per statement (billing/money.sql) and writes the
---                    drafts with everything a statement prints, frozen
+--                    drafts: figures, balances, top-ups and lines
+--   statement_details   what a statement prints besides (names, address, meter,
+--                    reads, tariffs, 12 months of kWh): frozen when it is issued
 
 -- Statements look a meter's registers up by meter, whatever their status
 -- (flows only indexes the enabled ones per element).
@@ -243,6 +245,155 @@ AS $$
 $$;
 
 
+-- What a statement prints besides its figures and lines, frozen into
+-- billing.invoices.details when it is issued (billing.issue_invoices): names,
+-- supply address, account number, the ESCO's contact, the meter, the reads at
+-- either end, the tariffs and their price cap, 12 months of the meter's kWh
+-- and an annual estimate. A draft holds none of it: api.invoices computes it
+-- for drafts (as it would be issued now), so that a run recomputed again and
+-- again does not build documents that are thrown away. Set-based: each part
+-- one grouped pass over the statements asked for. Each JSON object is a row
+-- (its columns are the keys) and each list an array of rows, turned into JSON
+-- once, by the one to_jsonb of the whole document.
+-- PL/pgSQL: never inlined into api.invoices, whose readers then need its
+-- tables only when they read a draft; and planned for the statements asked
+-- each time. Many (issuing a run): hash joins, whatever the statistics say of
+-- drafts written moments ago (analyzed while the table held none, a run's
+-- 1,000 are estimated as one statement, and nested loops over them took 40 s);
+-- a few (a draft read through api.invoices): index lookups. JIT off (as for
+-- the run: compiling would take seconds; nested loops turned off also make
+-- every plan's cost look far above jit_above_cost).
+CREATE FUNCTION billing.statement_details(p_invoices uuid[])
+RETURNS TABLE (invoice_id uuid, details jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+SET jit = off
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('enable_nestloop', (pg_catalog.cardinality(p_invoices) <= 20)::text, true);
+    RETURN QUERY
+    WITH statements AS MATERIALIZED (  -- with what they print of the account, payer, home and meter
+        SELECT i.id, i.esco, i.period_start, i.period_from, i.period_to, a.meter_id, a.account_number,
+               a.type AS account_type, c.fullname, c.email, concat_ws(', ', p.plot, p.address, si.name) AS supply_address,
+               m.serial, m.hardware, m.prepay_enabled
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        JOIN billing.customers AS c ON c.id = i.customer_id
+        JOIN flows.properties AS p ON p.id = a.property
+        JOIN flows.sites AS si ON si.id = p.site
+        JOIN flows.meter_registry AS m ON m.id = a.meter_id
+        WHERE i.id = ANY (p_invoices)
+    ),
+    lines AS MATERIALIZED (
+        SELECT l.invoice_id, l.kind, l.register_id, l.element, l.customer_tariff_id, l.period_from, l.quantity, l.half_hours,
+               l.expected_half_hours, l.estimated_half_hours
+        FROM billing.invoice_lines AS l
+        WHERE l.invoice_id = ANY (p_invoices)
+    ),
+    per_register AS (
+        -- kWh as the run summed them: half hours of 3 decimals (0 where there were none)
+        SELECT l.invoice_id, l.register_id, l.element,
+               CASE WHEN sum(l.half_hours) = 0 THEN 0 ELSE round(sum(l.quantity), 3) END AS kwh,
+               sum(l.half_hours) AS half_hours, sum(l.expected_half_hours) AS expected,
+               sum(l.estimated_half_hours) AS estimated, min(l.period_from) AS first_from
+        FROM lines AS l
+        WHERE l.kind = 'energy'
+        GROUP BY l.invoice_id, l.register_id, l.element
+    ),
+    readings AS (  -- by element, a replaced register before its successor
+        SELECT r.invoice_id, sum(r.estimated) AS estimated,
+               array_agg(j ORDER BY j.element, r.first_from, j.register_id) AS readings
+        FROM per_register AS r
+        JOIN statements AS t ON t.id = r.invoice_id
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_from
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
+        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
+                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_to
+                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
+        CROSS JOIN LATERAL (SELECT r.register_id, r.element, sr.read AS start_read, sr."timestamp" AS start_read_at,
+                                   er.read AS end_read, er."timestamp" AS end_read_at, r.kwh, r.half_hours,
+                                   r.expected AS expected_half_hours, r.estimated AS estimated_half_hours,
+                                   r.estimated > 0 OR r.half_hours < r.expected AS estimated) AS j
+        GROUP BY r.invoice_id
+    ),
+    tariffs AS (
+        SELECT u.invoice_id,
+               array_agg(j ORDER BY j.effective_from) AS tariffs,
+               (array_agg(ct.unit_rate ORDER BY ct.effective_from DESC))[1] AS unit_rate,
+               (array_agg(ct.standing_charge ORDER BY ct.effective_from DESC))[1] AS standing_charge
+        FROM (SELECT DISTINCT l.invoice_id, l.customer_tariff_id FROM lines AS l) AS u
+        JOIN billing.customer_tariffs AS ct ON ct.id = u.customer_tariff_id
+        JOIN billing.microgrid_tariffs AS mg ON mg.id = ct.microgrid_tariff_id
+        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
+        CROSS JOIN LATERAL (SELECT ct.id AS customer_tariff_id, ct.effective_from, ct.effective_to, ct.discount,
+                                   ct.unit_rate, ct.standing_charge, bt.unit_rate AS cap_unit_rate,
+                                   bt.standing_charge AS cap_standing_charge, mg.region) AS j
+        GROUP BY u.invoice_id
+    ),
+    meter_months AS (  -- the kWh of the meters in each of the 12 months to the statement's, where any
+        SELECT t.meter_id, t.period_start, x.month, sum(x.import_kwh) AS kwh
+        FROM (SELECT DISTINCT t.meter_id, t.period_start FROM statements AS t) AS t
+        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
+        JOIN flows.register_interval_monthly AS x
+          ON x.register_id = r.register_id AND x.month > (t.period_start - interval '12 months')::date
+         AND x.month <= t.period_start
+        GROUP BY t.meter_id, t.period_start, x.month
+    ),
+    usage AS (  -- every one of the 12 months (whoever paid then), 0 where the meter measured nothing
+        SELECT t.id AS invoice_id,
+               array_agg(u ORDER BY u.month) AS months,
+               coalesce(sum(mm.kwh), 0) AS total,
+               -- a year's kWh: the last 12 months, scaled up when fewer months have data
+               billing.round_half_up(coalesce(sum(mm.kwh), 0) * 12 / greatest(count(*) FILTER (WHERE mm.kwh > 0), 1),
+                                     0) AS annual
+        FROM statements AS t
+        CROSS JOIN LATERAL generate_series(t.period_start - interval '11 months', t.period_start::timestamp,
+                                           interval '1 month') AS mo
+        LEFT JOIN meter_months AS mm
+          ON mm.meter_id = t.meter_id AND mm.period_start = t.period_start AND mm.month = mo::date
+        CROSS JOIN LATERAL (SELECT mo::date AS month, coalesce(mm.kwh, 0) AS kwh) AS u
+        GROUP BY t.id
+    ),
+    escos AS (  -- the ESCO's contact: once per ESCO
+        SELECT e.id, x AS contact
+        FROM flows.escos AS e
+        LEFT JOIN billing.esco_billing AS eb ON eb.esco = e.id
+        CROSS JOIN LATERAL (SELECT e.code, coalesce(eb.legal_name, e.name) AS name, eb.address, eb.email, eb.phone,
+                                   eb.website, eb.vat_number) AS x
+        WHERE e.id IN (SELECT t.esco FROM statements AS t)
+    )
+    SELECT t.id, pg_catalog.to_jsonb(d)
+    FROM statements AS t
+    JOIN escos AS es ON es.id = t.esco
+    LEFT JOIN readings AS rd ON rd.invoice_id = t.id
+    LEFT JOIN tariffs AS tf ON tf.invoice_id = t.id
+    LEFT JOIN usage AS us ON us.invoice_id = t.id
+    CROSS JOIN LATERAL (SELECT t.fullname, t.email) AS cu
+    CROSS JOIN LATERAL (SELECT t.serial, t.hardware, t.prepay_enabled AS prepay) AS me
+    CROSS JOIN LATERAL (  -- the details: a key a column
+        SELECT cu AS customer,
+               t.account_number,
+               t.account_type,
+               t.supply_address,
+               es.contact AS esco,
+               me AS meter,
+               coalesce(rd.readings, '{}') AS readings,  -- (an empty list)
+               tf.tariffs,
+               us.months AS usage_12_months,
+               us.total AS kwh_12_months,
+               us.annual AS estimated_annual_kwh,
+               billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2) AS estimated_annual_cost,
+               coalesce(rd.estimated, 0) AS estimated_half_hours
+    ) AS d;
+END
+$$;
+COMMENT ON FUNCTION billing.statement_details(uuid[]) IS
+    'What the given statements print besides their figures and lines (frozen at issue into invoices.details).';
+
+
 -- Computes the draft statements of a run (of all its accounts, or
 -- p_accounts), replacing its drafts: the same inputs give identical figures.
 -- Accounts whose statement for the month is final already are left alone.
@@ -298,89 +449,16 @@ BEGIN
         FROM lines AS l
         GROUP BY l.account_id, l.customer_id
     ),
-    totals AS (  -- per statement, with what it prints of the account, payer, home and meter (each joined once)
+    totals AS (  -- per statement: the VAT rate (by the home) and whether the meter is prepay
         SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled, a.meter_id,
-               a.account_number, a.type AS account_type, c.fullname, c.email,
-               concat_ws(', ', p.plot, p.address, si.name) AS supply_address, m.serial, m.hardware,
                (SELECT v.id FROM billing.invoices AS v
                 WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
                   AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
                 ORDER BY v.issued_at DESC LIMIT 1) AS replaces
         FROM sums AS s
         JOIN billing.accounts AS a ON a.id = s.account_id
-        JOIN billing.customers AS c ON c.id = s.customer_id
         JOIN flows.properties AS p ON p.id = a.property
-        JOIN flows.sites AS si ON si.id = p.site
         JOIN flows.meter_registry AS m ON m.id = a.meter_id
-    ),
-    -- What a statement prints besides its lines, frozen with it: the reads
-    -- at either end, the tariffs and their price cap, 12 months of the
-    -- meter's kWh and an annual estimate, the credit pushed to the meter;
-    -- each one grouped pass over the run. Each JSON object is a row (its
-    -- columns are the keys) and each list an array of rows, turned into JSON
-    -- once, by the one to_jsonb of the whole document: no JSON is built to be
-    -- taken apart again into a bigger one.
-    per_register AS (
-        SELECT l.account_id, l.customer_id, l.register_id, l.element, sum(l.quantity) AS kwh,
-               sum(l.half_hours) AS half_hours, sum(l.expected_half_hours) AS expected,
-               sum(l.estimated_half_hours) AS estimated
-        FROM lines AS l
-        WHERE l.kind = 'energy'
-        GROUP BY l.account_id, l.customer_id, l.register_id, l.element
-    ),
-    readings AS (
-        SELECT r.account_id, r.customer_id, sum(r.estimated) AS estimated,
-               array_agg(j ORDER BY j.element) AS readings
-        FROM per_register AS r
-        JOIN totals AS t ON t.account_id = r.account_id AND t.customer_id = r.customer_id
-        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_from
-                           ORDER BY x."timestamp" DESC LIMIT 1) AS sr ON true
-        LEFT JOIN LATERAL (SELECT x.read, x."timestamp" FROM flows.register_import AS x
-                           WHERE x.register_id = r.register_id AND x."timestamp" <= t.period_to
-                           ORDER BY x."timestamp" DESC LIMIT 1) AS er ON true
-        CROSS JOIN LATERAL (SELECT r.register_id, r.element, sr.read AS start_read, sr."timestamp" AS start_read_at,
-                                   er.read AS end_read, er."timestamp" AS end_read_at, r.kwh, r.half_hours,
-                                   r.expected AS expected_half_hours, r.estimated AS estimated_half_hours,
-                                   r.estimated > 0 OR r.half_hours < r.expected AS estimated) AS j
-        GROUP BY r.account_id, r.customer_id
-    ),
-    tariffs AS (
-        SELECT u.account_id, u.customer_id,
-               array_agg(j ORDER BY j.effective_from) AS tariffs,
-               (array_agg(ct.unit_rate ORDER BY ct.effective_from DESC))[1] AS unit_rate,
-               (array_agg(ct.standing_charge ORDER BY ct.effective_from DESC))[1] AS standing_charge
-        FROM (SELECT DISTINCT l.account_id, l.customer_id, l.customer_tariff_id FROM lines AS l) AS u
-        JOIN billing.customer_tariffs AS ct ON ct.id = u.customer_tariff_id
-        JOIN billing.microgrid_tariffs AS mg ON mg.id = ct.microgrid_tariff_id
-        JOIN billing.benchmark_tariffs AS bt ON bt.region = mg.region AND bt.period_start = mg.period_start
-        CROSS JOIN LATERAL (SELECT ct.id AS customer_tariff_id, ct.effective_from, ct.effective_to, ct.discount,
-                                   ct.unit_rate, ct.standing_charge, bt.unit_rate AS cap_unit_rate,
-                                   bt.standing_charge AS cap_standing_charge, mg.region) AS j
-        GROUP BY u.account_id, u.customer_id
-    ),
-    meter_months AS (  -- the kWh of the run's meters in each of the 12 months to the statement's, where any
-        SELECT r.meter_id, x.month, sum(x.import_kwh) AS kwh
-        FROM (SELECT DISTINCT t.meter_id FROM totals AS t) AS t
-        JOIN flows.meter_registers AS r ON r.meter_id = t.meter_id AND r.nature <> 'solar'
-        JOIN flows.register_interval_monthly AS x
-          ON x.register_id = r.register_id AND x.month > (run.period_start - interval '12 months')::date
-         AND x.month <= run.period_start
-        GROUP BY r.meter_id, x.month
-    ),
-    usage AS (  -- every one of the 12 months (whoever paid then), 0 where the meter measured nothing
-        SELECT t.account_id, t.customer_id,
-               array_agg(u ORDER BY u.month) AS months,
-               coalesce(sum(mm.kwh), 0) AS total,
-               -- a year's kWh: the last 12 months, scaled up when fewer months have data
-               billing.round_half_up(coalesce(sum(mm.kwh), 0) * 12 / greatest(count(*) FILTER (WHERE mm.kwh > 0), 1),
-                                     0) AS annual
-        FROM totals AS t
-        CROSS JOIN generate_series(run.period_start - interval '11 months', run.period_start::timestamp,
-                                   interval '1 month') AS mo
-        LEFT JOIN meter_months AS mm ON mm.meter_id = t.meter_id AND mm.month = mo::date
-        CROSS JOIN LATERAL (SELECT mo::date AS month, coalesce(mm.kwh, 0) AS kwh) AS u
-        GROUP BY t.account_id, t.customer_id
     ),
     topups AS (  -- credit put on the meter in the period: its completed top-ups (billing/topups.sql)
         SELECT t.account_id, t.customer_id, count(*)::integer AS n, sum(x.amount) AS value
@@ -390,23 +468,16 @@ BEGIN
          AND x.used_at >= t.period_from AND x.used_at < t.period_to
         GROUP BY t.account_id, t.customer_id
     ),
-    made AS (
+    made AS (  -- (details: frozen when the statement is issued)
         INSERT INTO billing.invoices (esco, run_id, account_id, customer_id, period_start, period_end, period_from,
                                       period_to, kwh, days, net, vat_rate, vat, total, prepay, opening_balance,
-                                      closing_balance, topups_count, topups_value, corrects, details)
+                                      closing_balance, topups_count, topups_value, corrects)
         SELECT run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
                t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
                t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled,
                CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
-               coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces, pg_catalog.to_jsonb(d)
+               coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces
         FROM totals AS t
-        CROSS JOIN (SELECT e.code, coalesce(eb.legal_name, e.name) AS name, eb.address, eb.email, eb.phone,
-                           eb.website, eb.vat_number
-                    FROM flows.escos AS e LEFT JOIN billing.esco_billing AS eb ON eb.esco = e.id
-                    WHERE e.id = run.esco) AS es  -- the ESCO's contact: once per run
-        LEFT JOIN readings AS rd ON rd.account_id = t.account_id AND rd.customer_id = t.customer_id
-        LEFT JOIN tariffs AS tf ON tf.account_id = t.account_id AND tf.customer_id = t.customer_id
-        LEFT JOIN usage AS us ON us.account_id = t.account_id AND us.customer_id = t.customer_id
         LEFT JOIN topups AS tu ON tu.account_id = t.account_id AND tu.customer_id = t.customer_id
         LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
                            WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_from
@@ -414,24 +485,6 @@ BEGIN
         LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
                            WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
                            ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
-        CROSS JOIN LATERAL (SELECT t.fullname, t.email) AS cu
-        CROSS JOIN LATERAL (SELECT t.serial, t.hardware, t.prepay_enabled AS prepay) AS me
-        CROSS JOIN LATERAL (  -- the details: a key a column
-            SELECT cu AS customer,
-                   t.account_number,
-                   t.account_type,
-                   t.supply_address,
-                   es AS esco,
-                   me AS meter,
-                   coalesce(rd.readings, '{}') AS readings,  -- (an empty list)
-                   tf.tariffs,
-                   us.months AS usage_12_months,
-                   us.total AS kwh_12_months,
-                   us.annual AS estimated_annual_kwh,
-                   billing.round_half_up(us.annual * tf.unit_rate + 365 * tf.standing_charge, 2)
-                       AS estimated_annual_cost,
-                   coalesce(rd.estimated, 0) AS estimated_half_hours
-        ) AS d
         RETURNING id, account_id, customer_id
     )
     -- The rounded net shared out to the lines by largest remainder: each line

@@ -72,7 +72,8 @@ CREATE TABLE billing.invoices (
 );
 COMMENT ON TABLE billing.invoices IS
     'Statements (and credit notes) per account and payer and month: net, VAT, total (GBP), prepayment '
-    'balance figures, and details frozen at computation (names, address, meter, readings, 12-month usage).';
+    'balance figures, and details frozen when issued (names, address, meter, readings, 12-month usage; a draft '
+    'holds none: api.invoices computes them for drafts).';
 -- Numbers are unique per ESCO. Drafts have none and are not in the index: a
 -- billing run writes no entry for them, and the foreign key checks of a run's
 -- lines (id = $1 AND esco = $2) cannot take it for a lookup by ESCO, which,
@@ -87,6 +88,10 @@ CREATE INDEX invoices_run_idx ON billing.invoices (run_id);
 CREATE INDEX invoices_customer_idx ON billing.invoices (customer_id, period_start);
 CREATE INDEX invoices_account_idx ON billing.invoices (account_id, period_start);
 CREATE INDEX invoices_corrects_idx ON billing.invoices (corrects) WHERE corrects IS NOT NULL;  -- (most are NULL)
+-- The voided statements a new one replaces (a run looks for one per statement it
+-- writes): only voids, so a run's lookups probe a tiny index instead of the
+-- account's statements (and the dead drafts of runs computed again).
+CREATE INDEX invoices_void_idx ON billing.invoices (account_id, customer_id, period_start) WHERE status = 'void';
 
 
 CREATE TABLE billing.invoice_lines (
