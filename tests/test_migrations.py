@@ -63,6 +63,13 @@ LANDED = {
     "0021_daily_ledger.sql": "7c4cf1e20fca3e28ecfacc7fc69a22f6b0f96983cfa99b0d1b7cbc2654f22d31",
     "0022_billing_run_speed.rollback.sql": "497e585a9e1ef6562b494bba39c02551243cd106b9921f67539ba7e7f6a74c40",
     "0022_billing_run_speed.sql": "bc6d44bc304c45ad4cb2aeb13bafea511546bd82cf4b96304e56ef7683bd6415",
+    # 0023-0025 land with the sync's speed, billing details frozen at issue and the meter clock rule
+    "0023_sync_speed.rollback.sql": "05ebfa582d8821eaa02c30f40fb5a969c67a496736a0d92aaa356672d77b40ea",
+    "0023_sync_speed.sql": "a1fbf0014221bc78a71f95c547892c168032b048dc9719d8cd85b882f5d18c53",
+    "0024_billing_details_at_issue.rollback.sql": "0aa9a7db82182165de4c7e4a44de701e7e81791a0ae9cbad43fc8df7854dae1c",
+    "0024_billing_details_at_issue.sql": "71ee585e553343d0dfd300a857c00200444e22205ca3bd61f22dfa5ac170a9ea",
+    "0025_topup_event_clock.rollback.sql": "1d7e694da0a776a325e56d1942406316b70278830f94edb91c4f890af16f7460",
+    "0025_topup_event_clock.sql": "f50e4bf588c79f8e9354aaa8a258c949733c3207d67dde826d2403cc7638d141",
 }
 
 
