@@ -255,7 +255,7 @@ GRANT SELECT ON
     api.meters_with_incorrect_tariffs,
     billing.billing_runs, api.billing_runs,
     billing.invoices, api.invoices,
-    billing.invoice_lines, api.invoice_lines,
+    billing.invoice_lines, billing.all_invoice_lines, api.invoice_lines,
     billing.invoice_documents, api.invoice_documents,
     api.monthly_usage, api.monthly_costs
 TO flows_admin, flows_operator, flows_analyst, flows_service;
@@ -270,7 +270,7 @@ GRANT SELECT ON
     billing.microgrid_tariffs,
     billing.customer_tariffs, api.customer_tariffs,
     billing.invoices, api.invoices,
-    billing.invoice_lines, api.invoice_lines,
+    billing.invoice_lines, billing.all_invoice_lines, api.invoice_lines,
     billing.invoice_documents, api.invoice_documents,
     api.monthly_usage, api.monthly_costs
 TO flows_customer;
@@ -309,6 +309,9 @@ GRANT EXECUTE ON FUNCTION billing.statement_details(uuid[])
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT EXECUTE ON FUNCTION api.statement_pdf(integer, text)
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
+-- Embedding lines in statements and back (computed relationships).
+GRANT EXECUTE ON FUNCTION api.invoice_lines(api.invoices), api.invoices(api.invoice_lines)
+    TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 GRANT USAGE ON DOMAIN api."application/pdf"
     TO flows_admin, flows_operator, flows_analyst, flows_service, flows_customer;
 
@@ -324,7 +327,7 @@ GRANT EXECUTE ON FUNCTION
     billing.energy_between(uuid, timestamptz, timestamptz),
     billing.billed_periods(uuid, date, uuid[]),
     billing.statement_lines(uuid, date, uuid[]),
-    billing.periods_without_tariff(uuid, date, uuid[]),
+    billing.refuse_periods_without_tariff(text),
     billing.compute_statements(uuid, uuid[]),
     billing.issue_invoices(uuid, uuid[]),
     api.onboard_customer(uuid, text, text, text, text, timestamptz, uuid),
@@ -342,7 +345,7 @@ GRANT EXECUTE ON FUNCTION
     billing.energy_between(uuid, timestamptz, timestamptz),
     billing.billed_periods(uuid, date, uuid[]),
     billing.statement_lines(uuid, date, uuid[]),
-    billing.periods_without_tariff(uuid, date, uuid[])
+    billing.refuse_periods_without_tariff(text)
 TO flows_analyst, flows_service;
 
 

@@ -2,7 +2,7 @@
 -- hours, who pays when, the run, numbering, frozen statements, the customer
 -- lifecycle, what a customer sees; and the security rules of the billing schema.
 BEGIN;
-SELECT plan(52);
+SELECT plan(57);
 
 -- The billing schema keeps the rules the flows schema keeps ---------------------------
 SELECT is_empty($$
@@ -149,17 +149,17 @@ SELECT throws_like(format($$ SELECT api.create_billing_run('TAPBILL', '%s') $$, 
 SELECT id AS run FROM api.create_billing_run('TAPBILL', '2026-03-01') \gset
 SELECT is((SELECT count(*)::int FROM billing.invoices WHERE run_id = :'run'), 3,
           'a statement per account and payer: the tenant and, after they left, the landlord');
-SELECT is((SELECT count(*)::int FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
+SELECT is((SELECT count(*)::int FROM billing.all_invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
            WHERE i.customer_id = :'olive_id' AND l.kind = 'energy'), 4,
           'the owner''s energy splits per element and at the discount change');
-SELECT is((SELECT sum(l.amount) FROM billing.invoice_lines l WHERE l.invoice_id = i.id), i.net,
+SELECT is((SELECT sum(l.amount) FROM billing.all_invoice_lines l WHERE l.invoice_id = i.id), i.net,
           'lines add up to the net') FROM billing.invoices i WHERE i.customer_id = :'olive_id';
-SELECT is((SELECT sum(quantity) FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
+SELECT is((SELECT sum(quantity) FROM billing.all_invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
            WHERE i.customer_id = :'olive_id' AND l.kind = 'energy'),
           (SELECT sum(import_kwh) FROM flows.register_interval_hh h JOIN flows.meter_registers r USING (register_id)
            WHERE r.meter_id = :'m1'), 'every half hour of the month is billed once');
 SELECT is_empty(format($$
-    SELECT l.id FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
+    SELECT l.id FROM billing.all_invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
     CROSS JOIN LATERAL billing.energy_between(l.register_id, l.period_from, l.period_to) AS e
     WHERE i.run_id = '%s' AND l.kind = 'energy'
       AND (l.quantity, l.half_hours, l.estimated_half_hours) IS DISTINCT FROM (e.import_kwh, e.half_hours::int, e.estimated_half_hours::int)
@@ -176,7 +176,22 @@ SELECT is((SELECT count(*)::int FROM draft_documents
              AND details -> 'customer' ->> 'fullname' IS NOT NULL),
           3, 'a draft read through the API shows what it would print');
 
+SELECT is((SELECT count(*)::int FROM billing.invoice_lines l JOIN billing.invoices i ON i.id = l.invoice_id
+           WHERE i.run_id = :'run'), 0, 'a draft''s lines are its own, not rows of billing.invoice_lines');
+SELECT throws_ok(format($$ INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description,
+                                                              period_from, period_to, quantity, unit, rate,
+                                                              amount_exact, amount)
+                           SELECT esco, id, 9, 'standing_charge', 'x', period_from, period_to, 1, 'day', 0, 0, 0
+                           FROM billing.invoices WHERE run_id = '%s' LIMIT 1 $$, :'run'),
+                 '55000', NULL, 'nor can a draft have rows there');
+CREATE TEMP TABLE draft_lines AS SELECT * FROM billing.all_invoice_lines
+WHERE invoice_id IN (SELECT id FROM billing.invoices WHERE run_id = :'run');
+
 SELECT * FROM api.finalise_billing_run(:'run');
+SELECT set_eq($$ SELECT * FROM billing.invoice_lines $$, $$ SELECT * FROM draft_lines $$,
+              'issuing writes the lines the drafts held into billing.invoice_lines, ids and all');
+SELECT is((SELECT count(*)::int FROM billing.invoices WHERE run_id = :'run' AND lines IS NULL), 3,
+          'and empties the drafts'' own');
 SELECT is((SELECT count(*)::int FROM billing.invoices AS i JOIN draft_documents AS d USING (id)
            WHERE i.details = d.details), 3,
           'finalising freezes what the drafts showed');
@@ -186,6 +201,14 @@ SELECT throws_ok($$ UPDATE billing.invoices SET net = 0 WHERE number = 1 $$, '55
                  'a final statement never changes');
 SELECT throws_ok($$ DELETE FROM billing.invoice_lines WHERE invoice_id IN (SELECT id FROM billing.invoices WHERE number = 1) $$,
                  '55000', NULL, 'nor do its lines');
+SELECT throws_ok($$ INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description,
+                                                       customer_tariff_id, period_from, period_to, quantity, unit,
+                                                       rate, amount_exact, amount)
+                    SELECT l.esco, l.invoice_id, 9, l.kind, l.description, l.customer_tariff_id, l.period_from,
+                           l.period_to, 1, l.unit, 0, 0, 0
+                    FROM billing.invoice_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id
+                    WHERE i.number = 1 AND l.kind = 'standing_charge' $$,
+                 '55000', NULL, 'nor are lines added to it');
 
 -- What a customer sees ----------------------------------------------------------------------
 -- (a SQL login's claims come from flows.sql_login_claims: this session's, for this test)

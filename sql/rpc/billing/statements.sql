@@ -32,12 +32,27 @@ SELECT l.id, l.esco, l.invoice_id, l.position, l.kind, l.description, l.register
        l.customer_tariff_id, l.period_from, l.period_to, l.quantity, l.unit, l.rate, l.amount_exact, l.amount,
        l.half_hours, l.expected_half_hours, l.estimated_half_hours, l.meter_rate,
        billing.round_half_up(l.quantity * (l.meter_rate - l.rate), 2) AS meter_difference
-FROM billing.invoice_lines AS l;
+FROM billing.all_invoice_lines AS l;
 COMMENT ON VIEW api.invoice_lines IS
     'Statement lines: quantity (kWh, or days) x rate (GBP incl. VAT) over period_from..period_to; amount_exact '
     '= that net of VAT, unrounded; amount = its share of the statement''s rounded net. half_hours present of '
     'expected, estimated ones counted. meter_rate: what the meter charged; meter_difference = quantity x '
     '(meter_rate - rate), GBP incl. VAT.';
+
+-- Embedding (/invoices?select=*,invoice_lines(*) and back): api.invoice_lines
+-- is a union (issued lines and drafts' own), whose foreign keys PostgREST
+-- cannot see through, so the relationship is given as a pair of functions
+-- (PostgREST's computed relationships).
+CREATE FUNCTION api.invoice_lines(api.invoices) RETURNS SETOF api.invoice_lines
+LANGUAGE sql STABLE ROWS 4
+AS $$
+    SELECT l.* FROM api.invoice_lines AS l WHERE l.invoice_id = $1.id
+$$;
+CREATE FUNCTION api.invoices(api.invoice_lines) RETURNS SETOF api.invoices
+LANGUAGE sql STABLE ROWS 1
+AS $$
+    SELECT i.* FROM api.invoices AS i WHERE i.id = $1.invoice_id
+$$;
 
 CREATE VIEW api.invoice_documents WITH (security_invoker = true) AS
 SELECT invoice_id, esco, media_type, octet_length(content) AS bytes, sha256, renderer, rendered_at
@@ -90,9 +105,11 @@ CREATE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
 LANGUAGE sql
 AS $$
     -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
-    -- statements get what they print frozen now (a credit note carries its statement's already)
+    -- statements get what they print frozen now (a credit note carries its statement's already), and
+    -- the lines each draft holds are written into billing.invoice_lines, where foreign keys check them
     WITH numbered AS (
-        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details,
+               i.lines
         FROM billing.invoices AS i
         JOIN billing.accounts AS a ON a.id = i.account_id
         LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
@@ -100,12 +117,16 @@ AS $$
                                                     AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
         WHERE i.id = ANY (p_ids) AND i.status = 'draft'
     ),
-    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number)
-    UPDATE billing.invoices AS i
-    SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
-        details = coalesce(n.details, i.details)
-    FROM numbered AS n, first AS f
-    WHERE i.id = n.id
+    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number),
+    issued AS (
+        UPDATE billing.invoices AS i
+        SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
+            details = coalesce(n.details, i.details), lines = NULL
+        FROM numbered AS n, first AS f
+        WHERE i.id = n.id
+    )
+    INSERT INTO billing.invoice_lines
+    SELECT l.* FROM numbered AS n CROSS JOIN LATERAL unnest(n.lines) AS l
 $$;
 
 CREATE FUNCTION api.finalise_billing_run(run_id uuid) RETURNS SETOF api.billing_runs
@@ -151,20 +172,20 @@ BEGIN
             coalesce(original.status || ' ' || original.kind, 'unknown')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO billing.invoices (esco, account_id, customer_id, kind, period_start, period_end, period_from,
-                                  period_to, kwh, days, net, vat_rate, vat, total, prepay, corrects, reason, details)
-    VALUES (original.esco, original.account_id, original.customer_id, 'credit_note', original.period_start,
+    note := gen_random_uuid();
+    -- a draft credit note holding its lines (the statement's, negated), issued at once
+    INSERT INTO billing.invoices (id, esco, account_id, customer_id, kind, period_start, period_end, period_from,
+                                  period_to, kwh, days, net, vat_rate, vat, total, prepay, corrects, reason, details,
+                                  lines)
+    VALUES (note, original.esco, original.account_id, original.customer_id, 'credit_note', original.period_start,
             original.period_end, original.period_from, original.period_to, -original.kwh, -original.days,
             -original.net, original.vat_rate, -original.vat, -original.total, original.prepay, original.id,
-            credit_invoice.reason, original.details)
-    RETURNING id INTO note;
-    INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description, register_id, element, nature,
-                                       customer_tariff_id, period_from, period_to, quantity, unit, rate, amount_exact,
-                                       amount, half_hours, expected_half_hours, estimated_half_hours, meter_rate)
-    SELECT l.esco, note, l.position, l.kind, l.description, l.register_id, l.element, l.nature, l.customer_tariff_id,
-           l.period_from, l.period_to, -l.quantity, l.unit, l.rate, -l.amount_exact, -l.amount, l.half_hours,
-           l.expected_half_hours, l.estimated_half_hours, l.meter_rate
-    FROM billing.invoice_lines AS l WHERE l.invoice_id = original.id;
+            credit_invoice.reason, original.details,
+            ARRAY(SELECT ROW(gen_random_uuid(), l.esco, note, l.position, l.kind, l.description, l.register_id,
+                             l.element, l.nature, l.customer_tariff_id, l.period_from, l.period_to, -l.quantity,
+                             l.unit, l.rate, -l.amount_exact, -l.amount, l.half_hours, l.expected_half_hours,
+                             l.estimated_half_hours, l.meter_rate)::billing.invoice_lines
+                  FROM billing.invoice_lines AS l WHERE l.invoice_id = original.id ORDER BY l.position));
     PERFORM billing.issue_invoices(original.esco, ARRAY[note]);
     UPDATE billing.invoices AS i SET status = 'void' WHERE i.id = original.id;
     PERFORM pg_catalog.pg_notify('billing_statements_issued', note::text);

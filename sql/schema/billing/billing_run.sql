@@ -7,7 +7,8 @@
 --                    where a register starts or ends: energy per register
 --                    (kWh from the half hours) and standing charge per day
 --   compute_statements  rounds per statement (billing/money.sql) and writes the
---                    drafts: figures, balances, top-ups and lines
+--                    drafts: figures, balances, top-ups and lines, a row each
+--                    (a draft holds its lines: billing/statements.sql)
 --   statement_details   what a statement prints besides (names, address, meter,
 --                    reads, tariffs, 12 months of kWh): frozen when it is issued
 
@@ -90,13 +91,34 @@ $$;
 COMMENT ON FUNCTION billing.billed_periods(uuid, date, uuid[]) IS
     'Per billed account of an ESCO and month: who pays it when (occupier, else owner), while the account is open.';
 
+-- What billing.statement_lines calls before giving any line: raises when a
+-- billed half hour has no customer tariff in force (p_missing names them),
+-- else true. What create_billing_run refuses to bill, nothing written.
+CREATE FUNCTION billing.refuse_periods_without_tariff(p_missing text) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF p_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'no tariff in force for %', p_missing
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give the customers a tariff for the quarter (rpc/generate_customer_tariffs) and run again';
+    END IF;
+    RETURN true;
+END
+$$;
+
 -- The lines of every statement of an ESCO's month (all accounts, or
 -- p_accounts), unrounded. Energy is what billing.energy_between gives, written
 -- out as joins so that the whole month is a few grouped passes: whole UK
 -- months from the monthly rollup, the other whole UK days from the daily one,
 -- the part-days at the edges of a period from the half hours (only periods
 -- that start or end mid-day have edges); estimated half hours from the days
--- that have any.
+-- that have any. Only the ESCO's tariffs and registers are read (t.esco,
+-- r.esco: a platform of many ESCOs hashes none of the others' rows).
+-- A statement needs a customer tariff for every half hour it bills: when a
+-- billed period has one without, it gives no line but raises, naming them all
+-- (billing.refuse_periods_without_tariff, a one-time filter before any row).
 CREATE FUNCTION billing.statement_lines(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
 RETURNS TABLE (
     account_id uuid, customer_id uuid, kind text, register_id uuid, element text, nature text,
@@ -106,12 +128,34 @@ RETURNS TABLE (
 )
 LANGUAGE sql STABLE
 AS $$
-    WITH segments AS MATERIALIZED (  -- a payer's period split where their tariff changes
-        SELECT b.account_id, b.meter_id, b.customer_id, t.id AS customer_tariff_id, t.unit_rate, t.standing_charge,
-               b.period * tstzrange(t.effective_from, t.effective_to) AS period
+    WITH paid AS MATERIALIZED (  -- billed periods with the payer's tariffs in force in them (none: NULLs)
+        SELECT b.account_id, b.meter_id, b.customer_id, b.period AS billed, t.id AS customer_tariff_id, t.unit_rate,
+               t.standing_charge, tstzrange(t.effective_from, t.effective_to) AS in_force
         FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
-        JOIN billing.customer_tariffs AS t  -- overlapping (&& on ranges is estimated at 1 row in 200)
-          ON t.customer_id = b.customer_id AND t.effective_from < upper(b.period) AND t.effective_to > lower(b.period)
+        LEFT JOIN billing.customer_tariffs AS t  -- overlapping (&& on ranges is estimated at 1 row in 200)
+          ON t.customer_id = b.customer_id AND t.esco = p_esco AND t.effective_from < upper(b.period) AND t.effective_to > lower(b.period)
+    ),
+    refused AS (  -- true, or an error naming each billed period's first part without a tariff
+        SELECT billing.refuse_periods_without_tariff(
+                   string_agg(pg_catalog.format('account %s (%s) from %s to %s', a.account_number, c.fullname,
+                                                lower(u.r), upper(u.r)), '; ' ORDER BY a.account_number)) AS ok
+        FROM (
+            SELECT p.account_id, p.customer_id,
+                   tstzmultirange(p.billed) - coalesce(range_agg(p.in_force) FILTER (WHERE p.customer_tariff_id IS NOT NULL),
+                                                       '{}'::tstzmultirange) AS uncovered
+            FROM paid AS p
+            GROUP BY p.account_id, p.customer_id, p.billed
+        ) AS g
+        JOIN billing.accounts AS a ON a.id = g.account_id
+        JOIN billing.customers AS c ON c.id = g.customer_id
+        CROSS JOIN LATERAL (SELECT x AS r FROM unnest(g.uncovered) AS x LIMIT 1) AS u
+        WHERE NOT isempty(g.uncovered)
+    ),
+    segments AS MATERIALIZED (  -- a payer's period split where their tariff changes
+        SELECT p.account_id, p.meter_id, p.customer_id, p.customer_tariff_id, p.unit_rate, p.standing_charge,
+               p.billed * p.in_force AS period
+        FROM paid AS p
+        WHERE p.customer_tariff_id IS NOT NULL
     ),
     register_segments AS MATERIALIZED (  -- ... and where a register starts or ends
         -- (each level computes its columns once: OFFSET 0 keeps the planner from
@@ -132,7 +176,7 @@ AS $$
                     SELECT s.account_id, s.meter_id, s.customer_id, s.customer_tariff_id, s.unit_rate, r.register_id,
                            r.element, r.nature, s.period * tstzrange(r.start_time, r.end_time) AS period
                     FROM segments AS s
-                    JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.nature <> 'solar'
+                    JOIN flows.meter_registers AS r ON r.meter_id = s.meter_id AND r.esco = p_esco AND r.nature <> 'solar'
                     OFFSET 0
                 ) AS x
                 WHERE NOT isempty(x.period)
@@ -207,6 +251,7 @@ AS $$
                                coalesce(w.estimated, 0) + coalesce(e.estimated, 0) AS estimated) AS x
     LEFT JOIN meter_tariffs AS mt
       ON mt.meter_id = g.meter_id AND mt.period @> g.from_time
+    WHERE (SELECT r.ok FROM refused AS r)
     UNION ALL
     SELECT s.account_id, s.customer_id, 'standing_charge', NULL, NULL, NULL, s.customer_tariff_id,
            lower(s.period), upper(s.period), d.days, 'day', s.standing_charge,
@@ -219,30 +264,12 @@ AS $$
                     ELSE billing.uk_days(lower(s.period), upper(s.period)) END AS days
     ) AS d
     LEFT JOIN meter_tariffs AS mt ON mt.meter_id = s.meter_id AND mt.period = s.period
+    WHERE (SELECT r.ok FROM refused AS r)
 $$;
 COMMENT ON FUNCTION billing.statement_lines(uuid, date, uuid[]) IS
-    'Statement lines of an ESCO''s month, unrounded: energy per register and tariff period, standing charge per day.';
+    'Statement lines of an ESCO''s month, unrounded: energy per register and tariff period, standing charge per day '
+    '(raises, naming them, when a billed half hour has no customer tariff in force).';
 
--- Billed periods with no customer tariff in force (a statement needs one
--- for every half hour it bills): what create_billing_run refuses to bill.
-CREATE FUNCTION billing.periods_without_tariff(p_esco uuid, p_period_start date, p_accounts uuid[] DEFAULT NULL)
-RETURNS TABLE (account_id uuid, customer_id uuid, uncovered tstzmultirange)
-LANGUAGE sql STABLE
-AS $$
-    SELECT x.account_id, x.customer_id, x.uncovered
-    FROM (
-        SELECT b.account_id, b.customer_id,
-               tstzmultirange(b.period)
-               - coalesce(range_agg(tstzrange(t.effective_from, t.effective_to)) FILTER (WHERE t.id IS NOT NULL),
-                          '{}'::tstzmultirange) AS uncovered  -- (tstzrange(null, null) would be everything)
-        FROM billing.billed_periods(p_esco, p_period_start, p_accounts) AS b
-        LEFT JOIN billing.customer_tariffs AS t  -- overlapping (as in statement_lines)
-          ON t.customer_id = b.customer_id AND t.esco = p_esco
-         AND t.effective_from < upper(b.period) AND t.effective_to > lower(b.period)
-        GROUP BY b.account_id, b.customer_id, b.period
-    ) AS x
-    WHERE NOT isempty(x.uncovered)
-$$;
 
 
 -- What a statement prints besides its figures and lines, frozen into
@@ -262,7 +289,9 @@ $$;
 -- 1,000 are estimated as one statement, and nested loops over them took 40 s);
 -- a few (a draft read through api.invoices): index lookups. JIT off (as for
 -- the run: compiling would take seconds; nested loops turned off also make
--- every plan's cost look far above jit_above_cost).
+-- every plan's cost look far above jit_above_cost). (SET enable_nestloop on
+-- the function is there so that the set_config(..., true) inside it is undone
+-- when it returns, whatever the caller had.)
 CREATE FUNCTION billing.statement_details(p_invoices uuid[])
 RETURNS TABLE (invoice_id uuid, details jsonb)
 LANGUAGE plpgsql STABLE
@@ -289,7 +318,7 @@ BEGIN
     lines AS MATERIALIZED (
         SELECT l.invoice_id, l.kind, l.register_id, l.element, l.customer_tariff_id, l.period_from, l.quantity, l.half_hours,
                l.expected_half_hours, l.estimated_half_hours
-        FROM billing.invoice_lines AS l
+        FROM billing.all_invoice_lines AS l  -- (a draft's own: statement_details runs before issuing)
         WHERE l.invoice_id = ANY (p_invoices)
     ),
     per_register AS (
@@ -397,6 +426,7 @@ COMMENT ON FUNCTION billing.statement_details(uuid[]) IS
 -- Computes the draft statements of a run (of all its accounts, or
 -- p_accounts), replacing its drafts: the same inputs give identical figures.
 -- Accounts whose statement for the month is final already are left alone.
+-- One INSERT: each draft is a row holding its lines.
 -- JIT off: the run's plans are big (and, over rows this transaction wrote,
 -- estimated high), so PostgreSQL would spend seconds compiling them for
 -- queries that run in milliseconds.
@@ -407,26 +437,12 @@ SET jit = off
 AS $$
 DECLARE
     run billing.billing_runs;
-    missing text;
     made integer;
 BEGIN
     SELECT * INTO run FROM billing.billing_runs AS r WHERE r.id = p_run FOR UPDATE;
     IF run.status <> 'draft' THEN
         RAISE EXCEPTION 'billing run % is final', p_run USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    SELECT string_agg(pg_catalog.format('account %s (%s) from %s to %s', a.account_number, c.fullname,
-                                        lower(u.r), upper(u.r)), '; ' ORDER BY a.account_number)
-    INTO missing
-    FROM billing.periods_without_tariff(run.esco, run.period_start, p_accounts) AS g
-    JOIN billing.accounts AS a ON a.id = g.account_id AND a.esco = run.esco
-    JOIN billing.customers AS c ON c.id = g.customer_id AND c.esco = run.esco
-    CROSS JOIN LATERAL (SELECT x AS r FROM unnest(g.uncovered) AS x LIMIT 1) AS u;
-    IF missing IS NOT NULL THEN
-        RAISE EXCEPTION 'no tariff in force for %', missing
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'give the customers a tariff for the quarter (rpc/generate_customer_tariffs) and run again';
-    END IF;
-
     DELETE FROM billing.invoices AS i
     WHERE i.run_id = p_run AND i.status = 'draft' AND (p_accounts IS NULL OR i.account_id = ANY (p_accounts));
 
@@ -438,9 +454,9 @@ BEGIN
                           WHERE f.account_id = l.account_id AND f.customer_id = l.customer_id
                             AND f.period_start = run.period_start AND f.kind = 'statement' AND f.status = 'final')
     ),
-    sums AS (
+    sums AS (  -- per statement (its id made here, for its lines)
         -- net of VAT from the exact gross sum (quantity x rate is exact; dividing once keeps it so)
-        SELECT l.account_id, l.customer_id,
+        SELECT l.account_id, l.customer_id, gen_random_uuid() AS id,
                billing.round_half_up(billing.net_of_vat(sum(l.quantity * l.rate)), 2) AS net,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'energy'), 0) AS kwh,
                coalesce(sum(l.quantity) FILTER (WHERE l.kind = 'standing_charge'), 0) AS days,
@@ -449,65 +465,72 @@ BEGIN
         FROM lines AS l
         GROUP BY l.account_id, l.customer_id
     ),
+    rounded AS (
+        -- The rounded net shared out to the lines by largest remainder: each line
+        -- within a penny of its exact amount, and the lines add up to the net.
+        SELECT r.invoice_id,
+               array_agg(ROW(gen_random_uuid(), run.esco, r.invoice_id, r.position, r.kind, r.description,
+                             r.register_id, r.element, r.nature, r.customer_tariff_id, r.period_from, r.period_to,
+                             r.quantity, r.unit, r.rate, r.amount_exact, r.amount, r.half_hours,
+                             r.expected_half_hours, r.estimated_half_hours, r.meter_rate)::billing.invoice_lines
+                         ORDER BY r.position) AS lines
+        FROM (
+            SELECT s.id AS invoice_id, l.*,
+                   CASE l.kind WHEN 'energy' THEN
+                       CASE l.nature WHEN 'heat' THEN 'Heat' ELSE 'Electricity' END
+                       || CASE l.element WHEN 'SINGLE' THEN '' ELSE ' (element ' || l.element || ')' END
+                   ELSE 'Standing charge' END AS description,
+                   (floor(l.amount_exact * 100)
+                    + CASE WHEN row_number() OVER (PARTITION BY l.account_id, l.customer_id
+                                                   ORDER BY l.amount_exact * 100 - floor(l.amount_exact * 100) DESC,
+                                                            l.position)
+                                <= s.net * 100 - s.pennies_floor THEN 1 ELSE 0 END) / 100 AS amount
+            FROM lines AS l
+            JOIN sums AS s ON s.account_id = l.account_id AND s.customer_id = l.customer_id
+        ) AS r
+        GROUP BY r.invoice_id
+    ),
+    voided AS (  -- the voided statement of the month each new one replaces (the latest, if several)
+        SELECT DISTINCT ON (v.account_id, v.customer_id) v.account_id, v.customer_id, v.id
+        FROM billing.invoices AS v
+        WHERE v.status = 'void' AND v.kind = 'statement' AND v.esco = run.esco AND v.period_start = run.period_start
+        ORDER BY v.account_id, v.customer_id, v.issued_at DESC
+    ),
     totals AS (  -- per statement: the VAT rate (by the home) and whether the meter is prepay
         SELECT s.*, billing.vat_rate(p.type, s.kwh, s.days) AS vat_rate, m.prepay_enabled, a.meter_id,
-               (SELECT v.id FROM billing.invoices AS v
-                WHERE v.account_id = s.account_id AND v.customer_id = s.customer_id
-                  AND v.period_start = run.period_start AND v.kind = 'statement' AND v.status = 'void'
-                ORDER BY v.issued_at DESC LIMIT 1) AS replaces
+               v.id AS replaces
         FROM sums AS s
-        JOIN billing.accounts AS a ON a.id = s.account_id
-        JOIN flows.properties AS p ON p.id = a.property
-        JOIN flows.meter_registry AS m ON m.id = a.meter_id
+        JOIN billing.accounts AS a ON a.id = s.account_id AND a.esco = run.esco  -- (esco: this ESCO's rows only)
+        JOIN flows.properties AS p ON p.id = a.property AND p.esco = run.esco
+        JOIN flows.meter_registry AS m ON m.id = a.meter_id AND m.esco = run.esco
+        LEFT JOIN voided AS v ON v.account_id = s.account_id AND v.customer_id = s.customer_id
     ),
     topups AS (  -- credit put on the meter in the period: its completed top-ups (billing/topups.sql)
-        SELECT t.account_id, t.customer_id, count(*)::integer AS n, sum(x.amount) AS value
+        SELECT t.id, count(*)::integer AS n, sum(x.amount) AS value
         FROM totals AS t
         JOIN billing.topups AS x
           ON x.meter_id = t.meter_id AND x.status = 'completed'
          AND x.used_at >= t.period_from AND x.used_at < t.period_to
-        GROUP BY t.account_id, t.customer_id
-    ),
-    made AS (  -- (details: frozen when the statement is issued)
-        INSERT INTO billing.invoices (esco, run_id, account_id, customer_id, period_start, period_end, period_from,
-                                      period_to, kwh, days, net, vat_rate, vat, total, prepay, opening_balance,
-                                      closing_balance, topups_count, topups_value, corrects)
-        SELECT run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
-               t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
-               t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled,
-               CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
-               coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces
-        FROM totals AS t
-        LEFT JOIN topups AS tu ON tu.account_id = t.account_id AND tu.customer_id = t.customer_id
-        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_from
-                           ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
-        LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
-                           WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
-                           ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true
-        RETURNING id, account_id, customer_id
+        GROUP BY t.id
     )
-    -- The rounded net shared out to the lines by largest remainder: each line
-    -- within a penny of its exact amount, and the lines add up to the net.
-    INSERT INTO billing.invoice_lines (esco, invoice_id, position, kind, description, register_id, element, nature,
-                                       customer_tariff_id, period_from, period_to, quantity, unit, rate, amount_exact,
-                                       amount, half_hours, expected_half_hours, estimated_half_hours, meter_rate)
-    SELECT run.esco, m.id, l.position, l.kind,
-           CASE l.kind WHEN 'energy' THEN
-               CASE l.nature WHEN 'heat' THEN 'Heat' ELSE 'Electricity' END
-               || CASE l.element WHEN 'SINGLE' THEN '' ELSE ' (element ' || l.element || ')' END
-           ELSE 'Standing charge' END,
-           l.register_id, l.element, l.nature, l.customer_tariff_id, l.period_from, l.period_to, l.quantity, l.unit,
-           l.rate, l.amount_exact,
-           (floor(l.amount_exact * 100)
-            + CASE WHEN row_number() OVER (PARTITION BY l.account_id, l.customer_id
-                                           ORDER BY l.amount_exact * 100 - floor(l.amount_exact * 100) DESC,
-                                                    l.position)
-                        <= s.net * 100 - s.pennies_floor THEN 1 ELSE 0 END) / 100,
-           l.half_hours, l.expected_half_hours, l.estimated_half_hours, l.meter_rate
-    FROM lines AS l
-    JOIN sums AS s ON s.account_id = l.account_id AND s.customer_id = l.customer_id
-    JOIN made AS m ON m.account_id = l.account_id AND m.customer_id = l.customer_id;
+    -- (details: frozen when the statement is issued)
+    INSERT INTO billing.invoices (id, esco, run_id, account_id, customer_id, period_start, period_end, period_from,
+                                  period_to, kwh, days, net, vat_rate, vat, total, prepay, opening_balance,
+                                  closing_balance, topups_count, topups_value, corrects, lines)
+    SELECT t.id, run.esco, run.id, t.account_id, t.customer_id, run.period_start, run.period_end, t.period_from,
+           t.period_to, t.kwh, t.days, t.net, t.vat_rate, billing.round_half_up(t.net * t.vat_rate, 2),
+           t.net + billing.round_half_up(t.net * t.vat_rate, 2), t.prepay_enabled,
+           CASE WHEN t.prepay_enabled THEN ob.balance END, CASE WHEN t.prepay_enabled THEN cb.balance END,
+           coalesce(tu.n, 0), coalesce(tu.value, 0), t.replaces, r.lines
+    FROM totals AS t
+    JOIN rounded AS r ON r.invoice_id = t.id
+    LEFT JOIN topups AS tu ON tu.id = t.id
+    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                       WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_from
+                       ORDER BY b."timestamp" DESC LIMIT 1) AS ob ON true
+    LEFT JOIN LATERAL (SELECT b.balance FROM flows.meter_prepay_balance AS b
+                       WHERE b.meter_id = t.meter_id AND b."timestamp" <= t.period_to
+                       ORDER BY b."timestamp" DESC LIMIT 1) AS cb ON true;
 
     SELECT count(*) INTO made FROM billing.invoices AS i WHERE i.run_id = p_run;
     UPDATE billing.billing_runs AS r SET statements = made, computed_at = pg_catalog.now() WHERE r.id = p_run;

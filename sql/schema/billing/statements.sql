@@ -136,6 +136,37 @@ COMMENT ON TABLE billing.invoice_lines IS
 -- (lines by statement: invoice_lines_invoice_position_key)
 CREATE INDEX invoice_lines_tariff_idx ON billing.invoice_lines (customer_tariff_id);
 
+-- A draft's lines are part of the draft: invoice_lines rows in its lines
+-- column, written with it and replaced with it when its run is computed again
+-- (no row of the table, its indexes and foreign key checks, for a document
+-- that is thrown away at every re-run). Issuing a statement writes its lines
+-- into billing.invoice_lines, where the foreign keys check what they refer to
+-- (statement, register, customer tariff), and empties the column: the table
+-- holds the lines of issued statements and credit notes, which never change.
+-- (The column has the table's row type: adding a column to invoice_lines
+-- adds it to the drafts' lines too.)
+ALTER TABLE billing.invoices ADD COLUMN lines billing.invoice_lines[];
+ALTER TABLE billing.invoices ADD CONSTRAINT invoices_lines_until_issued CHECK ((status = 'draft') = (lines IS NOT NULL));
+COMMENT ON COLUMN billing.invoices.lines IS
+    'A draft''s lines (written into billing.invoice_lines when it is issued; NULL once issued).';
+
+-- Every statement's lines: an issued statement's rows, a draft's own.
+CREATE VIEW billing.all_invoice_lines WITH (security_invoker = true) AS
+SELECT l.id, l.esco, l.invoice_id, l.position, l.kind, l.description, l.register_id, l.element, l.nature,
+       l.customer_tariff_id, l.period_from, l.period_to, l.quantity, l.unit, l.rate, l.amount_exact, l.amount,
+       l.half_hours, l.expected_half_hours, l.estimated_half_hours, l.meter_rate
+FROM billing.invoice_lines AS l
+UNION ALL
+SELECT d.id, i.esco, i.id, d.position, d.kind, d.description, d.register_id, d.element, d.nature,
+       d.customer_tariff_id, d.period_from, d.period_to, d.quantity, d.unit, d.rate, d.amount_exact, d.amount,
+       d.half_hours, d.expected_half_hours, d.estimated_half_hours, d.meter_rate
+FROM billing.invoices AS i
+CROSS JOIN LATERAL unnest(i.lines) AS d
+WHERE i.status = 'draft';
+COMMENT ON VIEW billing.all_invoice_lines IS
+    'The lines of every statement and credit note: issued ones from billing.invoice_lines, drafts'' from '
+    'billing.invoices.lines.';
+
 
 -- Rendered statements: one document per final statement, stored once.
 CREATE TABLE billing.invoice_documents (
@@ -185,18 +216,24 @@ $$;
 CREATE TRIGGER invoices_frozen BEFORE UPDATE OR DELETE ON billing.invoices
     FOR EACH ROW EXECUTE FUNCTION billing.guard_final_invoice();
 
--- New lines: checked once per statement (a transition table), so a run
--- writing thousands of lines pays one check, not one per line.
+-- New lines: a statement's lines are written once, all together, when it is
+-- issued (billing.issue_invoices writes what the draft held): never for a
+-- draft, never added to a statement that has lines. Checked once per
+-- statement (a transition table), so issuing thousands of lines pays one
+-- check, not one per line.
 CREATE FUNCTION billing.guard_final_invoice_new_lines() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    IF EXISTS (SELECT FROM new_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id
-               WHERE i.status <> 'draft') THEN
-        RAISE EXCEPTION 'the lines of a final statement cannot be changed'
+    IF EXISTS (SELECT FROM new_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id WHERE i.status = 'draft')
+       OR EXISTS (SELECT FROM billing.invoice_lines AS o
+                  WHERE o.invoice_id IN (SELECT n.invoice_id FROM new_lines AS n)
+                    AND o.id NOT IN (SELECT n.id FROM new_lines AS n)) THEN
+        RAISE EXCEPTION 'a statement''s lines are written when it is issued, and never change after'
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'correct a final statement with a credit note (rpc/credit_invoice)';
+                  HINT = 'a draft holds its own lines (billing.invoices.lines); correct a final statement with a '
+                         'credit note (rpc/credit_invoice)';
     END IF;
     RETURN NULL;
 END
