@@ -499,6 +499,10 @@ LANGUAGE sql STABLE ROWS 1
 AS $$
     SELECT i.* FROM api.invoices AS i WHERE i.id = $1.invoice_id
 $$;
+COMMENT ON FUNCTION api.invoice_lines(api.invoices) IS
+    'A statement''s lines, for embedding: /invoices?select=*,invoice_lines(*).';
+COMMENT ON FUNCTION api.invoices(api.invoice_lines) IS
+    'A line''s statement, for embedding: /invoice_lines?select=*,invoices(*).';
 
 CREATE OR REPLACE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
 LANGUAGE sql

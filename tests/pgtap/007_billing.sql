@@ -207,7 +207,7 @@ SELECT throws_ok($$ INSERT INTO billing.invoice_lines (esco, invoice_id, positio
                     SELECT l.esco, l.invoice_id, 9, l.kind, l.description, l.customer_tariff_id, l.period_from,
                            l.period_to, 1, l.unit, 0, 0, 0
                     FROM billing.invoice_lines AS l JOIN billing.invoices AS i ON i.id = l.invoice_id
-                    WHERE i.number = 1 AND l.kind = 'standing_charge' $$,
+                    WHERE i.number = 1 AND l.kind = 'standing_charge' LIMIT 1 $$,
                  '55000', NULL, 'nor are lines added to it');
 
 -- What a customer sees ----------------------------------------------------------------------

@@ -53,6 +53,10 @@ LANGUAGE sql STABLE ROWS 1
 AS $$
     SELECT i.* FROM api.invoices AS i WHERE i.id = $1.invoice_id
 $$;
+COMMENT ON FUNCTION api.invoice_lines(api.invoices) IS
+    'A statement''s lines, for embedding: /invoices?select=*,invoice_lines(*).';
+COMMENT ON FUNCTION api.invoices(api.invoice_lines) IS
+    'A line''s statement, for embedding: /invoice_lines?select=*,invoices(*).';
 
 CREATE VIEW api.invoice_documents WITH (security_invoker = true) AS
 SELECT invoice_id, esco, media_type, octet_length(content) AS bytes, sha256, renderer, rendered_at
