@@ -417,6 +417,41 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION billing.post_statement_charges(p_invoices uuid[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    posted integer;
+BEGIN
+    WITH issued AS (
+        SELECT i.* FROM billing.invoices AS i
+        WHERE i.id = ANY (p_invoices) AND i.status = 'final' AND i.total <> 0
+          AND NOT EXISTS (SELECT FROM billing.journals AS j WHERE j.invoice_id = i.id AND j.kind = 'statement_charge')
+    ),
+    made AS (
+        INSERT INTO billing.journals (esco, kind, account_id, invoice_id, memo, posted_by)
+        SELECT i.esco, 'statement_charge', i.account_id, i.id,
+               pg_catalog.format('%s %s for %s', pg_catalog.replace(i.kind, '_', ' '), i.number,
+                                 pg_catalog.to_char(i.period_start, 'YYYY-MM')),
+               flows.requester()
+        FROM issued AS i
+        RETURNING id, invoice_id
+    )
+    INSERT INTO billing.journal_entries (esco, journal_id, ledger_account, account_id, amount)
+    SELECT i.esco, m.id, x.ledger_account, x.account_id, x.amount
+    FROM made AS m
+    JOIN issued AS i ON i.id = m.invoice_id
+    CROSS JOIN LATERAL (VALUES (CASE WHEN i.prepay THEN 'credit_on_meters' ELSE 'customer_credit' END, i.account_id,
+                                i.total),
+                               ('revenue', NULL::uuid, -i.net),
+                               ('vat', NULL::uuid, -i.vat)) AS x (ledger_account, account_id, amount)
+    WHERE x.amount <> 0;
+    SELECT count(*) INTO posted FROM billing.journals AS j WHERE j.invoice_id = ANY (p_invoices);
+    RETURN posted;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
 LANGUAGE sql
 AS $$

@@ -229,6 +229,10 @@ COMMENT ON FUNCTION billing.reverse_journal(uuid, text) IS 'Posts the reversal o
 -- final, billing.issue_invoices), each posts once its total against the account
 -- (the meter's credit for a prepay meter, the account's credit otherwise),
 -- its net to revenue and its VAT to vat. Set-based: one statement for a run.
+-- Each journal's id is made with its statement's row, so its entries come
+-- from the same rows: no join of the journals written back to the statements
+-- (estimated at one row each when the statistics saw no statements, a nested
+-- loop of them was quadratic: 0.3-0.45 s for 1,000, tens of seconds beyond).
 CREATE FUNCTION billing.post_statement_charges(p_invoices uuid[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
@@ -236,24 +240,22 @@ AS $$
 DECLARE
     posted integer;
 BEGIN
-    WITH issued AS (
-        SELECT i.* FROM billing.invoices AS i
+    WITH issued AS MATERIALIZED (
+        SELECT gen_random_uuid() AS journal_id, i.* FROM billing.invoices AS i
         WHERE i.id = ANY (p_invoices) AND i.status = 'final' AND i.total <> 0
           AND NOT EXISTS (SELECT FROM billing.journals AS j WHERE j.invoice_id = i.id AND j.kind = 'statement_charge')
     ),
     made AS (
-        INSERT INTO billing.journals (esco, kind, account_id, invoice_id, memo, posted_by)
-        SELECT i.esco, 'statement_charge', i.account_id, i.id,
+        INSERT INTO billing.journals (id, esco, kind, account_id, invoice_id, memo, posted_by)
+        SELECT i.journal_id, i.esco, 'statement_charge', i.account_id, i.id,
                pg_catalog.format('%s %s for %s', pg_catalog.replace(i.kind, '_', ' '), i.number,
                                  pg_catalog.to_char(i.period_start, 'YYYY-MM')),
                flows.requester()
         FROM issued AS i
-        RETURNING id, invoice_id
     )
     INSERT INTO billing.journal_entries (esco, journal_id, ledger_account, account_id, amount)
-    SELECT i.esco, m.id, x.ledger_account, x.account_id, x.amount
-    FROM made AS m
-    JOIN issued AS i ON i.id = m.invoice_id
+    SELECT i.esco, i.journal_id, x.ledger_account, x.account_id, x.amount
+    FROM issued AS i
     CROSS JOIN LATERAL (VALUES (CASE WHEN i.prepay THEN 'credit_on_meters' ELSE 'customer_credit' END, i.account_id,
                                 i.total),
                                ('revenue', NULL::uuid, -i.net),
