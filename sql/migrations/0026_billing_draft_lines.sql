@@ -488,6 +488,7 @@ SET search_path = ''
 AS $$
 DECLARE
     posted integer;
+    poster text := flows.requester();  -- (once: it reads the request's claims)
 BEGIN
     WITH issued AS MATERIALIZED (
         SELECT gen_random_uuid() AS journal_id, i.* FROM billing.invoices AS i
@@ -499,7 +500,7 @@ BEGIN
         SELECT i.journal_id, i.esco, 'statement_charge', i.account_id, i.id,
                pg_catalog.format('%s %s for %s', pg_catalog.replace(i.kind, '_', ' '), i.number,
                                  pg_catalog.to_char(i.period_start, 'YYYY-MM')),
-               flows.requester()
+               poster
         FROM issued AS i
     )
     INSERT INTO billing.journal_entries (esco, journal_id, ledger_account, account_id, amount)

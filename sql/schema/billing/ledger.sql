@@ -232,13 +232,15 @@ COMMENT ON FUNCTION billing.reverse_journal(uuid, text) IS 'Posts the reversal o
 -- Each journal's id is made with its statement's row, so its entries come
 -- from the same rows: no join of the journals written back to the statements
 -- (estimated at one row each when the statistics saw no statements, a nested
--- loop of them was quadratic: 0.3-0.45 s for 1,000, tens of seconds beyond).
+-- loop of them was quadratic: 0.15-0.45 s for 1,000, tens of seconds beyond).
+-- Who posts is read once (per row it was 0.1 ms a statement).
 CREATE FUNCTION billing.post_statement_charges(p_invoices uuid[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
     posted integer;
+    poster text := flows.requester();  -- (once: it reads the request's claims)
 BEGIN
     WITH issued AS MATERIALIZED (
         SELECT gen_random_uuid() AS journal_id, i.* FROM billing.invoices AS i
@@ -250,7 +252,7 @@ BEGIN
         SELECT i.journal_id, i.esco, 'statement_charge', i.account_id, i.id,
                pg_catalog.format('%s %s for %s', pg_catalog.replace(i.kind, '_', ' '), i.number,
                                  pg_catalog.to_char(i.period_start, 'YYYY-MM')),
-               flows.requester()
+               poster
         FROM issued AS i
     )
     INSERT INTO billing.journal_entries (esco, journal_id, ledger_account, account_id, amount)
