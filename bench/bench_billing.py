@@ -250,6 +250,10 @@ def main() -> None:
                 set_rows = statements(conn, run)
             assert len(set_rows) == 1_000 and set_rows == loop_rows, "the set-based run and the loop disagree"
         loop_seconds, small_seconds = statistics.median(loop_times), statistics.median(set_times)
+        started = time.perf_counter()  # an operator reviewing the run: its drafts whole, details computed
+        listed = conn.execute("SELECT * FROM api.invoices WHERE run_id = %s", (run,)).fetchall()
+        list_seconds = time.perf_counter() - started
+        assert len(listed) == 1_000 and all(row[-2] for row in listed), "drafts without details"
         finalise_seconds = finalise(conn, run)
         big_times = []
         for last in [False] * (ROUNDS - 1) + [True]:
@@ -270,6 +274,7 @@ def main() -> None:
         f"  (median of {ROUNDS}: {runs(big_times)} s)",
         f"growth from 1,000 to 10,000 accounts: {growth:.1f}x the time for 10x the accounts "
         f"({'linear or better' if growth <= 10 else 'WORSE than linear'})",
+        f"(listing the 1,000 drafts through /invoices, with what each would print: {list_seconds:.2f} s)",
         f"(finalising the 1,000: numbers, frozen documents, lines written, ledger postings in {finalise_seconds:.2f} s;"
         f" setup: 16.4 million half hours and their rollups in {setup:.0f} s)",
     ]
