@@ -1,4 +1,5 @@
--- Rollback of 0027_draft_details_plan: billing.statement_details plans its query at every call again.
+-- Rollback of 0027_draft_details_plan: billing.statement_details plans its query at every call again;
+-- billing.issue_invoices writes the lines through billing.all_invoice_lines.
 SET LOCAL ROLE flows_owner;
 
 CREATE OR REPLACE FUNCTION billing.statement_details(p_invoices uuid[])
@@ -127,4 +128,31 @@ BEGIN
                coalesce(rd.estimated, 0) AS estimated_half_hours
     ) AS d;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
+LANGUAGE sql
+AS $$
+    -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
+    -- statements get what they print frozen now (a credit note carries its statement's already), and
+    -- the lines each draft holds are written into billing.invoice_lines, where foreign keys check them
+    WITH numbered AS (
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
+                                                  WHERE x.id = ANY (p_ids) AND x.status = 'draft'
+                                                    AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
+        WHERE i.id = ANY (p_ids) AND i.status = 'draft'
+    ),
+    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number),
+    issued AS (
+        UPDATE billing.invoices AS i
+        SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
+            details = coalesce(n.details, i.details), lines = NULL
+        FROM numbered AS n, first AS f
+        WHERE i.id = n.id
+    )
+    INSERT INTO billing.invoice_lines  -- (as the drafts held them: this statement sees them as drafts)
+    SELECT l.* FROM billing.all_invoice_lines AS l WHERE l.invoice_id IN (SELECT n.id FROM numbered AS n)
 $$;

@@ -1,7 +1,9 @@
 -- 0027_draft_details_plan: billing.statement_details keeps one generic plan for a few statements (a draft
 -- read through api.invoices, once per row) instead of planning its query at every call: planning was 3.5 of
 -- the 3.7 ms a draft took, and listing a run's 1,000 drafts took 3.3 s (now 0.36 s). Many statements (issuing
--- a run) are still planned for the statements asked each time (docs/billing.md).
+-- a run) are still planned for the statements asked each time (docs/billing.md). And billing.issue_invoices
+-- writes the lines from the drafts it numbers again, not through billing.all_invoice_lines, which (planned on
+-- statistics that saw no drafts) made issuing 1,000 statements take 2 s instead of 0.3.
 
 SET LOCAL ROLE flows_owner;
 
@@ -134,4 +136,35 @@ BEGIN
                coalesce(rd.estimated, 0) AS estimated_half_hours
     ) AS d;
 END
+$$;
+
+-- ---- rpc/billing/statements.sql ----
+CREATE OR REPLACE FUNCTION billing.issue_invoices(p_esco uuid, p_ids uuid[]) RETURNS void
+LANGUAGE sql
+AS $$
+    -- numbers in account order, taken from the ESCO's counter in this transaction: gap-free; a run's
+    -- statements get what they print frozen now (a credit note carries its statement's already), and
+    -- the lines each draft holds are written into billing.invoice_lines, where foreign keys check them
+    WITH numbered AS (
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details,
+               i.lines
+        FROM billing.invoices AS i
+        JOIN billing.accounts AS a ON a.id = i.account_id
+        LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
+                                                  WHERE x.id = ANY (p_ids) AND x.status = 'draft'
+                                                    AND x.kind = 'statement')) AS d ON d.invoice_id = i.id
+        WHERE i.id = ANY (p_ids) AND i.status = 'draft'
+    ),
+    first AS (SELECT billing.take_numbers(p_esco, 'invoice', (SELECT count(*)::integer FROM numbered)) AS number),
+    issued AS (
+        UPDATE billing.invoices AS i
+        SET status = 'final', number = f.number + n.n - 1, issued_at = pg_catalog.now(),
+            details = coalesce(n.details, i.details), lines = NULL
+        FROM numbered AS n, first AS f
+        WHERE i.id = n.id
+    )
+    INSERT INTO billing.invoice_lines  -- (as the drafts held them: this statement sees them as drafts; through
+                                       -- billing.all_invoice_lines, planned on a table whose statistics saw
+                                       -- no drafts, issuing 1,000 took 2 s instead of 0.3)
+    SELECT l.* FROM numbered AS n CROSS JOIN LATERAL unnest(n.lines) AS l
 $$;

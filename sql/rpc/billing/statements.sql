@@ -112,7 +112,8 @@ AS $$
     -- statements get what they print frozen now (a credit note carries its statement's already), and
     -- the lines each draft holds are written into billing.invoice_lines, where foreign keys check them
     WITH numbered AS (
-        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details
+        SELECT i.id, row_number() OVER (ORDER BY i.kind DESC, a.account_number, i.period_from, i.id) AS n, d.details,
+               i.lines
         FROM billing.invoices AS i
         JOIN billing.accounts AS a ON a.id = i.account_id
         LEFT JOIN billing.statement_details(ARRAY(SELECT x.id FROM billing.invoices AS x
@@ -128,8 +129,10 @@ AS $$
         FROM numbered AS n, first AS f
         WHERE i.id = n.id
     )
-    INSERT INTO billing.invoice_lines  -- (as the drafts held them: this statement sees them as drafts)
-    SELECT l.* FROM billing.all_invoice_lines AS l WHERE l.invoice_id IN (SELECT n.id FROM numbered AS n)
+    INSERT INTO billing.invoice_lines  -- (as the drafts held them: this statement sees them as drafts; through
+                                       -- billing.all_invoice_lines, planned on a table whose statistics saw
+                                       -- no drafts, issuing 1,000 took 2 s instead of 0.3)
+    SELECT l.* FROM numbered AS n CROSS JOIN LATERAL unnest(n.lines) AS l
 $$;
 
 CREATE FUNCTION api.finalise_billing_run(run_id uuid) RETURNS SETOF api.billing_runs
