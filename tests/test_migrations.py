@@ -70,9 +70,11 @@ LANDED = {
     "0024_billing_details_at_issue.sql": "71ee585e553343d0dfd300a857c00200444e22205ca3bd61f22dfa5ac170a9ea",
     "0025_topup_event_clock.rollback.sql": "1d7e694da0a776a325e56d1942406316b70278830f94edb91c4f890af16f7460",
     "0025_topup_event_clock.sql": "f50e4bf588c79f8e9354aaa8a258c949733c3207d67dde826d2403cc7638d141",
-    # 0026 lands with drafts holding their lines
+    # 0026-0027 land with drafts holding their lines, and their details from a kept plan
     "0026_billing_draft_lines.rollback.sql": "f4ad5d8ec84ded5444a5237d8c58936565d33533ddf97312e83539e6ff86ec99",
     "0026_billing_draft_lines.sql": "a4212b0538e1d7a3a62785192f68471caab94c858de8eea7c1749ee1fd078b26",
+    "0027_draft_details_plan.rollback.sql": "5355d6654ccccfacb616eae64c8d3d8d66e957363cedea6d183a8cb84a892a2b",
+    "0027_draft_details_plan.sql": "087fea30230d2dfcdc13b7adfec393d464b217a8af6d04254eef4e06673b3d9b",
 }
 
 
