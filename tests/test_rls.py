@@ -16,6 +16,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from flows import factories
 from flows.db.admin import set_sql_login_claims
 from tests.support.factory import SampleEsco
 from tests.support.tenancy import canonical, ids_in, two_escos
@@ -95,12 +96,26 @@ class World:
         return [row for row in rows if not (ids_in(row) & foreign)]
 
 
+def draft_statement(conn, esco: SampleEsco) -> None:
+    """A draft in the ESCO, whose lines a draft holds (api.invoice_lines reads them from the draft): the
+    tenant's statement credited and the month billed again. (Not the customer's: customers see no drafts.)"""
+    invoice, month = conn.execute(
+        "SELECT i.id, i.period_start FROM billing.invoices AS i JOIN billing.customers AS c ON c.id = i.customer_id"
+        " WHERE i.esco = %s AND c.fullname = 'Tina Tenant' AND i.status = 'final'", (esco.esco,)).fetchone()
+    factories.credit_invoice(conn, str(invoice), "billed again for the RLS test")
+    run = factories.create_billing_run(conn, esco.code, month)
+    assert conn.execute("SELECT count(*) FROM api.invoice_lines AS l JOIN billing.invoices AS i"
+                        " ON i.id = l.invoice_id WHERE i.run_id = %s", (run,)).fetchone()[0] > 0
+
+
 @pytest.fixture(scope="module")
 def world(pg_server, template_db, tmp_path_factory):
     with two_escos(pg_server, template_db, tmp_path_factory.mktemp("rls"), "rls") as two:
         grafana_password = secrets.token_urlsafe(12)
         with psycopg.connect(two.api.db_url, autocommit=True) as conn:
             conn.execute(f"ALTER ROLE grafanareader PASSWORD '{grafana_password}'")
+            for esco in (two.a, two.b):
+                draft_statement(conn, esco)
         set_sql_login_claims(two.api.db_url, "grafanareader", {"esco": two.a.code})
         yield World(two.api, two.a, two.b, authenticator_url=two.authenticator_url,
                     grafana_url=pg_server.url(two.dbname, "grafanareader", grafana_password))
